@@ -1,0 +1,1 @@
+"""Audio: procedural music, frame-aligned features and decoding."""

@@ -1,0 +1,150 @@
+"""Frame-aligned audio features: the one module that drives both the visualizers and the model.
+
+For every video frame it gives absolute loudness (RMS), onset strength (spectral flux), spectral
+centroid and ``n_bands`` band energies. Nothing is normalised per clip: silence must stay distinguishable
+from sound (upstream lesson 5), so every channel is a fixed, absolute mapping into roughly [0, 1].
+
+The analysis runs at a fine hop (``audio.feature_hop``, 10 ms at 16 kHz) and is then pooled into video
+frames: onsets by max (a 10 ms transient must survive), the rest by mean. Frame ``i`` covers the audio
+``[i / fps, (i + 1) / fps)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from synesthete.settings import AudioSettings
+
+# Fixed channel order of the feature vector; band channels follow as band_0 .. band_{n_bands-1}.
+BASE_FEATURES = ("rms", "loudness", "onset", "centroid")
+# Absolute scales, chosen so a normalised loud mix sits near 1 (see docs/audio_inputs.md).
+RMS_SCALE = 4.0  # linear RMS of a loudness-normalised clip is about 0.1-0.25
+DB_FLOOR = -70.0  # dB mapped to 0 in the loudness and band channels
+ONSET_SCALE = 1 / 20.0  # mean positive log-mel flux (dB) of a drum hit is about 15-40 dB
+
+
+def feature_names(audio: AudioSettings) -> list[str]:
+    """Names of the feature channels, in order."""
+    return list(BASE_FEATURES) + [f"band_{i}" for i in range(audio.n_bands)]
+
+
+def num_features(audio: AudioSettings) -> int:
+    """Number of feature channels per frame."""
+    return len(BASE_FEATURES) + audio.n_bands
+
+
+def frames_for(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Video frames that cover ``num_samples`` of audio (rounded to the nearest frame)."""
+    return max(0, round(num_samples * fps / sample_rate))
+
+
+class FeatureExtractor(nn.Module):
+    """Waveform [B, N] (or [N]) at ``audio.sample_rate`` -> features [B, T, F] at ``fps``."""
+
+    def __init__(self, audio: AudioSettings, fps: float) -> None:
+        super().__init__()
+        self.audio = audio
+        self.fps = float(fps)
+        self.hop = audio.feature_hop
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=audio.sample_rate, n_fft=audio.n_fft, hop_length=self.hop,
+            n_mels=audio.n_mels, power=2.0, center=True, f_min=30.0, f_max=audio.sample_rate / 2,
+        )
+        # Power calibration: a full-scale sine reads 0 dB in its mel band (|X| = A * n_fft / 4).
+        self.calibration = 1.0 / (audio.n_fft / 4) ** 2
+        # Centroid from a plain magnitude spectrogram shares the STFT size.
+        freqs = torch.linspace(0, audio.sample_rate / 2, audio.n_fft // 2 + 1)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.register_buffer("window", torch.hann_window(audio.n_fft), persistent=False)
+        # Band energies: contiguous groups of mel bins.
+        edges = torch.linspace(0, audio.n_mels, audio.n_bands + 1).round().long()
+        assign = torch.zeros(audio.n_bands, audio.n_mels)
+        for b in range(audio.n_bands):
+            assign[b, edges[b] : max(edges[b + 1], edges[b] + 1)] = 1.0
+        self.register_buffer("band_assign", assign / assign.sum(1, keepdim=True), persistent=False)
+
+    @property
+    def num_features(self) -> int:
+        """Channels per frame."""
+        return num_features(self.audio)
+
+    def forward(self, wave: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Compute features; ``num_frames`` defaults to the frames that cover the audio."""
+        squeeze = wave.ndim == 1
+        if squeeze:
+            wave = wave.unsqueeze(0)
+        wave = wave.float()  # [B, N]
+        batch, n = wave.shape
+        if num_frames is None:
+            num_frames = frames_for(n, self.audio.sample_rate, self.fps)
+        if n == 0 or num_frames == 0:
+            out = wave.new_zeros(batch, num_frames, self.num_features)
+            return out[0] if squeeze else out
+
+        # Fine analysis, hop = feature_hop.  mel: [B, M, J]
+        mel = self.mel(wave) * self.calibration
+        mel_db = (10 * torch.log10(mel + 1e-10)).clamp(min=DB_FLOOR)
+        spec = torch.stft(
+            wave, self.audio.n_fft, self.hop, window=self.window, center=True, return_complex=True
+        ).abs()  # [B, K, J]
+        fine_frames = mel.shape[-1]
+
+        # RMS per fine frame from the signal itself (absolute).
+        pad = self.hop
+        framed = nn.functional.pad(wave, (pad, pad)).unfold(-1, 2 * self.hop, self.hop)  # [B, J', 2*hop]
+        power = framed.pow(2).mean(-1)[..., :fine_frames]
+        if power.shape[-1] < fine_frames:
+            power = nn.functional.pad(power, (0, fine_frames - power.shape[-1]))
+
+        flux = (mel_db[..., 1:] - mel_db[..., :-1]).clamp(min=0).mean(1)  # [B, J-1]
+        flux = nn.functional.pad(flux, (1, 0))
+        # Ignore "onsets" that rise out of silence by a hair: flux only counts in audible frames.
+        audible = (mel_db.max(1).values > DB_FLOOR + 1).float()
+        flux = flux * audible
+
+        mag_sum = spec.sum(1)
+        centroid = (spec * self.freqs[:, None]).sum(1) / (mag_sum + 1e-8) / (self.audio.sample_rate / 2)
+        centroid = centroid * audible
+        bands = torch.einsum("bm,xmj->xbj", self.band_assign, mel)  # [B, n_bands, J]
+
+        # Pool fine frames into video frames.
+        j = torch.arange(fine_frames, device=wave.device)
+        # A centred window sees an onset up to n_fft/2 before its centre, so spectral frames are dated at
+        # their window's end: never early, at most one hop (10 ms) late. RMS windows are +-hop, dated at
+        # their centre.
+        spec_idx = ((j * self.hop + self.audio.n_fft // 2) * self.fps / self.audio.sample_rate).floor()
+        spec_idx = spec_idx.long().clamp(max=num_frames - 1)
+        rms_idx = (j * self.hop * self.fps / self.audio.sample_rate).floor().long().clamp(max=num_frames - 1)
+
+        def pool(x: torch.Tensor, reduce: str, idx: torch.Tensor = spec_idx) -> torch.Tensor:
+            # x: [B, C, J] -> [B, C, T]
+            out = x.new_zeros(x.shape[0], x.shape[1], num_frames)
+            index = idx.expand(x.shape[0], x.shape[1], -1)
+            return out.scatter_reduce(-1, index, x, reduce=reduce, include_self=False)
+
+        power_t = pool(power[:, None], "mean", rms_idx)[:, 0]
+        rms = power_t.sqrt()
+        loudness = ((10 * torch.log10(power_t + 1e-10) - DB_FLOOR) / -DB_FLOOR).clamp(0, 1)
+        onset = pool(flux[:, None], "amax")[:, 0] * ONSET_SCALE
+        cent = pool(centroid[:, None], "mean")[:, 0]
+        band_t = pool(bands, "mean")
+        band_db = ((10 * torch.log10(band_t + 1e-10) - DB_FLOOR) / -DB_FLOOR).clamp(0, 1)
+
+        feats = torch.cat(
+            [
+                (rms * RMS_SCALE)[..., None],
+                loudness[..., None],
+                onset.clamp(0, 2)[..., None],
+                cent[..., None],
+                band_db.transpose(1, 2),
+            ],
+            dim=-1,
+        )  # [B, T, F]
+        return feats[0] if squeeze else feats
+
+
+def compute_features(wave: torch.Tensor, audio: AudioSettings, fps: float, num_frames: int | None = None) -> torch.Tensor:
+    """One-shot helper: features [T, F] (or [B, T, F]) of ``wave`` at ``audio.sample_rate``."""
+    return FeatureExtractor(audio, fps).to(wave.device)(wave, num_frames)

@@ -1,0 +1,25 @@
+"""Domain errors: each becomes one red line and exit code 1 at the CLI boundary."""
+
+
+class SynestheteError(Exception):
+    """A user-facing error (bad input, bad option, missing file); never a programming error."""
+
+
+class InputError(SynestheteError):
+    """A missing, corrupt, empty or unusable input file."""
+
+
+class OutputError(SynestheteError):
+    """An output that exists (without --overwrite) or cannot be written."""
+
+
+class CheckpointError(SynestheteError):
+    """A missing, foreign, unsafe or mismatched checkpoint."""
+
+
+class DeviceError(SynestheteError):
+    """A requested device that is not available."""
+
+
+class TrainingError(SynestheteError):
+    """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""

@@ -1,0 +1,288 @@
+"""Media I/O through torchcodec: decode audio/video, encode H.264 + AAC mp4, write everything atomically.
+
+torchcodec is imported lazily (it costs about 1.3 s) so that ``synesthete --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from synesthete.errors import InputError, OutputError
+
+AAC_FRAME = 1024  # AAC pads the audio track to whole 1024-sample frames.
+
+
+# --------------------------------------------------------------------------------------------- atomic files
+def check_output(path: Path, overwrite: bool) -> Path:
+    """Fail early when ``path`` exists (without ``overwrite``) or its folder cannot be written."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists (use --overwrite to replace it)")
+    if path.exists() and path.is_dir():
+        raise OutputError(f"{path} is a directory, not a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from exc
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write to {parent}: permission denied")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Any exception (including KeyboardInterrupt) removes the temporary file, so a reader never sees a
+    half-written output and an existing file is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the final file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_save(obj: object, path: str | Path) -> None:
+    """``torch.save`` through a temporary file and an atomic rename (fsynced before the rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+# --------------------------------------------------------------------------------------------- decoding
+@dataclass
+class AudioInfo:
+    """What an audio stream holds: its native rate, channels and duration."""
+
+    sample_rate: int
+    num_channels: int
+    duration: float
+
+
+def _audio_decoder(path: str | Path, sample_rate: int | None = None, num_channels: int | None = None):
+    from torchcodec.decoders import AudioDecoder
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an audio file")
+    try:
+        return AudioDecoder(str(path), sample_rate=sample_rate, num_channels=num_channels)
+    except (RuntimeError, ValueError) as exc:
+        msg = str(exc).lower()
+        if "audio stream" in msg or "no audio" in msg or "best stream" in msg:
+            raise InputError(f"{path} has no audio stream") from exc
+        raise InputError(f"{path} could not be decoded as audio (corrupt or unsupported file)") from exc
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Read the native sample rate, channel count and duration of the audio stream of ``path``."""
+    dec = _audio_decoder(path)
+    md = dec.metadata
+    duration = md.duration_seconds_from_header or md.duration_seconds or 0.0
+    if not duration:
+        # Some containers (raw mp3/ogg) report no duration: decode to measure it.
+        samples = dec.get_all_samples()
+        duration = samples.data.shape[-1] / samples.sample_rate
+    return AudioInfo(sample_rate=int(md.sample_rate), num_channels=int(md.num_channels), duration=float(duration))
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    mono: bool = False,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Decode ``path`` (any FFmpeg audio, or the audio track of a video) to float [C, N] and its rate.
+
+    ``sample_rate`` resamples, ``mono`` downmixes, ``start``/``duration`` (seconds) decode a range.
+    """
+    dec = _audio_decoder(path, sample_rate=sample_rate, num_channels=1 if mono else None)
+    stop = None if duration is None else start + duration
+    try:
+        if start == 0.0 and stop is None:
+            samples = dec.get_all_samples()
+        else:
+            samples = dec.get_samples_played_in_range(start, stop)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
+    data = samples.data.float()
+    if data.ndim == 1:
+        data = data.unsqueeze(0)
+    return data, int(samples.sample_rate)
+
+
+def load_video(path: str | Path) -> tuple[torch.Tensor, float]:
+    """Decode all frames of ``path`` as uint8 [T, 3, H, W] with the stream's frame rate."""
+    from torchcodec.decoders import VideoDecoder
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    try:
+        dec = VideoDecoder(str(path))
+        frames = dec.get_frames_in_range(0, dec.metadata.num_frames or len(dec)).data
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"{path} could not be decoded as video (corrupt, unsupported or no video stream)") from exc
+    fps = float(dec.metadata.average_fps or 0.0)
+    if frames.shape[0] == 0 or fps <= 0:
+        raise InputError(f"{path} has no video frames")
+    return frames, fps
+
+
+# --------------------------------------------------------------------------------------------- encoding
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Float frames in [0, 1] (any device) to contiguous uint8 on the CPU; uint8 passes through."""
+    if frames.dtype == torch.uint8:
+        return frames.cpu().contiguous()
+    return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous()
+
+
+class VideoWriter:
+    """Stream frames (and optionally audio) into an H.264 yuv420p + AAC mp4, atomically.
+
+    Use as a context manager: the file appears at ``path`` only when the block exits cleanly.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        audio_sample_rate: int | None = None,
+        audio_channels: int = 1,
+        out_audio_sample_rate: int | None = None,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        if width % 2 or height % 2:
+            raise OutputError(f"frame size {width}x{height} must be even for yuv420p H.264")
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, fps
+        self.audio_sample_rate = audio_sample_rate
+        self.audio_channels = audio_channels
+        self.out_audio_sample_rate = out_audio_sample_rate
+        self.crf, self.preset = crf, preset
+        self.frames_written = 0
+        self.samples_written = 0
+
+    def __enter__(self) -> VideoWriter:
+        from torchcodec.encoders import Encoder
+
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        try:
+            self._encoder = Encoder()
+            self._video = self._encoder.add_video(
+                height=self.height, width=self.width, frame_rate=self.fps, codec="libx264",
+                pixel_format="yuv420p", crf=self.crf, preset=self.preset,
+            )
+            self._audio = None
+            if self.audio_sample_rate:
+                self._audio = self._encoder.add_audio(
+                    sample_rate=self.audio_sample_rate, num_channels=self.audio_channels,
+                    out_sample_rate=self.out_audio_sample_rate,
+                )
+            self._encoder.open_file(str(self._tmp))
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, (RuntimeError, ValueError)):
+                raise OutputError(f"cannot open {self.path} for encoding: {exc}") from exc
+            raise
+        return self
+
+    def add_frames(self, frames: torch.Tensor) -> None:
+        """Append frames: [T, 3, H, W], uint8 or float in [0, 1]."""
+        frames = to_uint8(frames)
+        if frames.shape[1:] != (3, self.height, self.width):
+            raise ValueError(f"frames of shape {tuple(frames.shape)} do not match {self.width}x{self.height}")
+        self._video.add_frames(frames)
+        self.frames_written += frames.shape[0]
+
+    def add_audio(self, wave: torch.Tensor) -> None:
+        """Append audio samples: float [C, N] (or [N] for mono) in [-1, 1]."""
+        if self._audio is None:
+            raise ValueError("this writer has no audio stream")
+        if wave.ndim == 1:
+            wave = wave.unsqueeze(0)
+        wave = wave.detach().float().cpu().clamp(-1, 1).contiguous()
+        self._audio.add_samples(wave)
+        self.samples_written += wave.shape[-1]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._encoder.close()
+        except BaseException as close_exc:
+            # A failed flush must not leave a temp file behind, nor rename a broken file into place.
+            self._atomic.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
+            if exc is None:
+                raise OutputError(f"encoding {self.path} failed: {close_exc}") from close_exc
+            return
+        self._atomic.__exit__(exc_type, exc, tb)
+
+
+def write_video(
+    path: str | Path,
+    frames: torch.Tensor,
+    fps: float,
+    audio: torch.Tensor | None = None,
+    sample_rate: int | None = None,
+    out_audio_sample_rate: int | None = None,
+    crf: int = 20,
+    preset: str = "veryfast",
+) -> None:
+    """Write frames [T, 3, H, W] (and audio [C, N] or [N]) to an mp4 in one call, atomically."""
+    if audio is not None and audio.ndim == 1:
+        audio = audio.unsqueeze(0)
+    with VideoWriter(
+        path, width=frames.shape[-1], height=frames.shape[-2], fps=fps,
+        audio_sample_rate=sample_rate if audio is not None else None,
+        audio_channels=audio.shape[0] if audio is not None else 1,
+        out_audio_sample_rate=out_audio_sample_rate, crf=crf, preset=preset,
+    ) as writer:
+        writer.add_frames(frames)
+        if audio is not None:
+            writer.add_audio(audio)
+
+
+def write_wav(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
+    """Write float audio [C, N] or [N] as a 16-bit PCM wav, atomically."""
+    if wave.ndim == 1:
+        wave = wave.unsqueeze(0)
+    with atomic_path(path) as tmp:
+        _write_wav_pcm16(tmp, wave, sample_rate)
+
+
+def _write_wav_pcm16(path: Path, wave: torch.Tensor, sample_rate: int) -> None:
+    """Plain RIFF/WAVE PCM16 writer (no dependency, exact and fast)."""
+    import wave as wavemod
+
+    pcm = (wave.detach().float().cpu().clamp(-1, 1) * 32767).round().to(torch.int16)  # [C, N]
+    with wavemod.open(str(path), "wb") as fh:
+        fh.setnchannels(pcm.shape[0])
+        fh.setsampwidth(2)
+        fh.setframerate(sample_rate)
+        fh.writeframes(pcm.t().contiguous().numpy().tobytes())

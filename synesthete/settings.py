@@ -1,0 +1,297 @@
+"""The one Settings object every command shares.
+
+Precedence, lowest first: field defaults < preset (``SYNESTHETE_PRESET`` / ``--preset``) <
+``.env`` file < environment (``SYNESTHETE_SECTION__FIELD``) < CLI options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PresetName = Literal["tiny", "cpu", "gpu"]
+
+# Seeds at or above this value are reserved for evaluation; the training stream never draws them.
+HELDOUT_SEED_START = 1_000_000_000
+
+
+class _Section(BaseModel):
+    """Base for settings sections: unknown keys are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AudioSettings(_Section):
+    """Audio sample rate, clip length and the frame-aligned feature analysis."""
+
+    sample_rate: int = Field(16000, gt=0, description="Sample rate (Hz) of synthesised clips and model features.")
+    clip_seconds: float = Field(3.0, gt=0, description="Length (s) of one procedurally generated training clip.")
+    n_fft: int = Field(512, gt=0, description="FFT size for the feature spectrogram.")
+    feature_hop: int = Field(160, gt=0, description="Hop (samples) of the fine feature analysis before pooling to frames.")
+    n_mels: int = Field(40, gt=0, description="Mel bands of the feature spectrogram.")
+    n_bands: int = Field(8, gt=0, description="Band-energy channels in the per-frame feature vector.")
+
+
+class VideoSettings(_Section):
+    """Frame size and rate of the visualizers and the model."""
+
+    width: int = Field(128, gt=0, description="Frame width in pixels.")
+    height: int = Field(128, gt=0, description="Frame height in pixels.")
+    fps: int = Field(30, gt=0, description="Frames per second.")
+
+
+class DataSettings(_Section):
+    """The infinite procedural data engine."""
+
+    seed: int = Field(0, ge=0, description="Base seed of the training stream.")
+    heldout_seed_start: int = Field(HELDOUT_SEED_START, description="First seed of the held-out (eval-only) range.")
+    epoch_size: int = Field(1000, gt=0, description="Clips that make up one nominal epoch.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    drums_prob: float = Field(0.85, ge=0, le=1, description="Probability that a clip has a drum track.")
+    chords_prob: float = Field(0.3, ge=0, le=1, description="Probability that the melody plays chords.")
+    silence_prob: float = Field(0.25, ge=0, le=1, description="Probability of a silent stretch in a clip.")
+    dropout_prob: float = Field(0.25, ge=0, le=1, description="Probability that tracks drop out for a while.")
+    compose_prob: float = Field(0.3, ge=0, le=1, description="Probability that 2-3 visualizers are composed.")
+    augment: bool = Field(True, description="Apply light augmentation (flip, hue shift) to frames.")
+    visualizers: list[str] = Field(
+        default_factory=list, description="Visualizer names to draw from; empty means all registered ones."
+    )
+
+
+class VAESettings(_Section):
+    """The spatial VAE ('the Eye') and its trainer."""
+
+    latent_channels: int = Field(8, gt=0, description="Channels of the 8x8 spatial latent.")
+    base_channels: int = Field(32, gt=0, description="Channels of the first encoder stage (doubling per stage).")
+    max_channels: int = Field(128, gt=0, description="Cap on the channel count of any stage.")
+    kl_weight: float = Field(1e-4, ge=0, description="Weight of the KL term beside the per-pixel MSE.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(32, gt=0, description="Frames per optimisation step.")
+    max_steps: int = Field(4000, gt=0, description="Optimisation steps of a run.")
+
+
+class DiffusionSettings(_Section):
+    """The audio-conditioned Diffusion Transformer ('the Brain') and its trainer."""
+
+    window: int = Field(8, gt=0, description="Frames denoised jointly in one window.")
+    patch_size: int = Field(2, gt=0, description="Latent patch size (tokens per frame = (8/patch)^2).")
+    dim: int = Field(192, gt=0, description="Transformer width.")
+    depth: int = Field(6, gt=0, description="Transformer blocks (each: spatial, temporal, cross attention, MLP).")
+    heads: int = Field(4, gt=0, description="Attention heads.")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden size as a multiple of dim.")
+    audio_context: int = Field(4, ge=0, description="Feature frames of context on each side of a video frame.")
+    audio_dim: int = Field(128, gt=0, description="Width of the learned audio encoder.")
+    num_train_timesteps: int = Field(1000, gt=0, description="Diffusion timesteps of the training schedule.")
+    schedule: Literal["cosine", "linear"] = Field("cosine", description="Noise schedule (cosine ends near pure noise).")
+    prediction: Literal["eps", "v"] = Field("v", description="What the network predicts.")
+    cfg_dropout: float = Field(0.1, ge=0, le=1, description="Probability of dropping the audio in training (CFG).")
+    hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
+    hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
+    ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")
+    lr: float = Field(3e-4, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(16, gt=0, description="Windows per optimisation step.")
+    max_steps: int = Field(20000, gt=0, description="Optimisation steps of a run.")
+    sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Sampler used by render/eval/training previews.")
+    sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
+    guidance: float = Field(2.0, ge=0, description="Classifier-free guidance scale on the audio.")
+
+
+class TrainSettings(_Section):
+    """What both trainers share: logging, checkpoints, precision, distribution."""
+
+    seed: int = Field(0, ge=0, description="Seed for weights, noise and the data stream.")
+    run_name: str = Field("", description="Run folder name under paths.runs; empty means a timestamp.")
+    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
+    log_every: int = Field(10, gt=0, description="Steps between TensorBoard scalar logs.")
+    image_every: int = Field(250, gt=0, description="Steps between TensorBoard image logs.")
+    eval_every: int = Field(1000, gt=0, description="Steps between held-out sync metrics (diffusion).")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches accumulated per optimisation step.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+    warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU/MPS).")
+
+
+class RenderSettings(_Section):
+    """Song to video."""
+
+    overlap: int = Field(2, ge=0, description="Frames each window shares with the previous one.")
+    size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
+    crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
+    preset: str = Field("veryfast", description="x264 preset.")
+    audio_sample_rate: int = Field(48000, gt=0, description="Sample rate of the AAC track in the output.")
+    chunk_seconds: float = Field(10.0, gt=0, description="Audio decoded per streaming step.")
+    seed: int = Field(0, ge=0, description="Noise seed of the render.")
+
+
+class EvalSettings(_Section):
+    """Sync metrics and the eval command."""
+
+    clips: int = Field(8, gt=0, description="Held-out clips scored by `synesthete eval`.")
+    clip_seconds: float = Field(6.0, gt=0, description="Length of each held-out eval clip.")
+    strict: bool = Field(False, description="Follow the published AV-Align peak rule exactly (no noise floor).")
+    peak_threshold: float = Field(0.05, ge=0, description="Relative prominence below which video peaks are ignored.")
+    bas_sigma_frames: float = Field(3.0, gt=0, description="Sigma of the Beat Alignment Score, in frames.")
+
+
+class PathSettings(_Section):
+    """Where things are read and written."""
+
+    checkpoints: Path = Field(Path("checkpoints"), description="Folder of the default (committed) checkpoints.")
+    runs: Path = Field(Path("runs"), description="Folder for TensorBoard events and run checkpoints.")
+
+
+# Model-size presets: named overrides applied under the environment and the CLI.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "video": {"width": 32, "height": 32},
+        "audio": {"clip_seconds": 1.0},
+        "vae": {"base_channels": 8, "max_channels": 16, "latent_channels": 4, "batch_size": 8, "max_steps": 40},
+        "diffusion": {
+            "window": 4, "dim": 32, "depth": 2, "heads": 2, "audio_dim": 32,
+            "batch_size": 4, "max_steps": 40, "sample_steps": 4, "num_train_timesteps": 100,
+        },
+        "train": {"checkpoint_every": 20, "log_every": 5, "image_every": 20, "eval_every": 1000, "warmup_steps": 0},
+        "eval": {"clips": 2, "clip_seconds": 2.0},
+    },
+    "cpu": {},
+    "gpu": {
+        "vae": {"base_channels": 64, "max_channels": 256, "batch_size": 128, "max_steps": 20000},
+        "diffusion": {"dim": 384, "depth": 12, "heads": 6, "audio_dim": 256, "batch_size": 64, "max_steps": 100000},
+        "data": {"num_workers": 4},
+    },
+}
+
+# Fields that define a network's shape: a checkpoint whose values differ cannot be loaded.
+ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
+    "vae": ("video.width", "video.height", "vae.latent_channels", "vae.base_channels", "vae.max_channels"),
+    "diffusion": (
+        "vae.latent_channels", "video.width", "video.height", "audio.n_bands", "audio.n_mels",
+        "diffusion.window", "diffusion.patch_size", "diffusion.dim", "diffusion.depth", "diffusion.heads",
+        "diffusion.mlp_ratio", "diffusion.audio_context", "diffusion.audio_dim",
+        "diffusion.num_train_timesteps", "diffusion.schedule", "diffusion.prediction",
+    ),
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of Synesthete, in nested sections."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNESTHETE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    preset: PresetName = Field("cpu", description="Model-size preset: tiny (tests), cpu (shipped), gpu (scale).")
+    device: str = Field("auto", description="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:N or mps.")
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    vae: VAESettings = Field(default_factory=VAESettings)
+    diffusion: DiffusionSettings = Field(default_factory=DiffusionSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """Fill in preset values for every field the caller did not give explicitly."""
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset", "cpu")
+        overrides = PRESETS.get(preset, {})
+        for section, values in overrides.items():
+            given = data.get(section)
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            merged = dict(values)
+            merged.update(given or {})
+            data[section] = merged
+        return data
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> Settings:
+        """Reject shapes the networks or the encoder cannot use."""
+        for name in ("width", "height"):
+            value = getattr(self.video, name)
+            if value % 16:
+                raise ValueError(f"video.{name}={value} must be a multiple of 16 (the VAE downsamples 16x)")
+        latent = self.video.width // 16
+        if latent % self.diffusion.patch_size:
+            raise ValueError(f"diffusion.patch_size={self.diffusion.patch_size} must divide the latent size {latent}")
+        if self.diffusion.dim % self.diffusion.heads:
+            raise ValueError(f"diffusion.dim={self.diffusion.dim} must be divisible by diffusion.heads")
+        return self
+
+    def get(self, dotted: str) -> Any:
+        """Read a value by its dotted name, e.g. ``"vae.latent_channels"``."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
+    def updated(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some fields changed, e.g. ``s.updated(vae={"lr": 1e-3}, device="cpu")``.
+
+        ``None`` values are ignored, so CLI options that were not given can be passed straight through.
+        """
+        data = self.model_dump()
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                data[key].update({k: v for k, v in value.items() if v is not None})
+            elif value is not None:
+                data[key] = value
+        return type(self).model_validate(data)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the square spatial latent (frame size / 16)."""
+        return self.video.width // 16
+
+    @property
+    def clip_frames(self) -> int:
+        """Video frames in one training clip."""
+        return round(self.audio.clip_seconds * self.video.fps)
+
+
+def load_settings(preset: str | None = None, **overrides: Any) -> Settings:
+    """Build Settings from defaults, preset, .env and environment, then apply CLI overrides.
+
+    Raises pydantic's ValidationError on bad values; the CLI turns that into one line per field.
+    """
+    kwargs: dict[str, Any] = {}
+    if preset is not None:
+        kwargs["preset"] = preset
+    settings = Settings(**kwargs)
+    if overrides:
+        settings = settings.updated(**overrides)
+    return settings
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Fail on a ``SYNESTHETE_*`` variable that names no setting (pydantic-settings ignores those)."""
+    import os
+
+    environ = dict(os.environ if environ is None else environ)
+    sections = {name: field.annotation for name, field in Settings.model_fields.items()}
+    for key in sorted(environ):
+        if not key.upper().startswith("SYNESTHETE_"):
+            continue
+        parts = key[len("SYNESTHETE_"):].lower().split("__")
+        head = parts[0]
+        if head not in sections:
+            raise ValueError(f"environment variable {key} names no setting ('{head}' is not a setting or section)")
+        annotation = sections[head]
+        if len(parts) > 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                raise ValueError(f"environment variable {key}: '{head}' has no fields")
+            if len(parts) != 2 or parts[1] not in annotation.model_fields:
+                raise ValueError(f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}')")
