@@ -27,7 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-train_app = typer.Typer(help="Train the VAE ('the Eye') or the Diffusion Transformer ('the Brain').", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the VAE ('the Eye') or the Diffusion Transformer ('the Brain').", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 
 _state: dict[str, Any] = {"verbose": False}
@@ -79,9 +81,17 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
 @app.command()
 def config(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    env_example: Annotated[
+        bool, typer.Option("--env-example", help="Print a .env.example documenting every setting.")
+    ] = False,
     preset: Preset = None,
 ) -> None:
     """Show the effective settings (defaults < preset < .env < environment)."""
+    if env_example:
+        from synesthete.settings import env_example as render_env_example
+
+        sys.stdout.write(render_env_example())
+        return
     settings = build_settings(preset)
     data = settings.model_dump(mode="json")
     if as_json:

@@ -30,7 +30,7 @@ class AudioSettings(_Section):
     sample_rate: int = Field(16000, gt=0, description="Sample rate (Hz) of synthesised clips and model features.")
     clip_seconds: float = Field(3.0, gt=0, description="Length (s) of one procedurally generated training clip.")
     n_fft: int = Field(512, gt=0, description="FFT size for the feature spectrogram.")
-    feature_hop: int = Field(160, gt=0, description="Hop (samples) of the fine feature analysis before pooling to frames.")
+    feature_hop: int = Field(160, gt=0, description="Hop (samples) of the fine analysis before pooling to frames.")
     n_mels: int = Field(40, gt=0, description="Mel bands of the feature spectrogram.")
     n_bands: int = Field(8, gt=0, description="Band-energy channels in the per-frame feature vector.")
 
@@ -54,6 +54,9 @@ class DataSettings(_Section):
     chords_prob: float = Field(0.3, ge=0, le=1, description="Probability that the melody plays chords.")
     silence_prob: float = Field(0.25, ge=0, le=1, description="Probability of a silent stretch in a clip.")
     dropout_prob: float = Field(0.25, ge=0, le=1, description="Probability that tracks drop out for a while.")
+    tempo_min: float = Field(70.0, gt=0, description="Slowest tempo (BPM) of the procedural music.")
+    tempo_max: float = Field(180.0, gt=0, description="Fastest tempo (BPM) of the procedural music.")
+    target_rms: float = Field(0.15, gt=0, le=0.5, description="RMS of the audible part of a clip after normalisation.")
     compose_prob: float = Field(0.3, ge=0, le=1, description="Probability that 2-3 visualizers are composed.")
     augment: bool = Field(True, description="Apply light augmentation (flip, hue shift) to frames.")
     visualizers: list[str] = Field(
@@ -295,3 +298,33 @@ def check_environment(environ: dict[str, str] | None = None) -> None:
                 raise ValueError(f"environment variable {key}: '{head}' has no fields")
             if len(parts) != 2 or parts[1] not in annotation.model_fields:
                 raise ValueError(f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}')")
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every setting as ``SYNESTHETE_...=default`` with its description."""
+    import json
+
+    lines = [
+        "# Synesthete settings. Copy to .env (or export) and uncomment what you change.",
+        "# Precedence: defaults < preset < .env < environment < command-line options.",
+        "# Regenerate with: uv run synesthete config --env-example > .env.example",
+        "",
+    ]
+    defaults = Settings.model_construct()
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"# --- {name}: {(annotation.__doc__ or '').strip()}")
+            section = annotation()
+            for sub, subfield in annotation.model_fields.items():
+                value = getattr(section, sub)
+                text = json.dumps(value, default=str) if not isinstance(value, str | Path) else str(value)
+                lines.append(f"# {subfield.description}")
+                lines.append(f"# SYNESTHETE_{name.upper()}__{sub.upper()}={text}")
+            lines.append("")
+        else:
+            value = getattr(defaults, name, field.default)
+            lines.append(f"# {field.description}")
+            lines.append(f"# SYNESTHETE_{name.upper()}={value}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

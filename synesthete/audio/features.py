@@ -145,6 +145,8 @@ class FeatureExtractor(nn.Module):
         return feats[0] if squeeze else feats
 
 
-def compute_features(wave: torch.Tensor, audio: AudioSettings, fps: float, num_frames: int | None = None) -> torch.Tensor:
+def compute_features(
+    wave: torch.Tensor, audio: AudioSettings, fps: float, num_frames: int | None = None
+) -> torch.Tensor:
     """One-shot helper: features [T, F] (or [B, T, F]) of ``wave`` at ``audio.sample_rate``."""
     return FeatureExtractor(audio, fps).to(wave.device)(wave, num_frames)

@@ -1,0 +1,253 @@
+"""Song -> features -> windows of latents -> frames -> mp4, streamed so memory stays flat with song length.
+
+The data path:
+1. Decode the song chunk by chunk at the model's rate, mono, and compute the frame-aligned features
+   (48 bytes per video frame are kept: 1 MB for a 10-minute song).
+2. Generate latents window by window: each window of ``diffusion.window`` frames is denoised jointly, and
+   its first ``render.overlap`` frames are pinned to the previous window's last frames (inpainting), so
+   windows join without seams or jumps.
+3. Decode each window's new latents with the VAE and stream them, with the original audio (decoded chunk
+   by chunk at its own rate and channels), into an H.264 + AAC mp4 written to a temporary file and renamed
+   at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synesthete.audio.features import FeatureExtractor
+from synesthete.console import make_progress
+from synesthete.device import resolve_device
+from synesthete.errors import InputError, OutputError
+from synesthete.settings import Settings
+
+AAC_RATES = (44100, 48000)  # native rates kept as they are; anything else is resampled for the AAC track
+FEATURE_MARGIN_FRAMES = 3  # extra frames of audio on each side of a chunk so edge features are exact
+
+
+# --------------------------------------------------------------------------------------------- features
+def song_features(
+    decode: Callable[[float, float], torch.Tensor], start: float, duration: float, settings: Settings
+) -> torch.Tensor:
+    """Frame-aligned features [T, F] of the excerpt, computed chunk by chunk.
+
+    ``decode(t0, t1)`` returns mono audio [N] at ``settings.audio.sample_rate`` for song time [t0, t1),
+    clipped to the song; times before ``start`` or after the end are treated as silence.
+    """
+    fps = settings.video.fps
+    sr = settings.audio.sample_rate
+    extractor = FeatureExtractor(settings.audio, fps)
+    total = max(1, round(duration * fps))
+    chunk_frames = max(1, round(settings.render.chunk_seconds * fps))
+    margin = FEATURE_MARGIN_FRAMES
+    out = torch.zeros(total, extractor.num_features)
+    for f0 in range(0, total, chunk_frames):
+        f1 = min(total, f0 + chunk_frames)
+        a0, a1 = f0 - margin, f1 + margin  # frames, relative to the excerpt start
+        t0, t1 = start + a0 / fps, start + a1 / fps
+        wave = decode(max(t0, start), min(t1, start + duration))
+        # Place the decoded audio on the exact sample grid of [t0, t1): zero (silence) outside the excerpt.
+        n = round((a1 - a0) * sr / fps)
+        offset = round((max(t0, start) - t0) * sr)
+        grid = torch.zeros(n)
+        take = min(wave.shape[-1], n - offset)
+        if take > 0:
+            grid[offset : offset + take] = wave[:take]
+        feats = extractor(grid, num_frames=a1 - a0)  # [a1 - a0, F]
+        out[f0:f1] = feats[margin : margin + (f1 - f0)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- latents
+@torch.no_grad()
+def iter_windows(
+    models: Any, features: torch.Tensor, settings: Settings, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
+    """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
+
+    Windows of W frames advance by W - overlap; each window's first ``overlap`` frames are pinned to the
+    previous window's latents, so consecutive windows agree where they meet.
+    """
+    from synesthete.sampling import sample
+
+    d = settings.diffusion
+    window, ctx = d.window, d.audio_context
+    overlap = min(settings.render.overlap, window - 1)
+    stride = window - overlap
+    device = next(models.dit.parameters()).device
+    total = features.shape[0]
+    # Pad with silence: ctx frames before, a full window + ctx after (the last window may run past the end).
+    padded = F.pad(features.to(device), (0, 0, ctx, window + ctx))  # [T + W + 2ctx, F]
+    c, h = settings.vae.latent_channels, settings.latent_size
+    shape = (1, window, c, h, h)
+    mean = models.latent_mean.to(device).view(1, c, 1, 1)
+    std = models.latent_std.to(device).view(1, c, 1, 1)
+
+    prev: torch.Tensor | None = None  # [1, W, C, h, w] scaled latents of the previous window
+    emitted = 0
+    start = 0
+    while emitted < total:
+        feats = padded[start : start + window + 2 * ctx].unsqueeze(0)  # [1, W + 2ctx, F]
+        known = known_mask = None
+        if prev is not None and overlap > 0:
+            known = torch.zeros(shape, device=device)
+            known[:, :overlap] = prev[:, stride:]
+            known_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
+            known_mask[:, :overlap] = True
+        latents = sample(
+            models.dit, feats, shape, settings, generator=generator, known=known, known_mask=known_mask
+        )  # [1, W, C, h, w]
+        first_new = 0 if prev is None else overlap
+        n_new = min(window - first_new, total - emitted)
+        z = latents[0, first_new : first_new + n_new] * std + mean  # [n, C, h, w]
+        frames = models.vae.decode(z).clamp(0, 1)  # [n, 3, H, W]
+        yield frames.float().cpu()
+        emitted += n_new
+        prev = latents
+        start += stride  # window k starts at frame k * stride
+
+
+def _generator(settings: Settings, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device if device.type != "mps" else "cpu")
+    gen.manual_seed(settings.render.seed)
+    return gen
+
+
+def generate_frames(
+    models: Any,
+    wave: torch.Tensor,
+    settings: Settings,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Render mono audio [N] at ``settings.audio.sample_rate`` to frames [T, 3, H, W] in [0, 1], in memory."""
+    fps = settings.video.fps
+    extractor = FeatureExtractor(settings.audio, fps)
+    features = extractor(wave.float().cpu())  # [T, F]
+    device = next(models.dit.parameters()).device
+    if generator is None:
+        generator = _generator(settings, device)
+    blocks = []
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("generating", total=features.shape[0], info="")
+        for block in iter_windows(models, features, settings, generator):
+            blocks.append(block)
+            bar.advance(task, block.shape[0])
+    if not blocks:
+        return torch.zeros(0, 3, settings.video.height, settings.video.width)
+    return torch.cat(blocks)
+
+
+# --------------------------------------------------------------------------------------------- render
+def render_song(
+    settings: Settings,
+    song: str | Path,
+    out: str | Path,
+    start: float = 0.0,
+    duration: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Render ``song`` to ``out`` (mp4 with the song's audio), streaming; returns a summary for the CLI."""
+    from synesthete.checkpoint import load_models
+    from synesthete.media import VideoWriter, audio_info, check_output, load_audio
+
+    song, out = Path(song), Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise OutputError(f"{out}: the output must be an .mp4 file")
+    if start < 0:
+        raise InputError(f"--start must be >= 0 (got {start})")
+    if duration is not None and duration <= 0:
+        raise InputError(f"--duration must be > 0 (got {duration})")
+    info = audio_info(song)
+    if info.duration <= 0:
+        raise InputError(f"{song} has no audio samples (zero-length)")
+    if start >= info.duration:
+        raise InputError(f"--start {start:g}s is past the end of {song} ({info.duration:.2f}s)")
+    seg = info.duration - start if duration is None else min(duration, info.duration - start)
+    fps = settings.video.fps
+    total = max(1, round(seg * fps))
+    check_output(out, overwrite)
+
+    device = resolve_device(settings.device)
+    models = load_models(settings, settings.paths.checkpoints, device)
+
+    sr = settings.audio.sample_rate
+
+    def decode_model_audio(t0: float, t1: float) -> torch.Tensor:
+        if t1 <= t0:
+            return torch.zeros(0)
+        wave, _ = load_audio(song, sample_rate=sr, mono=True, start=t0, duration=t1 - t0)
+        return wave[0]
+
+    t_start = time.perf_counter()
+    features = song_features(decode_model_audio, start, seg, settings)  # [T, F]
+    if features.shape[0] != total:
+        raise RuntimeError(f"feature frames {features.shape[0]} != {total}")
+
+    # The output audio: the song's own channels (stereo at most) at its own rate if AAC-friendly.
+    out_channels = min(info.num_channels, 2)
+    out_rate = info.sample_rate if info.sample_rate in AAC_RATES else settings.render.audio_sample_rate
+    size = settings.render.size or settings.video.width
+    if size % 2:
+        raise OutputError(f"--size {size} must be even for H.264 yuv420p")
+    out_h = settings.video.height * size // settings.video.width if settings.render.size else settings.video.height
+    out_h += out_h % 2
+
+    generator = _generator(settings, device)
+    chunk_frames = max(1, round(settings.render.chunk_seconds * fps))
+    audio_written_frames = 0  # audio is muxed up to this frame boundary
+    samples_expected = 0
+    frames_done = 0
+
+    def write_audio_until(writer: VideoWriter, frame: int) -> None:
+        nonlocal audio_written_frames, samples_expected
+        while audio_written_frames < frame:
+            f1 = min(frame, audio_written_frames + chunk_frames)
+            t0, t1 = start + audio_written_frames / fps, start + min(f1 / fps, seg)
+            target = round((t1 - start) * out_rate)
+            need = target - samples_expected
+            if need > 0:
+                wave, _ = load_audio(song, sample_rate=out_rate, start=t0, duration=t1 - t0)
+                if wave.shape[0] > out_channels:  # more than stereo: downmix to stereo for players
+                    wave = torch.stack([wave[0::2].mean(0), wave[1::2].mean(0)])
+                wave = wave[:, :need]
+                if wave.shape[-1] < need:
+                    wave = F.pad(wave, (0, need - wave.shape[-1]))
+                writer.add_audio(wave)
+                samples_expected = target
+            audio_written_frames = f1
+
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("rendering", total=total, info="")
+        with VideoWriter(
+            out, width=size, height=out_h, fps=fps, audio_sample_rate=out_rate, audio_channels=out_channels,
+            crf=settings.render.crf, preset=settings.render.preset,
+        ) as writer:
+            for block in iter_windows(models, features, settings, generator):
+                if settings.render.size:
+                    block = F.interpolate(block, size=(out_h, size), mode="bilinear", align_corners=False)
+                writer.add_frames(block)
+                frames_done += block.shape[0]
+                write_audio_until(writer, frames_done)
+                elapsed = time.perf_counter() - t_start
+                bar.update(task, completed=frames_done, info=f"{frames_done / max(elapsed, 1e-9):.1f} frames/s")
+            write_audio_until(writer, total)
+    wall = time.perf_counter() - t_start
+    return {
+        "output": str(out),
+        "duration (s)": round(seg, 3),
+        "frames": frames_done,
+        "fps": fps,
+        "size": f"{size}x{out_h}",
+        "wall time (s)": round(wall, 2),
+        "real-time factor": round(wall / seg, 3),
+        "device": str(device),
+    }
+

@@ -1,0 +1,83 @@
+"""Settings: precedence, env overrides, typos, presets, .env.example."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from synesthete.settings import ARCHITECTURE_FIELDS, Settings, check_environment, env_example, load_settings
+from tests.conftest import ROOT, assert_user_error, run_cli
+
+
+def test_defaults_match_the_seed():
+    s = load_settings()
+    assert (s.video.width, s.video.height, s.video.fps) == (128, 128, 30)
+    assert s.audio.sample_rate == 16000 and s.audio.clip_seconds == 3.0
+    assert s.clip_frames == 90 and s.latent_size == 8
+
+
+def test_env_override_and_cli_override(monkeypatch):
+    monkeypatch.setenv("SYNESTHETE_VAE__LR", "0.5")
+    monkeypatch.setenv("SYNESTHETE_VIDEO__FPS", "24")
+    s = load_settings()
+    assert s.vae.lr == 0.5 and s.video.fps == 24
+    # CLI overrides beat the environment; None means "option not given".
+    s2 = load_settings(vae={"lr": 0.1, "batch_size": None})
+    assert s2.vae.lr == 0.1 and s2.vae.batch_size == Settings().vae.batch_size
+
+
+def test_preset_then_env(monkeypatch):
+    tiny = load_settings("tiny")
+    assert tiny.video.width == 32 and tiny.vae.latent_channels == 4
+    monkeypatch.setenv("SYNESTHETE_PRESET", "tiny")
+    monkeypatch.setenv("SYNESTHETE_VAE__LATENT_CHANNELS", "6")
+    s = load_settings()
+    assert s.preset == "tiny" and s.video.width == 32 and s.vae.latent_channels == 6
+
+
+def test_wrong_type_names_the_field(monkeypatch):
+    monkeypatch.setenv("SYNESTHETE_VAE__LR", "fast")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    assert "vae.lr" in str(info.value).replace("\n", " ")
+
+
+def test_typo_in_env_is_caught():
+    with pytest.raises(ValueError, match="vae.latnet"):
+        check_environment({"SYNESTHETE_VAE__LATNET_CHANNELS": "4", "HOME": "/"})
+    with pytest.raises(ValueError, match="'devce'"):
+        check_environment({"SYNESTHETE_DEVCE": "cpu"})
+    check_environment({"SYNESTHETE_VAE__LR": "1", "SYNESTHETE_DEVICE": "cpu"})
+
+
+def test_shapes_are_validated():
+    with pytest.raises(ValidationError, match="multiple of 16"):
+        load_settings(video={"width": 120})
+    with pytest.raises(ValidationError, match="divisible"):
+        load_settings(diffusion={"dim": 100, "heads": 3})
+
+
+def test_architecture_fields_exist():
+    s = load_settings()
+    for fields in ARCHITECTURE_FIELDS.values():
+        for dotted in fields:
+            s.get(dotted)
+
+
+def test_env_example_is_current():
+    committed = (ROOT / ".env.example").read_text()
+    assert committed == env_example(), "regenerate with: uv run synesthete config --env-example > .env.example"
+    for name, field in Settings.model_fields.items():
+        assert f"SYNESTHETE_{name.upper()}" in committed
+
+
+def test_config_command_json_and_errors():
+    proc = run_cli("config", "--json", env={"SYNESTHETE_VIDEO__FPS": "25"})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["video"]["fps"] == 25 and data["preset"] == "cpu"
+    assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO__FPS": "fast"}), "video.fps")
+    assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO__FSP": "25"}), "video.fsp")
+    assert_user_error(run_cli("config", "--preset", "huge"), "preset")
