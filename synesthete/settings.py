@@ -100,6 +100,14 @@ class DiffusionSettings(_Section):
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Sampler used by render/eval/training previews.")
     sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
     guidance: float = Field(2.0, ge=0, description="Classifier-free guidance scale on the audio.")
+    clip_x0: float = Field(
+        10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
+        "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
+    )
+    latent_stat_clips: int = Field(
+        16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
+    )
+    loss_buckets: int = Field(4, gt=0, description="Timestep buckets of the per-timestep loss diagnostic.")
 
 
 class TrainSettings(_Section):
@@ -115,6 +123,18 @@ class TrainSettings(_Section):
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU/MPS).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine schedule floor, as a fraction of the peak LR.")
+    keep_every: int = Field(
+        0, ge=0, description="Also keep ckpt_<step>.pt every this many steps (0: only ckpt_latest.pt)."
+    )
+    preview_samples: int = Field(8, gt=0, description="Held-out frames (VAE) or windows (diffusion) in image logs.")
+    clip_pool: int = Field(
+        64, gt=0, description="Recent clips kept in memory; every batch draws frames or windows from all of them."
+    )
+    fresh_clips: int = Field(1, gt=0, description="New clips from the data engine per optimisation step (per rank).")
+    overfit: bool = Field(False, description="Debug: keep training on the first step's clips, never refreshing.")
+    eval_clips: int = Field(2, gt=0, description="Held-out clips (eval.clip_seconds long) scored every eval_every.")
 
 
 class RenderSettings(_Section):
@@ -137,6 +157,19 @@ class EvalSettings(_Section):
     strict: bool = Field(False, description="Follow the published AV-Align peak rule exactly (no noise floor).")
     peak_threshold: float = Field(0.05, ge=0, description="Relative prominence below which video peaks are ignored.")
     bas_sigma_frames: float = Field(3.0, gt=0, description="Sigma of the Beat Alignment Score, in frames.")
+    bas_smooth_frames: float = Field(
+        1.0, ge=0, description="Gaussian smoothing (frames) of the motion curve before picking visual beats."
+    )
+    flow_levels: int = Field(3, gt=0, description="Pyramid levels of the optical flow (reference: Farneback, 3).")
+    flow_window: int = Field(15, gt=0, description="Odd window (pixels) of the optical flow's local fit.")
+    flow_iterations: int = Field(3, gt=0, description="Warp-and-refine iterations per pyramid level.")
+    flow_max_side: int = Field(256, gt=0, description="Frames are downscaled to this side before the flow.")
+    flow_batch: int = Field(64, gt=0, description="Frame pairs per optical-flow batch (bounds memory).")
+    silence_db: float = Field(-50.0, description="Frame RMS (dBFS) below which the audio counts as silent.")
+    settle_seconds: float = Field(
+        0.25, ge=0, description="Silence must last this long before flicker and silence response count it."
+    )
+    quality_frames: int = Field(16, gt=0, description="Held-out frames per clip for VAE PSNR/SSIM.")
 
 
 class PathSettings(_Section):
@@ -155,8 +188,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "diffusion": {
             "window": 4, "dim": 32, "depth": 2, "heads": 2, "audio_dim": 32,
             "batch_size": 4, "max_steps": 40, "sample_steps": 4, "num_train_timesteps": 100,
+            "latent_stat_clips": 4,
         },
-        "train": {"checkpoint_every": 20, "log_every": 5, "image_every": 20, "eval_every": 1000, "warmup_steps": 0},
+        "train": {
+            "checkpoint_every": 20, "log_every": 5, "image_every": 20, "eval_every": 1000, "warmup_steps": 0,
+            "preview_samples": 4, "clip_pool": 8,
+        },
         "eval": {"clips": 2, "clip_seconds": 2.0},
     },
     "cpu": {},
@@ -164,6 +201,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "vae": {"base_channels": 64, "max_channels": 256, "batch_size": 128, "max_steps": 20000},
         "diffusion": {"dim": 384, "depth": 12, "heads": 6, "audio_dim": 256, "batch_size": 64, "max_steps": 100000},
         "data": {"num_workers": 4},
+        "train": {"clip_pool": 256, "fresh_clips": 2},
     },
 }
 

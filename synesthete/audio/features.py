@@ -91,15 +91,17 @@ class FeatureExtractor(nn.Module):
         ).abs()  # [B, K, J]
         fine_frames = mel.shape[-1]
 
-        # RMS per fine frame from the signal itself (absolute).
-        pad = self.hop
-        framed = nn.functional.pad(wave, (pad, pad)).unfold(-1, 2 * self.hop, self.hop)  # [B, J', 2*hop]
-        power = framed.pow(2).mean(-1)[..., :fine_frames]
-        if power.shape[-1] < fine_frames:
-            power = nn.functional.pad(power, (0, fine_frames - power.shape[-1]))
+        # RMS exactly over each video frame's own samples [i*sr/fps, (i+1)*sr/fps) (absolute, no leakage).
+        bounds = (torch.arange(num_frames + 1, device=wave.device) * self.audio.sample_rate / self.fps).round().long()
+        energy = nn.functional.pad(wave.double().pow(2).cumsum(-1), (1, 0))  # [B, N + 1]
+        ends = bounds.clamp(max=n)
+        power_t = ((energy[:, ends[1:]] - energy[:, ends[:-1]]) / (bounds[1:] - bounds[:-1]).clamp(min=1)).float()
 
         flux = (mel_db[..., 1:] - mel_db[..., :-1]).clamp(min=0).mean(1)  # [B, J-1]
         flux = nn.functional.pad(flux, (1, 0))
+        # Frames whose window runs past the end see the (reflected) padding, not music: no onsets there.
+        j = torch.arange(fine_frames, device=wave.device)
+        flux = flux * (j * self.hop + self.audio.n_fft // 2 <= n).float()
         # Ignore "onsets" that rise out of silence by a hair: flux only counts in audible frames.
         audible = (mel_db.max(1).values > DB_FLOOR + 1).float()
         flux = flux * audible
@@ -109,14 +111,10 @@ class FeatureExtractor(nn.Module):
         centroid = centroid * audible
         bands = torch.einsum("bm,xmj->xbj", self.band_assign, mel)  # [B, n_bands, J]
 
-        # Pool fine frames into video frames.
-        j = torch.arange(fine_frames, device=wave.device)
-        # A centred window sees an onset up to n_fft/2 before its centre, so spectral frames are dated at
-        # their window's end: never early, at most one hop (10 ms) late. RMS windows are +-hop, dated at
-        # their centre.
+        # Pool fine frames into video frames. A centred window sees an onset up to n_fft/2 before its centre,
+        # so spectral frames are dated at their window's end: never early, at most one hop (10 ms) late.
         spec_idx = ((j * self.hop + self.audio.n_fft // 2) * self.fps / self.audio.sample_rate).floor()
         spec_idx = spec_idx.long().clamp(max=num_frames - 1)
-        rms_idx = (j * self.hop * self.fps / self.audio.sample_rate).floor().long().clamp(max=num_frames - 1)
 
         def pool(x: torch.Tensor, reduce: str, idx: torch.Tensor = spec_idx) -> torch.Tensor:
             # x: [B, C, J] -> [B, C, T]
@@ -124,7 +122,6 @@ class FeatureExtractor(nn.Module):
             index = idx.expand(x.shape[0], x.shape[1], -1)
             return out.scatter_reduce(-1, index, x, reduce=reduce, include_self=False)
 
-        power_t = pool(power[:, None], "mean", rms_idx)[:, 0]
         rms = power_t.sqrt()
         loudness = ((10 * torch.log10(power_t + 1e-10) - DB_FLOOR) / -DB_FLOOR).clamp(0, 1)
         onset = pool(flux[:, None], "amax")[:, 0] * ONSET_SCALE

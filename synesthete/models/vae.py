@@ -41,7 +41,7 @@ class ResBlock(nn.Module):
         self.norm1 = nn.GroupNorm(norm_groups(channels), channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm2 = nn.GroupNorm(norm_groups(channels), channels)
-        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, C, H, W]."""
@@ -58,9 +58,12 @@ class Encoder(nn.Module):
         chans = stage_channels(settings)
         stages: list[nn.Module] = []
         c_in = 3
-        for c_out in chans:
-            # The stride-2 conv changes the width; the residual block then works at the reduced size.
-            stages += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), ResBlock(c_out)]
+        for i, c_out in enumerate(chans):
+            # The stride-2 conv changes the width; a residual block then works at the reduced size, except
+            # after the first stage (H/2), where it would cost more than the rest of the encoder together.
+            stages.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+            if i > 0:
+                stages.append(ResBlock(c_out))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.norm_out = nn.GroupNorm(norm_groups(c_in), c_in)
@@ -83,8 +86,8 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         for i, c in enumerate(chans):
             c_next = chans[i + 1] if i + 1 < len(chans) else None
-            layers.append(ResBlock(c))
             if c_next is not None:
+                layers.append(ResBlock(c))
                 layers.append(nn.ConvTranspose2d(c, c_next, 4, stride=2, padding=1))
         self.stages = nn.Sequential(*layers)
         self.norm_out = nn.GroupNorm(norm_groups(chans[-1]), chans[-1])

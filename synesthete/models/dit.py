@@ -1,0 +1,299 @@
+"""The audio-conditioned Diffusion Transformer ("the Brain"), in the spirit of facebookresearch/DiT.
+
+A window of W latent frames [B, W, C, h, w] is denoised jointly. Each frame is cut into p x p patches
+(N = (h/p) * (w/p) tokens per frame). Every block applies, each with adaLN-Zero modulation driven by the
+timestep embedding plus *that frame's own* audio vector:
+  1. spatial attention (the N tokens of one frame),
+  2. temporal attention (the W frames at one spatial position),
+  3. cross-attention from each frame's tokens to that frame's K audio tokens,
+  4. an MLP.
+Gates and the final layer are zero-initialised, so the network starts as the zero function and every
+block as the identity. ``drop_audio`` swaps in learned null audio embeddings (classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synesthete.models.audio_encoder import AudioEncoder
+from synesthete.settings import Settings
+
+TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (as in DiT)
+POS_EMBED_STD = 0.02  # init std of learned embeddings (temporal position, null audio)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN modulation: x * (1 + scale) + shift (shift/scale broadcast over tokens)."""
+    return x * (1 + scale) + shift
+
+
+def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding [height * width, dim] (zero-padded if dim % 4 != 0)."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / max(quarter, 1))
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                            indexing="ij")
+    parts = []
+    for coord in (ys.flatten(), xs.flatten()):
+        angles = coord[:, None] * omega[None]
+        parts += [angles.sin(), angles.cos()]
+    emb = torch.cat(parts, dim=1)
+    emb = F.pad(emb, (0, dim - emb.shape[1]))
+    return emb.float()
+
+
+@dataclass
+class AudioCondition:
+    """Projected audio conditioning for one batch: per-frame vectors and per-frame cross-attention tokens."""
+
+    vector: torch.Tensor  # [B, W, D]   drives adaLN (added to the timestep embedding)
+    tokens: torch.Tensor  # [B, W, K, D] keys/values of the cross-attention
+
+    def repeat(self, times: int) -> AudioCondition:
+        """The same conditioning repeated ``times`` along the batch."""
+        return AudioCondition(self.vector.repeat(times, 1, 1), self.tokens.repeat(times, 1, 1, 1))
+
+
+class TimestepEmbedder(nn.Module):
+    """Integer diffusion timesteps [B] -> vectors [B, D] (sinusoidal features + MLP)."""
+
+    def __init__(self, dim: int, freq_dim: int = TIMESTEP_FREQ_DIM) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """[B] -> [B, D]."""
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+
+
+class PatchEmbed(nn.Module):
+    """Latent frames [B, W, C, h, w] -> tokens [B, W, N, D] via a p x p, stride-p convolution."""
+
+    def __init__(self, channels: int, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels, dim, patch, stride=patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, W, C, h, w] -> [B, W, N, D]."""
+        b, w = x.shape[:2]
+        tokens = self.proj(x.flatten(0, 1))  # [B*W, D, h/p, w/p]
+        return tokens.flatten(2).transpose(1, 2).unflatten(0, (b, w))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the second-to-last axis of [S, L, D]."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[S, L, D] -> [S, L, D]."""
+        s, length, d = x.shape
+        q, k, v = self.qkv(x).view(s, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # [S, H, L, Dh]
+        return self.proj(out.transpose(1, 2).reshape(s, length, d))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from queries [S, L, D] to a context [S, K, D]."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[S, L, D] attending to [S, K, D] -> [S, L, D]."""
+        s, length, d = x.shape
+        dh = d // self.heads
+        q = self.q(x).view(s, length, self.heads, dh).transpose(1, 2)
+        k, v = self.kv(context).view(s, context.shape[1], 2, self.heads, dh).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(s, length, d))
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear, GELU (tanh), Linear."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., D] -> [..., D]."""
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """Spatial, temporal and cross attention plus MLP, each with per-frame adaLN-Zero modulation."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList([nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6) for _ in range(4)])
+        self.spatial = SelfAttention(dim, heads)
+        self.temporal = SelfAttention(dim, heads)
+        self.cross = CrossAttention(dim, heads)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        # (shift, scale, gate) for each of the four sub-layers; zero-initialised (adaLN-Zero).
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 12 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """x [B, W, N, D], c [B, W, D], audio_tokens [B, W, K, D] -> [B, W, N, D]."""
+        b, w, n, d = x.shape
+        mods = self.adaLN_modulation(c).unsqueeze(2).chunk(12, dim=-1)  # 12 x [B, W, 1, D]
+
+        h = modulate(self.norms[0](x), mods[0], mods[1]).reshape(b * w, n, d)
+        x = x + mods[2] * self.spatial(h).view(b, w, n, d)  # within each frame
+
+        h = modulate(self.norms[1](x), mods[3], mods[4]).transpose(1, 2).reshape(b * n, w, d)
+        x = x + mods[5] * self.temporal(h).view(b, n, w, d).transpose(1, 2)  # across the window
+
+        h = modulate(self.norms[2](x), mods[6], mods[7]).reshape(b * w, n, d)
+        x = x + mods[8] * self.cross(h, audio_tokens.flatten(0, 1)).view(b, w, n, d)  # frame -> its audio
+
+        return x + mods[11] * self.mlp(modulate(self.norms[3](x), mods[9], mods[10]))
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a zero-initialised projection back to patches."""
+
+    def __init__(self, dim: int, patch: int, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(dim, patch * patch * channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x [B, W, N, D], c [B, W, D] -> [B, W, N, p*p*C]."""
+        shift, scale = self.adaLN_modulation(c).unsqueeze(2).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """The Brain: predicts noise (or v) for a window of latent frames, given the window's audio features."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        cfg = settings.diffusion
+        self.channels = settings.vae.latent_channels
+        self.latent_size = settings.latent_size
+        self.patch = cfg.patch_size
+        self.window = cfg.window
+        self.context = cfg.audio_context
+        dim = cfg.dim
+        grid = self.latent_size // self.patch
+
+        self.patch_embed = PatchEmbed(self.channels, dim, self.patch)
+        self.register_buffer("spatial_pos", sincos_2d(dim, grid, grid), persistent=False)  # [N, D]
+        self.temporal_pos = nn.Parameter(torch.randn(cfg.window, dim) * POS_EMBED_STD)  # [W, D]
+        self.t_embedder = TimestepEmbedder(dim)
+
+        self.audio_encoder = AudioEncoder(settings)
+        self.audio_vector_proj = nn.Linear(cfg.audio_dim, dim)
+        self.audio_token_proj = nn.Linear(cfg.audio_dim, dim)
+        # Learned "no audio" embeddings for classifier-free guidance.
+        self.null_vector = nn.Parameter(torch.randn(dim) * POS_EMBED_STD)
+        self.null_tokens = nn.Parameter(torch.randn(self.audio_encoder.num_tokens, dim) * POS_EMBED_STD)
+
+        self.blocks = nn.ModuleList([DiTBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        self.final = FinalLayer(dim, self.patch, self.channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier linears; zero adaLN modulation and final projection, so every block starts as identity."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        proj = self.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=POS_EMBED_STD)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=POS_EMBED_STD)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        for layer in (self.final.adaLN_modulation[-1], self.final.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def embed_audio(self, features: torch.Tensor, drop_audio: torch.Tensor | None = None) -> AudioCondition:
+        """Encode features [B, W + 2*ctx, F] once; dropped samples get the learned null embeddings."""
+        pooled, tokens = self.audio_encoder(features)  # [B, W, Da], [B, W, K, Da]
+        vector = self.audio_vector_proj(pooled)  # [B, W, D]
+        tokens = self.audio_token_proj(tokens)  # [B, W, K, D]
+        if drop_audio is not None:
+            drop = drop_audio.to(device=vector.device, dtype=torch.bool)
+            vector = torch.where(drop[:, None, None], self.null_vector.to(vector.dtype), vector)
+            tokens = torch.where(drop[:, None, None, None], self.null_tokens.to(tokens.dtype), tokens)
+        return AudioCondition(vector, tokens)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        features: torch.Tensor | None = None,
+        drop_audio: torch.Tensor | None = None,
+        audio: AudioCondition | None = None,
+    ) -> torch.Tensor:
+        """x [B, W, C, h, w], t [B], features [B, W + 2*ctx, F], drop_audio [B] bool -> [B, W, C, h, w].
+
+        Pass a precomputed ``audio`` (from ``embed_audio``) instead of ``features`` to skip the audio encoder,
+        e.g. in the sampler, which encodes the audio once for all its steps.
+        """
+        b, w, c, h, wd = x.shape
+        if audio is None:
+            if features is None:
+                raise ValueError("DiT.forward needs either features or a precomputed audio condition")
+            audio = self.embed_audio(features, drop_audio)
+        if audio.vector.shape[:2] != (b, w):
+            raise ValueError(f"audio conditioning covers {tuple(audio.vector.shape[:2])} frames, x has {(b, w)}")
+        tokens = self.patch_embed(x) + self.spatial_pos + self.temporal_pos[:w, None]  # [B, W, N, D]
+        cond = self.t_embedder(t)[:, None] + audio.vector  # [B, W, D]: per-frame conditioning
+        for block in self.blocks:
+            tokens = block(tokens, cond, audio.tokens)
+        out = self.final(tokens, cond)  # [B, W, N, p*p*C]
+        return self.unpatchify(out, h, wd)
+
+    def unpatchify(self, patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """[B, W, N, p*p*C] -> [B, W, C, h, w]."""
+        b, w = patches.shape[:2]
+        p, c = self.patch, self.channels
+        gh, gw = height // p, width // p
+        x = patches.view(b, w, gh, gw, p, p, c).permute(0, 1, 6, 2, 4, 3, 5)
+        return x.reshape(b, w, c, height, width)
+
+
+def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Random (x, t, features, drop_audio) of the right shapes for ``settings`` (tests, FLOP counts)."""
+    from synesthete.audio.features import num_features
+
+    cfg = settings.diffusion
+    size = settings.latent_size
+    x = torch.randn(batch, cfg.window, settings.vae.latent_channels, size, size)
+    t = torch.randint(0, cfg.num_train_timesteps, (batch,))
+    features = torch.rand(batch, cfg.window + 2 * cfg.audio_context, num_features(settings.audio))
+    return x, t, features, torch.zeros(batch, dtype=torch.bool)
+
+
+def dit_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
+    """Model FLOPs of one window (sample) through the DiT ("forward"), or x3 for "train" (forward + backward)."""
+    from synesthete.models import count_flops
+
+    flops = count_flops(DiT(settings), *dummy_inputs(settings))
+    return flops * 3 if kind == "train" else flops

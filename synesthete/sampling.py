@@ -1,0 +1,242 @@
+"""Noise schedule and samplers, diffusers-style: small objects that never know which network drives them.
+
+- ``NoiseSchedule``: the forward process (cosine, ending at near-zero SNR), the training target for the
+  configured prediction ("eps" or "v"), and the conversions between x_t, x0, eps and v.
+- ``DDPMSampler`` (ancestral, respaced to any step count; 50 is the seed's) and ``DDIMSampler`` (eta = 0,
+  deterministic, few steps): each takes one step back from t to t_prev.
+- ``sample``: the one sampling function train previews, ``render`` and ``eval`` share. Audio is encoded once,
+  classifier-free guidance runs conditional and unconditional in one batched forward, and ``known`` frames
+  (e.g. the overlap with the previous window) are pinned by re-noising them at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from synesthete.settings import DiffusionSettings, Settings
+
+COSINE_OFFSET = 0.008  # s in Nichol & Dhariwal's cosine schedule (keeps beta_1 from being vanishingly small)
+MAX_BETA = 0.999  # cap on any single beta; the last step of the cosine schedule hits it (alpha_bar_T ~ 0)
+LINEAR_BETA = (1e-4, 0.02)  # DDPM's linear betas at 1000 steps (rescaled for other step counts)
+
+
+def _expand(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Gather ``values[t]`` (t [B]) and shape it [B, 1, ...] to broadcast against ``like``."""
+    out = values.to(like.device)[t.to(like.device).long()]
+    return out.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+class NoiseSchedule:
+    """Forward process q(x_t | x0) over ``num_train_timesteps`` steps, and the prediction parametrisation."""
+
+    def __init__(self, cfg: DiffusionSettings) -> None:
+        self.num_timesteps = cfg.num_train_timesteps
+        self.prediction = cfg.prediction
+        steps = self.num_timesteps
+        if cfg.schedule == "cosine":
+            # alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2); betas capped at MAX_BETA.
+            grid = torch.arange(steps + 1, dtype=torch.float64) / steps
+            f = torch.cos((grid + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+            betas = (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
+        else:
+            scale = 1000 / steps
+            betas = torch.linspace(LINEAR_BETA[0] * scale, LINEAR_BETA[1] * scale, steps, dtype=torch.float64)
+            betas = betas.clamp(max=MAX_BETA)
+        alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+        self.betas = betas.float()  # [T]
+        self.alphas_cumprod = alphas_cumprod.float()  # [T]
+        self.sqrt_alphas_cumprod = alphas_cumprod.sqrt().float()
+        self.sqrt_one_minus_alphas_cumprod = (1 - alphas_cumprod).sqrt().float()
+
+    @property
+    def terminal_alpha_bar(self) -> float:
+        """alpha_bar at the last training step: the signal left in the "pure noise" sampling starts from."""
+        return float(self.alphas_cumprod[-1])
+
+    def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
+                         device: torch.device | str = "cpu") -> torch.Tensor:
+        """Uniform random training timesteps [B] (long), drawn on the generator's device, moved to ``device``."""
+        gen_device = generator.device if generator is not None else "cpu"
+        t = torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device)
+        return t.to(device)
+
+    def coefficients(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) for t [B], shaped [B, 1, ...] to broadcast against ``like``."""
+        return _expand(self.sqrt_alphas_cumprod, t, like), _expand(self.sqrt_one_minus_alphas_cumprod, t, like)
+
+    def q_sample(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise (x0, noise [B, ...], t [B])."""
+        a, s = self.coefficients(t, x0)
+        return a * x0 + s * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output: the noise ("eps") or v = sqrt(ab) noise - sqrt(1-ab) x0 ("v")."""
+        if self.prediction == "eps":
+            return noise
+        a, s = self.coefficients(t, x0)
+        return a * noise - s * x0
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
+        """The clean latent implied by a network output at (x_t, t)."""
+        a, s = self.coefficients(t, x_t)
+        if self.prediction == "eps":
+            return (x_t - s * model_out) / a
+        return a * x_t - s * model_out
+
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
+        """The noise implied by a network output at (x_t, t)."""
+        if self.prediction == "eps":
+            return model_out
+        a, s = self.coefficients(t, x_t)
+        return s * x_t + a * model_out
+
+    def timesteps(self, steps: int) -> torch.Tensor:
+        """``steps`` sampling timesteps, descending, "trailing" spacing: the first is T-1 (pure noise)."""
+        if not 1 <= steps <= self.num_timesteps:
+            raise ValueError(f"sampling steps must be in 1..{self.num_timesteps}, got {steps}")
+        ratio = self.num_timesteps / steps
+        return (torch.arange(steps, 0, -1, dtype=torch.float64) * ratio).round().long() - 1
+
+    def alpha_bar(self, t: int) -> float:
+        """alpha_bar at timestep ``t``; t = -1 means the clean data (alpha_bar = 1)."""
+        return 1.0 if t < 0 else float(self.alphas_cumprod[t])
+
+
+class DDIMSampler:
+    """Deterministic DDIM step (eta = 0): x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev) eps."""
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self.schedule = schedule
+
+    def step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One step from timestep t to t_prev (-1 = clean), given the predicted x0 and eps."""
+        ab_prev = self.schedule.alpha_bar(t_prev)
+        return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
+
+
+class DDPMSampler:
+    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps."""
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self.schedule = schedule
+
+    def step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One step from timestep t to t_prev (-1 = clean): posterior mean plus posterior-variance noise."""
+        ab_t, ab_prev = self.schedule.alpha_bar(t), self.schedule.alpha_bar(t_prev)
+        beta = 1 - ab_t / ab_prev  # the effective beta of the respaced step
+        mean = (math.sqrt(ab_prev) * beta / (1 - ab_t)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab_t)) * x_t
+        if t_prev < 0:
+            return mean
+        variance = beta * (1 - ab_prev) / (1 - ab_t)
+        return mean + math.sqrt(variance) * randn_like(x_t, generator)
+
+
+SAMPLERS: dict[str, type[DDIMSampler] | type[DDPMSampler]] = {"ddim": DDIMSampler, "ddpm": DDPMSampler}
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), on x's device."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    features: torch.Tensor,
+    shape: tuple[int, ...] | torch.Size,
+    settings: Settings,
+    steps: int | None = None,
+    sampler: str | None = None,
+    guidance: float | None = None,
+    generator: torch.Generator | None = None,
+    known: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
+
+    ``steps``, ``sampler`` ("ddpm" | "ddim") and ``guidance`` default to the settings. CFG runs the
+    conditional and unconditional passes in one batched forward: out = uncond + g * (cond - uncond)
+    (g = 1 skips the unconditional pass). ``known`` [B, W, C, h, w] with ``known_mask`` [B, W] bool pins
+    those frames: before every step they are replaced by ``known`` noised to the current level, and they
+    are returned exactly. ``callback(step, total)`` is called after every step (progress bars).
+    """
+    cfg = settings.diffusion
+    steps = cfg.sample_steps if steps is None else steps
+    sampler = cfg.sampler if sampler is None else sampler
+    guidance = cfg.guidance if guidance is None else guidance
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
+    schedule = NoiseSchedule(cfg)
+    stepper = SAMPLERS[sampler](schedule)
+    device = _model_device(model)
+    shape = tuple(shape)
+    batch = shape[0]
+    features = features.to(device=device, dtype=torch.float32)  # [B, W + 2ctx, F]
+    if features.shape[0] != batch:
+        raise ValueError(f"features batch {features.shape[0]} does not match the sample shape {shape}")
+
+    was_training = model.training
+    model.eval()
+    try:
+        # Encode the audio once for every step (the seed re-ran its audio encoder in all 50 passes).
+        use_cfg = guidance != 1.0
+        cond_drop = torch.zeros(batch, dtype=torch.bool, device=device)
+        drop = torch.cat([cond_drop, ~cond_drop]) if use_cfg else cond_drop
+        feats_in = torch.cat([features, features]) if use_cfg else features
+        audio = model.embed_audio(feats_in, drop) if hasattr(model, "embed_audio") else None
+
+        noise = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
+        if known is not None:
+            if known_mask is None:
+                raise ValueError("known latents need a known_mask [B, W] saying which frames they pin")
+            known = known.to(device=device, dtype=torch.float32)
+            mask = known_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
+        x = noise
+        timesteps = schedule.timesteps(steps).tolist()
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+            if known is not None:
+                # Pin known frames on the same noise draw: a consistent (DDIM) trajectory through `known`.
+                x = torch.where(mask, schedule.q_sample(known, noise, t_batch), x)
+            if use_cfg:
+                x_in, t_in = torch.cat([x, x]), torch.cat([t_batch, t_batch])
+                out = _call(model, x_in, t_in, feats_in, drop, audio).float()
+                cond, uncond = out.chunk(2)
+                out = uncond + guidance * (cond - uncond)
+            else:
+                out = _call(model, x, t_batch, feats_in, drop, audio).float()
+            x0 = schedule.predict_x0(x, t_batch, out)
+            if cfg.clip_x0 > 0:
+                x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
+            eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
+            x = stepper.step(x, x0, eps, t, t_prev, generator)
+            if callback is not None:
+                callback(i + 1, len(timesteps))
+        if known is not None:
+            x = torch.where(mask, known, x)
+        return x
+    finally:
+        model.train(was_training)
+
+
+def _call(model: nn.Module, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor, drop: torch.Tensor,
+          audio: object | None) -> torch.Tensor:
+    """One network evaluation, with the precomputed audio condition when the model supports it."""
+    if audio is not None:
+        return model(x, t, audio=audio)
+    return model(x, t, features, drop)

@@ -1,0 +1,161 @@
+"""Noise schedule, samplers, classifier-free guidance and known-frame inpainting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from synesthete.models import DiT
+from synesthete.models.dit import dummy_inputs
+from synesthete.sampling import NoiseSchedule, sample
+from synesthete.settings import load_settings
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny networks run fastest (and immune to CPU contention) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class PointMassDenoiser(nn.Module):
+    """The exact denoiser of a dataset holding one latent: ``cond`` with audio, ``uncond`` without."""
+
+    def __init__(self, schedule: NoiseSchedule, cond: torch.Tensor, uncond: torch.Tensor) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.register_buffer("cond", cond)
+        self.register_buffer("uncond", uncond)
+        self.calls: list[int] = []
+
+    def forward(self, x, t, features, drop_audio):
+        """Return the exact target (eps or v) for the clean latent this sample's audio selects."""
+        self.calls.append(x.shape[0])
+        x0 = torch.where(drop_audio.view(-1, 1, 1, 1, 1), self.uncond, self.cond).expand_as(x)
+        a, s = self.schedule.coefficients(t, x)
+        noise = (x - a * x0) / s
+        return self.schedule.target(x0, noise, t)
+
+
+def perturbed_dit(settings, seed: int = 0) -> DiT:
+    """A tiny DiT whose zero-initialised layers have random weights, so its output depends on every input."""
+    torch.manual_seed(seed)
+    dit = DiT(settings)
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in dit.named_parameters():
+        if "adaLN_modulation" in name or name.startswith("final."):
+            with torch.no_grad():
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
+    return dit
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_schedule_monotone_and_ends_in_noise(preset, schedule):
+    cfg = load_settings(preset).updated(diffusion={"schedule": schedule}).diffusion
+    ns = NoiseSchedule(cfg)
+    ab = ns.alphas_cumprod
+    assert ab.shape == (cfg.num_train_timesteps,)
+    assert (ab[1:] < ab[:-1]).all() and ab[0] < 1 and ab[0] > 0.99
+    assert ns.terminal_alpha_bar < 1e-3  # the seed's linear-50 schedule stopped at 0.6
+
+
+def test_sampling_timesteps_start_at_pure_noise():
+    ns = NoiseSchedule(load_settings("cpu").diffusion)
+    for steps in (1, 4, 20, 50, 1000):
+        ts = ns.timesteps(steps)
+        assert len(ts) == steps and ts[0] == ns.num_timesteps - 1 and ts[-1] >= 0
+        assert (ts[1:] < ts[:-1]).all()
+    with pytest.raises(ValueError):
+        ns.timesteps(0)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_q_sample_and_predictions_round_trip(prediction):
+    cfg = load_settings("cpu").updated(diffusion={"prediction": prediction}).diffusion
+    ns = NoiseSchedule(cfg)
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(0, ns.num_timesteps, 37)
+    x0 = torch.randn(len(t), 4, 3, 8, 8, generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = ns.q_sample(x0, noise, t)
+    out = ns.target(x0, noise, t)
+    # eps-prediction divides by sqrt(alpha_bar): allow float32 rounding scaled by that factor.
+    tol = 1e-5 / ns.sqrt_alphas_cumprod[t].view(-1, 1, 1, 1, 1) if prediction == "eps" else 1e-5
+    assert ((ns.predict_x0(x_t, t, out) - x0).abs() <= tol).all()
+    assert torch.allclose(ns.predict_eps(x_t, t, out), noise, atol=1e-4)
+    if prediction == "v":
+        a, s = ns.coefficients(t, x0)
+        assert torch.allclose(out, a * noise - s * x0)
+    else:
+        assert torch.equal(out, noise)
+    # At the last step, x_t is essentially pure noise.
+    last = torch.full((1,), ns.num_timesteps - 1)
+    assert torch.allclose(ns.q_sample(x0[:1], noise[:1], last), noise[:1], atol=1e-3)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_samplers_recover_the_exact_denoisers_data(prediction, sampler):
+    s = load_settings("tiny").updated(diffusion={"prediction": prediction})
+    ns = NoiseSchedule(s.diffusion)
+    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    gen = torch.Generator().manual_seed(1)
+    cond, uncond = torch.randn(shape[1:], generator=gen) / 2, torch.randn(shape[1:], generator=gen) / 2
+    model = PointMassDenoiser(ns, cond, uncond)
+    feats = dummy_inputs(s, batch=2)[2]
+    out = sample(model, feats, shape, s, steps=10, sampler=sampler, guidance=1.0, generator=gen)
+    assert torch.allclose(out, cond.expand(shape), atol=1e-3)
+    assert set(model.calls) == {2}  # guidance 1: no unconditional pass
+    # Guidance extrapolates from the unconditional towards the conditional prediction, in one batched call.
+    model.calls.clear()
+    out = sample(model, feats, shape, s, steps=10, sampler=sampler, guidance=2.5, generator=gen)
+    assert torch.allclose(out, (uncond + 2.5 * (cond - uncond)).expand(shape), atol=1e-3)
+    assert set(model.calls) == {4} and len(model.calls) == 10
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sample_shape_finite_and_deterministic(sampler):
+    s = load_settings("tiny")
+    dit = perturbed_dit(s)
+    dit.train()
+    _, _, feats, _ = dummy_inputs(s, batch=2)
+    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    a = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    b = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    c = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    assert a.shape == shape and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert dit.training  # the caller's mode is restored
+    assert not any(p.grad is not None for p in dit.parameters())
+    # Different audio gives different latents from the same noise.
+    d = sample(dit, torch.rand_like(feats), shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(a, d, atol=1e-4)
+
+
+def test_known_frames_are_pinned_and_shape_the_rest():
+    s = load_settings("tiny")
+    dit = perturbed_dit(s)
+    _, _, feats, _ = dummy_inputs(s, batch=1)
+    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    known = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
+    mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
+    mask[:, :2] = True
+    free = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0))
+    out = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), known=known,
+                 known_mask=mask)
+    assert torch.equal(out[:, :2], known[:, :2])
+    assert torch.isfinite(out).all()
+    # Temporal attention carries the pinned frames into the free ones.
+    assert not torch.allclose(out[:, 2:], free[:, 2:], atol=1e-4)
+    with pytest.raises(ValueError):
+        sample(dit, feats, shape, s, known=known)
+
+
+def test_sample_rejects_unknown_sampler():
+    s = load_settings("tiny")
+    with pytest.raises(ValueError, match="sampler"):
+        sample(DiT(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s, sampler="euler")
