@@ -1,0 +1,381 @@
+"""Procedural music with an exact score: the audio half of every training pair.
+
+It reproduces the seed project's music (a sine bass in half notes at gain 0.6, a sawtooth melody in
+quarter, eighth and whole notes at gain 0.3, notes from a scale on a random root, an ADSR envelope per
+note) and adds what that music lacked for beat sync: a drum kit (kick, snare, hi-hat) on a tempo grid of
+70-180 BPM, minor and pentatonic scales, optional chords, and the human-auditable probes of upstream
+lesson 4: silent stretches and tracks that drop out for a while.
+
+Every rhythm sits on one sixteenth-note grid, so beats are real: drum hits, bass and melody onsets all
+land on it. Each track is a sum of notes built as a ``[notes, samples]`` tensor and scattered into the
+output with ``index_add_`` (no per-sample Python loops). All randomness comes from ``random.Random`` and
+``torch.Generator`` objects seeded from the clip seed and a component name, never the global RNGs, so
+the same seed gives the same clip bit for bit, and forcing one option (say ``drums=True``) leaves the
+other components of that seed unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from synesthete.settings import Settings
+
+# Scales as semitone offsets from the root.
+SCALES: dict[str, tuple[int, ...]] = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "pentatonic": (0, 2, 4, 7, 9),
+}
+ROOT_RANGE = (45, 56)  # MIDI root of the scale (A2..G#3); the melody plays an octave above, the bass an octave below
+BASS_GAIN = 0.6  # the seed's mix
+MELODY_GAIN = 0.3
+DRUM_GAINS = {"kick": 1.0, "snare": 0.55, "hat": 0.18}
+STEPS_PER_BEAT = 4  # the grid is sixteenth notes
+STEPS_PER_BAR = 16  # 4/4
+LEGATO = 0.9  # a note's gate lasts this fraction of its grid length; the release rings on
+CUT_FADE = 0.02  # seconds of fade when a silence or drop-out cuts a ringing note (no click)
+PROBE_SECONDS = (0.25, 0.45)  # a silent stretch lasts this fraction of the clip
+DROPOUT_SECONDS = (0.3, 0.6)  # a track drop-out lasts this fraction of the clip
+DRUM_SECONDS = {"kick": 0.3, "snare": 0.25, "hat": 0.08}  # segment length of one hit
+KICK_CLICK = 0.5  # gain of the kick's 2 ms beater click (broadband, so the onset shows above the bass)
+DRUM_TAPER = 0.3  # the last 30% of a drum segment fades linearly to zero (no click where it ends)
+PEAK = 0.99  # the normalised mix never exceeds this peak
+
+# Melody rhythm in grid steps: eighth, quarter, whole notes (the seed's values), with their weights.
+MELODY_STEPS = (2, 4, 16)
+MELODY_WEIGHTS = (0.35, 0.5, 0.15)
+MELODY_REST_PROB = 0.1
+BASS_STEPS = 8  # half notes
+# Bass chord progressions as scale degrees, one per bar.
+PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 4), (0, 0, 3, 4), (5, 3, 0, 4))
+# Drum patterns: hit positions on the 16-step bar.
+KICK_PATTERNS = ((0, 8), (0, 4, 8, 12), (0, 6, 8), (0, 7, 10), (0, 10))
+SNARE_PATTERNS = ((4, 12), (4, 12, 14), (8,), (4, 11, 12))
+HAT_PATTERNS = (tuple(range(0, 16, 2)), tuple(range(16)), (2, 6, 10, 14), tuple(range(0, 16, 4)))
+
+OVERRIDES = ("drums", "chords", "silence", "dropout", "tempo", "scale", "root")
+TRACKS = ("drums", "bass", "melody")
+
+
+@dataclass
+class _Notes:
+    """A track's notes as parallel lists: onset (s), gate (s), frequency (Hz), gain."""
+
+    onsets: list[float] = field(default_factory=list)
+    gates: list[float] = field(default_factory=list)
+    freqs: list[float] = field(default_factory=list)
+    gains: list[float] = field(default_factory=list)
+
+    def add(self, onset: float, gate: float, freq: float, gain: float) -> None:
+        """Append one note."""
+        self.onsets.append(onset)
+        self.gates.append(gate)
+        self.freqs.append(freq)
+        self.gains.append(gain)
+
+
+def _rng(seed: int, name: str) -> random.Random:
+    """An independent generator for one component of one clip (str seeds hash deterministically)."""
+    return random.Random(f"synesthete-synth:{seed}:{name}")
+
+
+def _midi_to_hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+def _degree_to_semitones(scale: tuple[int, ...], degree: int) -> int:
+    """Scale degree (any integer, 0 = root) to semitones above the root."""
+    octave, index = divmod(degree, len(scale))
+    return 12 * octave + scale[index]
+
+
+def _snap(t: float, t0: float, step: float, lo: float, hi: float) -> float:
+    """The grid time nearest ``t``, kept inside [lo, hi]."""
+    k = round((t - t0) / step)
+    snapped = t0 + k * step
+    while snapped < lo:
+        snapped += step
+    while snapped > hi:
+        snapped -= step
+    return snapped
+
+
+def _stretch(
+    rng: random.Random, duration: float, frac: tuple[float, float], t0: float, step: float, sr: int
+) -> list[float]:
+    """A grid-aligned [start, end] stretch of about ``frac`` of the clip, away from the very start."""
+    length = rng.uniform(*frac) * duration
+    start = rng.uniform(0.15 * duration, max(0.15 * duration, duration - length))
+    start = _snap(start, t0, step, 0.0, duration)
+    end = min(_snap(start + length, t0, step, start + step, duration), duration)
+    return [round(start * sr) / sr, round(end * sr) / sr]  # whole samples, like the onsets
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _place(num_samples: int, starts: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Sum note segments [K, L] starting at sample ``starts`` [K] (may be negative) into a wave [N]."""
+    length = segments.shape[1]
+    buf = segments.new_zeros(num_samples + 2 * length)
+    inside = (starts + length > 0) & (starts < num_samples)  # segments that overlap the clip at all
+    starts, segments = starts[inside], segments[inside]
+    if starts.numel() == 0:
+        return buf[length : length + num_samples]
+    idx = (starts + length)[:, None] + torch.arange(length)[None, :]  # [K, L]
+    buf.index_add_(0, idx.flatten(), segments.flatten())
+    return buf[length : length + num_samples]
+
+
+def _note_times(onsets: list[float], sr: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start samples [K] of notes and the local time axis [L] of their segments."""
+    starts = torch.tensor([round(t * sr) for t in onsets], dtype=torch.long)
+    return starts, torch.arange(length, dtype=torch.float32) / sr
+
+
+def _cut_envelope(starts: torch.Tensor, cuts: list[float], t: torch.Tensor, sr: int) -> torch.Tensor:
+    """Per-note gain [K, L] that fades a note out when a silence or drop-out begins after its onset."""
+    cut_local = torch.tensor(cuts, dtype=torch.float32)[:, None] - starts[:, None].float() / sr
+    return ((cut_local - t[None, :]) / CUT_FADE).clamp(0, 1)
+
+
+def _adsr(t: torch.Tensor, gate: torch.Tensor, adsr: tuple[float, float, float, float]) -> torch.Tensor:
+    """ADSR envelope [K, L] of notes held for ``gate`` [K, 1] seconds, at local times ``t`` [L]."""
+    attack, decay, sustain, release = adsr
+    t = t[None, :]
+    rise = (t / attack).clamp(max=1.0)
+    fall = 1.0 - (1.0 - sustain) * ((t - attack) / decay).clamp(0, 1)
+    held = torch.where(t < attack, rise, fall)
+    # After the gate the level at the gate decays linearly to zero over the release.
+    level_at_gate = torch.where(
+        gate < attack, gate / attack, 1.0 - (1.0 - sustain) * ((gate - attack) / decay).clamp(0, 1)
+    )
+    tail = level_at_gate * (1.0 - (t - gate) / release).clamp(0, 1)
+    return torch.where(t < gate, held, tail)
+
+
+def _render_tonal(
+    notes: _Notes, cuts: list[float], waveform: str, adsr: tuple[float, float, float, float], sr: int, n: int
+) -> torch.Tensor:
+    """A tonal track (sine or sawtooth notes with ADSR), grouped by gate so each group is one tensor op."""
+    out = torch.zeros(n)
+    gates = sorted(set(notes.gates))
+    for gate in gates:
+        pick = [i for i, g in enumerate(notes.gates) if g == gate]
+        length = math.ceil((gate + adsr[3]) * sr) + 1
+        starts, t = _note_times([notes.onsets[i] for i in pick], sr, length)
+        freqs = torch.tensor([notes.freqs[i] for i in pick], dtype=torch.float32)[:, None]
+        gains = torch.tensor([notes.gains[i] for i in pick], dtype=torch.float32)[:, None]
+        cycles = freqs * t[None, :]  # [K, L]
+        if waveform == "sine":
+            tone = torch.sin(2 * math.pi * cycles)
+        else:  # sawtooth
+            tone = 2.0 * torch.frac(cycles) - 1.0
+        env = _adsr(t, torch.full((len(pick), 1), gate), adsr) * _cut_envelope(starts, [cuts[i] for i in pick], t, sr)
+        out += _place(n, starts, tone * env * gains)
+    return out
+
+
+def _render_drum(kind: str, onsets: list[float], cuts: list[float], gen: torch.Generator, sr: int, n: int):
+    """One drum voice: kick (pitch-swept sine + click), snare (tone + noise) or hat (high-passed noise)."""
+    length = DRUM_SECONDS[kind]
+    starts, t = _note_times(onsets, sr, math.ceil(length * sr))
+    k = len(onsets)
+    if kind == "kick":
+        f_start, f_end, tau = 160.0, 50.0, 0.03
+        phase = 2 * math.pi * (f_end * t + (f_start - f_end) * tau * (1 - torch.exp(-t / tau)))
+        body = torch.sin(phase) * torch.exp(-t / 0.12)
+        click = torch.randn(k, t.shape[0], generator=gen) * KICK_CLICK * torch.exp(-t / 0.002)  # the beater
+        seg = body[None, :] + click
+    elif kind == "snare":
+        noise = torch.randn(k, t.shape[0], generator=gen)
+        seg = 0.5 * torch.sin(2 * math.pi * 185.0 * t) * torch.exp(-t / 0.06) + noise * torch.exp(-t / 0.07)
+    else:
+        noise = torch.randn(k, t.shape[0] + 1, generator=gen)
+        seg = torch.diff(noise, dim=1) * 0.5 * torch.exp(-t / 0.015)
+    taper = ((length - t) / (DRUM_TAPER * length)).clamp(0, 1)
+    seg = seg * taper * _cut_envelope(starts, cuts, t, sr) * DRUM_GAINS[kind]
+    return _place(n, starts, seg)
+
+
+# ------------------------------------------------------------------------------------------------ the score
+def _mutes(track: str, silences: list[list[float]], dropouts: dict[str, list[list[float]]]) -> list[list[float]]:
+    return sorted(silences + dropouts.get(track, []))
+
+
+def _audible(onset: float, mutes: list[list[float]]) -> bool:
+    return not any(s <= onset < e for s, e in mutes)
+
+
+def _cut_time(onset: float, mutes: list[list[float]]) -> float:
+    """When a note starting at ``onset`` must stop: the start of the next mute after it (or never)."""
+    return min((s for s, _ in mutes if s > onset), default=math.inf)
+
+
+def _active(duration: float, mutes: list[list[float]]) -> list[list[float]]:
+    """Complement of the mute stretches inside [0, duration]."""
+    ranges, t = [], 0.0
+    for s, e in sorted(mutes):
+        if s > t:
+            ranges.append([t, s])
+        t = max(t, e)
+    if t < duration:
+        ranges.append([t, duration])
+    return ranges
+
+
+def synthesize(
+    seed: int, settings: Settings, duration: float | None = None, **overrides: Any
+) -> tuple[torch.Tensor, dict]:
+    """Music for ``seed``: a loudness-normalised wave [N] at ``audio.sample_rate`` and its exact score.
+
+    ``overrides`` force options for probes and eval: ``drums``, ``chords``, ``silence``, ``dropout`` (bool),
+    ``tempo`` (BPM), ``scale`` (a name in SCALES), ``root`` (MIDI).
+    """
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        raise TypeError(f"unknown synth override(s) {sorted(unknown)}; expected some of {OVERRIDES}")
+    data = settings.data
+    sr = settings.audio.sample_rate
+    duration = settings.audio.clip_seconds if duration is None else float(duration)
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    n = round(duration * sr)
+
+    # Global choices: every draw happens whatever the overrides, so forcing one option changes nothing else.
+    g = _rng(seed, "global")
+    tempo = g.uniform(data.tempo_min, data.tempo_max)
+    scale_name = g.choice(sorted(SCALES))
+    root = g.randint(*ROOT_RANGE)
+    options = {
+        "drums": g.random() < data.drums_prob,
+        "chords": g.random() < data.chords_prob,
+        "silence": g.random() < data.silence_prob,
+        "dropout": g.random() < data.dropout_prob,
+    }
+    bar_offset = g.random()  # the clip starts at a random point of a bar
+    for key in ("drums", "chords", "silence", "dropout"):
+        if key in overrides:
+            options[key] = bool(overrides[key])
+    tempo = float(overrides.get("tempo", tempo))
+    scale_name = overrides.get("scale", scale_name)
+    root = int(overrides.get("root", root))
+    if tempo <= 0:
+        raise ValueError(f"tempo must be positive, got {tempo}")
+    if scale_name not in SCALES:
+        raise ValueError(f"unknown scale {scale_name!r}; expected one of {sorted(SCALES)}")
+    scale = SCALES[scale_name]
+
+    step = 60.0 / tempo / STEPS_PER_BEAT
+    t0 = -bar_offset * STEPS_PER_BAR * step  # grid time of the first step (a bar start, before the clip)
+    num_steps = math.ceil((duration - t0) / step)
+
+    def time_of(k: int) -> float:
+        return round((t0 + k * step) * sr) / sr  # grid times fall on whole samples
+
+    # Probes: a silent stretch, and one or two tracks that drop out for a while.
+    present = [name for name in TRACKS if name != "drums" or options["drums"]]
+    silences = [_stretch(_rng(seed, "silence"), duration, PROBE_SECONDS, t0, step, sr)] if options["silence"] else []
+    dropouts: dict[str, list[list[float]]] = {}
+    if options["dropout"]:
+        d = _rng(seed, "dropout")
+        count = 2 if len(present) == 3 and d.random() < 0.3 else 1
+        for name in d.sample(present, count):
+            dropouts[name] = [_stretch(d, duration, DROPOUT_SECONDS, t0, step, sr)]
+    mutes = {name: _mutes(name, silences, dropouts) for name in TRACKS}
+
+    def keep(onset: float, name: str) -> bool:
+        return onset < duration and _audible(onset, mutes[name])
+
+    # Bass: half notes on the progression's degree (the fifth on the second half of some bars).
+    b = _rng(seed, "bass")
+    progression = b.choice(PROGRESSIONS)
+    bass_fifth = b.random() < 0.5
+    bass_adsr = (b.uniform(0.004, 0.015), b.uniform(0.1, 0.3), b.uniform(0.5, 0.9), b.uniform(0.05, 0.15))
+    bass = _Notes()
+    for k in range(0, num_steps, BASS_STEPS):
+        degree = progression[(k // STEPS_PER_BAR) % len(progression)]
+        if bass_fifth and (k % STEPS_PER_BAR) == BASS_STEPS:
+            degree += 4
+        midi = root - 12 + _degree_to_semitones(scale, degree)
+        if keep(time_of(k), "bass"):
+            bass.add(time_of(k), BASS_STEPS * step * LEGATO, _midi_to_hz(midi), BASS_GAIN)
+
+    # Melody: a random walk on the scale in eighth, quarter and whole notes, optionally as triads.
+    m = _rng(seed, "melody")
+    melody_adsr = (m.uniform(0.003, 0.012), m.uniform(0.05, 0.2), m.uniform(0.4, 0.8), m.uniform(0.03, 0.12))
+    melody = _Notes()
+    degree, k = m.randrange(len(scale)), 0
+    while k < num_steps:
+        steps = m.choices(MELODY_STEPS, MELODY_WEIGHTS)[0]
+        rest = m.random() < MELODY_REST_PROB
+        degree = max(-3, min(10, degree + m.choice((-2, -1, -1, 0, 1, 1, 2))))
+        if not rest and keep(time_of(k), "melody"):
+            voices = (degree, degree + 2, degree + 4) if options["chords"] and steps >= 4 else (degree,)
+            for voice in voices:
+                midi = root + 12 + _degree_to_semitones(scale, voice)
+                melody.add(time_of(k), steps * step * LEGATO, _midi_to_hz(midi), MELODY_GAIN / len(voices) ** 0.5)
+        k += steps
+
+    # Drums: one kick, snare and hat pattern per clip, repeated every bar.
+    d = _rng(seed, "drums")
+    patterns = {"kick": d.choice(KICK_PATTERNS), "snare": d.choice(SNARE_PATTERNS), "hat": d.choice(HAT_PATTERNS)}
+    drum_onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hat": []}
+    if options["drums"]:
+        for k in range(num_steps):
+            for kind, pattern in patterns.items():
+                if k % STEPS_PER_BAR in pattern and keep(time_of(k), "drums"):
+                    drum_onsets[kind].append(time_of(k))
+
+    # Render. Notes that started before the clip ring into it; only onsets inside it are scored.
+    noise = torch.Generator().manual_seed(_rng(seed, "noise").getrandbits(63))
+    wave = _render_tonal(bass, [_cut_time(t, mutes["bass"]) for t in bass.onsets], "sine", bass_adsr, sr, n)
+    cuts = [_cut_time(t, mutes["melody"]) for t in melody.onsets]
+    wave += _render_tonal(melody, cuts, "saw", melody_adsr, sr, n)
+    for kind, onsets in drum_onsets.items():
+        if onsets:
+            wave += _render_drum(kind, onsets, [_cut_time(t, mutes["drums"]) for t in onsets], noise, sr, n)
+
+    # Loudness: the audible part reaches target_rms, then the peak is limited by scaling (never clipping).
+    audible = torch.ones(n, dtype=torch.bool)
+    for s, e in silences:
+        audible[round(s * sr) : round(e * sr)] = False
+    rms = wave[audible].pow(2).mean().sqrt() if audible.any() else wave.new_zeros(())
+    if rms > 0:
+        wave = wave * (data.target_rms / rms)
+    peak = wave.abs().max() if n else wave.new_zeros(())
+    if peak > PEAK:
+        wave = wave * (PEAK / peak)
+
+    def exact(times: list[float]) -> list[float]:
+        """Onset times (already whole samples) inside the clip, rounded for JSON."""
+        return [round(t, 6) for t in times if 0 <= round(t * sr) < n]
+
+    onsets = {kind: exact(times) for kind, times in drum_onsets.items()}
+    onsets["bass"] = exact(bass.onsets)
+    onsets["melody"] = sorted(set(exact(melody.onsets)))
+    beats = exact([time_of(k) for k in range(0, num_steps, STEPS_PER_BEAT)])
+    score = {
+        "seed": int(seed),
+        "duration": n / sr,
+        "sample_rate": sr,
+        "tempo": round(tempo, 4),
+        "scale": scale_name,
+        "root": root,
+        "chords": options["chords"],
+        "drums": options["drums"],
+        "patterns": {kind: list(p) for kind, p in patterns.items()} if options["drums"] else {},
+        "beats": beats,
+        "onsets": onsets,
+        "all_onsets": sorted({t for times in onsets.values() for t in times}),
+        "active": {
+            name: [[round(s, 6), round(e, 6)] for s, e in _active(duration, mutes[name])] if name in present else []
+            for name in TRACKS
+        },
+        "silences": [[round(s, 6), round(e, 6)] for s, e in silences],
+        "dropouts": {name: [[round(s, 6), round(e, 6)] for s, e in r] for name, r in dropouts.items()},
+    }
+    return wave, score
