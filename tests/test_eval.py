@@ -1,0 +1,136 @@
+"""`synesthete eval`: held-out evaluation and scoring of video files, through the library and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import assert_user_error, run_cli
+
+from synesthete import media
+from synesthete.errors import InputError, OutputError
+from synesthete.evaluate import evaluate_heldout, run_eval, score_video
+from synesthete.metrics import analyse
+from synesthete.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def clip_mp4(tmp_path_factory):
+    """A gen-audio clip (tiny preset, 3 s, 64x64): clip_00000.mp4 with its AAC track, and its wav."""
+    from synesthete.gen import generate_dataset
+    from synesthete.settings import load_settings
+
+    out = tmp_path_factory.mktemp("gen")
+    settings = load_settings("tiny", audio={"clip_seconds": 3.0})
+    generate_dataset(settings, num=1, out=out, width=64, height=64)
+    return out / "clip_00000.mp4", out / "clip_00000.wav"
+
+
+def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
+    mp4, _ = clip_mp4
+    out, png = tmp_path / "results.json", tmp_path / "sync.png"
+    proc = run_cli("eval", "--video", str(mp4), "--json", str(out), "--plot", str(png), "--preset", "tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "AV-Align" in proc.stdout
+    cli = json.loads(out.read_text())
+    frames, fps = media.load_video(mp4)
+    wave, sr = media.load_audio(mp4, mono=True)
+    lib = analyse(frames, wave[0], sr, fps, tiny)
+    assert cli["metrics"]["av_align"] == pytest.approx(lib.av.score)
+    assert cli["metrics"]["bas"] == pytest.approx(lib.bas)
+    assert cli["metrics"]["audio_peaks"] == len(lib.av.audio_peaks) > 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # The output exists now: a second run needs --overwrite.
+    with pytest.raises(OutputError, match="already exists"):
+        run_eval(tiny, video=mp4, json_out=out)
+    strict = run_cli("eval", "--video", str(mp4), "--json", str(out), "--overwrite", "--strict", "--preset", "tiny")
+    assert strict.returncode == 0, strict.stdout + strict.stderr
+    assert json.loads(out.read_text())["strict"] is True
+
+
+def test_video_without_audio_track(clip_mp4, tmp_path):
+    _, wav = clip_mp4
+    silent = tmp_path / "noaudio.mp4"
+    media.write_video(silent, torch.rand(30, 3, 32, 32), 30)
+    assert_user_error(run_cli("eval", "--video", str(silent)), "no usable audio track", "--audio")
+    ok = run_cli("eval", "--video", str(silent), "--audio", str(wav))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_corrupt_video(tmp_path):
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    assert_user_error(run_cli("eval", "--video", str(bad)), "corrupt.mp4", "could not be decoded")
+
+
+def _soundtrack(wav, seconds: float, path):
+    wave, sr = media.load_audio(wav)
+    n = int(seconds * sr)
+    out = torch.zeros(1, n)
+    out[:, : min(n, wave.shape[-1])] = wave[:, :n]
+    media.write_wav(path, out, sr)
+    return path
+
+
+def test_audio_shorter_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
+    mp4, wav = clip_mp4
+    short = _soundtrack(wav, 1.5, tmp_path / "short.wav")
+    out = tmp_path / "r.json"
+    proc = run_cli("eval", "--video", str(mp4), "--audio", str(short), "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "scored the overlap" in proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["scored_seconds"] == pytest.approx(1.5, abs=0.04)
+    assert any("overlap" in note for note in result["notes"])
+    lib, _ = score_video(tiny, mp4, short)  # the library call says the same
+    assert lib["metrics"]["av_align"] == pytest.approx(result["metrics"]["av_align"])
+
+
+def test_audio_longer_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
+    mp4, wav = clip_mp4
+    result = run_eval(tiny, video=mp4, audio=_soundtrack(wav, 4.5, tmp_path / "long.wav"))
+    assert result["scored_seconds"] == pytest.approx(3.0, abs=0.04)
+    assert any("overlap" in note and "audio" in note for note in result["notes"])
+
+
+def test_default_eval_needs_checkpoints(tmp_path):
+    proc = run_cli("eval", "--checkpoint-dir", str(tmp_path), "--preset", "tiny")
+    assert_user_error(proc, "checkpoint")
+    with pytest.raises(InputError, match="--video"):
+        run_eval(load_settings("tiny"), audio=tmp_path / "x.wav")
+
+
+def test_oracle_beats_mismatched_audio_and_static_floor(tiny):
+    settings = tiny.updated(eval={"clips": 3, "clip_seconds": 3.0})
+    result, panels = evaluate_heldout(settings, progress=False)
+    rows = result["rows"]
+    assert rows["oracle"]["av_align"] > rows["oracle_other_audio"]["av_align"] + 0.1
+    assert rows["oracle"]["av_align"] > rows["oracle_half_beat_shift"]["av_align"]
+    assert rows["static"]["av_align"] == 0.0 and rows["static"]["bas"] == 0.0
+    assert result["gaps"]["oracle"]["pixel_difference"] > 0.01
+    assert "model" not in rows and set(panels) >= {"oracle"}
+    assert all(s >= tiny.data.heldout_seed_start for s in result["seeds"])
+
+
+def test_model_rows_with_real_networks(tiny, tmp_path):
+    """The model part end to end with freshly initialised networks (no training): every row and gap exists,
+    and a model whose output ignores the audio has no shuffle gap."""
+    from synesthete.checkpoint import Models
+    from synesthete.evaluate import write_json
+    from synesthete.models.dit import DiT
+    from synesthete.models.vae import VAE
+
+    torch.manual_seed(0)
+    c = tiny.vae.latent_channels
+    models = Models(vae=VAE(tiny).eval(), dit=DiT(tiny).eval(), latent_mean=torch.zeros(c), latent_std=torch.ones(c))
+    result, _ = evaluate_heldout(tiny, models=models, progress=False)
+    assert {"model", "model_other_audio", "model_half_beat_shift", "oracle", "static"} <= set(result["rows"])
+    gaps = result["gaps"]["model"]
+    # DiT's zero-initialised output layer makes the same video for any audio: nothing to gain from the audio.
+    assert gaps["pixel_difference"] == pytest.approx(0.0, abs=1e-6)
+    assert gaps["av_align_vs_other_audio"] == pytest.approx(0.0, abs=1e-9)
+    assert math.isfinite(result["quality"]["vae_psnr_db"]) and 0 <= result["quality"]["vae_ssim"] <= 1
+    write_json(tmp_path / "r.json", result)
+    assert json.loads((tmp_path / "r.json").read_text())["rows"]["model"]["av_align"] >= 0
