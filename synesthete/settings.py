@@ -132,7 +132,7 @@ class TrainSettings(_Section):
     clip_pool: int = Field(
         64, gt=0, description="Recent clips kept in memory; every batch draws frames or windows from all of them."
     )
-    fresh_clips: int = Field(1, gt=0, description="New clips from the data engine per optimisation step (per rank).")
+    fresh_clips: int = Field(4, gt=0, description="New clips from the data engine per optimisation step (per rank).")
     overfit: bool = Field(False, description="Debug: keep training on the first step's clips, never refreshing.")
     eval_clips: int = Field(2, gt=0, description="Held-out clips (eval.clip_seconds long) scored every eval_every.")
 
@@ -201,7 +201,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "vae": {"base_channels": 64, "max_channels": 256, "batch_size": 128, "max_steps": 20000},
         "diffusion": {"dim": 384, "depth": 12, "heads": 6, "audio_dim": 256, "batch_size": 64, "max_steps": 100000},
         "data": {"num_workers": 4},
-        "train": {"clip_pool": 256, "fresh_clips": 2},
+        "train": {"clip_pool": 256, "fresh_clips": 8},
     },
 }
 

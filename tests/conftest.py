@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# Tiny models on a 2-core machine: one thread per process is faster and steadier (idle OpenMP threads spin),
+# and subprocesses (the CLI, torchrun ranks) inherit it so they never oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
