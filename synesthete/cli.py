@@ -168,7 +168,9 @@ def train_vae_cmd(
         vae={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
-    print_summary("train vae", train_vae(settings, resume=resume, export=export))
+    summary = train_vae(settings, resume=resume, export=export)
+    if summary:  # empty on torchrun ranks other than 0
+        print_summary("train vae", summary)
 
 
 @train_app.command("diffusion")
@@ -193,7 +195,9 @@ def train_diffusion_cmd(
         diffusion={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
-    print_summary("train diffusion", train_diffusion(settings, vae_path=vae, resume=resume, export=export))
+    summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export)
+    if summary:  # empty on torchrun ranks other than 0
+        print_summary("train diffusion", summary)
 
 
 # ----------------------------------------------------------------------------------------------- render

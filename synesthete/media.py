@@ -103,7 +103,12 @@ def audio_info(path: str | Path) -> AudioInfo:
     duration = md.duration_seconds_from_header or md.duration_seconds or 0.0
     if not duration:
         # Some containers (raw mp3/ogg) report no duration: decode to measure it.
-        samples = dec.get_all_samples()
+        try:
+            samples = dec.get_all_samples()
+        except RuntimeError as exc:
+            if "no audio frames were decoded" in str(exc).lower():
+                raise InputError(f"{path} has no audio samples (empty or zero-length)") from exc
+            raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
         duration = samples.data.shape[-1] / samples.sample_rate
     return AudioInfo(sample_rate=int(md.sample_rate), num_channels=int(md.num_channels), duration=float(duration))
 
@@ -127,6 +132,8 @@ def load_audio(
         else:
             samples = dec.get_samples_played_in_range(start, stop)
     except (RuntimeError, ValueError) as exc:
+        if "no audio frames were decoded" in str(exc).lower():
+            raise InputError(f"{path} has no audio samples in the requested range (empty or zero-length)") from exc
         raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
     data = samples.data.float()
     if data.ndim == 1:

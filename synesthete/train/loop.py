@@ -1,0 +1,583 @@
+"""What both trainers share: the run folder, TensorBoard, progress, signals, DDP, LR schedule, NaN guard.
+
+A trainer reads top to bottom (see ``train/vae.py``)::
+
+    with TrainingRun("vae", settings, resume) as run:       # DDP setup, run folder, SummaryWriter, signals
+        model, optimizer, scheduler = ...
+        step, position = run.restore(model, optimizer, scheduler)
+        pool = run.clip_pool(position)                      # recent clips; batches draw from all of them
+        while step < max_steps:
+            gen = run.seed_step(step)                       # all randomness derives from (seed, step, rank)
+            pool.refresh()                                  # + train.fresh_clips new clips
+            result = run.optimize(ddp_model, optimizer, scheduler, loss_fn, step)   # accum, clip, NaN guard
+            step += 1
+            run.log_step(step, result, ...)                 # TensorBoard scalars + progress bar
+            run.maybe_checkpoint(step, make_ckpt)           # every N steps, at the end, and on Ctrl-C/SIGTERM
+
+Determinism: every random draw of a step (which frames, noise, timesteps, CFG drops) comes from a
+generator seeded with (seed, step, rank), and the global torch RNG is re-seeded the same way, so a run
+resumed from a checkpoint at step k draws exactly what the uninterrupted run drew at step k. The data
+stream position (clips consumed by this rank) is stored too: the resumed run re-makes the clip pool it
+had and continues the stream where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from synesthete.console import err_console, make_progress
+from synesthete.device import autocast, resolve_device
+from synesthete.errors import CheckpointError, DeviceError, OutputError, TrainingError
+from synesthete.settings import Settings
+
+LATEST = "ckpt_latest.pt"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped training after a checkpoint was saved (the CLI exits with code 130)."""
+
+
+# --------------------------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    """This process's place in a (possibly single-process) torchrun job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    enabled: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone logs, shows progress and writes checkpoints."""
+        return self.rank == 0
+
+
+def setup_distributed(settings: Settings) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA); pick the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(settings.device)
+    if world_size <= 1:
+        return Dist(), device
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device.type == "mps":
+        raise DeviceError("torchrun with several processes is not supported on MPS: use --device cpu")
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend=backend)
+    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, enabled=True), device
+
+
+def any_rank(flags: list[bool], dist: Dist, device: torch.device) -> list[bool]:
+    """Each flag OR-ed over all ranks, so every rank takes the same decision (stop, NaN) at the same step."""
+    if not dist.enabled:
+        return flags
+    tensor = torch.tensor([float(f) for f in flags], device=device)
+    torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+    return [bool(v) for v in tensor.tolist()]
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of one step's random draws: a pure function of (seed, step, rank)."""
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
+
+
+# --------------------------------------------------------------------------------------------- optimisation
+def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``max_steps``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(
+    model: nn.Module, lr: float, max_steps: int, settings: Settings
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW plus the warm-up/cosine LambdaLR (its state dict holds only plain numbers)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.train.weight_decay)
+    train = settings.train
+
+    def factor(step: int) -> float:
+        return lr_factor(step, train.warmup_steps, max_steps, train.min_lr_ratio)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class StepResult:
+    """What one optimisation step measured (plain floats, averaged over micro-batches)."""
+
+    loss: float
+    logs: dict[str, float]
+    grad_norm: float
+    samples: int  # samples processed by this rank in this step
+
+
+# --------------------------------------------------------------------------------------------- signals
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps; a second Ctrl-C aborts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take over SIGINT and SIGTERM (only possible on the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Give the signals back to their previous handlers."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: the user really wants out, checkpoint or not
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        """SIGINT / SIGTERM."""
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the data engine on one intra-op thread (its small tensor ops gain nothing from more).
+
+    On a busy CPU, OpenMP's two-thread barriers wait for a descheduled thread at every small op: making a
+    cpu-preset clip took 1.4 s with 2 threads and 0.023 s with 1 on this machine under load (13 ms either
+    way when idle). DataLoader workers already run single-threaded (``data.worker_init_fn``).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _init_worker(worker_id: int) -> None:
+    from synesthete.data import worker_init_fn
+
+    worker_init_fn(worker_id)
+    # DataLoader workers share the terminal's process group: let the main process handle Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------------------------- data
+class ClipPool:
+    """The last ``train.clip_pool`` clips of this rank's stream; each step adds ``train.fresh_clips`` new ones.
+
+    The data engine makes a 3 s clip (90 frames) far more slowly than the networks consume frames, and the
+    frames of one clip are alike. So batches draw frames (VAE) or windows (diffusion) at random from every
+    clip in the pool, and each step replaces only the oldest clip(s): a batch spans many clips and music,
+    and each clip is still used for about ``batch_size / fresh_clips`` samples in its lifetime.
+
+    The pool is a pure function of the stream position: a resumed run re-makes the clips the pool held
+    (positions ``[position - clip_pool, position)``), so the batches continue exactly.
+    """
+
+    def __init__(self, settings: Settings, start_index: int, dist: Dist, print_fn: Callable[[str], None]) -> None:
+        from synesthete.data import ClipStream
+
+        cfg = settings.train
+        self.size, self.fresh, self.overfit = cfg.clip_pool, cfg.fresh_clips, cfg.overfit
+        self.clips: deque[dict[str, torch.Tensor]] = deque(maxlen=self.size)
+        first = max(0, start_index - self.size)
+        stream = ClipStream(settings, split="train", start_index=first, rank=dist.rank, world_size=dist.world_size)
+        workers = settings.data.num_workers
+        # One clip per item: the workers hand clips back in stream order whatever their number.
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=workers, worker_init_fn=_init_worker if workers else None,
+        )
+        self._iter: Iterator[dict[str, Any]] = iter(loader)
+        self._in_process = workers == 0
+        self.position = first
+        if start_index > first:
+            print_fn(f"re-making the {start_index - first} clips the pool held at stream position {start_index}")
+        while self.position < start_index:
+            self._pull()
+
+    def _pull(self) -> None:
+        with one_thread() if self._in_process else contextlib.nullcontext():
+            clip = next(self._iter)
+        self.clips.append({"frames": clip["frames"], "features": clip["features"]})  # [T, 3, H, W], [T, F]
+        self.position += 1
+
+    def refresh(self) -> None:
+        """Add this step's fresh clips (only the first step's in ``train.overfit`` mode)."""
+        if self.overfit and self.position > 0:
+            return
+        for _ in range(self.fresh):
+            self._pull()
+
+    def frames(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random frames of random pool clips: uint8 [count, 3, H, W]."""
+        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
+        frame_idx = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+        picked = []
+        for c, f in zip(clip_idx, frame_idx, strict=True):
+            frames = self.clips[c]["frames"]
+            picked.append(frames[f % frames.shape[0]])
+        return torch.stack(picked)
+
+    def windows(
+        self, count: int, window: int, context: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` random windows: frames uint8 [count, W, 3, H, W] and features [count, W + 2*ctx, F].
+
+        A window's features cover [s - ctx, s + W + ctx), zero-padded beyond the clip's edges (as render
+        pads a song).
+        """
+        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
+        offsets = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+        frames, feats = [], []
+        for c, offset in zip(clip_idx, offsets, strict=True):
+            clip = self.clips[c]
+            t = clip["frames"].shape[0]
+            if t < window:
+                raise ValueError(f"clips have {t} frames, fewer than diffusion.window={window}")
+            s = offset % (t - window + 1)
+            frames.append(clip["frames"][s : s + window])
+            # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
+            feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
+        return torch.stack(frames), torch.stack(feats)
+
+
+# --------------------------------------------------------------------------------------------- the run
+def resolve_resume(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder meaning its ckpt_latest.pt."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LATEST
+    if not path.exists():
+        raise CheckpointError(f"cannot resume: {path} does not exist")
+    return path
+
+
+def _run_folder(kind: str, settings: Settings, resume: Path | None) -> Path:
+    runs = Path(settings.paths.runs)
+    if settings.train.run_name:
+        folder = runs / settings.train.run_name
+    elif resume is not None:
+        return resume.parent  # keep writing into the run being resumed
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = runs / f"{kind}-{stamp}"
+        suffix = 1
+        while folder.exists():
+            suffix += 1
+            folder = runs / f"{kind}-{stamp}-{suffix}"
+    if resume is None and (folder / LATEST).exists():
+        raise OutputError(
+            f"run folder {folder} already holds a checkpoint: continue it with --resume {folder}, "
+            "or pick another --run-name"
+        )
+    return folder
+
+
+@dataclass
+class _Meter:
+    """Sums of logged values between two TensorBoard writes."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    samples: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, values: dict[str, float], samples: int) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.samples += samples
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.steps = 0
+        self.samples = 0
+        self.start = time.perf_counter()
+
+
+class TrainingRun:
+    """One training run: DDP, run folder, TensorBoard writer, progress bar, signals, checkpoints."""
+
+    def __init__(self, kind: str, settings: Settings, resume: str | Path | None = None) -> None:
+        self.kind = kind
+        self.settings = settings
+        self.dist, self.device = setup_distributed(settings)
+        self.resume_path = resolve_resume(resume) if resume is not None else None
+        self.resume_ckpt: dict[str, Any] | None = None
+        if self.resume_path is not None:
+            self.resume_ckpt = load_checkpoint(self.resume_path, kind, settings)
+            if "optimizer" not in self.resume_ckpt:
+                raise CheckpointError(
+                    f"cannot resume from {self.resume_path}: it is an exported checkpoint (weights only); "
+                    f"resume from a run checkpoint such as runs/<name>/{LATEST}"
+                )
+        self.folder = _run_folder(kind, settings, self.resume_path)
+        self.writer = None
+        self.stop = StopRequest()
+        self.last_good: tuple[Path, int] | None = None
+        self.progress = None
+        self._task = None
+        self._meter = _Meter()
+        self.history: list[float] = []  # loss of every step of this process (rank 0), for the summary
+        self.start_step = 0
+        self._stop_agreed = False
+
+    # -- context ------------------------------------------------------------------------------------
+    def __enter__(self) -> TrainingRun:
+        if self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "settings.json").write_text(self.settings.model_dump_json(indent=2) + "\n")
+            step = int(self.resume_ckpt["step"]) if self.resume_ckpt else None
+            # purge_step hides events an interrupted run logged after its last checkpoint.
+            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
+        self.stop.install()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop.restore()
+        if self.progress is not None:
+            self.progress.stop()
+        if self.writer is not None:
+            self.writer.close()
+        if self.dist.enabled and torch_dist.is_initialized():
+            if exc_type is None:
+                torch_dist.barrier()
+            torch_dist.destroy_process_group()
+
+    # -- state ----------------------------------------------------------------------------------------
+    def restore(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        ema: nn.Module | None = None,
+    ) -> tuple[int, int]:
+        """Load model/optimizer/scheduler (and EMA) state when resuming; return (step, data position)."""
+        ckpt = self.resume_ckpt
+        if ckpt is None:
+            return 0, 0
+        load_weights(model, ckpt["model"], self.resume_path)
+        if ema is not None:
+            load_weights(ema, ckpt["ema"], self.resume_path)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if "rng" in ckpt:
+            torch.set_rng_state(ckpt["rng"])
+        self.start_step = int(ckpt["step"])
+        self.last_good = (self.resume_path, self.start_step)
+        # Every rank consumes the same number of clips per step, so one position serves all ranks.
+        return self.start_step, int(ckpt.get("data_position", 0))
+
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """DistributedDataParallel around ``model`` under torchrun; the model itself otherwise."""
+        if not self.dist.enabled:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+    def clip_pool(self, start_index: int) -> ClipPool:
+        """This rank's pool of training clips, as it was at stream position ``start_index``."""
+        return ClipPool(self.settings, start_index, self.dist, self.print)
+
+    def seed_step(self, step: int) -> torch.Generator:
+        """Re-seed the global RNG (all devices) and return a CPU generator, both from (seed, step, rank).
+
+        Draws made on the CPU (frame and window choices, noise, timesteps) use the generator; random ops
+        inside the networks (the VAE's posterior sample) use the re-seeded global RNG of their device.
+        """
+        seed = step_seed(self.settings.train.seed, step, self.dist.rank)
+        torch.manual_seed(seed)
+        return torch.Generator().manual_seed(seed)
+
+    # -- one step ---------------------------------------------------------------------------------------
+    def optimize(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor], int]],
+        step: int,
+    ) -> StepResult:
+        """Gradient accumulation over ``train.grad_accum`` micro-batches, clip, NaN guard, optimizer step.
+
+        ``loss_fn(micro)`` returns (loss, logs, samples) for one micro-batch; it runs under bf16 autocast on
+        CUDA (so fetch data before calling this). A non-finite loss or gradient norm on any rank raises
+        TrainingError before the weights are touched.
+        """
+        accum = self.settings.train.grad_accum
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        logs: dict[str, float] = {}
+        samples = 0
+        for micro in range(accum):
+            sync = not self.dist.enabled or micro == accum - 1
+            context = model.no_sync() if not sync else contextlib.nullcontext()
+            with context:
+                with autocast(self.device, self.settings.train.amp):
+                    loss, parts, n = loss_fn(micro)
+                (loss / accum).backward()
+            total += float(loss.detach()) / accum
+            for key, value in parts.items():
+                logs[key] = logs.get(key, 0.0) + float(value) / accum
+            samples += n
+        params = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.train.grad_clip))
+        bad_loss = not math.isfinite(total)
+        stop_now, bad = any_rank([self.stop.signum is not None, bad_loss or not math.isfinite(grad_norm)],
+                                 self.dist, self.device)
+        if bad:
+            optimizer.zero_grad(set_to_none=True)
+            what = f"loss became {total}" if bad_loss else f"gradient norm became {grad_norm}"
+            if self.last_good is not None:
+                kept = f"the last good checkpoint {self.last_good[0]} (step {self.last_good[1]}) is kept"
+            else:
+                kept = "no checkpoint was written yet"
+            raise TrainingError(
+                f"{what} at step {step + 1}: training stopped and {kept}; try a lower --lr or more warm-up"
+            )
+        optimizer.step()
+        scheduler.step()
+        self._stop_agreed = stop_now
+        return StepResult(loss=total, logs=logs, grad_norm=grad_norm, samples=samples)
+
+    @property
+    def stop_requested(self) -> bool:
+        """True when any rank received SIGINT/SIGTERM (agreed on by all ranks in the last step)."""
+        return self._stop_agreed
+
+    # -- logging ----------------------------------------------------------------------------------------
+    def start_progress(self, step: int, max_steps: int) -> None:
+        """Show the rich progress bar (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        self.progress = make_progress()
+        self.progress.start()
+        self._task = self.progress.add_task(f"train {self.kind}", total=max_steps, completed=step, info="")
+        self._meter.reset()
+
+    def log_step(self, step: int, result: StepResult, lr: float, unit: str = "samples") -> None:
+        """Progress bar every step; averaged TensorBoard scalars every ``train.log_every`` steps."""
+        if not self.dist.is_main:
+            return
+        self.history.append(result.loss)
+        values = {"loss": result.loss, **result.logs}
+        self._meter.add({**values, "grad_norm": result.grad_norm}, result.samples * self.dist.world_size)
+        elapsed = max(time.perf_counter() - self._meter.start, 1e-9)
+        rate = self._meter.samples / elapsed
+        if self.progress is not None:
+            self.progress.update(
+                self._task, completed=step, info=f"step {step} · loss {result.loss:.4f} · {rate:.1f} {unit}/s"
+            )
+        if step % self.settings.train.log_every == 0:
+            meter = self._meter
+            for key, total in meter.sums.items():
+                tag = f"train/{key}" if key == "grad_norm" else f"{self.kind}/{key}"
+                self.writer.add_scalar(tag, total / meter.steps, step)
+            self.writer.add_scalar("train/lr", lr, step)
+            self.writer.add_scalar(f"train/{unit}_per_s", rate, step)
+            self.writer.add_scalar("train/steps_per_s", meter.steps / elapsed, step)
+            self.writer.flush()
+            meter.reset()
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """One TensorBoard scalar (rank 0 only)."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        """One TensorBoard image [3, H, W] in [0, 1] (rank 0 only)."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), step)
+            self.writer.flush()
+
+    def print(self, message: str) -> None:
+        """A line above the progress bar (rank 0 only)."""
+        if self.dist.is_main:
+            (self.progress.console if self.progress is not None else err_console).print(message, soft_wrap=True)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def save(self, step: int, make: Callable[[], dict[str, Any]]) -> Path:
+        """Write ckpt_latest.pt (and ckpt_<step>.pt every ``train.keep_every``) on rank 0, atomically."""
+        path = self.folder / LATEST
+        if self.dist.is_main:
+            ckpt = make()
+            ckpt["rng"] = torch.get_rng_state()
+            save_checkpoint(ckpt, path)
+            keep = self.settings.train.keep_every
+            if keep and step % keep == 0:
+                save_checkpoint(ckpt, self.folder / f"ckpt_{step:08d}.pt")
+        self.last_good = (path, step)
+        return path
+
+    def maybe_checkpoint(self, step: int, max_steps: int, make: Callable[[], dict[str, Any]]) -> None:
+        """Checkpoint every ``train.checkpoint_every`` steps, at the end, and when a stop was requested.
+
+        After a stop request the checkpoint is written and TrainingInterrupted is raised on every rank.
+        """
+        due = step % self.settings.train.checkpoint_every == 0 or step >= max_steps
+        if due or self.stop_requested:
+            self.save(step, make)
+        if self.stop_requested:
+            cause = self.stop.name or "a signal to another rank"
+            self.print(
+                f"[yellow]{cause}[/yellow]: stopped at step {step}, saved {self.folder / LATEST} "
+                f"(continue with --resume {self.folder})"
+            )
+            raise TrainingInterrupted
+
+    def summary(self, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The summary table the CLI prints (empty on ranks other than 0): run folder, steps, first/last loss."""
+        if not self.dist.is_main:
+            return {}
+        window = max(1, self.settings.train.log_every)
+        out: dict[str, Any] = {"run folder": str(self.folder), "steps": step}
+        if self.history:
+            out["loss (first steps)"] = sum(self.history[:window]) / len(self.history[:window])
+            out["loss (last steps)"] = sum(self.history[-window:]) / len(self.history[-window:])
+        out["checkpoint"] = str(self.folder / LATEST)
+        out.update(extra or {})
+        return out
+
+
+def image_row(frames: torch.Tensor) -> torch.Tensor:
+    """Frames [N, 3, H, W] side by side -> [3, H, N*W]."""
+    return torch.cat(list(frames), dim=-1)
+
+
+def frames_to_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 frames [..., 3, H, W] -> float [..., 3, H, W] in [0, 1] on ``device``."""
+    return frames.to(device, non_blocking=True).float().div_(255)

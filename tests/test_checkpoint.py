@@ -1,0 +1,206 @@
+"""Checkpoints: safe loading, architecture checks, atomic writes, export and load_models."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from synesthete.checkpoint import (
+    export_checkpoint,
+    load_checkpoint,
+    load_models,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    vae_fingerprint,
+)
+from synesthete.errors import CheckpointError
+from synesthete.models.dit import DiT
+from synesthete.models.vae import VAE
+from synesthete.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_settings("tiny")
+
+
+def _vae_run_checkpoint(settings, step: int = 7) -> dict:
+    torch.manual_seed(0)
+    model = VAE(settings)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.rand(2, 3, settings.video.height, settings.video.width))[0].mean().backward()
+    optimizer.step()
+    return make_checkpoint("vae", model, settings, optimizer=optimizer.state_dict(), step=step, data_position=3)
+
+
+def _dit_run_checkpoint(settings, vae_state: dict) -> dict:
+    torch.manual_seed(1)
+    model = DiT(settings)
+    ema = DiT(settings)
+    for p in ema.parameters():
+        torch.nn.init.normal_(p)  # distinguishable from the raw weights
+    c = settings.vae.latent_channels
+    return make_checkpoint(
+        "diffusion", model, settings, ema=ema.state_dict(), optimizer={"state": {}, "param_groups": []}, step=5,
+        latent_stats={"mean": torch.arange(c).float(), "std": torch.ones(c) * 2},
+        vae_fingerprint=vae_fingerprint(vae_state),
+    )
+
+
+def test_round_trip_keeps_weights_settings_and_plain_types(tiny, tmp_path):
+    ckpt = _vae_run_checkpoint(tiny)
+    path = save_checkpoint(ckpt, tmp_path / "vae.pt")
+    loaded = load_checkpoint(path, "vae", tiny)
+    assert loaded["step"] == 7 and loaded["data_position"] == 3
+    assert loaded["settings"] == tiny.model_dump(mode="json")
+    assert all(isinstance(v, str) for v in loaded["versions"].values())
+    for key, value in ckpt["model"].items():
+        assert torch.equal(loaded["model"][key], value)
+    assert loaded["optimizer"]["state"], "optimizer state is saved"
+
+
+def test_architecture_mismatch_names_the_field(tiny, tmp_path):
+    path = save_checkpoint(_vae_run_checkpoint(tiny), tmp_path / "vae.pt")
+    wider = tiny.updated(vae={"latent_channels": 8})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, "vae", wider)
+    message = str(info.value)
+    assert f"{path} was trained with vae.latent_channels=4, current settings have 8" in message
+    assert "\n" not in message
+    # A field that does not shape the network (the learning rate) is not a mismatch.
+    load_checkpoint(path, "vae", tiny.updated(vae={"lr": 0.5}))
+    with pytest.raises(CheckpointError, match="is a vae checkpoint, expected a diffusion checkpoint"):
+        load_checkpoint(path, "diffusion", tiny)
+
+
+class _Payload:
+    """Pickles as a call to os.system: loading it with plain pickle would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_without_running_it(tiny, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "synesthete-checkpoint", "version": 1, "kind": "vae", "model": _Payload(marker)}, evil)
+    refused = r"refusing to load .*evil\.pt: not a plain checkpoint \(it may contain code\)"
+    with pytest.raises(CheckpointError, match=refused):
+        load_checkpoint(evil, "vae", tiny)
+    assert not marker.exists()
+
+    raw = tmp_path / "raw.pkl"  # a bare pickle, not even a torch archive
+    raw.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        read_checkpoint(raw)
+    assert not marker.exists()
+
+    # Control: the payload is real, a trusting loader does run it.
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+def test_foreign_and_missing_files_are_refused(tiny, tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        read_checkpoint(text)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="is not a Synesthete checkpoint"):
+        read_checkpoint(other)
+    truncated = tmp_path / "truncated.pt"
+    good = save_checkpoint(_vae_run_checkpoint(tiny), tmp_path / "good.pt")
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError):
+        read_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+_WRITER = """
+import sys, torch
+from synesthete.checkpoint import save_checkpoint
+ckpt = {"format": "synesthete-checkpoint", "version": 1, "kind": "vae", "step": 2,
+        "model": {"w": torch.ones(96 * 2**20)}}  # 384 MB: takes a while to write and fsync
+print("ready", flush=True)
+save_checkpoint(ckpt, sys.argv[1])
+print("done", flush=True)
+"""
+
+
+def test_killed_writer_leaves_previous_checkpoint_intact(tiny, tmp_path):
+    path = tmp_path / "ckpt_latest.pt"
+    save_checkpoint({"format": "synesthete-checkpoint", "version": 1, "kind": "vae", "step": 1,
+                     "model": {"w": torch.zeros(4)}}, path)
+    before = path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 60
+    temp = []
+    while time.monotonic() < deadline and not temp:
+        temp = [p for p in tmp_path.glob(".ckpt_latest.*") if p.stat().st_size > 0]
+    proc.send_signal(signal.SIGKILL)  # mid-write: the temporary file has started to fill
+    proc.wait()
+    assert temp, "the writer never started writing its temporary file"
+    assert path.read_bytes() == before
+    assert read_checkpoint(path)["step"] == 1
+
+
+def test_export_is_compact_and_load_models_restores_float32_eval(tiny, tmp_path):
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    dit_ckpt = _dit_run_checkpoint(tiny, vae_ckpt["model"])
+    run = tmp_path / "run"
+    save_checkpoint(vae_ckpt, run / "vae_run.pt")
+    save_checkpoint(dit_ckpt, run / "dit_run.pt")
+    out = tmp_path / "export"
+    assert export_checkpoint(run / "vae_run.pt", out) == out / "vae.pt"
+    assert export_checkpoint(run / "dit_run.pt", out) == out / "diffusion.pt"
+    for name in ("vae", "diffusion"):
+        exported = read_checkpoint(out / f"{name}.pt")
+        assert "optimizer" not in exported and "ema" not in exported
+        assert all(v.dtype == torch.float16 for v in exported["model"].values() if v.is_floating_point())
+    assert (out / "vae.pt").stat().st_size < (run / "vae_run.pt").stat().st_size / 2
+
+    models = load_models(tiny, out, "cpu")
+    assert not models.vae.training and not models.dit.training
+    assert all(p.dtype == torch.float32 for p in models.dit.parameters())
+    # The diffusion weights are the EMA, rounded to fp16.
+    ema_value = dit_ckpt["ema"]["null_vector"]
+    assert torch.equal(models.dit.null_vector, ema_value.half().float())
+    assert torch.equal(models.latent_mean, torch.arange(tiny.vae.latent_channels).float())
+    z = torch.randn(2, tiny.vae.latent_channels, tiny.latent_size, tiny.latent_size)
+    assert models.vae.decode(z).shape == (2, 3, tiny.video.height, tiny.video.width)
+
+
+def test_load_models_refuses_missing_and_mismatched_pairs(tiny, tmp_path):
+    with pytest.raises(CheckpointError, match="train vae"):
+        load_models(tiny, tmp_path, "cpu")
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
+    with pytest.raises(CheckpointError, match="train diffusion"):
+        load_models(tiny, tmp_path, "cpu")
+
+    # A diffusion model trained on another VAE's latents (same shape) is refused.
+    other_vae = dict(vae_ckpt["model"], **{"decoder.conv_in.bias": vae_ckpt["model"]["decoder.conv_in.bias"] + 1})
+    save_checkpoint(_dit_run_checkpoint(tiny, other_vae), tmp_path / "diffusion.pt")
+    with pytest.raises(CheckpointError, match="different VAE"):
+        load_models(tiny, tmp_path, "cpu")
+
+    # A diffusion model whose VAE had another latent width is refused before anything else.
+    wide = tiny.updated(vae={"latent_channels": 8})
+    save_checkpoint(_dit_run_checkpoint(wide, vae_ckpt["model"]), tmp_path / "diffusion.pt")
+    with pytest.raises(CheckpointError, match="vae.latent_channels=8, but .*vae.pt has 4"):
+        load_models(tiny, tmp_path, "cpu")

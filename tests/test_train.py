@@ -1,0 +1,223 @@
+"""Real tiny-preset training: loss falls, TensorBoard tags, exact resume, NaN guard, signals, torchrun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from synesthete.checkpoint import load_models, read_checkpoint
+from synesthete.cli import main
+from synesthete.errors import TrainingError
+from synesthete.settings import load_settings
+from synesthete.train.diffusion import train_diffusion
+from synesthete.train.vae import train_vae
+
+FAST = {"SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "SYNESTHETE_DEVICE": "cpu"}
+
+
+def _cli(*args: str) -> None:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"CLI exited with {exc.code}"
+
+
+def _scalars(folder: Path) -> tuple[EventAccumulator, dict[str, list[float]]]:
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events, {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def _tensors(obj) -> list:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for key in sorted(obj, key=str) for t in _tensors(obj[key])]
+    if isinstance(obj, list | tuple):
+        return [t for value in obj for t in _tensors(value)]
+    return [obj]
+
+
+def _identical(a, b) -> bool:
+    flat_a, flat_b = _tensors(a), _tensors(b)
+    return len(flat_a) == len(flat_b) and all(
+        torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(flat_a, flat_b, strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="module")
+def overfit_runs(workdir: Path) -> Path:
+    """`train vae` then `train diffusion` through the CLI, each overfitting its first batch of clips."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(workdir)
+    # eval_every = the last step: the held-out sync metrics run once (on one clip).
+    extra = {
+        "SYNESTHETE_TRAIN__OVERFIT": "true", "SYNESTHETE_TRAIN__EVAL_EVERY": "30", "SYNESTHETE_TRAIN__EVAL_CLIPS": "1",
+    }
+    for key, value in {**FAST, **extra}.items():
+        mp.setenv(key, value)
+    try:
+        _cli("train", "vae", "--preset", "tiny", "--max-steps", "30", "--run-name", "vae", "--export", "exported")
+        _cli("train", "diffusion", "--preset", "tiny", "--max-steps", "30", "--lr", "3e-3", "--batch-size", "8",
+             "--run-name", "dit",
+             "--vae", "runs/vae/ckpt_latest.pt", "--export", "exported")
+    finally:
+        mp.undo()
+    return workdir
+
+
+def test_loss_falls_when_overfitting_through_the_cli(overfit_runs: Path):
+    for run, tag in (("vae", "vae/loss"), ("dit", "diffusion/mse")):
+        _, scalars = _scalars(overfit_runs / "runs" / run)
+        losses = scalars[tag]
+        assert len(losses) == 6  # logged every 5 of 30 steps
+        # Diffusion losses are noisy (random timesteps): compare the last three logs with the first.
+        assert sum(losses[-3:]) / 3 < 0.85 * losses[0], f"{run}: {losses}"
+    # Training never touches the committed defaults: only the explicit --export wrote weights.
+    assert not (overfit_runs / "checkpoints").exists()
+    assert sorted(p.name for p in (overfit_runs / "exported").iterdir()) == ["diffusion.pt", "vae.pt"]
+
+
+def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
+    events, scalars = _scalars(overfit_runs / "runs" / "vae")
+    assert {"vae/loss", "vae/mse", "vae/kl", "vae/psnr", "vae/psnr_heldout", "train/lr", "train/grad_norm",
+            "train/images_per_s", "train/steps_per_s"} <= set(scalars)
+    assert events.Tags()["images"] == ["vae/reconstruction"]
+    events, scalars = _scalars(overfit_runs / "runs" / "dit")
+    assert {"diffusion/loss", "diffusion/mse", "diffusion/mse_shuffled", "diffusion/shuffle_gap",
+            "diffusion/hinge", "diffusion/heldout_shuffle_pixel_diff", "train/lr", "train/grad_norm",
+            "train/samples_per_s"} <= set(scalars)
+    assert any(tag.startswith("diffusion_by_timestep/mse_t") for tag in scalars)
+    assert {"eval/av_align", "eval/bas", "eval_reference/av_align"} <= set(scalars)
+    assert events.Tags()["images"] == ["diffusion/samples"]
+    image = events.Images("diffusion/samples")[-1]
+    tiny = load_settings("tiny")
+    # Two held-out windows, truth above sample: 4 rows of W frames.
+    assert (image.height, image.width) == (4 * tiny.video.height, tiny.diffusion.window * tiny.video.width)
+
+
+def test_exported_models_load_and_generate(overfit_runs: Path):
+    from synesthete.audio.features import num_features
+    from synesthete.sampling import sample
+
+    tiny = load_settings("tiny")
+    models = load_models(tiny, overfit_runs / "exported", "cpu")
+    d, size = tiny.diffusion, tiny.latent_size
+    features = torch.rand(2, d.window + 2 * d.audio_context, num_features(tiny.audio))
+    shape = (2, d.window, tiny.vae.latent_channels, size, size)
+    latents = sample(models.dit, features, shape, tiny, generator=torch.Generator().manual_seed(0))
+    assert latents.shape == shape and torch.isfinite(latents).all()
+
+
+@pytest.mark.parametrize("kind", ["vae", "diffusion"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(overfit_runs: Path, monkeypatch, kind: str):
+    monkeypatch.chdir(overfit_runs)
+    settings = load_settings(
+        "tiny", device="cpu", **{kind: {"max_steps": 6}},
+        train={"checkpoint_every": 3, "keep_every": 3, "run_name": f"whole-{kind}", "preview_samples": 1},
+    )
+
+    def train(s, resume=None):
+        if kind == "vae":
+            return train_vae(s, resume=resume)
+        return train_diffusion(s, vae_path=Path("exported/vae.pt"), resume=resume)
+
+    train(settings)
+    resumed = settings.updated(train={"run_name": f"resumed-{kind}"})
+    assert train(resumed, resume=Path(f"runs/whole-{kind}/ckpt_00000003.pt"))["steps"] == 6
+    whole, half, again = (read_checkpoint(f"runs/{p}") for p in
+                          (f"whole-{kind}/ckpt_latest.pt", f"whole-{kind}/ckpt_00000003.pt",
+                           f"resumed-{kind}/ckpt_latest.pt"))
+    assert half["step"] == 3 and again["step"] == 6
+    assert again["data_position"] == whole["data_position"] > half["data_position"] > 0
+    for key in ("model", "optimizer", "ema", "latent_stats"):
+        assert _identical(again.get(key), whole.get(key)), key
+    assert again["scheduler"]["last_epoch"] == 6
+    assert not _identical(half["model"], whole["model"])  # the second half did train
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workdir: Path, monkeypatch):
+    monkeypatch.chdir(workdir)
+    settings = load_settings(
+        "tiny", device="cpu", vae={"max_steps": 20, "lr": 1e30},
+        train={"checkpoint_every": 1, "run_name": "nan", "preview_samples": 1, "image_every": 1000},
+    )
+    with pytest.raises(TrainingError, match=r"(loss|gradient norm) became (nan|inf).*last good checkpoint"):
+        train_vae(settings)
+    kept = read_checkpoint("runs/nan/ckpt_latest.pt")
+    assert 1 <= kept["step"] < 20
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **FAST, **extra}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_a_checkpoint_that_resumes(workdir: Path, monkeypatch, signum: int):
+    monkeypatch.chdir(workdir)
+    name = f"sig{int(signum)}"
+    run = workdir / "runs" / name
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synesthete", "train", "vae", "--preset", "tiny", "--max-steps", "100000",
+         "--run-name", name],
+        env=_env(SYNESTHETE_TRAIN__LOG_EVERY="1", SYNESTHETE_TRAIN__CHECKPOINT_EVERY="100000"),
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        events = list(run.glob("events.out.tfevents.*"))
+        if events and events[0].stat().st_size > 400:  # at least one step logged
+            break
+        time.sleep(0.1)
+    assert not (run / "ckpt_latest.pt").exists()
+    proc.send_signal(signum)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"training did not stop within 60 s of {signal.Signals(signum).name}")
+    assert proc.returncode == 130, err
+    assert f"{signal.Signals(signum).name}: stopped at step" in err and f"--resume {Path('runs') / name}" in err
+    step = read_checkpoint(run / "ckpt_latest.pt")["step"]
+    assert step >= 1
+    settings = load_settings("tiny", device="cpu", vae={"max_steps": step + 2}, train={"preview_samples": 1})
+    assert train_vae(settings, resume=run)["steps"] == step + 2
+    assert read_checkpoint(run / "ckpt_latest.pt")["step"] == step + 2
+
+
+def test_torchrun_two_processes(workdir: Path):
+    run = workdir / "runs" / "ddp"
+    # A session of its own, so that a hung job is killed with all its workers.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "synesthete", "train", "vae", "--preset", "tiny", "--max-steps", "3", "--run-name", "ddp"],
+        cwd=workdir, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("torchrun did not finish in 120 s")
+    assert proc.returncode == 0, err[-3000:]
+    ckpt = read_checkpoint(run / "ckpt_latest.pt")
+    assert ckpt["step"] == 3
+    # Each rank pulled train.fresh_clips clips of its own shard of the stream per step.
+    assert ckpt["data_position"] == 3 * load_settings("tiny").train.fresh_clips
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # only rank 0 logs
+    assert "module." not in "".join(ckpt["model"])
