@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS="${1:-3000}"
-DIFFUSION_STEPS="${2:-6000}"
+DIFFUSION_STEPS="${2:-3300}"
 
 uv run synesthete train vae --preset cpu --seed 0 --run-name default-vae --max-steps "$VAE_STEPS" \
     --export checkpoints/

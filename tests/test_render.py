@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,11 @@ from synesthete.settings import load_settings
 from tests.conftest import ROOT, assert_user_error, run_cli
 
 FAST = ("--steps", "4")  # few sampler steps keep each render to seconds; quality is not under test here
+
+
+def render(*args: str, env: dict[str, str] | None = None):
+    """`synesthete render ARGS` in a subprocess with both cores (pytest itself waits meanwhile)."""
+    return run_cli("render", *args, env={"OMP_NUM_THREADS": "2", **(env or {})})
 
 
 def _song(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 7) -> torch.Tensor:
@@ -69,7 +75,7 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["wav", "mp3"])
 def test_render_wav_and_mp3(inputs, tmp_path, kind):
     out = tmp_path / f"{kind}.mp4"
-    proc = run_cli("render", str(inputs[kind]), "-o", str(out), *FAST)
+    proc = render(str(inputs[kind]), "-o", str(out), *FAST)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = _check_output(out, 2.0)
     assert frames.float().std() > 1.0  # a picture, not a blank
@@ -80,7 +86,7 @@ def test_render_wav_and_mp3(inputs, tmp_path, kind):
 @pytest.mark.parametrize("kind", ["stereo", "8k"])
 def test_render_other_rates_and_channels(inputs, tmp_path, kind):
     out = tmp_path / "o.mp4"
-    proc = run_cli("render", str(inputs[kind]), "-o", str(out), *FAST, "--size", "64")
+    proc = render(str(inputs[kind]), "-o", str(out), *FAST, "--size", "64")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _check_output(out, 2.0, size=64)
     audio, sr = load_audio(out)
@@ -90,18 +96,18 @@ def test_render_other_rates_and_channels(inputs, tmp_path, kind):
 
 def test_start_and_duration(inputs, tmp_path):
     out = tmp_path / "excerpt.mp4"
-    proc = run_cli("render", str(inputs["wav"]), "-o", str(out), *FAST, "--start", "0.5", "--duration", "1.0")
+    proc = render(str(inputs["wav"]), "-o", str(out), *FAST, "--start", "0.5", "--duration", "1.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _check_output(out, 1.0)
 
 
 def test_silence_renders_a_calm_video(inputs, tmp_path):
     out = tmp_path / "calm.mp4"
-    proc = run_cli("render", str(inputs["silent"]), "-o", str(out), *FAST)
+    proc = render(str(inputs["silent"]), "-o", str(out), *FAST)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = _check_output(out, 2.0).float() / 255
     song = tmp_path / "song.mp4"
-    assert run_cli("render", str(inputs["wav"]), "-o", str(song), *FAST).returncode == 0
+    assert render(str(inputs["wav"]), "-o", str(song), *FAST).returncode == 0
     loud = load_video(song)[0].float() / 255
     calm_motion = (frames[1:] - frames[:-1]).abs().mean()
     loud_motion = (loud[1:] - loud[:-1]).abs().mean()
@@ -120,28 +126,28 @@ def test_silence_renders_a_calm_video(inputs, tmp_path):
 def test_bad_inputs(inputs, tmp_path, kind, message):
     src = tmp_path / "nope.wav" if kind == "missing" else inputs[kind]
     out = tmp_path / "out.mp4"
-    assert_user_error(run_cli("render", str(src), "-o", str(out), *FAST), message)
+    assert_user_error(render(str(src), "-o", str(out), *FAST), message)
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file
 
 
 def test_bad_outputs_and_checkpoints(inputs, tmp_path):
     existing = tmp_path / "exists.mp4"
     existing.write_bytes(b"keep me")
-    assert_user_error(run_cli("render", str(inputs["wav"]), "-o", str(existing)), "already exists", "--overwrite")
+    assert_user_error(render(str(inputs["wav"]), "-o", str(existing)), "already exists", "--overwrite")
     assert existing.read_bytes() == b"keep me"
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_user_error(run_cli("render", str(inputs["wav"]), "-o", str(blocker / "out.mp4")), "cannot")
+    assert_user_error(render(str(inputs["wav"]), "-o", str(blocker / "out.mp4")), "cannot")
     empty_dir = tmp_path / "no-checkpoints"
     empty_dir.mkdir()
     out = tmp_path / "o.mp4"
-    assert_user_error(run_cli("render", str(inputs["wav"]), "-o", str(out), "--checkpoint-dir", str(empty_dir)), "vae.pt")
+    assert_user_error(render(str(inputs["wav"]), "-o", str(out), "--checkpoint-dir", str(empty_dir)), "vae.pt")
     # The committed checkpoints were trained at the cpu preset: other shapes are refused, naming the field.
     assert_user_error(
-        run_cli("render", str(inputs["wav"]), "-o", str(out), env={"SYNESTHETE_DIFFUSION__DEPTH": "3"}),
+        render(str(inputs["wav"]), "-o", str(out), env={"SYNESTHETE_DIFFUSION__DEPTH": "3"}),
         "diffusion.depth",
     )
-    assert_user_error(run_cli("render", str(inputs["wav"]), "-o", str(out), "--steps", "0"), "sample_steps")
+    assert_user_error(render(str(inputs["wav"]), "-o", str(out), "--steps", "0"), "sample_steps")
     assert not out.exists()
 
 
@@ -151,7 +157,8 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     out = tmp_path / "long.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out)],
-        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(ROOT), env={**os.environ, "OMP_NUM_THREADS": "2"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.suffix == ".mp4" for p in tmp_path.iterdir()):

@@ -70,7 +70,10 @@ def test_env_example_is_current():
     committed = (ROOT / ".env.example").read_text()
     assert committed == env_example(), "regenerate with: uv run synesthete config --env-example > .env.example"
     for name, field in Settings.model_fields.items():
-        assert f"SYNESTHETE_{name.upper()}" in committed
+        sub = getattr(field.annotation, "model_fields", None)
+        names = [f"SYNESTHETE_{name.upper()}__{s.upper()}=" for s in sub] if sub else [f"SYNESTHETE_{name.upper()}="]
+        for env_name in names:
+            assert env_name in committed
 
 
 def test_config_command_json_and_errors():
