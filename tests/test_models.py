@@ -14,15 +14,6 @@ from synesthete.models.vae import VAE, norm_groups, psnr, vae_loss
 from synesthete.settings import load_settings
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny networks run fastest (and immune to CPU contention) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def disc_frames(batch: int, size: int, seed: int = 0) -> torch.Tensor:
     """Frames [B, 3, size, size] in [0, 1]: a coloured disc of random position and radius on black."""
     gen = torch.Generator().manual_seed(seed)

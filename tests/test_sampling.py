@@ -12,15 +12,6 @@ from synesthete.sampling import NoiseSchedule, sample
 from synesthete.settings import load_settings
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny networks run fastest (and immune to CPU contention) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class PointMassDenoiser(nn.Module):
     """The exact denoiser of a dataset holding one latent: ``cond`` with audio, ``uncond`` without."""
 
