@@ -1,6 +1,6 @@
 """Render benchmark: real-time factor at the defaults, where the time goes, and peak RSS for long songs.
 
-Prints JSON. Run: ``uv run python benchmarks/render.py [--seconds 10] [--long 30 300] [--rss-steps 4]``.
+Prints JSON. Run: ``uv run python benchmarks/render.py [--seconds 10] [--long 30 300] [--rss-steps 2]``.
 
 * ``rtf``: wall time / audio duration for ``render`` of a procedural song with the committed checkpoints, at the
   default settings, in this process (imports and model loading excluded, reported separately).
@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0, help="song length for the real-time factor")
     parser.add_argument("--long", type=float, nargs="*", default=[30.0, 300.0], help="song lengths for peak RSS")
-    parser.add_argument("--rss-steps", type=int, default=4, help="sampler steps for the peak-RSS renders")
+    parser.add_argument("--rss-steps", type=int, default=2, help="sampler steps for the peak-RSS renders")
     args = parser.parse_args()
     result: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
