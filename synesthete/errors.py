@@ -23,3 +23,15 @@ class DeviceError(SynestheteError):
 
 class TrainingError(SynestheteError):
     """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+class ConfigError(SynestheteError):
+    """An unreadable or invalid .env file or environment setting (its value is never echoed)."""
+
+
+class BusyError(SynestheteError):
+    """Another synesthete job holds the lock on the same output or run folder."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C (temporary files are removed) and the CLI exits with 143."""

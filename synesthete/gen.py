@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from synesthete.audio.synth import synthesize
-from synesthete.console import make_progress
+from synesthete.console import err_console, make_progress
 from synesthete.data import make_clip, seed_for
-from synesthete.errors import InputError, OutputError
+from synesthete.errors import InputError, OutputError, Terminated
 from synesthete.media import atomic_path, write_video, write_wav
 from synesthete.settings import Settings, VideoSettings
 
@@ -85,35 +85,22 @@ def generate_dataset(
         raise InputError(f"--duration must be positive, got {settings.audio.clip_seconds}")
     settings = _video_settings(settings, width, height, fps)
     out = _prepare_folder(out, overwrite)
-    sr, video = settings.audio.sample_rate, settings.video
+    video = settings.video
 
     start = time.perf_counter()
     lines: list[str] = []
-    with make_progress() as progress:
-        task = progress.add_task("gen-audio", total=num, info="")
-        for i in range(num):
-            seed = seed_for(i, settings, "train")
-            stem = f"clip_{i:05d}"
-            entry: dict[str, Any] = {"index": i, "seed": seed, "wav": f"{stem}.wav"}
-            if audio_only:
-                wave, score = synthesize(seed, settings)  # [N]
-                meta = score
-            else:
-                clip = make_clip(seed, settings)
-                wave, meta = clip["audio"], clip["meta"]
-                write_video(out / f"{stem}.mp4", clip["frames"], video.fps, audio=wave, sample_rate=sr)
-                entry.update(
-                    mp4=f"{stem}.mp4", frames=int(clip["frames"].shape[0]), fps=video.fps,
-                    width=video.width, height=video.height, visualizer=_visualizer_names(meta["visual"]),
-                )
-            write_wav(out / f"{stem}.wav", wave, sr)
-            entry.update(meta)
-            entry["seed"] = seed
-            lines.append(json.dumps(entry))
-            progress.update(task, advance=1, info=f"{meta['tempo']:.0f} BPM {meta['scale']}")
-
-    with atomic_path(out / MANIFEST) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    try:
+        _write_clips(settings, num, out, audio_only, lines)
+    except (KeyboardInterrupt, Terminated):
+        # Ctrl-C or SIGTERM: the clip being written was removed (atomic writes); the finished ones stay,
+        # and the manifest lists exactly them.
+        if lines:
+            _write_manifest(out, lines)
+            err_console.print(
+                f"[yellow]stopped[/yellow] after {len(lines)} of {num} clips: {out / MANIFEST} lists them"
+            )
+        raise
+    _write_manifest(out, lines)
     wall = time.perf_counter() - start
     return {
         "clips": num,
@@ -125,3 +112,46 @@ def generate_dataset(
         "wall s": wall,
         "clips/s": num / wall,
     }
+
+
+def _write_manifest(out: Path, lines: list[str]) -> None:
+    with atomic_path(out / MANIFEST) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, lines: list[str]) -> None:
+    """Write the clips one by one, appending each finished clip's manifest line to ``lines``."""
+    sr, video = settings.audio.sample_rate, settings.video
+    with make_progress() as progress:
+        task = progress.add_task("gen-audio", total=num, info="")
+        for i in range(num):
+            seed = seed_for(i, settings, "train")
+            stem = f"clip_{i:05d}"
+            entry: dict[str, Any] = {"index": i, "seed": seed, "wav": f"{stem}.wav"}
+            written: list[Path] = []
+            try:
+                if audio_only:
+                    wave, score = synthesize(seed, settings)  # [N]
+                    meta = score
+                else:
+                    clip = make_clip(seed, settings)
+                    wave, meta = clip["audio"], clip["meta"]
+                    write_video(out / f"{stem}.mp4", clip["frames"], video.fps, audio=wave, sample_rate=sr)
+                    written.append(out / f"{stem}.mp4")
+                    entry.update(
+                        mp4=f"{stem}.mp4", frames=int(clip["frames"].shape[0]), fps=video.fps,
+                        width=video.width, height=video.height, visualizer=_visualizer_names(meta["visual"]),
+                    )
+                write_wav(out / f"{stem}.wav", wave, sr)
+                written.append(out / f"{stem}.wav")
+                entry.update(meta)
+                entry["seed"] = seed
+                lines.append(json.dumps(entry))
+            except BaseException:
+                # An unfinished clip leaves nothing: not its mp4 without its wav, nor a file the manifest
+                # does not list.
+                if len(lines) == i:
+                    for path in written:
+                        path.unlink(missing_ok=True)
+                raise
+            progress.update(task, advance=1, info=f"{meta['tempo']:.0f} BPM {meta['scale']}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,13 +17,151 @@ import torch
 
 from synesthete.errors import InputError, OutputError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locks
+    fcntl = None  # type: ignore[assignment]
+
 AAC_FRAME = 1024  # AAC pads the audio track to whole 1024-sample frames.
 
 
 # --------------------------------------------------------------------------------------------- atomic files
-def check_output(path: Path, overwrite: bool) -> Path:
-    """Fail early when ``path`` exists (without ``overwrite``) or its folder cannot be written."""
+TEMP_RANDOM = 8  # characters tempfile.mkstemp puts between the prefix and the suffix
+TEMP_TAG = ".tmp"
+_TEMP_CHARS = "[a-z0-9_]"  # tempfile's alphabet
+
+
+def _name_max(folder: Path) -> int:
+    """Longest file name (in bytes) the file system of ``folder`` accepts (255 where it cannot be asked)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """``text`` shortened to at most ``max_bytes`` bytes of its file-system encoding, never mid-character."""
+    raw = os.fsencode(text)
+    if len(raw) <= max_bytes:
+        return text
+    return raw[: max(0, max_bytes)].decode("utf-8", errors="ignore")
+
+
+def temp_affixes(path: str | Path) -> tuple[str, str]:
+    """(prefix, suffix) of the temporary files beside ``path``: ``.STEM.`` and ``.tmpSUFFIX``.
+
+    ``tempfile`` adds 8 random characters between them. STEM (and an unusually long SUFFIX) is shortened
+    so the temporary name fits wherever the final name fits (file names are limited to NAME_MAX bytes).
+    """
     path = Path(path)
+    folder = path.parent if path.parent.exists() else Path(".")
+    budget = _name_max(folder)
+    suffix = TEMP_TAG + _cut(path.suffix, 16)
+    room = budget - 2 - TEMP_RANDOM - len(os.fsencode(suffix))  # the two dots around STEM
+    stem = _cut(path.stem, room) or "_"
+    return f".{stem}.", suffix
+
+
+def _temp_pattern(path: Path) -> re.Pattern[str]:
+    prefix, suffix = temp_affixes(path)
+    return re.compile(re.escape(prefix) + _TEMP_CHARS + f"{{{TEMP_RANDOM}}}" + re.escape(suffix) + r"\Z")
+
+
+def _lock_fd(fd: int, blocking: bool = True) -> bool:
+    """flock ``fd`` exclusively; False when ``blocking`` is off and another process holds it."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove temporary files of ``path`` left by a writer that was killed (``kill -9``, power loss).
+
+    A live writer holds an exclusive flock on its temporary file for as long as it exists, and the kernel
+    drops that lock when the process dies: a temporary file that can be locked has no writer any more.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    pattern = _temp_pattern(path)
+    removed = []
+    for entry in entries:
+        if not pattern.match(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _lock_fd(fd, blocking=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when both paths exist and name the same file (through symlinks and hard links too)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_not_input(path: str | Path, inputs: tuple[str | Path, ...]) -> None:
+    """Refuse an output that is one of the ``inputs``: the same file, through symlinks and hard links."""
+    for source in inputs:
+        if source is not None and same_file(path, source):
+            raise OutputError(
+                f"{path} is the input {source} (the same file): refusing to overwrite it; pick another output name"
+            )
+
+
+def check_writable(folder: str | Path) -> None:
+    """Fail when a file cannot be created in the existing ``folder`` (permissions, read-only, /proc ...).
+
+    A probe file is created and removed: ``os.access`` alone says yes to root on folders that refuse files.
+    """
+    folder = Path(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {folder}: permission denied")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".synesthete-probe.", suffix=TEMP_TAG, dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_folder(path: str | Path, what: str) -> Path:
+    """Fail early when files cannot be written into folder ``path`` (created later if it does not exist).
+
+    Nothing is created: the nearest existing ancestor must be a writable folder.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{what} {path}: {existing} is a file, not a folder")
+    check_writable(existing)
+    return path
+
+
+def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written."""
+    path = Path(path)
+    check_not_input(path, inputs)
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists (use --overwrite to replace it)")
     if path.exists() and path.is_dir():
@@ -32,8 +171,7 @@ def check_output(path: Path, overwrite: bool) -> Path:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from exc
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write to {parent}: permission denied")
+    check_writable(parent)
     return path
 
 
@@ -41,15 +179,18 @@ def check_output(path: Path, overwrite: bool) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Any exception (including KeyboardInterrupt) removes the temporary file, so a reader never sees a
-    half-written output and an existing file is left untouched.
+    Any exception (including KeyboardInterrupt and SIGTERM) removes the temporary file, so a reader never
+    sees a half-written output and an existing file is left untouched. The temporary file is flocked while
+    it lives; temporary files of ``path`` that nobody locks (their writer was killed) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    remove_stale_temps(path)
+    prefix, suffix = temp_affixes(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        _lock_fd(fd)
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
@@ -58,6 +199,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
 
 
 def atomic_save(obj: object, path: str | Path) -> None:
@@ -119,12 +262,15 @@ def load_audio(
     mono: bool = False,
     start: float = 0.0,
     duration: float | None = None,
+    num_channels: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Decode ``path`` (any FFmpeg audio, or the audio track of a video) to float [C, N] and its rate.
 
-    ``sample_rate`` resamples, ``mono`` downmixes, ``start``/``duration`` (seconds) decode a range.
+    ``sample_rate`` resamples, ``mono`` (or ``num_channels``) remixes with FFmpeg's standard downmix
+    (5.1 to stereo puts the centre in both channels at -3 dB), ``start``/``duration`` (seconds) decode a
+    range. NaN or infinite samples (a damaged float wav) are an InputError.
     """
-    dec = _audio_decoder(path, sample_rate=sample_rate, num_channels=1 if mono else None)
+    dec = _audio_decoder(path, sample_rate=sample_rate, num_channels=1 if mono else num_channels)
     stop = None if duration is None else start + duration
     try:
         if start == 0.0 and stop is None:
@@ -138,7 +284,35 @@ def load_audio(
     data = samples.data.float()
     if data.ndim == 1:
         data = data.unsqueeze(0)
+    if not bool(torch.isfinite(data).all()):
+        raise InputError(f"{path} contains NaN or infinite samples (a damaged float file): it cannot be used")
     return data, int(samples.sample_rate)
+
+
+def decodable_duration(path: str | Path, header_duration: float) -> float:
+    """Seconds of audio that really decode: ``header_duration`` unless the file ends early (truncated).
+
+    An intact file is checked cheaply by decoding its last second; otherwise the whole stream is decoded
+    (mono at 8 kHz, to keep memory small) to find where it ends.
+    """
+    if header_duration <= 0:
+        return header_duration
+    tail_start = max(0.0, header_duration - 1.0)
+    try:
+        tail = _audio_decoder(path).get_samples_played_in_range(tail_start, header_duration)
+        end = float(tail.pts_seconds) + tail.data.shape[-1] / tail.sample_rate
+        if end >= header_duration - 0.25:
+            return header_duration
+    except (RuntimeError, ValueError):
+        pass
+    try:
+        samples = _audio_decoder(path, sample_rate=8000, num_channels=1).get_all_samples()
+    except (RuntimeError, ValueError) as exc:
+        if "no audio frames were decoded" in str(exc).lower():
+            return 0.0
+        raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
+    end = float(samples.pts_seconds) + samples.data.shape[-1] / samples.sample_rate
+    return min(header_duration, end)
 
 
 def load_video(path: str | Path) -> tuple[torch.Tensor, float]:
