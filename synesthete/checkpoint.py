@@ -35,8 +35,9 @@ from synesthete.settings import ARCHITECTURE_FIELDS, Settings
 
 FORMAT = "synesthete-checkpoint"
 VERSION = 1
-KINDS = ("vae", "diffusion")
+KINDS = ("vae", "diffusion", "critic")
 TRAIN_HINT = {
+    "critic": "train one with `synesthete train critic --export {dir}`",
     "vae": "train one with `synesthete train vae --export {dir}`",
     "diffusion": "train one with `synesthete train diffusion --export {dir}`",
 }
@@ -146,6 +147,8 @@ def check_architecture(ckpt: dict[str, Any], settings: Settings, kind: str, path
     more = f" (and {', '.join(f for f, _, _ in diffs[1:])})" if len(diffs) > 1 else ""
     preset = _lookup(ckpt.get("settings") or {}, "preset")
     hint = f"; it was trained with preset '{preset}' (try --preset {preset})" if preset != settings.preset else ""
+    if field == "video.fps" and not more:
+        hint = f": the model works at {old} fps only (use --fps {old}; other rates are not supported)"
     raise CheckpointError(
         f"{path} was trained with {field}={old}, current settings have {new}{more}{hint}"
     )
@@ -160,14 +163,49 @@ def load_checkpoint(path: str | Path, kind: str, settings: Settings) -> dict[str
     return ckpt
 
 
+def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a CheckpointError naming the first tensor of ``state_dict`` that holds NaN or inf."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path} holds non-finite weights (NaN or inf) in {name}: the file is damaged or its training "
+                "diverged; use another checkpoint"
+            )
+
+
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load ``state_dict`` into ``model`` strictly (any missing or extra key is a CheckpointError)."""
+    """Load ``state_dict`` into ``model`` strictly (any missing or extra key is a CheckpointError).
+
+    Non-finite weights (NaN, inf) are refused too: they would render black frames without an error.
+    """
+    check_finite(state_dict, path)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise CheckpointError(f"{path} does not fit the current network: {detail}") from exc
+
+
+def warm_start(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> list[str]:
+    """Load ``state_dict`` where shapes allow; parameters it lacks keep their (zero) initialisation.
+
+    Returns the names that were kept. A key the model does not have, or a shape that differs, is a
+    CheckpointError: warm starts are for adding conditioning, not for changing the network's size.
+    """
+    own = model.state_dict()
+    extra = sorted(set(state_dict) - set(own))
+    if extra:
+        raise CheckpointError(f"{path} has weights the current network lacks ({', '.join(extra[:3])}...)")
+    for name, tensor in state_dict.items():
+        if tensor.shape != own[name].shape:
+            raise CheckpointError(
+                f"{path} does not fit the current network: {name} is {tuple(tensor.shape)}, "
+                f"the network has {tuple(own[name].shape)}"
+            )
+    missing = sorted(set(own) - set(state_dict))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=False)
+    return missing
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -185,7 +223,7 @@ def export_checkpoint(src: str | Path, dst_dir: str | Path) -> Path:
         "settings": ckpt["settings"],
         "versions": ckpt.get("versions", versions()),
     }
-    for key in ("latent_stats", "vae_fingerprint"):
+    for key in ("latent_stats", "vae_fingerprint", "families", "cut_threshold", "scores"):
         if key in ckpt:
             compact[key] = ckpt[key]
     dst = Path(dst_dir) / f"{kind}.pt"
@@ -255,6 +293,7 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
     load_weights(dit, dit_ckpt.get("ema") or dit_ckpt["model"], dit_path)
     dit = dit.float().to(device).eval().requires_grad_(False)
     stats = dit_ckpt["latent_stats"]
+    check_finite(stats, dit_path)
     return Models(
         vae=vae,
         dit=dit,

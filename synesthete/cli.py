@@ -8,7 +8,9 @@ here, at the boundary. Heavy modules (torch models, torchcodec) are imported ins
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +20,7 @@ from rich.table import Table
 
 from synesthete import __version__
 from synesthete.console import console, err_console
-from synesthete.errors import SynestheteError
+from synesthete.errors import SynestheteError, Terminated
 
 app = typer.Typer(
     name="synesthete",
@@ -63,6 +65,23 @@ def build_settings(preset: str | None = None, **overrides: Any):
 
     check_environment()
     return load_settings(preset=preset, **overrides)
+
+
+def _check_export(export: Path | None) -> None:
+    """Fail before training when the --export folder cannot be written (not after hours of training)."""
+    if export is not None:
+        from synesthete.media import check_folder
+
+        check_folder(export, "--export")
+
+
+def _refuse_inputs(outputs: tuple[Path | None, ...], inputs: tuple[Path | None, ...]) -> None:
+    """Refuse an output that is one of the inputs (same file, through symlinks and hard links)."""
+    from synesthete.media import check_not_input
+
+    for out in outputs:
+        if out is not None:
+            check_not_input(out, inputs)
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:
@@ -168,6 +187,7 @@ def train_vae_cmd(
         vae={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
+    _check_export(export)
     summary = train_vae(settings, resume=resume, export=export)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train vae", summary)
@@ -185,6 +205,10 @@ def train_diffusion_cmd(
     export: Export = None,
     grad_accum: GradAccum = None,
     vae: Annotated[Path | None, typer.Option("--vae", help="VAE checkpoint (default: checkpoints/vae.pt).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Start a new run from these diffusion weights (e.g. checkpoints/diffusion.pt)."),
+    ] = None,
     preset: Preset = None,
 ) -> None:
     """Train the audio-conditioned Diffusion Transformer on frozen-VAE latents."""
@@ -195,9 +219,36 @@ def train_diffusion_cmd(
         diffusion={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
-    summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export)
+    _check_export(export)
+    summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export, init=init)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train diffusion", summary)
+
+
+@train_app.command("critic")
+def train_critic_cmd(
+    max_steps: MaxSteps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    seed: Seed = None,
+    device: Device = None,
+    run_name: RunName = None,
+    resume: Resume = None,
+    export: Export = None,
+    grad_accum: GradAccum = None,
+    preset: Preset = None,
+) -> None:
+    """Train the style critic that names the visualizer families in a frame (for the picture metrics)."""
+    from synesthete.train.critic import train_critic
+
+    settings = build_settings(
+        preset, device=device,
+        critic={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
+        train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
+    )
+    summary = train_critic(settings, resume=resume, export=export)
+    if summary:  # empty on torchrun ranks other than 0
+        print_summary("train critic", summary)
 
 
 # ----------------------------------------------------------------------------------------------- render
@@ -208,6 +259,13 @@ def render(
     fps: Annotated[int | None, typer.Option("--fps", help="Output frame rate.")] = None,
     seed: Seed = None,
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale.")] = None,
+    style: Annotated[
+        str | None,
+        typer.Option("--style", help="Visualizer family, '+'-joined families, 'auto' (from the seed) or 'list'."),
+    ] = None,
+    style_guidance: Annotated[
+        float | None, typer.Option("--style-guidance", help="Classifier-free guidance scale on the style.")
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Sampler steps.")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="ddim or ddpm.")] = None,
     start: Annotated[float, typer.Option("--start", help="Start of the excerpt (s).")] = 0.0,
@@ -222,16 +280,37 @@ def render(
 ) -> None:
     """Turn a song into a video, with the song muxed in."""
     from synesthete.render import render_song
+    from synesthete.styles import LIST
 
+    if style is not None and style.strip().lower() == LIST:
+        styles()
+        return
     settings = build_settings(
         preset, device=device,
         video={"fps": fps},
-        diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler},
-        render={"seed": seed, "size": size},
+        diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
+        render={"seed": seed, "size": size, "style": style},
         paths={"checkpoints": checkpoint_dir},
     )
-    summary = render_song(settings, song, out, start=start, duration=duration, overwrite=overwrite)
+    from synesthete.locks import output_lock
+
+    with output_lock(out):  # a second render to the same file is refused while this one runs
+        summary = render_song(settings, song, out, start=start, duration=duration, overwrite=overwrite)
     print_summary("render", summary)
+
+
+@app.command()
+def styles() -> None:
+    """List the styles `render --style` takes: each visualizer family, joinable with '+'."""
+    from synesthete.styles import describe
+
+    table = Table(title="styles (join families with '+', e.g. spectrum+kaleido; 'auto' draws one from the seed)",
+                  title_justify="left")
+    table.add_column("style", style="bold")
+    table.add_column("what it draws")
+    for name, text in describe().items():
+        table.add_row(name, text)
+    console.print(table)
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -248,21 +327,34 @@ def eval_cmd(
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Sampler steps.")] = None,
     seed: Seed = None,
+    sheet: Annotated[
+        Path | None, typer.Option("--sheet", help="Write a contact sheet PNG (model above oracle per clip).")
+    ] = None,
+    critic: Annotated[
+        Path | None, typer.Option("--critic", help="Style critic checkpoint (default: critic.pt in --checkpoint-dir).")
+    ] = None,
+    long_seconds: Annotated[
+        float | None, typer.Option("--long-seconds", help="Long render for style stability (0 skips).")
+    ] = None,
+    probe_seconds: Annotated[
+        float | None, typer.Option("--probe-seconds", help="Aperiodic probe render for the seam score (0 skips).")
+    ] = None,
     device: Device = None,
     overwrite: Overwrite = False,
     preset: Preset = None,
 ) -> None:
-    """Score audio-visual sync of the model (default) or of any video file (--video)."""
+    """Score audio-visual sync and the picture of the model (default) or of any video file (--video)."""
     from synesthete.evaluate import run_eval
 
     settings = build_settings(
         preset, device=device,
-        eval={"clips": clips, "strict": strict or None},
+        eval={"clips": clips, "strict": strict or None, "long_seconds": long_seconds, "probe_seconds": probe_seconds},
         diffusion={"sample_steps": steps},
         render={"seed": seed},
-        paths={"checkpoints": checkpoint_dir},
+        paths={"checkpoints": checkpoint_dir, "critic": critic},
     )
-    run_eval(settings, video=video, audio=audio, json_out=json_out, plot=plot, overwrite=overwrite)
+    _refuse_inputs((json_out, plot, sheet), (video, audio))
+    run_eval(settings, video=video, audio=audio, json_out=json_out, plot=plot, overwrite=overwrite, sheet=sheet)
 
 
 # ----------------------------------------------------------------------------------------------- entry
@@ -274,8 +366,16 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "invalid setting: " + "; ".join(parts)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (kill, timeout, CI cancellation) unwinds like Ctrl-C, so temporary files are removed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn user errors into one line and exit code 1."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         # Standalone mode: click prints usage errors itself (exit 2) and turns Ctrl-C into "Aborted!".
         app(args=argv)
@@ -290,10 +390,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("[red]error:[/red] interrupted")
         raise SystemExit(130) from None
+    except Terminated:
+        err_console.print("[red]error:[/red] terminated (SIGTERM): stopped; unfinished files were removed")
+        raise SystemExit(143) from None
 
 
 def _fail(message: str, exc: BaseException) -> None:
-    if _state.get("verbose"):
+    # A settings error's traceback would print the offending value (maybe a secret from .env): never show it.
+    if _state.get("verbose") and not isinstance(exc, ValidationError):
         err_console.print_exception()
     err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise SystemExit(1) from None

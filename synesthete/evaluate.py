@@ -19,7 +19,7 @@ import torch
 from rich.table import Table
 
 from synesthete.console import console, err_console, make_progress
-from synesthete.errors import InputError
+from synesthete.errors import InputError, OutputError
 from synesthete.media import atomic_path, check_output, load_audio, load_video
 from synesthete.metrics.flow import motion_curve
 from synesthete.metrics.quality import psnr, ssim
@@ -119,6 +119,7 @@ def score_video(settings: Settings, video: Path, audio: Path | None = None) -> t
         "tempo_bpm": a.tempo,
         "metrics": a.metrics(),
         "notes": a.notes,
+        "_frames": frames,
     }
     return result, a
 
@@ -141,6 +142,14 @@ def print_video(result: dict) -> None:
         ("scored", f"{result['scored_seconds']:.2f} s, {result['frames']} frames at {result['fps']:.3g} fps, "
                    f"{result['size'][0]}x{result['size'][1]}"),
     ]
+    pic = result.get("picture")
+    if pic:
+        rows += [
+            ("recognisability", f"{_fmt(pic['recognisability'])} (top family: {pic['top_family']})"),
+            ("cut rate", _fmt(pic["cut_rate"], "{:.2%}")),
+            ("style stability", _fmt(pic["style_stability"], "{:.1%}")),
+            ("sharpness (mean gradient)", _fmt(pic["sharpness"], "{:.4f}")),
+        ]
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
@@ -196,12 +205,16 @@ def _pixel_gap(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def evaluate_heldout(
-    settings: Settings, models: Any | None = None, device: torch.device | str = "cpu", progress: bool = True
+    settings: Settings, models: Any | None = None, device: torch.device | str = "cpu", progress: bool = True,
+    critic: Any | None = None,
+    videos: dict[str, list[torch.Tensor]] | None = None,
 ) -> tuple[dict, dict[str, SyncAnalysis]]:
     """Score ``settings.eval.clips`` held-out clips -> (results, analyses of clip 0 for the plot).
 
     With ``models`` (``checkpoint.load_models``) the model rows and the VAE quality are included; without,
-    only the oracle and the static floor (useful before any training).
+    only the oracle and the static floor (useful before any training). With ``critic`` (``(network,
+    checkpoint)`` from ``metrics.picture.load_critic``) the picture metrics are added under "picture".
+    A ``videos`` dict receives the model's renders and the oracle's frames (for the contact sheet).
     """
     device = torch.device(device)
     k = settings.eval.clips
@@ -219,10 +232,11 @@ def evaluate_heldout(
         renders: list[torch.Tensor] = []
         if models is not None:
             from synesthete.render import generate_frames
+            from synesthete.styles import clip_style
 
             task = bar.add_task("rendering", total=len(clips), info="")
-            for clip in clips:  # every render uses the same noise seed: only the audio differs
-                renders.append(generate_frames(models, clip["audio"], settings))  # [T, 3, H, W] in [0, 1]
+            for clip in clips:  # every render uses the same noise seed and the clip's true style
+                renders.append(generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])))
                 bar.advance(task)
         task = bar.add_task("scoring", total=k, info="")
         for i in range(k):
@@ -308,7 +322,186 @@ def evaluate_heldout(
         "per_clip": per_clip,
         "seconds": time.perf_counter() - t_start,
     }
+    if critic is not None:
+        t_picture = time.perf_counter()
+        result["picture"] = heldout_picture(critic, renders, clips[:k], settings)
+        result["picture"]["seconds"] = time.perf_counter() - t_picture
+    if videos is not None:
+        videos.update(model=renders[:k], oracle=[c["frames"] for c in clips[:k]])
     return result, plot_panels
+
+
+# --------------------------------------------------------------------------------------------- picture
+def _critic_view(critic: Any, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from synesthete.train.critic import critic_outputs
+
+    return critic_outputs(critic[0], video)
+
+
+def video_picture(critic: Any, frames: torch.Tensor, requested: list[str] | None = None) -> dict[str, float]:
+    """Picture metrics of one video that need no oracle: recognisability, cut rate, stability, sharpness."""
+    from synesthete.metrics import picture
+    from synesthete.styles import families
+
+    probs, feats = _critic_view(critic, frames)
+    wanted = [families().index(n) for n in requested] if requested else None
+    rec = picture.recognisability(probs, wanted)
+    return {
+        "recognisability": rec["confidence"],
+        "on_style": rec["on_style"],
+        "top_family": families()[int(probs.argmax(1).mode().values)] if probs.shape[0] else None,
+        "cut_rate": picture.cut_rate(feats, float(critic[1]["cut_threshold"])),
+        "style_stability": picture.style_stability(probs),
+        "sharpness": picture.sharpness(frames),
+    }
+
+
+def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict], settings: Settings) -> dict:
+    """Picture metrics of the model's renders beside the oracle's frames of the same held-out clips.
+
+    FSD compares the model's frames of the even-numbered clips with the oracle's frames of the odd ones (and
+    vice versa, averaged); its floor is the oracle's even clips against the oracle's odd clips, the same
+    comparison with perfect imitation. So the two share sample sizes and the clip split.
+    """
+    from synesthete.metrics import picture
+    from synesthete.styles import clip_style
+
+    out: dict[str, Any] = {"cut_threshold": float(critic[1]["cut_threshold"])}
+    feats: dict[str, list[torch.Tensor]] = {"model": [], "oracle": []}
+    rows: dict[str, list[dict]] = {"model": [], "oracle": [], "oracle_shuffled_in_time": []}
+    for render, clip in zip(renders, clips, strict=True):
+        style = clip_style(clip["meta"])
+        for who, video in (("model", render), ("oracle", clip["frames"])):
+            rows[who].append(video_picture(critic, video, style))
+            feats[who].append(_critic_view(critic, video)[1])
+        order = torch.randperm(clip["frames"].shape[0], generator=torch.Generator().manual_seed(clip["seed"]))
+        rows["oracle_shuffled_in_time"].append(video_picture(critic, clip["frames"][order], style))
+    for who, per_clip in rows.items():
+        out[who] = {key: nanmean([r[key] for r in per_clip]) for key in per_clip[0] if key != "top_family"}
+
+    def half(who: str, parity: int) -> torch.Tensor:
+        return torch.cat(feats[who][parity::2]) if feats[who][parity::2] else torch.zeros(0, 1)
+
+    if len(clips) >= 2:
+        fsd = (picture.frechet_distance(half("model", 0), half("oracle", 1))
+               + picture.frechet_distance(half("model", 1), half("oracle", 0))) / 2
+        floor = picture.frechet_distance(half("oracle", 0), half("oracle", 1))
+    else:
+        fsd = floor = math.nan
+    out["fsd"] = {"model": fsd, "floor_oracle_vs_oracle": floor,
+                  "ratio_to_floor": fsd / floor if floor and math.isfinite(floor) and floor > 0 else math.nan}
+    oracle_sharp = out["oracle"]["sharpness"]
+    out["sharpness_ratio"] = out["model"]["sharpness"] / oracle_sharp if oracle_sharp > 0 else math.nan
+    return out
+
+
+def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = True) -> dict:
+    """Long renders: style stability and cut rate over ``eval.long_seconds`` of a held-out song, and the seam
+    score on ``eval.probe_seconds`` of an aperiodic probe (noise, random hits), beside the oracle's."""
+    from synesthete.data import feature_extractor, make_clip, seed_for
+    from synesthete.media import to_uint8
+    from synesthete.metrics import picture
+    from synesthete.render import generate_frames
+    from synesthete.styles import clip_style, style_name
+    from synesthete.visual import render_frames
+
+    ev, d = settings.eval, settings.diffusion
+    out: dict[str, Any] = {}
+    # A held-out seed past the scored clips, so the long song is not one of them.
+    seed = seed_for(ev.clips + 1, settings, "heldout")
+    joins_of = lambda n: picture.window_joins(n, d.window, settings.render.overlap)  # noqa: E731
+    if ev.long_seconds > 0:
+        clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)
+        style = clip_style(clip["meta"])
+        video = generate_frames(models, clip["audio"], settings, progress=progress, style=style)
+        out["long"] = {
+            "seconds": ev.long_seconds, "style": style_name(style),
+            "model": {**video_picture(critic, video, style),
+                      "seam_score": picture.seam_score(video, joins_of(len(video)))},
+            "oracle": video_picture(critic, clip["frames"], style),
+        }
+        out["_long_video"] = video
+    if ev.probe_seconds > 0:
+        clip = make_clip(seed, settings, with_frames=False)
+        style = clip_style(clip["meta"])
+        wave = picture.aperiodic_probe(ev.probe_seconds, settings.audio.sample_rate, seed=seed)
+        video = generate_frames(models, wave, settings, progress=progress, style=style)
+        oracle = to_uint8(render_frames(feature_extractor(settings)(wave), wave, clip["meta"]["visual"], settings))
+        out["probe"] = {
+            "seconds": ev.probe_seconds, "style": style_name(style),
+            "model": {"seam_score": picture.seam_score(video, joins_of(len(video))),
+                      "style_stability": picture.style_stability(_critic_view(critic, video)[0])},
+            "oracle": {"seam_score": picture.seam_score(oracle, joins_of(len(oracle)))},
+        }
+    return out
+
+
+def heldout_sheet_rows(videos: dict[str, list[torch.Tensor]], settings: Settings) -> list[torch.Tensor]:
+    """Per held-out clip a row of model frames, then a row of oracle frames at the same times."""
+    from synesthete.metrics.picture import sheet_times
+
+    rows = []
+    for model, oracle in zip(videos["model"], videos["oracle"], strict=True):
+        idx = sheet_times(min(len(model), len(oracle)), settings.eval.sheet_frames)
+        rows += [_unit_frames(model[idx]), _unit_frames(oracle[idx])]
+    return rows
+
+
+def write_heldout_sheet(path: Path, videos: dict[str, list[torch.Tensor]], settings: Settings) -> None:
+    """Contact sheet PNG of ``heldout_sheet_rows``."""
+    from synesthete.metrics.picture import write_sheet
+
+    write_sheet(path, heldout_sheet_rows(videos, settings), group=2)
+
+
+def write_video_sheet(path: Path, frames: torch.Tensor, settings: Settings, rows: int = 4) -> None:
+    """Contact sheet of one video: ``rows`` rows of ``eval.sheet_frames`` frames spread over the video."""
+    from synesthete.metrics.picture import sheet_times, write_sheet
+
+    n = settings.eval.sheet_frames
+    idx = sheet_times(frames.shape[0], n * rows)
+    picked = _unit_frames(frames[idx])
+    write_sheet(path, [picked[r * n : (r + 1) * n] for r in range(rows)], group=rows)
+
+
+def _unit_frames(frames: torch.Tensor) -> torch.Tensor:
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+
+
+def print_picture(picture: dict) -> None:
+    """Print the picture metrics (model beside oracle and floors)."""
+    table = Table(title="picture (style critic)", title_justify="left")
+    table.add_column("", style="bold")
+    for col in ("model", "oracle", "oracle shuffled in time"):
+        table.add_column(col, justify="right")
+    keys = [("recognisability", "recognisability (top-family confidence)", "{:.3f}"),
+            ("on_style", "frames on the requested style", "{:.1%}"),
+            ("cut_rate", "cut rate", "{:.2%}"),
+            ("style_stability", "style stability (per clip)", "{:.1%}"),
+            ("sharpness", "sharpness (mean gradient)", "{:.4f}")]
+    for key, label, fmt in keys:
+        table.add_row(label, *[_fmt(picture[w].get(key), fmt) for w in ("model", "oracle", "oracle_shuffled_in_time")])
+    fsd = picture["fsd"]
+    table.add_row("FSD (floor: oracle vs oracle)", _fmt(fsd["model"], "{:.2f}"),
+                  _fmt(fsd["floor_oracle_vs_oracle"], "{:.2f}"), "")
+    table.add_row("FSD / floor", _fmt(fsd["ratio_to_floor"], "{:.2f}"), "1.00", "")
+    table.add_row("sharpness / oracle", _fmt(picture["sharpness_ratio"], "{:.2f}"), "1.00", "")
+    for name in ("long", "probe"):
+        part = picture.get(name)
+        if not part:
+            continue
+        m, o = part["model"], part["oracle"]
+        if name == "long":
+            table.add_row(f"{part['seconds']:g} s song ({part['style']}): stability",
+                          _fmt(m["style_stability"], "{:.1%}"), _fmt(o["style_stability"], "{:.1%}"), "")
+            table.add_row(f"{part['seconds']:g} s song: cut rate", _fmt(m["cut_rate"], "{:.2%}"),
+                          _fmt(o["cut_rate"], "{:.2%}"), "")
+            table.add_row(f"{part['seconds']:g} s song: on style", _fmt(m["on_style"], "{:.1%}"),
+                          _fmt(o["on_style"], "{:.1%}"), "")
+        else:
+            table.add_row(f"seam score, {part['seconds']:g} s aperiodic probe", _fmt(m["seam_score"], "{:.2f}"),
+                          _fmt(o["seam_score"], "{:.2f}"), "")
+    console.print(table)
 
 
 def print_heldout(result: dict) -> None:
@@ -361,30 +554,54 @@ def run_eval(
     json_out: Path | None = None,
     plot: Path | None = None,
     overwrite: bool = False,
+    sheet: Path | None = None,
 ) -> dict:
-    """`synesthete eval`: score ``video`` (with its own track or ``audio``), or the checkpoints on held-out clips."""
-    for out in (json_out, plot):
+    """`synesthete eval`: score ``video`` (with its own track or ``audio``), or the checkpoints on held-out clips.
+
+    Sync and picture metrics both; ``sheet`` writes a contact sheet PNG (model above oracle per held-out
+    clip, or frames of ``video``).
+    """
+    from synesthete.device import resolve_device
+    from synesthete.metrics.picture import load_critic
+
+    if sheet is not None and Path(sheet).suffix.lower() != ".png":
+        raise OutputError(f"{sheet}: the contact sheet must be a .png file")
+    for out in (json_out, plot, sheet):
         if out is not None:
             check_output(Path(out), overwrite)
     if video is None and audio is not None:
         raise InputError("--audio only applies to --video: pass the video to score with --video")
+    device = resolve_device(settings.device)
+    critic = load_critic(settings.critic_path, device)  # checked before any heavy work
 
     if video is not None:
         result, analysis = score_video(settings, Path(video), audio)
+        frames = result.pop("_frames")
+        result["picture"] = video_picture(critic, frames)
         for note in result["notes"]:
             err_console.print(f"[yellow]note:[/yellow] {note}")
         print_video(result)
         panels = [(Path(video).name, analysis)]
+        if sheet is not None:
+            write_video_sheet(Path(sheet), frames, settings)
     else:
         from synesthete.checkpoint import load_models
-        from synesthete.device import resolve_device
 
-        device = resolve_device(settings.device)
         models = load_models(settings, settings.paths.checkpoints, device)
-        result, found = evaluate_heldout(settings, models=models, device=device)
+        videos: dict[str, list[torch.Tensor]] = {}
+        result, found = evaluate_heldout(settings, models=models, device=device, critic=critic, videos=videos)
+        t_long = time.perf_counter()
+        long = long_picture(models, critic, settings)
+        long.pop("_long_video", None)
+        result["picture"].update(long)
+        result["picture"]["seconds"] += time.perf_counter() - t_long
         result["checkpoints"] = str(settings.paths.checkpoints)
+        result["critic"] = str(settings.critic_path)
         print_heldout(result)
+        print_picture(result["picture"])
         panels = [(f"{name} (held-out clip 0)", found[name]) for name in (MODEL, ORACLE) if name in found]
+        if sheet is not None:
+            write_heldout_sheet(Path(sheet), videos, settings)
 
     if json_out is not None:
         write_json(Path(json_out), result)
@@ -394,4 +611,6 @@ def run_eval(
 
         plot_sync(Path(plot), panels)
         console.print(f"wrote {plot}")
+    if sheet is not None:
+        console.print(f"wrote {sheet}")
     return result

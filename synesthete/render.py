@@ -3,9 +3,9 @@
 The data path:
 1. Decode the song chunk by chunk at the model's rate, mono, and compute the frame-aligned features
    (48 bytes per video frame are kept: 1 MB for a 10-minute song).
-2. Generate latents window by window: each window of ``diffusion.window`` frames is denoised jointly, and
-   its first ``render.overlap`` frames are pinned to the previous window's last frames (inpainting), so
-   windows join without seams or jumps.
+2. Generate latents window by window, in one style (a set of visualizer families) for the whole song: each
+   window of ``diffusion.window`` frames is denoised jointly, and continues from the previous window's last
+   ``render.overlap`` latents, given as clean context, so windows join without seams or jumps.
 3. Decode each window's new latents with the VAE and stream them, with the original audio (decoded chunk
    by chunk at its own rate and channels), into an H.264 + AAC mp4 written to a temporary file and renamed
    at the end.
@@ -13,6 +13,7 @@ The data path:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from synesthete.audio.features import FeatureExtractor
-from synesthete.console import make_progress
+from synesthete.console import err_console, make_progress
 from synesthete.device import resolve_device
 from synesthete.errors import InputError, OutputError
 from synesthete.settings import Settings
@@ -67,14 +68,20 @@ def song_features(
 # --------------------------------------------------------------------------------------------- latents
 @torch.no_grad()
 def iter_windows(
-    models: Any, features: torch.Tensor, settings: Settings, generator: torch.Generator | None = None
+    models: Any,
+    features: torch.Tensor,
+    settings: Settings,
+    generator: torch.Generator | None = None,
+    style: list[str] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
-    Windows of W frames advance by W - overlap; each window's first ``overlap`` frames are pinned to the
-    previous window's latents, so consecutive windows agree where they meet.
+    Windows of W frames advance by W - k (k = ``render.overlap``): each window after the first continues
+    from the previous window's last k latents, given as clean context that is never denoised again, so
+    consecutive windows join without a seam. ``style`` (visualizer families) holds for every window.
     """
     from synesthete.sampling import sample
+    from synesthete.styles import style_vector
 
     d = settings.diffusion
     window, ctx = d.window, d.audio_context
@@ -88,20 +95,22 @@ def iter_windows(
     shape = (1, window, c, h, h)
     mean = models.latent_mean.to(device).view(1, c, 1, 1)
     std = models.latent_std.to(device).view(1, c, 1, 1)
+    style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
 
     prev: torch.Tensor | None = None  # [1, W, C, h, w] scaled latents of the previous window
     emitted = 0
     start = 0
     while emitted < total:
         feats = padded[start : start + window + 2 * ctx].unsqueeze(0)  # [1, W + 2ctx, F]
-        known = known_mask = None
+        context = context_mask = None
         if prev is not None and overlap > 0:
-            known = torch.zeros(shape, device=device)
-            known[:, :overlap] = prev[:, stride:]
-            known_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
-            known_mask[:, :overlap] = True
+            context = torch.zeros(shape, device=device)
+            context[:, :overlap] = prev[:, stride:]
+            context_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
+            context_mask[:, :overlap] = True
         latents = sample(
-            models.dit, feats, shape, settings, generator=generator, known=known, known_mask=known_mask
+            models.dit, feats, shape, settings, generator=generator, style=style_vec,
+            context=context, context_mask=context_mask,
         )  # [1, W, C, h, w]
         first_new = 0 if prev is None else overlap
         n_new = min(window - first_new, total - emitted)
@@ -125,6 +134,7 @@ def generate_frames(
     settings: Settings,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    style: list[str] | None = None,
 ) -> torch.Tensor:
     """Render mono audio [N] at ``settings.audio.sample_rate`` to frames [T, 3, H, W] in [0, 1], in memory."""
     fps = settings.video.fps
@@ -136,7 +146,7 @@ def generate_frames(
     blocks = []
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("generating", total=features.shape[0], info="")
-        for block in iter_windows(models, features, settings, generator):
+        for block in iter_windows(models, features, settings, generator, style):
             blocks.append(block)
             bar.advance(task, block.shape[0])
     if not blocks:
@@ -156,24 +166,36 @@ def render_song(
 ) -> dict[str, Any]:
     """Render ``song`` to ``out`` (mp4 with the song's audio), streaming; returns a summary for the CLI."""
     from synesthete.checkpoint import load_models
-    from synesthete.media import VideoWriter, audio_info, check_output, load_audio
+    from synesthete.media import VideoWriter, audio_info, check_output, decodable_duration, load_audio
 
     song, out = Path(song), Path(out)
     if out.suffix.lower() != ".mp4":
         raise OutputError(f"{out}: the output must be an .mp4 file")
-    if start < 0:
-        raise InputError(f"--start must be >= 0 (got {start})")
-    if duration is not None and duration <= 0:
-        raise InputError(f"--duration must be > 0 (got {duration})")
+    if not math.isfinite(start) or start < 0:
+        raise InputError(f"--start must be a finite number >= 0 (got {start})")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise InputError(f"--duration must be a finite number > 0 (got {duration})")
     info = audio_info(song)
     if info.duration <= 0:
         raise InputError(f"{song} has no audio samples (zero-length)")
+    decodable = decodable_duration(song, info.duration)
+    if decodable < info.duration - 0.25:  # a truncated file: its header promises more than it holds
+        if decodable <= 0:
+            raise InputError(f"{song} has no decodable audio (the file is truncated or damaged)")
+        err_console.print(
+            f"[yellow]warning:[/yellow] {song} is truncated: its header says {info.duration:.2f}s but only "
+            f"{decodable:.2f}s decode; rendering the {decodable:.2f}s that exist", soft_wrap=True,
+        )
+        info.duration = decodable
     if start >= info.duration:
         raise InputError(f"--start {start:g}s is past the end of {song} ({info.duration:.2f}s)")
     seg = info.duration - start if duration is None else min(duration, info.duration - start)
     fps = settings.video.fps
     total = max(1, round(seg * fps))
-    check_output(out, overwrite)
+    check_output(out, overwrite, inputs=(song,))
+    from synesthete.styles import resolve_style, style_name
+
+    style = resolve_style(settings.render.style, settings.render.seed)  # validated before any heavy work
 
     device = resolve_device(settings.device)
     models = load_models(settings, settings.paths.checkpoints, device)
@@ -214,9 +236,10 @@ def render_song(
             target = round((t1 - start) * out_rate)
             need = target - samples_expected
             if need > 0:
-                wave, _ = load_audio(song, sample_rate=out_rate, start=t0, duration=t1 - t0)
-                if wave.shape[0] > out_channels:  # more than stereo: downmix to stereo for players
-                    wave = torch.stack([wave[0::2].mean(0), wave[1::2].mean(0)])
+                # More than stereo (5.1 ...): FFmpeg's standard downmix to stereo, for players.
+                wave, _ = load_audio(
+                    song, sample_rate=out_rate, start=t0, duration=t1 - t0, num_channels=out_channels
+                )
                 wave = wave[:, :need]
                 if wave.shape[-1] < need:
                     wave = F.pad(wave, (0, need - wave.shape[-1]))
@@ -230,7 +253,7 @@ def render_song(
             out, width=size, height=out_h, fps=fps, audio_sample_rate=out_rate, audio_channels=out_channels,
             crf=settings.render.crf, preset=settings.render.preset,
         ) as writer:
-            for block in iter_windows(models, features, settings, generator):
+            for block in iter_windows(models, features, settings, generator, style):
                 if settings.render.size:
                     block = F.interpolate(block, size=(out_h, size), mode="bilinear", align_corners=False)
                 writer.add_frames(block)
@@ -248,6 +271,11 @@ def render_song(
         "size": f"{size}x{out_h}",
         "wall time (s)": round(wall, 2),
         "real-time factor": round(wall / seg, 3),
+        "style": style_name(style),
+        "seed": settings.render.seed,
+        "sampler": f"{settings.diffusion.sampler}, {settings.diffusion.sample_steps} steps",
+        "guidance (audio, style)": f"{settings.diffusion.guidance:g}, {settings.diffusion.style_guidance:g}",
+        "checkpoints": str(settings.paths.checkpoints),
         "device": str(device),
     }
 

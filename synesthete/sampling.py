@@ -5,8 +5,8 @@
 - ``DDPMSampler`` (ancestral, respaced to any step count; 50 is the seed's) and ``DDIMSampler`` (eta = 0,
   deterministic, few steps): each takes one step back from t to t_prev.
 - ``sample``: the one sampling function train previews, ``render`` and ``eval`` share. Audio is encoded once,
-  classifier-free guidance runs conditional and unconditional in one batched forward, and ``known`` frames
-  (e.g. the overlap with the previous window) are pinned by re-noising them at every step.
+  classifier-free guidance on the audio and on the style runs every pass in one batched forward, and clean
+  ``context`` frames (the previous window's last frames) are given to the network as they are, never denoised.
 """
 
 from __future__ import annotations
@@ -162,22 +162,30 @@ def sample(
     sampler: str | None = None,
     guidance: float | None = None,
     generator: torch.Generator | None = None,
-    known: torch.Tensor | None = None,
-    known_mask: torch.Tensor | None = None,
+    style: torch.Tensor | None = None,
+    style_guidance: float | None = None,
+    context: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
 
-    ``steps``, ``sampler`` ("ddpm" | "ddim") and ``guidance`` default to the settings. CFG runs the
-    conditional and unconditional passes in one batched forward: out = uncond + g * (cond - uncond)
-    (g = 1 skips the unconditional pass). ``known`` [B, W, C, h, w] with ``known_mask`` [B, W] bool pins
-    those frames: before every step they are replaced by ``known`` noised to the current level, and they
-    are returned exactly. ``callback(step, total)`` is called after every step (progress bars).
+    ``steps``, ``sampler`` ("ddpm" | "ddim"), ``guidance`` (audio) and ``style_guidance`` default to the
+    settings. ``style`` [B, S] is the multi-hot style (None: the null style). Classifier-free guidance
+    composes one term per condition, each against a pass with only that condition dropped:
+
+        out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
+
+    and all passes run in one batched forward (a scale of 1 skips its pass). ``context`` [B, W, C, h, w]
+    with ``context_mask`` [B, W] bool gives clean context frames: the network sees them as they are at
+    every step (flagged as context), they are never denoised, and they are returned exactly.
+    ``callback(step, total)`` is called after every step (progress bars).
     """
     cfg = settings.diffusion
     steps = cfg.sample_steps if steps is None else steps
     sampler = cfg.sampler if sampler is None else sampler
     guidance = cfg.guidance if guidance is None else guidance
+    style_guidance = cfg.style_guidance if style_guidance is None else style_guidance
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
     schedule = NoiseSchedule(cfg)
@@ -189,54 +197,78 @@ def sample(
     if features.shape[0] != batch:
         raise ValueError(f"features batch {features.shape[0]} does not match the sample shape {shape}")
 
+    # The passes of one step: (drop audio, drop style) for the conditional pass and each guidance term.
+    passes = [(False, False)]
+    scales = []
+    if guidance != 1.0:
+        passes.append((True, False))
+        scales.append(guidance - 1.0)
+    if style_guidance != 1.0 and style is not None:
+        passes.append((False, True))
+        scales.append(style_guidance - 1.0)
+    n_pass = len(passes)
+
+    def flags(which: int) -> torch.Tensor:
+        return torch.tensor([p[which] for p in passes], device=device).repeat_interleave(batch)
+
     was_training = model.training
     model.eval()
     try:
+        drop_audio, drop_style = flags(0), flags(1)
+        feats_in = features.repeat(n_pass, 1, 1)
         # Encode the audio once for every step (the seed re-ran its audio encoder in all 50 passes).
-        use_cfg = guidance != 1.0
-        cond_drop = torch.zeros(batch, dtype=torch.bool, device=device)
-        drop = torch.cat([cond_drop, ~cond_drop]) if use_cfg else cond_drop
-        feats_in = torch.cat([features, features]) if use_cfg else features
-        audio = model.embed_audio(feats_in, drop) if hasattr(model, "embed_audio") else None
+        audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
+        style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
 
-        noise = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
-        if known is not None:
-            if known_mask is None:
-                raise ValueError("known latents need a known_mask [B, W] saying which frames they pin")
-            known = known.to(device=device, dtype=torch.float32)
-            mask = known_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
-        x = noise
+        x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
+        mask_in = None
+        if context is not None:
+            if context_mask is None:
+                raise ValueError("context latents need a context_mask [B, W] saying which frames they give")
+            context = context.to(device=device, dtype=torch.float32)
+            mask = context_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
+            mask_in = context_mask.to(device=device, dtype=torch.bool).repeat(n_pass, 1)
+            x = torch.where(mask, context, x)
         timesteps = schedule.timesteps(steps).tolist()
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            if known is not None:
-                # Pin known frames on the same noise draw: a consistent (DDIM) trajectory through `known`.
-                x = torch.where(mask, schedule.q_sample(known, noise, t_batch), x)
-            if use_cfg:
-                x_in, t_in = torch.cat([x, x]), torch.cat([t_batch, t_batch])
-                out = _call(model, x_in, t_in, feats_in, drop, audio).float()
-                cond, uncond = out.chunk(2)
-                out = uncond + guidance * (cond - uncond)
-            else:
-                out = _call(model, x, t_batch, feats_in, drop, audio).float()
+            x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
+            out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
+                             drop_style, mask_in).float()
+            parts = out.chunk(n_pass)
+            out = parts[0]
+            for scale, part in zip(scales, parts[1:], strict=True):
+                out = out + scale * (parts[0] - part)
             x0 = schedule.predict_x0(x, t_batch, out)
             if cfg.clip_x0 > 0:
                 x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
             eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
             x = stepper.step(x, x0, eps, t, t_prev, generator)
+            if context is not None:
+                x = torch.where(mask, context, x)
             if callback is not None:
                 callback(i + 1, len(timesteps))
-        if known is not None:
-            x = torch.where(mask, known, x)
         return x
     finally:
         model.train(was_training)
 
 
-def _call(model: nn.Module, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor, drop: torch.Tensor,
-          audio: object | None) -> torch.Tensor:
-    """One network evaluation, with the precomputed audio condition when the model supports it."""
+def model_call(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor, drop: torch.Tensor,
+    audio: object | None, style: torch.Tensor | None = None, drop_style: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One network evaluation, with the precomputed audio condition when the model supports it.
+
+    Style and context reach only networks that take them (the DiT); a plain ``model(x, t, features, drop)``
+    works too (tests, simple denoisers).
+    """
+    extra = {}
+    if style is not None:
+        extra.update(style=style, drop_style=drop_style)
+    if context_mask is not None:
+        extra["context_mask"] = context_mask
     if audio is not None:
-        return model(x, t, audio=audio)
-    return model(x, t, features, drop)
+        return model(x, t, audio=audio, **extra)
+    return model(x, t, features, drop, **extra)

@@ -19,15 +19,17 @@ HELDOUT_SEED_START = 1_000_000_000
 
 
 class _Section(BaseModel):
-    """Base for settings sections: unknown keys are errors, so typos are caught."""
+    """Base for settings sections: unknown keys are errors, so typos are caught; NaN and inf are refused."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AudioSettings(_Section):
     """Audio sample rate, clip length and the frame-aligned feature analysis."""
 
-    sample_rate: int = Field(16000, gt=0, description="Sample rate (Hz) of synthesised clips and model features.")
+    sample_rate: int = Field(
+        16000, ge=8000, le=192000, description="Sample rate (Hz) of synthesised clips and model features."
+    )
     clip_seconds: float = Field(3.0, gt=0, description="Length (s) of one procedurally generated training clip.")
     n_fft: int = Field(512, gt=0, description="FFT size for the feature spectrogram.")
     feature_hop: int = Field(160, gt=0, description="Hop (samples) of the fine analysis before pooling to frames.")
@@ -40,7 +42,7 @@ class VideoSettings(_Section):
 
     width: int = Field(128, gt=0, description="Frame width in pixels.")
     height: int = Field(128, gt=0, description="Frame height in pixels.")
-    fps: int = Field(30, gt=0, description="Frames per second.")
+    fps: int = Field(30, gt=0, le=240, description="Frames per second.")
 
 
 class DataSettings(_Section):
@@ -91,6 +93,16 @@ class DiffusionSettings(_Section):
     schedule: Literal["cosine", "linear"] = Field("cosine", description="Noise schedule (cosine ends near pure noise).")
     prediction: Literal["eps", "v"] = Field("v", description="What the network predicts.")
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="Probability of dropping the audio in training (CFG).")
+    style_dropout: float = Field(
+        0.1, ge=0, le=1, description="Probability of dropping the style in training (own CFG, independent of audio)."
+    )
+    max_context: int = Field(
+        4, ge=0, description="Most clean context frames a training window continues from (k uniform in 0..this)."
+    )
+    loss_weighting: Literal["none", "min_snr"] = Field(
+        "min_snr", description="Per-timestep loss weight: none, or Min-SNR-gamma (Hang et al. 2023)."
+    )
+    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of the Min-SNR weighting.")
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
     hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")
@@ -99,7 +111,10 @@ class DiffusionSettings(_Section):
     max_steps: int = Field(20000, gt=0, description="Optimisation steps of a run.")
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Sampler used by render/eval/training previews.")
     sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
-    guidance: float = Field(2.0, ge=0, description="Classifier-free guidance scale on the audio.")
+    guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
+    style_guidance: float = Field(
+        1.0, ge=0, description="Classifier-free guidance scale on the style (1 = no extra pass)."
+    )
     clip_x0: float = Field(
         10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
         "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
@@ -108,6 +123,25 @@ class DiffusionSettings(_Section):
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
     )
     loss_buckets: int = Field(4, gt=0, description="Timestep buckets of the per-timestep loss diagnostic.")
+
+
+class CriticSettings(_Section):
+    """The style critic: a small CNN that names the visualizer families in a frame (picture metrics)."""
+
+    size: int = Field(64, gt=0, description="Frames are resized to size x size before the critic.")
+    width: int = Field(32, gt=0, description="Channels of the first stage (doubling per stage, 4 stages).")
+    feature_dim: int = Field(128, gt=0, description="Width of the penultimate features (FSD, cut rate).")
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(64, gt=0, description="Frames per optimisation step.")
+    max_steps: int = Field(1500, gt=0, description="Optimisation steps of a run.")
+    h264_prob: float = Field(
+        0.5, ge=0, le=1, description="Share of training clips round-tripped through H.264 at a random CRF."
+    )
+    junk_prob: float = Field(
+        0.15, ge=0, le=1, description="Share of each batch replaced by unrecognisable frames (blur, blobs) "
+        "labelled with no family, so soft colour fields do not score as a style."
+    )
+    heldout_clips: int = Field(48, gt=0, description="Held-out clips of the accuracy table and cut threshold.")
 
 
 class TrainSettings(_Section):
@@ -140,7 +174,10 @@ class TrainSettings(_Section):
 class RenderSettings(_Section):
     """Song to video."""
 
-    overlap: int = Field(2, ge=0, description="Frames each window shares with the previous one.")
+    overlap: int = Field(
+        2, ge=0, description="Clean context frames: each window continues from the previous window's last frames."
+    )
+    style: str = Field("auto", description="Visualizer family or '+'-joined families; auto draws one from the seed.")
     size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
     preset: str = Field("veryfast", description="x264 preset.")
@@ -170,6 +207,13 @@ class EvalSettings(_Section):
         0.25, ge=0, description="Silence must last this long before flicker and silence response count it."
     )
     quality_frames: int = Field(16, gt=0, description="Held-out frames per clip for VAE PSNR/SSIM.")
+    long_seconds: float = Field(
+        60.0, ge=0, description="Length of the long held-out render that measures style stability (0 = skip)."
+    )
+    probe_seconds: float = Field(
+        20.0, ge=0, description="Length of the aperiodic probe render (noise, random hits) for seams (0 = skip)."
+    )
+    sheet_frames: int = Field(8, gt=0, description="Frames per row of the --sheet contact sheet.")
 
 
 class PathSettings(_Section):
@@ -177,6 +221,9 @@ class PathSettings(_Section):
 
     checkpoints: Path = Field(Path("checkpoints"), description="Folder of the default (committed) checkpoints.")
     runs: Path = Field(Path("runs"), description="Folder for TensorBoard events and run checkpoints.")
+    critic: Path | None = Field(
+        None, description="Style critic of the picture metrics; default: critic.pt in the checkpoints folder."
+    )
 
 
 # Model-size presets: named overrides applied under the environment and the CLI.
@@ -188,13 +235,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "diffusion": {
             "window": 4, "dim": 32, "depth": 2, "heads": 2, "audio_dim": 32,
             "batch_size": 4, "max_steps": 40, "sample_steps": 4, "num_train_timesteps": 100,
-            "latent_stat_clips": 4,
+            "latent_stat_clips": 4, "max_context": 2,
         },
         "train": {
             "checkpoint_every": 20, "log_every": 5, "image_every": 20, "eval_every": 1000, "warmup_steps": 0,
             "preview_samples": 4, "clip_pool": 8,
         },
-        "eval": {"clips": 2, "clip_seconds": 2.0},
+        "eval": {"clips": 2, "clip_seconds": 2.0, "long_seconds": 3.0, "probe_seconds": 2.0, "sheet_frames": 4},
+        "critic": {"size": 32, "width": 8, "feature_dim": 32, "batch_size": 16, "max_steps": 40, "heldout_clips": 8},
     },
     "cpu": {},
     "gpu": {
@@ -207,12 +255,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 # Fields that define a network's shape: a checkpoint whose values differ cannot be loaded.
 ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
+    "critic": ("critic.size", "critic.width", "critic.feature_dim"),
     "vae": ("video.width", "video.height", "vae.latent_channels", "vae.base_channels", "vae.max_channels"),
     "diffusion": (
         "vae.latent_channels", "video.width", "video.height", "audio.n_bands", "audio.n_mels",
         "diffusion.window", "diffusion.patch_size", "diffusion.dim", "diffusion.depth", "diffusion.heads",
         "diffusion.mlp_ratio", "diffusion.audio_context", "diffusion.audio_dim",
         "diffusion.num_train_timesteps", "diffusion.schedule", "diffusion.prediction",
+        "video.fps",  # not a shape, but the features' frame rate: the model knows only the one it was trained at
     ),
 }
 
@@ -225,6 +275,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
+        dotenv_filtering="only_existing",  # .env keys without the SYNESTHETE_ prefix are not ours: ignore them
         extra="forbid",
         validate_assignment=True,
     )
@@ -236,6 +287,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     vae: VAESettings = Field(default_factory=VAESettings)
     diffusion: DiffusionSettings = Field(default_factory=DiffusionSettings)
+    critic: CriticSettings = Field(default_factory=CriticSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
@@ -270,6 +322,11 @@ class Settings(BaseSettings):
             raise ValueError(f"diffusion.patch_size={self.diffusion.patch_size} must divide the latent size {latent}")
         if self.diffusion.dim % self.diffusion.heads:
             raise ValueError(f"diffusion.dim={self.diffusion.dim} must be divisible by diffusion.heads")
+        if self.diffusion.sample_steps > self.diffusion.num_train_timesteps:
+            raise ValueError(
+                f"diffusion.sample_steps={self.diffusion.sample_steps} must be at most "
+                f"diffusion.num_train_timesteps={self.diffusion.num_train_timesteps}"
+            )
         return self
 
     def get(self, dotted: str) -> Any:
@@ -298,6 +355,11 @@ class Settings(BaseSettings):
         return self.video.width // 16
 
     @property
+    def critic_path(self) -> Path:
+        """The style critic checkpoint the picture metrics use."""
+        return self.paths.critic if self.paths.critic is not None else Path(self.paths.checkpoints) / "critic.pt"
+
+    @property
     def clip_frames(self) -> int:
         """Video frames in one training clip."""
         return round(self.audio.clip_seconds * self.video.fps)
@@ -308,20 +370,54 @@ def load_settings(preset: str | None = None, **overrides: Any) -> Settings:
 
     Raises pydantic's ValidationError on bad values; the CLI turns that into one line per field.
     """
+    from pydantic_settings import SettingsError
+
+    from synesthete.errors import ConfigError
+
     kwargs: dict[str, Any] = {}
     if preset is not None:
         kwargs["preset"] = preset
-    settings = Settings(**kwargs)
+    try:
+        settings = Settings(**kwargs)
+    except SettingsError as exc:  # its message names the field and the source, never the value
+        raise ConfigError(f"invalid setting: {exc} (a whole section must be a JSON object)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(".env is not valid UTF-8 text: fix or remove it") from None
     if overrides:
         settings = settings.updated(**overrides)
     return settings
 
 
-def check_environment(environ: dict[str, str] | None = None) -> None:
-    """Fail on a ``SYNESTHETE_*`` variable that names no setting (pydantic-settings ignores those)."""
+def _dotenv_keys(env_file: str | Path | None) -> dict[str, str]:
+    """The ``SYNESTHETE_*`` keys of ``env_file`` (values dropped); a ConfigError when it is not UTF-8."""
+    import io
+
+    from dotenv import dotenv_values
+
+    from synesthete.errors import ConfigError
+
+    if env_file is None or not Path(env_file).is_file():
+        return {}
+    try:
+        text = Path(env_file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{env_file} is not valid UTF-8 text (byte {exc.start}): fix or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {env_file}: {exc.strerror or exc}") from None
+    keys = dotenv_values(stream=io.StringIO(text))
+    return {key: "" for key in keys if key.upper().startswith("SYNESTHETE_")}
+
+
+def check_environment(environ: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> None:
+    """Fail on a ``SYNESTHETE_*`` variable (environment or ``.env``) that names no setting.
+
+    pydantic-settings ignores those; keys without the prefix are someone else's and are never looked at.
+    Messages name the key, never its value.
+    """
     import os
 
     environ = dict(os.environ if environ is None else environ)
+    environ.update(_dotenv_keys(env_file))
     sections = {name: field.annotation for name, field in Settings.model_fields.items()}
     for key in sorted(environ):
         if not key.upper().startswith("SYNESTHETE_"):

@@ -1,4 +1,4 @@
-"""Noise schedule, samplers, classifier-free guidance and known-frame inpainting."""
+"""Noise schedule, samplers, classifier-free guidance on audio and style, and clean context frames."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def perturbed_dit(settings, seed: int = 0) -> DiT:
     dit = DiT(settings)
     gen = torch.Generator().manual_seed(seed)
     for name, param in dit.named_parameters():
-        if "adaLN_modulation" in name or name.startswith("final."):
+        if "adaLN_modulation" in name or name.startswith("final.") or name in ("style_embed.weight", "context_embed"):
             with torch.no_grad():
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
     return dit
@@ -127,23 +127,61 @@ def test_sample_shape_finite_and_deterministic(sampler):
     assert not torch.allclose(a, d, atol=1e-4)
 
 
-def test_known_frames_are_pinned_and_shape_the_rest():
+def test_context_frames_are_returned_unchanged_and_continued():
     s = load_settings("tiny")
     dit = perturbed_dit(s)
     _, _, feats, _ = dummy_inputs(s, batch=1)
     shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    known = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
+    context = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
     mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
     mask[:, :2] = True
     free = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0))
-    out = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), known=known,
-                 known_mask=mask)
-    assert torch.equal(out[:, :2], known[:, :2])
+    out = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), context=context,
+                 context_mask=mask)
+    assert torch.equal(out[:, :2], context[:, :2])  # never denoised, returned exactly
     assert torch.isfinite(out).all()
-    # Temporal attention carries the pinned frames into the free ones.
+    # The new frames continue the context: other context frames give other continuations.
     assert not torch.allclose(out[:, 2:], free[:, 2:], atol=1e-4)
+    other = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), context=-context,
+                   context_mask=mask)
+    assert not torch.allclose(out[:, 2:], other[:, 2:], atol=1e-4)
     with pytest.raises(ValueError):
-        sample(dit, feats, shape, s, known=known)
+        sample(dit, feats, shape, s, context=context)
+
+
+class StyledPointMass(nn.Module):
+    """Exact denoiser whose clean latent depends on which of audio and style are dropped."""
+
+    def __init__(self, schedule: NoiseSchedule, targets: dict[tuple[bool, bool], float]) -> None:
+        super().__init__()
+        self.schedule, self.targets = schedule, targets
+        self.batches: list[int] = []
+
+    def forward(self, x, t, features, drop_audio, style=None, drop_style=None):
+        self.batches.append(x.shape[0])
+        values = [self.targets[(bool(a), bool(b))] for a, b in zip(drop_audio, drop_style, strict=True)]
+        x0 = torch.tensor(values).view(-1, 1, 1, 1, 1).expand_as(x)
+        a, s = self.schedule.coefficients(t, x)
+        return self.schedule.target(x0, (x - a * x0) / s, t)
+
+
+def test_audio_and_style_guidance_compose_with_one_pass_each():
+    s = load_settings("tiny")
+    schedule = NoiseSchedule(s.diffusion)
+    targets = {(False, False): 1.0, (True, False): 0.4, (False, True): -0.5, (True, True): 0.0}
+    model = StyledPointMass(schedule, targets)
+    feats = dummy_inputs(s, batch=2)[2]
+    style = torch.zeros(2, 7)
+    style[:, 1] = 1
+    shape = (2, s.diffusion.window, 1, 2, 2)
+    out = sample(model, feats, shape, s, steps=10, sampler="ddim", guidance=2.0, style=style, style_guidance=3.0,
+                 generator=torch.Generator().manual_seed(0))
+    # e(s,a) + (g_a - 1)(e(s,a) - e(s,0)) + (g_s - 1)(e(s,a) - e(0,a)) = 1 + 0.6 + 2 * 1.5
+    assert torch.allclose(out, torch.full(shape, 4.6), atol=1e-3)
+    assert set(model.batches) == {6}  # three passes of a batch of two, in one forward per step
+    model.batches.clear()
+    sample(model, feats, shape, s, steps=3, guidance=1.0, style=style, style_guidance=1.0)
+    assert set(model.batches) == {2}  # scales of 1 skip their passes
 
 
 def test_sample_rejects_unknown_sampler():

@@ -9,6 +9,13 @@ timestep embedding plus *that frame's own* audio vector:
   4. an MLP.
 Gates and the final layer are zero-initialised, so the network starts as the zero function and every
 block as the identity. ``drop_audio`` swaps in learned null audio embeddings (classifier-free guidance).
+
+Two more conditions drive the per-frame adaLN vector:
+- the **style**, a multi-hot vector over the visualizer families (``synesthete.styles``), embedded by a
+  zero-initialised linear map; ``drop_style`` swaps in a learned null style (its own CFG dropout and scale);
+- the **context mask** [B, W]: frames marked True are clean latents given as context (the previous
+  window's last frames at render time). They get the timestep-0 embedding plus a learned context
+  embedding, and the network continues them instead of denoising them (Diffusion Forcing's simplest case).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from torch import nn
 
 from synesthete.models.audio_encoder import AudioEncoder
 from synesthete.settings import Settings
+from synesthete.styles import families
 
 TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (as in DiT)
 POS_EMBED_STD = 0.02  # init std of learned embeddings (temporal position, null audio)
@@ -209,6 +217,12 @@ class DiT(nn.Module):
         # Learned "no audio" embeddings for classifier-free guidance.
         self.null_vector = nn.Parameter(torch.randn(dim) * POS_EMBED_STD)
         self.null_tokens = nn.Parameter(torch.randn(self.audio_encoder.num_tokens, dim) * POS_EMBED_STD)
+        # Style (multi-hot over the visualizer families) and clean-context conditioning; zero-initialised so a
+        # network warm-started from weights without them starts out exactly as it was.
+        self.num_styles = len(families())
+        self.style_embed = nn.Linear(self.num_styles, dim, bias=False)
+        self.null_style = nn.Parameter(torch.zeros(dim))
+        self.context_embed = nn.Parameter(torch.zeros(dim))
 
         self.blocks = nn.ModuleList([DiTBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final = FinalLayer(dim, self.patch, self.channels)
@@ -219,7 +233,8 @@ class DiT(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         proj = self.patch_embed.proj
         nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
         nn.init.zeros_(proj.bias)
@@ -231,6 +246,7 @@ class DiT(nn.Module):
         for layer in (self.final.adaLN_modulation[-1], self.final.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.style_embed.weight)
 
     def embed_audio(self, features: torch.Tensor, drop_audio: torch.Tensor | None = None) -> AudioCondition:
         """Encode features [B, W + 2*ctx, F] once; dropped samples get the learned null embeddings."""
@@ -243,6 +259,18 @@ class DiT(nn.Module):
             tokens = torch.where(drop[:, None, None, None], self.null_tokens.to(tokens.dtype), tokens)
         return AudioCondition(vector, tokens)
 
+    def embed_style(self, style: torch.Tensor | None, drop_style: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Multi-hot styles [B, S] -> [B, D]; dropped samples (or ``style=None``) get the learned null style."""
+        null = self.null_style.expand(batch, -1)
+        if style is None:
+            return null
+        if style.shape != (batch, self.num_styles):
+            raise ValueError(f"style must be [{batch}, {self.num_styles}], got {tuple(style.shape)}")
+        emb = self.style_embed(style.to(device=null.device, dtype=null.dtype))
+        if drop_style is None:
+            return emb
+        return torch.where(drop_style.to(device=emb.device, dtype=torch.bool)[:, None], null, emb)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -250,11 +278,15 @@ class DiT(nn.Module):
         features: torch.Tensor | None = None,
         drop_audio: torch.Tensor | None = None,
         audio: AudioCondition | None = None,
+        style: torch.Tensor | None = None,
+        drop_style: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, W, C, h, w], t [B], features [B, W + 2*ctx, F], drop_audio [B] bool -> [B, W, C, h, w].
 
         Pass a precomputed ``audio`` (from ``embed_audio``) instead of ``features`` to skip the audio encoder,
-        e.g. in the sampler, which encodes the audio once for all its steps.
+        e.g. in the sampler, which encodes the audio once for all its steps. ``style`` [B, S] multi-hot with
+        ``drop_style`` [B] bool; ``context_mask`` [B, W] bool marks clean context frames in ``x``.
         """
         b, w, c, h, wd = x.shape
         if audio is None:
@@ -264,7 +296,12 @@ class DiT(nn.Module):
         if audio.vector.shape[:2] != (b, w):
             raise ValueError(f"audio conditioning covers {tuple(audio.vector.shape[:2])} frames, x has {(b, w)}")
         tokens = self.patch_embed(x) + self.spatial_pos + self.temporal_pos[:w, None]  # [B, W, N, D]
-        cond = self.t_embedder(t)[:, None] + audio.vector  # [B, W, D]: per-frame conditioning
+        t_emb = self.t_embedder(t)[:, None].expand(b, w, -1)  # [B, W, D]
+        if context_mask is not None:
+            clean = self.t_embedder(torch.zeros(1, dtype=t.dtype, device=t.device)) + self.context_embed  # [1, D]
+            t_emb = torch.where(context_mask.to(t_emb.device, torch.bool)[..., None], clean[:, None], t_emb)
+        style_emb = self.embed_style(style, drop_style, b)[:, None]  # [B, 1, D]
+        cond = t_emb + audio.vector + style_emb  # [B, W, D]: per-frame conditioning
         for block in self.blocks:
             tokens = block(tokens, cond, audio.tokens)
         out = self.final(tokens, cond)  # [B, W, N, p*p*C]

@@ -36,10 +36,12 @@ from torch import nn
 from synesthete.checkpoint import (
     Models,
     export_checkpoint,
+    load_checkpoint,
     load_vae,
     make_checkpoint,
     raw_state_dict,
     vae_fingerprint,
+    warm_start,
 )
 from synesthete.device import autocast
 from synesthete.errors import CheckpointError
@@ -105,6 +107,28 @@ def ema_decay(step: int, decay: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- loss
+def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """Per-sample loss weights [B]: 1, or Min-SNR-gamma expressed for the configured prediction target.
+
+    Min-SNR-gamma weights the x0-error by min(SNR, gamma); for an eps target that is min(SNR, gamma) / SNR
+    and for a v target min(SNR, gamma) / (SNR + 1) (Hang et al. 2023).
+    """
+    ds = settings.diffusion
+    if ds.loss_weighting == "none":
+        return torch.ones(t.shape[0], device=t.device)
+    ab = schedule.alphas_cumprod.to(t.device)[t]
+    snr = ab / (1 - ab).clamp(min=1e-8)
+    clipped = snr.clamp(max=ds.min_snr_gamma)
+    return clipped / (snr + 1) if ds.prediction == "v" else clipped / snr.clamp(min=1e-8)
+
+
+def context_masks(batch: int, window: int, settings: Settings, generator: torch.Generator) -> torch.Tensor:
+    """[B, W] bool: the first k frames of each window are clean context, k uniform in 0..max_context."""
+    most = min(settings.diffusion.max_context, window - 1)
+    k = torch.randint(0, most + 1, (batch,), generator=generator)
+    return torch.arange(window)[None] < k[:, None]
+
+
 def diffusion_loss(
     model: nn.Module,
     schedule: NoiseSchedule,
@@ -112,31 +136,45 @@ def diffusion_loss(
     features: torch.Tensor,
     settings: Settings,
     generator: torch.Generator,
+    style: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """DDPM loss + CFG dropout + shuffled-audio hinge for x0 [B, W, C, h, w] and features [B, W + 2ctx, F].
+    """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
+    [B, W + 2ctx, F] and multi-hot styles [B, S].
 
-    Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
+    A random number of leading frames per window (``context_masks``) are given clean and flagged as context;
+    the loss covers only the frames to generate. Audio and style are each dropped on their own
+    (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
     """
     ds = settings.diffusion
-    b, device = x0.shape[0], x0.device
+    b, w, device = x0.shape[0], x0.shape[1], x0.device
     noise = torch.randn(x0.shape, generator=generator).to(device)
     t = torch.randint(0, ds.num_train_timesteps, (b,), generator=generator).to(device)
     drop = (torch.rand(b, generator=generator) < ds.cfg_dropout).to(device)
-    x_t = schedule.q_sample(x0, noise, t)
+    drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
+    ctx = context_masks(b, w, settings, generator).to(device)  # [B, W]
+    ctx5 = ctx.view(b, w, 1, 1, 1)
+    x_t = torch.where(ctx5, x0, schedule.q_sample(x0, noise, t))
     target = schedule.target(x0, noise, t)
+    gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
+    weights = loss_weights(schedule, t, settings)  # [B]
+
+    def window_mse(pred: torch.Tensor) -> torch.Tensor:
+        per_frame = (pred - target).pow(2).flatten(2).mean(2)  # [B, W]
+        return (per_frame * gen_frames).sum(1) / gen_frames.sum(1)  # [B]
+
     use_hinge = ds.hinge_weight > 0 and b > 1
+    two = (lambda v: torch.cat([v, v])) if use_hinge else (lambda v: v)
+    feats_in = torch.cat([features, features.roll(1, dims=0)]) if use_hinge else features
+    # One batched forward: first half with the window's own audio, second half with the next window's.
+    pred = model(two(x_t), two(t), feats_in, two(drop), style=two(style) if style is not None else None,
+                 drop_style=two(drop_style), context_mask=two(ctx)).float()
     if use_hinge:
-        # One batched forward: first half with the window's own audio, second half with the next window's.
-        shuffled = features.roll(1, dims=0)
-        pred = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([features, shuffled]), torch.cat([drop, drop]))
-        pred, pred_shuffled = pred.float().chunk(2)
-    else:
-        pred = model(x_t, t, features, drop).float()
-    mse = (pred - target).pow(2).flatten(1).mean(1)  # [B]
-    loss = mse.mean()
+        pred, pred_shuffled = pred.chunk(2)
+    mse = window_mse(pred)  # [B]
+    loss = (weights * mse).mean()
     logs: dict[str, torch.Tensor] = {"mse": mse.detach().mean()}
     if use_hinge:
-        mse_shuffled = (pred_shuffled - target).pow(2).flatten(1).mean(1)  # [B]
+        mse_shuffled = window_mse(pred_shuffled)  # [B]
         keep = ~drop  # with the audio dropped both halves see the null embedding: nothing to compare
         if keep.any():
             hinge = F.relu(mse[keep] + ds.hinge_margin - mse_shuffled[keep]).mean()
@@ -177,31 +215,35 @@ class TimestepBuckets:
 
 
 # --------------------------------------------------------------------------------------------- previews
-def heldout_windows(settings: Settings, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed held-out windows (one per held-out clip, from its middle): frames uint8 [n, W, 3, H, W], features."""
+def heldout_windows(settings: Settings, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed held-out windows (one per held-out clip, from its middle): frames uint8 [n, W, 3, H, W], features
+    [n, W + 2ctx, F] and styles [n, S]."""
     from synesthete.data import make_clip, seed_for
+    from synesthete.styles import clip_style, style_vector
 
     window, ctx = settings.diffusion.window, settings.diffusion.audio_context
-    frames, feats = [], []
+    frames, feats, styles = [], [], []
     for i in range(count):
         with one_thread():
             clip = make_clip(seed_for(i, settings, "heldout"), settings)
         s = (clip["frames"].shape[0] - window) // 2
         frames.append(clip["frames"][s : s + window])
         feats.append(F.pad(clip["features"], (0, 0, ctx, ctx))[s : s + window + 2 * ctx])
-    return torch.stack(frames), torch.stack(feats)
+        styles.append(style_vector(clip_style(clip["meta"])))
+    return torch.stack(frames), torch.stack(feats), torch.stack(styles)
 
 
 @torch.no_grad()
 def sample_frames(
-    models: Models, features: torch.Tensor, settings: Settings, seed: int
+    models: Models, features: torch.Tensor, settings: Settings, seed: int, style: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Sample windows for features [n, W + 2ctx, F] with the EMA and decode them: frames [n, W, 3, H, W]."""
+    """Sample windows for features [n, W + 2ctx, F] (styles [n, S]) with the EMA, decoded: [n, W, 3, H, W]."""
     device = models.latent_mean.device
     n, window = features.shape[0], settings.diffusion.window
     c, h = settings.vae.latent_channels, settings.latent_size
     generator = torch.Generator(device).manual_seed(seed)
-    latents = sample(models.dit, features.to(device), (n, window, c, h, h), settings, generator=generator)
+    latents = sample(models.dit, features.to(device), (n, window, c, h, h), settings, generator=generator,
+                     style=style)
     z = latents.float().flatten(0, 1) * models.latent_std.view(1, c, 1, 1) + models.latent_mean.view(1, c, 1, 1)
     frames = models.vae.decode(z).clamp(0, 1).float()  # [n * W, 3, H, W]
     return frames.view(n, window, *frames.shape[1:])
@@ -209,37 +251,61 @@ def sample_frames(
 
 def log_samples(run: TrainingRun, models: Models, heldout: tuple[torch.Tensor, torch.Tensor], step: int) -> None:
     """Frame strips (each held-out window: truth above, sample below) and the shuffled-audio pixel gap."""
-    truth, features = heldout
+    truth, features, styles = heldout
     seed = run.settings.train.seed
-    frames = sample_frames(models, features, run.settings, seed).cpu()
+    frames = sample_frames(models, features, run.settings, seed, styles).cpu()
     rows = []
     for i in range(truth.shape[0]):
         rows += [image_row(truth[i].float() / 255), image_row(frames[i])]
     run.image("diffusion/samples", torch.cat(rows, dim=-2), step)
     if truth.shape[0] > 1:
         # Same noise, another window's audio: how much the picture depends on the sound (the seed's metric).
-        shuffled = sample_frames(models, features.roll(1, dims=0), run.settings, seed).cpu()
+        shuffled = sample_frames(models, features.roll(1, dims=0), run.settings, seed, styles).cpu()
         run.scalar("diffusion/heldout_shuffle_pixel_diff", float((frames - shuffled).abs().mean()), step)
 
 
-def heldout_sync_metrics(models: Models | None, clips: list[dict], settings: Settings) -> dict[str, float]:
-    """Eval hook: sync metrics (``metrics.sync_metrics``) of held-out clips rendered by the EMA, averaged.
+def heldout_sync_metrics(videos: list[torch.Tensor] | None, clips: list[dict], settings: Settings) -> dict[str, float]:
+    """Eval hook: sync metrics (``metrics.sync_metrics``) of held-out clips' videos, averaged.
 
-    The clips are ``evaluate.heldout_clips`` and the render uses the same noise seed as ``synesthete eval``,
-    so these figures are that command's "model" row for the first ``train.eval_clips`` clips. With
-    ``models=None`` the clips' own procedural frames are scored: the "oracle" a perfect model would reach.
+    ``videos`` are the EMA's renders of ``clips`` (``render_heldout``); ``None`` scores the clips' own
+    procedural frames: the "oracle" a perfect model would reach. The clips are ``evaluate.heldout_clips``
+    and the renders use the same noise seed and style as ``synesthete eval``, so these figures are that
+    command's "model" row for the first ``train.eval_clips`` clips.
     """
     from synesthete.metrics import sync_metrics
-    from synesthete.render import generate_frames
 
     totals: dict[str, list[float]] = {}
-    for clip in clips:
-        frames = clip["frames"] if models is None else generate_frames(models, clip["audio"], settings)
+    for i, clip in enumerate(clips):
+        frames = clip["frames"] if videos is None else videos[i]
         values = sync_metrics(frames, clip["audio"], settings.audio.sample_rate, settings.video.fps, settings,
                               beats=clip["meta"]["beats"])  # frames [T, 3, H, W]
         for key, value in values.items():
             totals.setdefault(key, []).append(value)
     return {key: _nanmean(values) for key, values in totals.items()}
+
+
+def render_heldout(models: Models, clips: list[dict], settings: Settings) -> list[torch.Tensor]:
+    """The EMA's renders [T, 3, H, W] of held-out clips, each in its true style."""
+    from synesthete.render import generate_frames
+    from synesthete.styles import clip_style
+
+    return [generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])) for clip in clips]
+
+
+def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clips: list[dict], step: int) -> None:
+    """Eval hook: FSD, recognisability and cut rate of the renders (``evaluate.heldout_picture``), and a
+    contact sheet image (model row above oracle row per clip)."""
+    from synesthete.evaluate import heldout_picture, heldout_sheet_rows
+    from synesthete.metrics.picture import compose_sheet
+
+    picture = heldout_picture(critic, renders, clips, run.settings)
+    run.scalar("picture/fsd", picture["fsd"]["model"], step)
+    run.scalar("picture/fsd_over_floor", picture["fsd"]["ratio_to_floor"], step)
+    for key in ("recognisability", "on_style", "cut_rate", "style_stability"):
+        run.scalar(f"picture/{key}", picture["model"][key], step)
+    run.scalar("picture/sharpness_over_oracle", picture["sharpness_ratio"], step)
+    videos = {"model": renders, "oracle": [clip["frames"] for clip in clips]}
+    run.image("picture/contact_sheet", compose_sheet(heldout_sheet_rows(videos, run.settings)), step)
 
 
 def _nanmean(values: list[float]) -> float:
@@ -253,8 +319,14 @@ def train_diffusion(
     vae_path: str | Path | None = None,
     resume: str | Path | None = None,
     export: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the DiT on frozen-VAE latents under runs/<run-name>/; optionally export ``export``/diffusion.pt."""
+    """Train the DiT on frozen-VAE latents under runs/<run-name>/; optionally export ``export``/diffusion.pt.
+
+    ``init`` warm-starts a new run from a diffusion checkpoint (e.g. the committed default): its weights
+    (EMA if present) and latent statistics are taken where shapes allow, and parameters it lacks (new
+    conditioning) keep their zero initialisation. The optimizer, schedule and data stream start fresh.
+    """
     ds, ts = settings.diffusion, settings.train
     vae_path = Path(vae_path) if vae_path is not None else Path(settings.paths.checkpoints) / "vae.pt"
     if not vae_path.exists():
@@ -262,6 +334,11 @@ def train_diffusion(
             f"no VAE checkpoint at {vae_path}: train one first (`synesthete train vae --export "
             f"{settings.paths.checkpoints}`) or pass --vae PATH"
         )
+    init_ckpt = None
+    if init is not None:
+        if resume is not None:
+            raise CheckpointError("--init starts a new run from weights; --resume continues a run: pass one")
+        init_ckpt = load_checkpoint(init, "diffusion", settings)
     with TrainingRun("diffusion", settings, resume) as run:
         device = run.device
         vae, vae_ckpt = load_vae(vae_path, settings, device)
@@ -276,7 +353,19 @@ def train_diffusion(
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         optimizer, scheduler = make_optimizer(model, ds.lr, ds.max_steps, settings)
         step, position = run.restore(model, optimizer, scheduler, ema)
-        stats = run.resume_ckpt["latent_stats"] if run.resume_ckpt else latent_stats(vae, settings, device)
+        if init_ckpt is not None:
+            if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
+                raise CheckpointError(f"{init} was trained on the latents of a different VAE than {vae_path}")
+            weights = init_ckpt.get("ema") or init_ckpt["model"]
+            kept = warm_start(model, weights, init)
+            warm_start(ema, weights, init)
+            run.print(f"warm start from {init} (step {init_ckpt.get('step', '?')}); new: {', '.join(kept) or 'none'}")
+        if run.resume_ckpt:
+            stats = run.resume_ckpt["latent_stats"]
+        elif init_ckpt is not None and "latent_stats" in init_ckpt:
+            stats = {k: v.float() for k, v in init_ckpt["latent_stats"].items()}
+        else:
+            stats = latent_stats(vae, settings, device)
         schedule = NoiseSchedule(ds)
         train_model: nn.Module = run.wrap(model)
         models = Models(vae=vae, dit=ema, latent_mean=stats["mean"].to(device), latent_std=stats["std"].to(device))
@@ -286,6 +375,14 @@ def train_diffusion(
         heldout = heldout_windows(settings, ts.preview_samples) if run.dist.is_main else None
         buckets = TimestepBuckets(ds.loss_buckets, ds.num_train_timesteps)
         reference: dict[str, float] = {}  # sync metrics of the held-out clips' own frames, measured once
+        critic = None
+        if run.dist.is_main:
+            from synesthete.metrics.picture import load_critic
+
+            try:
+                critic = load_critic(settings.critic_path, device)
+            except CheckpointError as exc:  # picture metrics are optional here; sync metrics still log
+                run.print(f"held-out evals log sync metrics only: {exc}")
         eval_clips: list[dict] = []
 
         def checkpoint() -> dict[str, Any]:
@@ -302,11 +399,12 @@ def train_diffusion(
             windows = [pool.windows(micro, ds.window, ds.audio_context, gen) for _ in range(ts.grad_accum)]
 
             def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-                frames, features = windows[i]  # uint8 [B, W, 3, H, W], [B, W + 2ctx, F]
+                frames, features, styles = windows[i]  # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S]
                 b, w = frames.shape[:2]
                 x0 = normalize(encode_frames(vae, frames.flatten(0, 1), device, ts.amp), stats)
                 x0 = x0.view(b, w, *x0.shape[1:])  # [B, W, C, h, w]
-                loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen)
+                loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
+                                                    style=styles.to(device))
                 if run.dist.is_main:
                     buckets.add(mse, t)
                 return loss, logs, b
@@ -327,9 +425,12 @@ def train_diffusion(
                         with one_thread():
                             eval_clips = heldout_clips(settings, ts.eval_clips)
                         reference = heldout_sync_metrics(None, eval_clips, settings)
-                    for key, value in heldout_sync_metrics(models, eval_clips, settings).items():
+                    renders = render_heldout(models, eval_clips, settings)
+                    for key, value in heldout_sync_metrics(renders, eval_clips, settings).items():
                         run.scalar(f"eval/{key}", value, step)
                         run.scalar(f"eval_reference/{key}", reference[key], step)
+                    if critic is not None:
+                        log_picture(run, critic, renders, eval_clips, step)
             run.maybe_checkpoint(step, ds.max_steps, checkpoint)
 
         summary = run.summary(step, {"parameters": count_params(model)})

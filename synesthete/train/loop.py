@@ -46,6 +46,8 @@ from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from synesthete.console import err_console, make_progress
 from synesthete.device import autocast, resolve_device
 from synesthete.errors import CheckpointError, DeviceError, OutputError, TrainingError
+from synesthete.locks import FileLock, run_folder_lock
+from synesthete.media import check_folder, remove_stale_temps
 from synesthete.settings import Settings
 
 LATEST = "ckpt_latest.pt"
@@ -206,7 +208,14 @@ class ClipPool:
     (positions ``[position - clip_pool, position)``), so the batches continue exactly.
     """
 
-    def __init__(self, settings: Settings, start_index: int, dist: Dist, print_fn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        start_index: int,
+        dist: Dist,
+        print_fn: Callable[[str], None],
+        transform: Callable[[dict, int], dict] | None = None,
+    ) -> None:
         from synesthete.data import ClipStream
 
         cfg = settings.train
@@ -221,6 +230,7 @@ class ClipPool:
         )
         self._iter: Iterator[dict[str, Any]] = iter(loader)
         self._in_process = workers == 0
+        self.transform = transform  # (clip, stream position) -> clip, applied as a clip enters the pool
         self.position = first
         if start_index > first:
             print_fn(f"re-making the {start_index - first} clips the pool held at stream position {start_index}")
@@ -230,7 +240,14 @@ class ClipPool:
     def _pull(self) -> None:
         with one_thread() if self._in_process else contextlib.nullcontext():
             clip = next(self._iter)
-        self.clips.append({"frames": clip["frames"], "features": clip["features"]})  # [T, 3, H, W], [T, F]
+        from synesthete.styles import clip_style, style_vector
+
+        style = style_vector(clip_style(clip["meta"]))  # [S] multi-hot visualizer families
+        entry = {"frames": clip["frames"], "features": clip["features"], "style": style}
+        if self.transform is not None:
+            with one_thread() if self._in_process else contextlib.nullcontext():
+                entry = self.transform(entry, self.position)
+        self.clips.append(entry)
         self.position += 1
 
     def refresh(self) -> None:
@@ -242,25 +259,30 @@ class ClipPool:
 
     def frames(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """``count`` random frames of random pool clips: uint8 [count, 3, H, W]."""
+        return self.labelled_frames(count, generator)[0]
+
+    def labelled_frames(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` random frames of random pool clips, uint8 [count, 3, H, W], and their clips' styles [count, S]."""
         clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
         frame_idx = torch.randint(0, 2**62, (count,), generator=generator).tolist()
         picked = []
         for c, f in zip(clip_idx, frame_idx, strict=True):
             frames = self.clips[c]["frames"]
             picked.append(frames[f % frames.shape[0]])
-        return torch.stack(picked)
+        return torch.stack(picked), torch.stack([self.clips[c]["style"] for c in clip_idx])
 
     def windows(
         self, count: int, window: int, context: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``count`` random windows: frames uint8 [count, W, 3, H, W] and features [count, W + 2*ctx, F].
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` random windows: frames uint8 [count, W, 3, H, W], features [count, W + 2*ctx, F] and the
+        clips' multi-hot styles [count, S].
 
         A window's features cover [s - ctx, s + W + ctx), zero-padded beyond the clip's edges (as render
         pads a song).
         """
         clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
         offsets = torch.randint(0, 2**62, (count,), generator=generator).tolist()
-        frames, feats = [], []
+        frames, feats, styles = [], [], []
         for c, offset in zip(clip_idx, offsets, strict=True):
             clip = self.clips[c]
             t = clip["frames"].shape[0]
@@ -270,7 +292,8 @@ class ClipPool:
             frames.append(clip["frames"][s : s + window])
             # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
             feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
-        return torch.stack(frames), torch.stack(feats)
+            styles.append(clip["style"])
+        return torch.stack(frames), torch.stack(feats), torch.stack(styles)
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -344,6 +367,10 @@ class TrainingRun:
                     f"resume from a run checkpoint such as runs/<name>/{LATEST}"
                 )
         self.folder = _run_folder(kind, settings, self.resume_path)
+        if self.dist.is_main:
+            check_folder(self.folder, "run folder")  # before any model is built or clip made
+        self._lock: FileLock | None = None
+        self._created_folder = False
         self.writer = None
         self.stop = StopRequest()
         self.last_good: tuple[Path, int] | None = None
@@ -359,13 +386,36 @@ class TrainingRun:
         if self.dist.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / "settings.json").write_text(self.settings.model_dump_json(indent=2) + "\n")
-            step = int(self.resume_ckpt["step"]) if self.resume_ckpt else None
-            # purge_step hides events an interrupted run logged after its last checkpoint.
-            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
+            # One job per run folder: a second `--run-name` twin is refused instead of interleaving events.
+            self._created_folder = not self.folder.exists()
+            self._lock = run_folder_lock(self.folder).acquire()
+            try:
+                if self.resume_path is None and (self.folder / LATEST).exists():  # a twin finished meanwhile
+                    raise OutputError(
+                        f"run folder {self.folder} already holds a checkpoint: continue it with --resume "
+                        f"{self.folder}, or pick another --run-name"
+                    )
+                remove_stale_temps(self.folder / LATEST)  # left by a run killed mid-save (kill -9)
+                (self.folder / "settings.json").write_text(self.settings.model_dump_json(indent=2) + "\n")
+                step = int(self.resume_ckpt["step"]) if self.resume_ckpt else None
+                # purge_step hides events an interrupted run logged after its last checkpoint.
+                self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
+            except BaseException:
+                self._cleanup(failed=True)
+                raise
         self.stop.install()
         return self
+
+    def _cleanup(self, failed: bool) -> None:
+        """Release the run folder; after a failure, remove a folder this run created and left without a checkpoint."""
+        if self._lock is None:
+            return
+        if failed and self._created_folder and not (self.folder / LATEST).exists():
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)  # also drops the lock file
+        self._lock.release()
+        self._lock = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop.restore()
@@ -373,6 +423,7 @@ class TrainingRun:
             self.progress.stop()
         if self.writer is not None:
             self.writer.close()
+        self._cleanup(failed=exc_type is not None)
         if self.dist.enabled and torch_dist.is_initialized():
             if exc_type is None:
                 torch_dist.barrier()
@@ -409,9 +460,9 @@ class TrainingRun:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
-    def clip_pool(self, start_index: int) -> ClipPool:
+    def clip_pool(self, start_index: int, transform: Callable[[dict, int], dict] | None = None) -> ClipPool:
         """This rank's pool of training clips, as it was at stream position ``start_index``."""
-        return ClipPool(self.settings, start_index, self.dist, self.print)
+        return ClipPool(self.settings, start_index, self.dist, self.print, transform)
 
     def seed_step(self, step: int) -> torch.Generator:
         """Re-seed the global RNG (all devices) and return a CPU generator, both from (seed, step, rank).

@@ -1,0 +1,57 @@
+"""The style critic: a small CNN that names the visualizer families drawn in a frame.
+
+It is the feature network of the picture metrics (``metrics/picture.py``), as Inception is FID's: trained
+on this world's frames, its penultimate features measure distance to *this* world. The output is
+multi-label, one sigmoid per family (``styles.families()``): a composed frame carries several families,
+and a frame with no recognisable family (a soft colour field) should score low on all of them.
+
+Frames [B, 3, H, W] in [0, 1] are resized to ``critic.size`` and pass four stride-2 stages (conv, GroupNorm,
+SiLU, twice each), global average pooling, and a linear head. The network is built from the ``critic``
+settings section alone, which its checkpoint carries, so any command can load any critic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synesthete.settings import CriticSettings
+from synesthete.styles import families
+
+STAGES = 4
+GROUPS = 8
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    """Stride-2 conv then a stride-1 conv, each with GroupNorm and SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(min(GROUPS, cout), cout), nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(min(GROUPS, cout), cout), nn.SiLU(),
+    )
+
+
+class StyleCritic(nn.Module):
+    """Frames [B, 3, H, W] in [0, 1] -> (family logits [B, S], penultimate features [B, D])."""
+
+    def __init__(self, cfg: CriticSettings) -> None:
+        super().__init__()
+        self.size = cfg.size
+        self.num_families = len(families())
+        widths = [min(cfg.width * 2**i, 4 * cfg.width) for i in range(STAGES)]
+        layers, cin = [], 3
+        for w in widths:
+            layers.append(_block(cin, w))
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.features = nn.Sequential(nn.Linear(cin, cfg.feature_dim), nn.SiLU())
+        self.head = nn.Linear(cfg.feature_dim, self.num_families)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, H, W] -> logits [B, S], features [B, D]."""
+        x = frames.float()
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="area")
+        x = self.body(x * 2 - 1).mean((2, 3))  # [B, C]
+        feats = self.features(x)
+        return self.head(feats), feats

@@ -1,0 +1,163 @@
+"""Picture metrics and the style critic: FSD, cut rate, seams, stability, sharpness, contact sheets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from synesthete import media
+from synesthete.checkpoint import read_checkpoint, save_checkpoint
+from synesthete.data import make_clip, seed_for
+from synesthete.metrics import picture
+from synesthete.settings import load_settings
+from synesthete.train.critic import critic_outputs, gaussian_blur, h264_roundtrip
+from tests.conftest import ROOT, assert_user_error, run_cli
+
+CRITIC = ROOT / "checkpoints" / "critic.pt"
+
+
+@pytest.fixture(scope="module")
+def critic():
+    """The committed style critic."""
+    return picture.load_critic(CRITIC)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Four held-out clips at the shipped size (128x128, 3 s), each with its oracle frames."""
+    settings = load_settings()
+    return [make_clip(seed_for(i, settings, "heldout"), settings, drums=True) for i in range(4)]
+
+
+def test_critic_trained_tiny_separates_two_families(tmp_path):
+    """A tiny critic, trained for seconds on two visually distinct families, tells them apart."""
+    from synesthete.train.critic import heldout_scores, train_critic
+
+    settings = load_settings(
+        "tiny", data={"visualizers": ["spectrum", "kaleido"], "compose_prob": 0.0},
+        critic={"max_steps": 60, "heldout_clips": 8, "h264_prob": 0.3, "junk_prob": 0.0},
+        train={"run_name": "critic", "image_every": 1000}, paths={"runs": tmp_path},
+    )
+    summary = train_critic(settings, export=tmp_path)
+    model, ckpt = picture.load_critic(tmp_path / "critic.pt")
+    scores = heldout_scores(model, settings, 8)
+    assert set(scores["accuracy"]) == {"spectrum", "kaleido"}
+    assert min(scores["accuracy"].values()) >= 0.8, scores["accuracy"]
+    assert summary["steps"] == 60 and ckpt["cut_threshold"] > 0
+
+
+def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
+    frames = torch.cat([c["frames"][::3] for c in clips]).float() / 255  # [T, 3, H, W]
+    feats = critic_outputs(critic[0], frames)[1]
+    base = picture.frechet_distance(feats, feats)
+    assert base == pytest.approx(0.0, abs=1e-6 * float(feats.var(0).sum()) + 1e-9)
+    gen = torch.Generator().manual_seed(0)
+
+    def fsd_of(x: torch.Tensor) -> float:
+        return picture.frechet_distance(feats, critic_outputs(critic[0], x.clamp(0, 1))[1])
+
+    noise = [fsd_of(frames + s * torch.randn(frames.shape, generator=gen)) for s in (0.02, 0.08, 0.25)]
+    blur = [fsd_of(gaussian_blur(frames, s)) for s in (0.7, 2.0, 5.0)]
+    assert noise == sorted(noise) and noise[0] > base
+    assert blur == sorted(blur) and blur[0] > base
+
+
+def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
+    threshold = float(critic[1]["cut_threshold"])
+    oracle, shuffled = [], []
+    for clip in clips:
+        feats = critic_outputs(critic[0], clip["frames"])[1]
+        oracle.append(picture.cut_rate(feats, threshold))
+        order = torch.randperm(feats.shape[0], generator=torch.Generator().manual_seed(1))
+        mixed = torch.cat([feats[order], critic_outputs(critic[0], clips[0]["frames"])[1]])[::2]
+        shuffled.append(picture.cut_rate(mixed, threshold))
+    assert sum(oracle) / len(oracle) <= 0.03, oracle
+    assert sum(shuffled) / len(shuffled) >= 0.15, shuffled
+
+
+def test_critic_works_through_h264(critic, clips):
+    """The critic names the same family on a clip before and after a lossy H.264 round trip."""
+    agree = []
+    for clip in clips:
+        clean = critic_outputs(critic[0], clip["frames"])[0].argmax(1)
+        coded = critic_outputs(critic[0], h264_roundtrip(clip["frames"], 30, 30))[0].argmax(1)
+        agree.append(float((clean == coded).float().mean()))
+    assert min(agree) >= 0.9, agree
+
+
+def test_seam_score_is_one_on_oracle_video_and_high_with_jumps(clips):
+    frames = torch.cat([c["frames"] for c in clips[:2]])  # [180, 3, H, W]
+    joins = picture.window_joins(frames.shape[0], window=8, overlap=2)
+    assert joins[:3] == [8, 14, 20]
+    assert 0.7 <= picture.seam_score(frames, joins) <= 1.3
+    # Every window drawn from another clip's time: the picture jumps at each join and nowhere else.
+    jumpy = frames.clone().float() / 255
+    for n, j in enumerate(joins):
+        jumpy[j : j + 6] = (jumpy[j : j + 6] + (0.3 if n % 2 else -0.3)).clamp(0, 1)
+    assert picture.seam_score(jumpy, joins) > 2.0
+
+
+def test_stability_recognisability_and_sharpness_on_oracle(critic, clips):
+    from synesthete.styles import clip_style, families
+
+    for clip in clips:
+        probs = critic_outputs(critic[0], clip["frames"])[0]
+        wanted = [families().index(n) for n in clip_style(clip["meta"])]
+        assert picture.style_stability(probs) >= 0.8
+        assert picture.recognisability(probs, wanted)["on_style"] >= 0.8
+    frames = clips[0]["frames"]
+    assert picture.sharpness(gaussian_blur(frames.float() / 255, 2.0)) < 0.8 * picture.sharpness(frames)
+
+
+def test_aperiodic_probe_has_no_tempo():
+    wave = picture.aperiodic_probe(20.0, 16000, seed=3)
+    assert wave.shape == (320000,) and wave.abs().max() <= 1
+    assert torch.equal(wave, picture.aperiodic_probe(20.0, 16000, seed=3))
+    loud = (wave.view(-1, 160).pow(2).mean(1) > 0.01).float()  # 10 ms frames with a hit
+    starts = torch.nonzero(loud[1:] > loud[:-1]).flatten().float()
+    gaps = starts.diff()
+    assert len(starts) >= 20
+    assert gaps.std() / gaps.mean() > 0.5  # Poisson gaps, nothing like a steady beat
+
+
+def test_sheet_png_has_the_expected_size(tmp_path):
+    rows = [torch.rand(5, 3, 16, 20) for _ in range(4)]
+    path = picture.write_sheet(tmp_path / "s.png", rows, gap=2, group=2)
+    import matplotlib.pyplot as plt
+
+    image = plt.imread(path)
+    assert image.shape[:2] == (4 * 16 + 3 * 2 + 1 * 6, 5 * 20 + 4 * 2)
+    assert image[:16, :20, :3] == pytest.approx(rows[0][0].permute(1, 2, 0).numpy(), abs=1 / 255 + 1e-6)
+
+
+def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
+    video = tmp_path / "oracle.mp4"
+    media.write_video(video, clips[0]["frames"].float() / 255, 30, audio=clips[0]["audio"][None], sample_rate=16000)
+    sheet, out = tmp_path / "sheet.png", tmp_path / "r.json"
+    proc = run_cli("eval", "--video", str(video), "--sheet", str(sheet), "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pic = json.loads(out.read_text())["picture"]
+    assert set(pic) >= {"recognisability", "cut_rate", "style_stability", "sharpness"}
+    assert pic["cut_rate"] <= 0.05 and pic["style_stability"] >= 0.8
+    import matplotlib.pyplot as plt
+
+    assert plt.imread(sheet).shape[:2] == (4 * 128 + 3 * 2, 8 * 128 + 7 * 2)  # 4 rows of 8 frames
+
+
+def test_bad_critic_and_sheet_inputs_are_one_clear_line(tmp_path, clips):
+    video = tmp_path / "v.mp4"
+    media.write_video(video, clips[1]["frames"][:30].float() / 255, 30, audio=clips[1]["audio"][None, :16000],
+                      sample_rate=16000)
+    missing = run_cli("eval", "--video", str(video), "--critic", str(tmp_path / "nope.pt"))
+    assert_user_error(missing, "no critic checkpoint", "train critic")
+    wrong_kind = run_cli("eval", "--video", str(video), "--critic", str(ROOT / "checkpoints" / "vae.pt"))
+    assert_user_error(wrong_kind, "is a vae checkpoint")
+    foreign = read_checkpoint(CRITIC)
+    foreign["families"] = ["pulse", "spectrum"]
+    save_checkpoint(foreign, tmp_path / "foreign.pt")
+    assert_user_error(run_cli("eval", "--video", str(video), "--critic", str(tmp_path / "foreign.pt")),
+                      "trained on the families")
+    assert_user_error(run_cli("eval", "--video", str(video), "--sheet", str(tmp_path / "s.jpg")), ".png")
+    assert not (tmp_path / "s.jpg").exists()
