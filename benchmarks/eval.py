@@ -7,6 +7,8 @@ its audio with ``metrics.analyse``: optical flow, onset envelope and peak pickin
 tempo/beat estimate, as for an arbitrary file), flicker and silence response. The best of ``--repeats``
 runs is reported, because the machine may be shared. It also writes that video to an H.264 mp4 (crf 20),
 reads it back and reports AV-Align with the published strict peak rule and with the default noise threshold.
+It also times the picture metrics (style critic inference, FSD, cut rate, stability, sharpness, seam score)
+on the same video, with the committed critic, and reports them as a fraction of the sync metrics' time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from test_metrics import FPS, SR, burst_audio, jump_video, random_onsets  # noqa
 from synesthete import media  # noqa: E402
 from synesthete.device import resolve_device  # noqa: E402
 from synesthete.metrics import analyse, audio_peaks, motion_curve  # noqa: E402
+from synesthete.metrics.picture import load_critic  # noqa: E402
 from synesthete.settings import load_settings  # noqa: E402
 
 
@@ -62,6 +65,24 @@ def encoded_scores(frames: torch.Tensor, wave: torch.Tensor, settings) -> dict:
     return out
 
 
+def picture_metrics(frames: torch.Tensor, settings, device) -> dict:
+    """Every picture metric of one video (critic loaded once, outside the timing)."""
+    from synesthete.evaluate import video_picture
+    from synesthete.metrics.picture import frechet_distance, seam_score, window_joins
+    from synesthete.train.critic import critic_outputs
+
+    critic = CRITIC.setdefault("critic", load_critic(settings.critic_path, device))
+    out = video_picture(critic, frames)
+    feats = critic_outputs(critic[0], frames)[1]
+    half = feats.shape[0] // 2
+    out["fsd_halves"] = frechet_distance(feats[:half], feats[half:])
+    out["seam_score"] = seam_score(frames, window_joins(frames.shape[0], settings.diffusion.window, 2))
+    return out
+
+
+CRITIC: dict = {}
+
+
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,6 +104,7 @@ def main() -> None:
     total = best_of(args.repeats, lambda: analyse(frames, wave, SR, FPS, settings))
     flow = best_of(args.repeats, lambda: motion_curve(frames, settings.eval))
     audio = best_of(args.repeats, lambda: audio_peaks(wave, SR))
+    picture_s = best_of(args.repeats, lambda: picture_metrics(frames, settings, device))
     print(json.dumps({
         "video_seconds": args.seconds,
         "size": args.size,
@@ -100,6 +122,8 @@ def main() -> None:
         "motion_mean_px": round(float(np.mean(motion)), 4),
         "encoded_h264_crf20": encoded_scores(frames, wave, settings),
         "peak_threshold": settings.eval.peak_threshold,
+        "picture_metrics_seconds": round(picture_s, 3),
+        "picture_over_sync_time": round(picture_s / total, 3),
     }, indent=2))
 
 

@@ -66,15 +66,14 @@ def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
 
 def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
     threshold = float(critic[1]["cut_threshold"])
-    oracle, shuffled = [], []
-    for clip in clips:
-        feats = critic_outputs(critic[0], clip["frames"])[1]
-        oracle.append(picture.cut_rate(feats, threshold))
-        order = torch.randperm(feats.shape[0], generator=torch.Generator().manual_seed(1))
-        mixed = torch.cat([feats[order], critic_outputs(critic[0], clips[0]["frames"])[1]])[::2]
-        shuffled.append(picture.cut_rate(mixed, threshold))
+    feats = [critic_outputs(critic[0], clip["frames"])[1] for clip in clips]
+    oracle = [picture.cut_rate(f, threshold) for f in feats]
     assert sum(oracle) / len(oracle) <= 0.03, oracle
-    assert sum(shuffled) / len(shuffled) >= 0.15, shuffled
+    # The four clips back to back, shuffled in time: consecutive frames keep jumping between looks.
+    video = torch.cat(feats)
+    shuffled = video[torch.randperm(video.shape[0], generator=torch.Generator().manual_seed(1))]
+    assert picture.cut_rate(video, threshold) <= 0.05
+    assert picture.cut_rate(shuffled, threshold) >= 0.3
 
 
 def test_critic_works_through_h264(critic, clips):
