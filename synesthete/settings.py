@@ -100,7 +100,7 @@ class DiffusionSettings(_Section):
         4, ge=0, description="Most clean context frames a training window continues from (k uniform in 0..this)."
     )
     loss_weighting: Literal["none", "min_snr"] = Field(
-        "min_snr", description="Per-timestep loss weight: none, or Min-SNR-gamma (Hang et al. 2023)."
+        "none", description="Per-timestep loss weight: none (plain v-loss), or Min-SNR-gamma (Hang et al. 2023)."
     )
     min_snr_gamma: float = Field(5.0, gt=0, description="gamma of the Min-SNR weighting.")
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
@@ -242,7 +242,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "preview_samples": 4, "clip_pool": 8,
         },
         "eval": {"clips": 2, "clip_seconds": 2.0, "long_seconds": 3.0, "probe_seconds": 2.0, "sheet_frames": 4},
-        "critic": {"size": 32, "width": 8, "feature_dim": 32, "batch_size": 16, "max_steps": 40, "heldout_clips": 8},
+        "critic": {
+            "size": 32, "width": 16, "feature_dim": 32, "lr": 3e-3, "batch_size": 32, "max_steps": 40,
+            "heldout_clips": 8,
+        },
     },
     "cpu": {},
     "gpu": {

