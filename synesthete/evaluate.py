@@ -359,9 +359,10 @@ def video_picture(critic: Any, frames: torch.Tensor, requested: list[str] | None
 def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict], settings: Settings) -> dict:
     """Picture metrics of the model's renders beside the oracle's frames of the same held-out clips.
 
-    FSD compares the model's frames of the even-numbered clips with the oracle's frames of the odd ones (and
-    vice versa, averaged); its floor is the oracle's even clips against the oracle's odd clips, the same
-    comparison with perfect imitation. So the two share sample sizes and the clip split.
+    FSD compares the model's frames from the first half of every clip with the oracle's frames from the second
+    half (and vice versa, averaged); its floor is the oracle's first halves against the oracle's second halves,
+    the same comparison with perfect imitation. So model and floor share sample sizes, clips and styles, and
+    no frame is compared with itself.
     """
     from synesthete.metrics import picture
     from synesthete.styles import clip_style
@@ -379,15 +380,12 @@ def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict],
     for who, per_clip in rows.items():
         out[who] = {key: nanmean([r[key] for r in per_clip]) for key in per_clip[0] if key != "top_family"}
 
-    def half(who: str, parity: int) -> torch.Tensor:
-        return torch.cat(feats[who][parity::2]) if feats[who][parity::2] else torch.zeros(0, 1)
+    def half(who: str, part: int) -> torch.Tensor:
+        return torch.cat([f[: len(f) // 2] if part == 0 else f[len(f) // 2 :] for f in feats[who]])
 
-    if len(clips) >= 2:
-        fsd = (picture.frechet_distance(half("model", 0), half("oracle", 1))
-               + picture.frechet_distance(half("model", 1), half("oracle", 0))) / 2
-        floor = picture.frechet_distance(half("oracle", 0), half("oracle", 1))
-    else:
-        fsd = floor = math.nan
+    fsd = (picture.frechet_distance(half("model", 0), half("oracle", 1))
+           + picture.frechet_distance(half("model", 1), half("oracle", 0))) / 2
+    floor = picture.frechet_distance(half("oracle", 0), half("oracle", 1))
     out["fsd"] = {"model": fsd, "floor_oracle_vs_oracle": floor,
                   "ratio_to_floor": fsd / floor if floor and math.isfinite(floor) and floor > 0 else math.nan}
     oracle_sharp = out["oracle"]["sharpness"]
