@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Reproduce the committed default checkpoints (checkpoints/vae.pt, checkpoints/diffusion.pt) at the cpu preset.
+# Reproduce the committed default checkpoints (checkpoints/vae.pt, critic.pt, diffusion.pt) at the cpu preset.
 # Intermediate checkpoints and TensorBoard events stay under runs/ (ignored by git); only --export writes checkpoints/.
-# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS]
+# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS] [CRITIC_STEPS] [STYLE_STEPS]
+#
+# The diffusion model is trained in two stages, as the committed one was: an audio-only stage from scratch, then a
+# stage that adds the style and clean-context conditioning, warm-started from the first (--init). To continue from
+# the committed weights instead, run only the last `train diffusion` line (it starts from checkpoints/diffusion.pt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS="${1:-3000}"
 DIFFUSION_STEPS="${2:-3300}"
+CRITIC_STEPS="${3:-2000}"
+STYLE_STEPS="${4:-2500}"
 
 uv run synesthete train vae --preset cpu --seed 0 --run-name default-vae --max-steps "$VAE_STEPS" \
     --export checkpoints/
+uv run synesthete train critic --seed 0 --run-name default-critic --max-steps "$CRITIC_STEPS" --export checkpoints/
+# Stage 1 (audio only): the first default was trained by the code before styles existed; with today's code this
+# stage learns the style too, which only helps.
 uv run synesthete train diffusion --preset cpu --seed 0 --run-name default-diffusion --max-steps "$DIFFUSION_STEPS" \
     --vae checkpoints/vae.pt --export checkpoints/
-uv run synesthete eval --json runs/default-eval.json --plot runs/default-eval.png --overwrite
+# Stage 2: style and clean-context conditioning, warm-started from stage 1.
+uv run synesthete train diffusion --preset cpu --seed 1 --run-name default-style --max-steps "$STYLE_STEPS" \
+    --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
+uv run synesthete eval --json runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
+    --overwrite

@@ -28,6 +28,8 @@ from synesthete.device import resolve_device
 from synesthete.errors import InputError, OutputError
 from synesthete.settings import Settings
 
+EXEMPLAR_SEED = 20240917  # the fixed synthetic clip that drives the style exemplar
+EXEMPLAR_SECONDS = 1.0
 AAC_RATES = (44100, 48000)  # native rates kept as they are; anything else is resampled for the AAC track
 FEATURE_MARGIN_FRAMES = 3  # extra frames of audio on each side of a chunk so edge features are exact
 
@@ -67,18 +69,48 @@ def song_features(
 
 # --------------------------------------------------------------------------------------------- latents
 @torch.no_grad()
+def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int) -> torch.Tensor:
+    """Latents [k, C, h, w] (scaled) of k frames in ``style``, the first window's clean context.
+
+    The style's visualizers, with parameters drawn from ``seed`` (so the seed picks a look: colours, shapes,
+    counts), are driven by a fixed synthetic clip with drums, never by the song, and the last k =
+    ``render.overlap`` frames are encoded by the VAE. The network was trained to continue clean frames,
+    so it starts the song in this look and carries it on; the exemplar frames themselves are never shown.
+    """
+    import random
+
+    from synesthete.audio.synth import synthesize
+    from synesthete.data import feature_extractor
+    from synesthete.visual import render_frames
+    from synesthete.visual.compose import params_for
+
+    k = max(1, min(settings.render.overlap, settings.diffusion.window - 1))
+    device = next(models.dit.parameters()).device
+    params = params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
+    wave, _ = synthesize(EXEMPLAR_SEED, settings, duration=EXEMPLAR_SECONDS, drums=True, silence=False,
+                         dropout=False)  # [N]
+    frames = render_frames(feature_extractor(settings)(wave), wave, params, settings)[-k:]  # [k, 3, H, W]
+    mu, _ = models.vae.encode(frames.to(device))
+    c = mu.shape[1]
+    return (mu - models.latent_mean.to(device).view(1, c, 1, 1)) / models.latent_std.to(device).view(1, c, 1, 1)
+
+
+@torch.no_grad()
 def iter_windows(
     models: Any,
     features: torch.Tensor,
     settings: Settings,
     generator: torch.Generator | None = None,
     style: list[str] | None = None,
+    exemplar: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
     Windows of W frames advance by W - k (k = ``render.overlap``): each window after the first continues
     from the previous window's last k latents, given as clean context that is never denoised again, so
-    consecutive windows join without a seam. ``style`` (visualizer families) holds for every window.
+    consecutive windows join without a seam. ``style`` (visualizer families) holds for every window. With
+    ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window continues them too: they stand
+    for the k frames before the song starts.
     """
     from synesthete.sampling import sample
     from synesthete.styles import style_vector
@@ -90,7 +122,8 @@ def iter_windows(
     device = next(models.dit.parameters()).device
     total = features.shape[0]
     # Pad with silence: ctx frames before, a full window + ctx after (the last window may run past the end).
-    padded = F.pad(features.to(device), (0, 0, ctx, window + ctx))  # [T + W + 2ctx, F]
+    lead = overlap if exemplar is not None and overlap > 0 else 0  # exemplar frames before the song's frame 0
+    padded = F.pad(features.to(device), (0, 0, ctx + lead, window + ctx))  # [lead + T + W + 2ctx, F]
     c, h = settings.vae.latent_channels, settings.latent_size
     shape = (1, window, c, h, h)
     mean = models.latent_mean.to(device).view(1, c, 1, 1)
@@ -98,6 +131,9 @@ def iter_windows(
     style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
 
     prev: torch.Tensor | None = None  # [1, W, C, h, w] scaled latents of the previous window
+    if lead:
+        prev = torch.zeros(shape, device=device)
+        prev[0, stride:] = exemplar[-overlap:].to(device)  # the first window continues the exemplar
     emitted = 0
     start = 0
     while emitted < total:
@@ -143,10 +179,13 @@ def generate_frames(
     device = next(models.dit.parameters()).device
     if generator is None:
         generator = _generator(settings, device)
+    exemplar = None
+    if style and settings.render.exemplar:
+        exemplar = style_exemplar(models, settings, style, settings.render.seed)
     blocks = []
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("generating", total=features.shape[0], info="")
-        for block in iter_windows(models, features, settings, generator, style):
+        for block in iter_windows(models, features, settings, generator, style, exemplar):
             blocks.append(block)
             bar.advance(task, block.shape[0])
     if not blocks:
@@ -223,6 +262,7 @@ def render_song(
     out_h += out_h % 2
 
     generator = _generator(settings, device)
+    exemplar = style_exemplar(models, settings, style, settings.render.seed) if settings.render.exemplar else None
     chunk_frames = max(1, round(settings.render.chunk_seconds * fps))
     audio_written_frames = 0  # audio is muxed up to this frame boundary
     samples_expected = 0
@@ -253,7 +293,7 @@ def render_song(
             out, width=size, height=out_h, fps=fps, audio_sample_rate=out_rate, audio_channels=out_channels,
             crf=settings.render.crf, preset=settings.render.preset,
         ) as writer:
-            for block in iter_windows(models, features, settings, generator, style):
+            for block in iter_windows(models, features, settings, generator, style, exemplar):
                 if settings.render.size:
                     block = F.interpolate(block, size=(out_h, size), mode="bilinear", align_corners=False)
                 writer.add_frames(block)

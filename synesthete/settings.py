@@ -113,7 +113,7 @@ class DiffusionSettings(_Section):
     sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
-        1.0, ge=0, description="Classifier-free guidance scale on the style (1 = no extra pass)."
+        1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
     )
     clip_x0: float = Field(
         10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
@@ -178,6 +178,10 @@ class RenderSettings(_Section):
         2, ge=0, description="Clean context frames: each window continues from the previous window's last frames."
     )
     style: str = Field("auto", description="Visualizer family or '+'-joined families; auto draws one from the seed.")
+    exemplar: bool = Field(
+        True, description="Start the first window from a style exemplar: frames of the style drawn by its "
+        "visualizer on a fixed synthetic clip, given as clean context and never shown.",
+    )
     size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
     preset: str = Field("veryfast", description="x264 preset.")

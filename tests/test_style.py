@@ -91,3 +91,24 @@ def test_warm_start_keeps_old_weights_and_zero_initialises_new_conditioning():
     bigger = DiT(load_settings("tiny", diffusion={"dim": 64}))
     with pytest.raises(CheckpointError, match="does not fit"):
         warm_start(bigger, state, "old.pt")
+
+
+def test_style_exemplar_is_the_styles_look_picked_by_the_seed():
+    """The exemplar (the first window's clean context) is drawn in the requested style, chosen by the seed."""
+    from synesthete.checkpoint import load_models
+    from synesthete.metrics.picture import load_critic
+    from synesthete.render import style_exemplar
+    from synesthete.train.critic import critic_outputs
+
+    settings = load_settings()
+    models = load_models(settings, ROOT / "checkpoints", "cpu")
+    critic, _ = load_critic(ROOT / "checkpoints" / "critic.pt")
+    a = style_exemplar(models, settings, ["tiles"], seed=1)
+    assert a.shape == (settings.render.overlap, settings.vae.latent_channels, 8, 8) and torch.isfinite(a).all()
+    assert torch.equal(a, style_exemplar(models, settings, ["tiles"], seed=1))
+    assert not torch.allclose(a, style_exemplar(models, settings, ["tiles"], seed=2))  # another look
+    for name in ("tiles", "waveform", "kaleido"):
+        z = style_exemplar(models, settings, [name], seed=3)
+        frames = models.vae.decode(z * models.latent_std.view(1, -1, 1, 1) + models.latent_mean.view(1, -1, 1, 1))
+        top = critic_outputs(critic, frames.clamp(0, 1))[0].argmax(1)
+        assert all(families()[int(i)] == name for i in top), (name, top)

@@ -48,6 +48,12 @@ def sample_params(rng: random.Random, settings: Settings) -> dict:
     if rng.random() < settings.data.compose_prob:
         count = rng.choice([2, 3])
     chosen = rng.sample(names, count) if count <= len(names) else [rng.choice(names) for _ in range(count)]
+    return params_for(chosen, rng, settings)
+
+
+def params_for(chosen: list[str], rng: random.Random, settings: Settings) -> dict:
+    """Visual parameters (JSON-serialisable) for the visualizers ``chosen``, everything else drawn from ``rng``."""
+    count = len(chosen)
     layers = [{"name": name, "params": VISUALIZERS[name].sample(rng, settings)} for name in chosen]
     augment = {"flip_x": False, "flip_y": False, "hue": 0.0, "gains": [1.0, 1.0, 1.0]}
     if settings.data.augment:
