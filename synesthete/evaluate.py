@@ -338,12 +338,18 @@ def _critic_view(critic: Any, video: torch.Tensor) -> tuple[torch.Tensor, torch.
     return critic_outputs(critic[0], video)
 
 
-def video_picture(critic: Any, frames: torch.Tensor, requested: list[str] | None = None) -> dict[str, float]:
-    """Picture metrics of one video that need no oracle: recognisability, cut rate, stability, sharpness."""
+def video_picture(
+    critic: Any, frames: torch.Tensor, requested: list[str] | None = None,
+    outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Picture metrics of one video that need no oracle: recognisability, cut rate, stability, sharpness.
+
+    ``outputs`` are the critic's (probs, features) of ``frames`` when the caller already has them.
+    """
     from synesthete.metrics import picture
     from synesthete.styles import families
 
-    probs, feats = _critic_view(critic, frames)
+    probs, feats = outputs if outputs is not None else _critic_view(critic, frames)
     wanted = [families().index(n) for n in requested] if requested else None
     rec = picture.recognisability(probs, wanted)
     return {
@@ -373,8 +379,9 @@ def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict],
     for render, clip in zip(renders, clips, strict=True):
         style = clip_style(clip["meta"])
         for who, video in (("model", render), ("oracle", clip["frames"])):
-            rows[who].append(video_picture(critic, video, style))
-            feats[who].append(_critic_view(critic, video)[1])
+            outputs = _critic_view(critic, video)  # the critic runs once per video
+            rows[who].append(video_picture(critic, video, style, outputs))
+            feats[who].append(outputs[1])
         order = torch.randperm(clip["frames"].shape[0], generator=torch.Generator().manual_seed(clip["seed"]))
         rows["oracle_shuffled_in_time"].append(video_picture(critic, clip["frames"][order], style))
     for who, per_clip in rows.items():

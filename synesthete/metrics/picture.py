@@ -21,7 +21,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synesthete.errors import CheckpointError
@@ -166,13 +165,6 @@ def aperiodic_probe(seconds: float, sample_rate: int, seed: int = 0) -> torch.Te
         span = min(length, n - s)
         wave[s : s + span] += gain * env[:span] * torch.randn(span, generator=gen)
     return wave.clamp(-1, 1)
-
-
-def downsample(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Frames [T, 3, H, W] -> float [T, 3, size, size'] in [0, 1] (area), for sheets."""
-    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    h, w = x.shape[-2:]
-    return F.interpolate(x, size=(size, round(size * w / h)), mode="area") if h != size else x
 
 
 def compose_sheet(rows: list[torch.Tensor], gap: int = 2, group: int = 2) -> torch.Tensor:
