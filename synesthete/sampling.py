@@ -166,6 +166,7 @@ def sample(
     style_guidance: float | None = None,
     context: torch.Tensor | None = None,
     context_mask: torch.Tensor | None = None,
+    context_noise: float | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
@@ -177,8 +178,9 @@ def sample(
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
     and all passes run in one batched forward (a scale of 1 skips its pass). ``context`` [B, W, C, h, w]
-    with ``context_mask`` [B, W] bool gives clean context frames: the network sees them as they are at
-    every step (flagged as context), they are never denoised, and they are returned exactly.
+    with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
+    exactly. The network sees them flagged as context at every step, noised once to the
+    ``context_noise`` share of the schedule (default ``diffusion.context_noise``; 0 = as they are), the way it was trained.
     ``callback(step, total)`` is called after every step (progress bars).
     """
     cfg = settings.diffusion
@@ -221,21 +223,29 @@ def sample(
         style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
 
         x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
-        mask_in = None
+        mask_in = context_t = None
         if context is not None:
             if context_mask is None:
                 raise ValueError("context latents need a context_mask [B, W] saying which frames they give")
             context = context.to(device=device, dtype=torch.float32)
             mask = context_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
             mask_in = context_mask.to(device=device, dtype=torch.bool).repeat(n_pass, 1)
-            x = torch.where(mask, context, x)
+            context_noise = cfg.context_noise if context_noise is None else context_noise
+            if not 0 <= context_noise < 1:
+                raise ValueError(f"context_noise {context_noise} is outside [0, 1): a share of the schedule")
+            t_ctx = round(context_noise * (cfg.num_train_timesteps - 1))
+            context_t = torch.full((batch * n_pass,), t_ctx, dtype=torch.long, device=device)
+            seen = context  # what the network sees at the context frames, fixed for all steps
+            if t_ctx > 0:
+                seen = schedule.q_sample(context, randn_like(context, generator), context_t[:batch])
+            x = torch.where(mask, seen, x)
         timesteps = schedule.timesteps(steps).tolist()
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
             x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
             out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
-                             drop_style, mask_in).float()
+                             drop_style, mask_in, context_t).float()
             parts = out.chunk(n_pass)
             out = parts[0]
             for scale, part in zip(scales, parts[1:], strict=True):
@@ -246,7 +256,7 @@ def sample(
             eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
             x = stepper.step(x, x0, eps, t, t_prev, generator)
             if context is not None:
-                x = torch.where(mask, context, x)
+                x = torch.where(mask, seen if t_prev >= 0 else context, x)
             if callback is not None:
                 callback(i + 1, len(timesteps))
         return x
@@ -257,7 +267,7 @@ def sample(
 def model_call(
     model: nn.Module, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor, drop: torch.Tensor,
     audio: object | None, style: torch.Tensor | None = None, drop_style: torch.Tensor | None = None,
-    context_mask: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None, context_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One network evaluation, with the precomputed audio condition when the model supports it.
 
@@ -269,6 +279,8 @@ def model_call(
         extra.update(style=style, drop_style=drop_style)
     if context_mask is not None:
         extra["context_mask"] = context_mask
+        if context_t is not None:
+            extra["context_t"] = context_t
     if audio is not None:
         return model(x, t, audio=audio, **extra)
     return model(x, t, features, drop, **extra)

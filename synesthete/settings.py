@@ -99,6 +99,15 @@ class DiffusionSettings(_Section):
     max_context: int = Field(
         4, ge=0, description="Most clean context frames a training window continues from (k uniform in 0..this)."
     )
+    context_noise_max: float = Field(
+        0.15, ge=0, lt=1, description="Training noises the clean context frames to a timestep uniform in 0..this "
+        "share of the schedule and tells the DiT the level (noise augmentation against autoregressive drift; "
+        "0 = always clean).",
+    )
+    context_noise: float = Field(
+        0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
+        "(0 = give them clean); keep it within context_noise_max.",
+    )
     loss_weighting: Literal["none", "min_snr"] = Field(
         "none", description="Per-timestep loss weight: none (plain v-loss), or Min-SNR-gamma (Hang et al. 2023)."
     )

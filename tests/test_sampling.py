@@ -149,6 +149,26 @@ def test_context_frames_are_returned_unchanged_and_continued():
         sample(dit, feats, shape, s, context=context)
 
 
+def test_noised_context_is_still_returned_exactly_and_told_to_the_network():
+    """With context_noise > 0 the network sees the context noised to that level, flagged with its timestep,
+    and the clean context comes back unchanged."""
+    s = load_settings("tiny")
+    dit = perturbed_dit(s)
+    _, _, feats, _ = dummy_inputs(s, batch=1)
+    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    context = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
+    mask[:, :2] = True
+    run = lambda noise: sample(dit, feats, shape, s, steps=4, generator=torch.Generator().manual_seed(0),  # noqa: E731
+                               context=context, context_mask=mask, context_noise=noise)
+    clean, noised = run(0), run(0.2)
+    assert torch.equal(noised[:, :2], context[:, :2])
+    assert not torch.allclose(clean[:, 2:], noised[:, 2:], atol=1e-4)
+    assert torch.equal(noised, run(0.2))  # deterministic for a seed
+    with pytest.raises(ValueError, match="context_noise"):
+        run(1.0)
+
+
 class StyledPointMass(nn.Module):
     """Exact denoiser whose clean latent depends on which of audio and style are dropped."""
 

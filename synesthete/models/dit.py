@@ -13,9 +13,12 @@ block as the identity. ``drop_audio`` swaps in learned null audio embeddings (cl
 Two more conditions drive the per-frame adaLN vector:
 - the **style**, a multi-hot vector over the visualizer families (``synesthete.styles``), embedded by a
   zero-initialised linear map; ``drop_style`` swaps in a learned null style (its own CFG dropout and scale);
-- the **context mask** [B, W]: frames marked True are clean latents given as context (the previous
-  window's last frames at render time). They get the timestep-0 embedding plus a learned context
-  embedding, and the network continues them instead of denoising them (Diffusion Forcing's simplest case).
+- the **context mask** [B, W]: frames marked True are latents given as context (the previous window's last
+  frames at render time), clean or lightly noised to ``context_t``. They get the embedding of their own
+  timestep plus a learned context embedding, and the network continues them instead of denoising them
+  (Diffusion Forcing's simplest case). Training noises the context at random levels so that the network
+  learns to continue imperfect frames (its own, at render time) instead of copying their flaws: noise
+  augmentation of the context, as GameNGen uses against autoregressive drift.
 """
 
 from __future__ import annotations
@@ -287,12 +290,14 @@ class DiT(nn.Module):
         style: torch.Tensor | None = None,
         drop_style: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        context_t: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, W, C, h, w], t [B], features [B, W + 2*ctx, F], drop_audio [B] bool -> [B, W, C, h, w].
 
         Pass a precomputed ``audio`` (from ``embed_audio``) instead of ``features`` to skip the audio encoder,
         e.g. in the sampler, which encodes the audio once for all its steps. ``style`` [B, S] multi-hot with
-        ``drop_style`` [B] bool; ``context_mask`` [B, W] bool marks clean context frames in ``x``.
+        ``drop_style`` [B] bool; ``context_mask`` [B, W] bool marks context frames in ``x``,
+        noised to timestep ``context_t`` [B] (None: clean, timestep 0).
         """
         b, w, c, h, wd = x.shape
         if audio is None:
@@ -304,9 +309,10 @@ class DiT(nn.Module):
         tokens = self.patch_embed(x) + self.spatial_pos + self.temporal_pos[:w, None]  # [B, W, N, D]
         t_emb = self.t_embedder(t)[:, None].expand(b, w, -1)  # [B, W, D]
         if context_mask is not None:
-            clean = self.t_embedder(torch.zeros(1, dtype=t.dtype, device=t.device))  # [1, D]
-            clean = clean + self.context_embed * COND_EMBED_GAIN
-            t_emb = torch.where(context_mask.to(t_emb.device, torch.bool)[..., None], clean[:, None], t_emb)
+            if context_t is None:
+                context_t = torch.zeros(1, dtype=t.dtype, device=t.device)
+            ctx_emb = self.t_embedder(context_t) + self.context_embed * COND_EMBED_GAIN  # [B or 1, D]
+            t_emb = torch.where(context_mask.to(t_emb.device, torch.bool)[..., None], ctx_emb[:, None], t_emb)
         style_emb = self.embed_style(style, drop_style, b)[:, None]  # [B, 1, D]
         cond = t_emb + audio.vector + style_emb  # [B, W, D]: per-frame conditioning
         for block in self.blocks:

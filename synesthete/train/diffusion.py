@@ -141,8 +141,9 @@ def diffusion_loss(
     """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
     [B, W + 2ctx, F] and multi-hot styles [B, S].
 
-    A random number of leading frames per window (``context_masks``) are given clean and flagged as context;
-    the loss covers only the frames to generate. Audio and style are each dropped on their own
+    A random number of leading frames per window (``context_masks``) are given as context, noised to a
+    timestep uniform in 0..``context_noise_max`` of the schedule (0: exactly clean); the loss covers only the frames to
+    generate. Audio and style are each dropped on their own
     (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
     """
     ds = settings.diffusion
@@ -153,7 +154,12 @@ def diffusion_loss(
     drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
     ctx = context_masks(b, w, settings, generator).to(device)  # [B, W]
     ctx5 = ctx.view(b, w, 1, 1, 1)
-    x_t = torch.where(ctx5, x0, schedule.q_sample(x0, noise, t))
+    # Context frames are noised to their own small timestep (0 = exactly clean), told to the network.
+    most_ctx = round(ds.context_noise_max * (ds.num_train_timesteps - 1))
+    t_ctx = torch.randint(0, most_ctx + 1, (b,), generator=generator).to(device)
+    ctx_noise = torch.randn(x0.shape, generator=generator).to(device)
+    x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(x0, ctx_noise, t_ctx), x0)
+    x_t = torch.where(ctx5, x_ctx, schedule.q_sample(x0, noise, t))
     target = schedule.target(x0, noise, t)
     gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
     weights = loss_weights(schedule, t, settings)  # [B]
@@ -167,7 +173,7 @@ def diffusion_loss(
     feats_in = torch.cat([features, features.roll(1, dims=0)]) if use_hinge else features
     # One batched forward: first half with the window's own audio, second half with the next window's.
     pred = model(two(x_t), two(t), feats_in, two(drop), style=two(style) if style is not None else None,
-                 drop_style=two(drop_style), context_mask=two(ctx)).float()
+                 drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx)).float()
     if use_hinge:
         pred, pred_shuffled = pred.chunk(2)
     mse = window_mse(pred)  # [B]
