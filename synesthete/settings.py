@@ -2,10 +2,14 @@
 
 Precedence, lowest first: field defaults < preset (``SYNESTHETE_PRESET`` / ``--preset``) <
 ``.env`` file < environment (``SYNESTHETE_SECTION__FIELD``) < CLI options.
+
+The env file is ``.env`` in the working directory unless ``SYNESTHETE_ENV_FILE`` names another one; set to
+the empty string it means none (the tests do that, so a developer's ``.env`` never leaks into them).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +20,17 @@ PresetName = Literal["tiny", "cpu", "gpu"]
 
 # Seeds at or above this value are reserved for evaluation; the training stream never draws them.
 HELDOUT_SEED_START = 1_000_000_000
+
+# Names the env file Settings reads instead of ./.env; the empty string means none.
+ENV_FILE_VARIABLE = "SYNESTHETE_ENV_FILE"
+
+
+def env_file_path() -> Path | None:
+    """The env file Settings reads: ``$SYNESTHETE_ENV_FILE`` if set (empty: none), else ``.env``."""
+    value = os.environ.get(ENV_FILE_VARIABLE)
+    if value is None:
+        return Path(".env")
+    return Path(value) if value else None
 
 
 class _Section(BaseModel):
@@ -309,6 +324,12 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
 
+    def __init__(self, **values: Any) -> None:
+        # The env file is looked up on every construction (not fixed in model_config) so that
+        # SYNESTHETE_ENV_FILE can switch it; an explicit _env_file argument still wins.
+        values.setdefault("_env_file", env_file_path())
+        super().__init__(**values)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
@@ -398,7 +419,7 @@ def load_settings(preset: str | None = None, **overrides: Any) -> Settings:
     except SettingsError as exc:  # its message names the field and the source, never the value
         raise ConfigError(f"invalid setting: {exc} (a whole section must be a JSON object)") from None
     except UnicodeDecodeError:
-        raise ConfigError(".env is not valid UTF-8 text: fix or remove it") from None
+        raise ConfigError(f"{env_file_path()} is not valid UTF-8 text: fix or remove it") from None
     if overrides:
         settings = settings.updated(**overrides)
     return settings
@@ -424,19 +445,17 @@ def _dotenv_keys(env_file: str | Path | None) -> dict[str, str]:
     return {key: "" for key in keys if key.upper().startswith("SYNESTHETE_")}
 
 
-def check_environment(environ: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> None:
-    """Fail on a ``SYNESTHETE_*`` variable (environment or ``.env``) that names no setting.
+def check_environment(environ: dict[str, str] | None = None, env_file: str | Path | None | Any = ...) -> None:
+    """Fail on a ``SYNESTHETE_*`` variable (environment or env file) that names no setting.
 
     pydantic-settings ignores those; keys without the prefix are someone else's and are never looked at.
-    Messages name the key, never its value.
+    Messages name the key, never its value. ``env_file`` defaults to :func:`env_file_path` (``.env``).
     """
-    import os
-
     environ = dict(os.environ if environ is None else environ)
-    environ.update(_dotenv_keys(env_file))
+    environ.update(_dotenv_keys(env_file_path() if env_file is ... else env_file))
     sections = {name: field.annotation for name, field in Settings.model_fields.items()}
     for key in sorted(environ):
-        if not key.upper().startswith("SYNESTHETE_"):
+        if not key.upper().startswith("SYNESTHETE_") or key.upper() == ENV_FILE_VARIABLE:
             continue
         parts = key[len("SYNESTHETE_"):].lower().split("__")
         head = parts[0]
