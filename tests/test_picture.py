@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, run_cli
 
 from synesthete import media
 from synesthete.checkpoint import read_checkpoint, save_checkpoint
@@ -13,7 +14,6 @@ from synesthete.data import make_clip, seed_for
 from synesthete.metrics import picture
 from synesthete.settings import load_settings
 from synesthete.train.critic import critic_outputs, gaussian_blur, h264_roundtrip
-from tests.conftest import ROOT, assert_user_error, run_cli
 
 CRITIC = ROOT / "checkpoints" / "critic.pt"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, cli_env, run_cli
 
 from synesthete.media import load_audio, load_video, write_video, write_wav
-from tests.conftest import ROOT, assert_user_error, run_cli
 
 TINY = ("--preset", "tiny", "--steps", "2")
 needs_proc = pytest.mark.skipif(not Path("/proc/self").exists(), reason="uses /proc: a folder that refuses new files")
@@ -53,10 +53,8 @@ def ffmpeg(*args: str) -> None:
 
 def popen_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m synesthete ARGS`` in the background (its own process group, so a kill reaches only it)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNESTHETE_")}
-    full_env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})})
     return subprocess.Popen(
-        [sys.executable, "-m", "synesthete", *args], cwd=str(ROOT), env=full_env,
+        [sys.executable, "-m", "synesthete", *args], cwd=str(ROOT), env=cli_env(env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -147,7 +145,7 @@ def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
 # 2. A .env with unrelated keys breaks every command, and errors print secrets.
 def test_dotenv_foreign_keys_are_ignored(tmp_path):
     (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-secret-123\nFOO=1\nSYNESTHETE_VIDEO__FPS=25\n")
-    proc = run_cli("config", "--json", cwd=tmp_path)
+    proc = run_cli("config", "--json", cwd=tmp_path, dotenv=True)
     assert proc.returncode == 0, proc.stderr
     assert '"fps": 25' in proc.stdout  # the SYNESTHETE_ key of the same file is still read
     assert "sk-secret" not in proc.stdout + proc.stderr
@@ -161,21 +159,21 @@ def test_setting_errors_never_print_values(tmp_path):
         output = proc.stdout + proc.stderr
         assert proc.returncode == 1 and fragment in output and secret not in output, output
 
-    assert_user_error(run_cli("config", cwd=tmp_path), "video.fps")
-    check(run_cli("-v", "config", cwd=tmp_path), "video.fps")
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "video.fps")
+    check(run_cli("-v", "config", cwd=tmp_path, dotenv=True), "video.fps")
     # An unknown SYNESTHETE_ key in .env stays an error, named by its key only.
     (tmp_path / ".env").write_text(f"SYNESTHETE_VAE__LATNET={secret}\n")
-    assert_user_error(run_cli("config", cwd=tmp_path), "SYNESTHETE_VAE__LATNET")
-    check(run_cli("-v", "config", cwd=tmp_path), "SYNESTHETE_VAE__LATNET")
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "SYNESTHETE_VAE__LATNET")
+    check(run_cli("-v", "config", cwd=tmp_path, dotenv=True), "SYNESTHETE_VAE__LATNET")
     check(run_cli("-v", "config", env={"SYNESTHETE_VIDEO": secret}), "video")
 
 
 def test_bad_env_file_and_json_section_are_one_line(tmp_path):
     (tmp_path / ".env").write_bytes(b"SYNESTHETE_DEVICE=cpu\nA=\xff\xfe\n")
-    assert_user_error(run_cli("config", cwd=tmp_path), ".env", "utf-8")
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), ".env", "utf-8")
     assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO": "notjson"}), "video", "json")
     (tmp_path / ".env").write_text("SYNESTHETE_VIDEO=notjson\n")
-    assert_user_error(run_cli("config", cwd=tmp_path), "video", "json")
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "video", "json")
 
 
 # 3. SIGTERM leaves a corrupt temp file; 4. two renders to the same -o both succeed.

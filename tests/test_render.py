@@ -10,11 +10,11 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, run_cli
 
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
 from synesthete.settings import load_settings
-from tests.conftest import ROOT, assert_user_error, run_cli
 
 FAST = ("--steps", "4")  # few sampler steps keep each render to seconds; quality is not under test here
 

@@ -1,14 +1,18 @@
-"""Settings: precedence, env overrides, typos, presets, .env.example."""
+"""Settings: precedence, env overrides, typos, presets, .env.example, the env file, hermetic tests."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import ROOT, assert_user_error, run_cli
 from pydantic import ValidationError
 
-from synesthete.settings import ARCHITECTURE_FIELDS, Settings, check_environment, env_example, load_settings
-from tests.conftest import ROOT, assert_user_error, run_cli
+from synesthete.settings import ENV_FILE_VARIABLE, Settings, check_environment, env_example, load_settings
 
 
 def test_defaults_match_the_seed():
@@ -59,13 +63,6 @@ def test_shapes_are_validated():
         load_settings(diffusion={"dim": 100, "heads": 3})
 
 
-def test_architecture_fields_exist():
-    s = load_settings()
-    for fields in ARCHITECTURE_FIELDS.values():
-        for dotted in fields:
-            s.get(dotted)
-
-
 def test_env_example_is_current():
     committed = (ROOT / ".env.example").read_text()
     assert committed == env_example(), "regenerate with: uv run synesthete config --env-example > .env.example"
@@ -84,3 +81,47 @@ def test_config_command_json_and_errors():
     assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO__FPS": "fast"}), "video.fps")
     assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO__FSP": "25"}), "video.fsp")
     assert_user_error(run_cli("config", "--preset", "huge"), "preset")
+
+
+def test_env_file_variable_names_the_env_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SYNESTHETE_VIDEO__FPS=25\n")
+    (tmp_path / "other.env").write_text("SYNESTHETE_VIDEO__FPS=24\n")
+    (tmp_path / "typo.env").write_text("SYNESTHETE_VAE__LATNET=1\n")
+    monkeypatch.delenv(ENV_FILE_VARIABLE)  # unset: ./.env, as for a user
+    assert Settings().video.fps == 25 and load_settings().video.fps == 25
+    monkeypatch.setenv(ENV_FILE_VARIABLE, "other.env")
+    assert Settings().video.fps == 24 and load_settings().video.fps == 24
+    monkeypatch.setenv(ENV_FILE_VARIABLE, "typo.env")  # the CLI's check reads the same file
+    with pytest.raises(ValueError, match="vae.latnet"):
+        check_environment()
+    monkeypatch.setenv(ENV_FILE_VARIABLE, "")  # empty: no env file at all
+    assert Settings().video.fps == 30 and load_settings().video.fps == 30
+    check_environment()
+
+
+def test_tests_see_the_default_settings():
+    """In process and in the CLI, settings are the field defaults, whatever the developer's .env and shell hold."""
+    defaults = Settings.model_construct().model_dump(mode="json")  # field defaults only (model_validate reads env)
+    assert load_settings().model_dump(mode="json") == defaults
+    proc = run_cli("config", "--json", cwd=Path.cwd())
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == defaults
+
+
+@pytest.mark.slow
+def test_a_dotenv_and_stray_variables_do_not_leak_into_tests(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("SYNESTHETE_VIDEO__FPS=25\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    monkeypatch.setenv("SYNESTHETE_DIFFUSION__DEPTH", "3")
+    monkeypatch.setenv("synesthete_vae__lr", "0.5")  # pydantic-settings matches the prefix in any case
+    s = load_settings()
+    assert (s.video.fps, s.diffusion.depth, s.vae.lr) == (25, 3, 0.5), "outside the tests they do change settings"
+    # A pytest session started here, in this environment, still sees the defaults (conftest's fixture).
+    test = f"{Path(__file__).resolve()}::test_tests_see_the_default_settings"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", test],
+        cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, run_cli
 
 from synesthete import media
 from synesthete.errors import InputError
 from synesthete.settings import load_settings
 from synesthete.styles import families, parse_style, resolve_style, style_name, style_vector
-from tests.conftest import ROOT, assert_user_error, run_cli
 
 SONG = ROOT / "examples" / "drums_112bpm.wav"
 TWO = ["waveform", "tiles"]  # two visually distinct families: a thin line or ring, a full-frame grid
