@@ -23,5 +23,5 @@ uv run synesthete train diffusion --preset cpu --seed 0 --run-name default-diffu
 # Stage 2: style and clean-context conditioning, warm-started from stage 1.
 uv run synesthete train diffusion --preset cpu --seed 1 --run-name default-style --max-steps "$STYLE_STEPS" \
     --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
-uv run synesthete eval --json runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
+uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
     --overwrite

@@ -3,6 +3,9 @@
 Domain errors (``SynestheteError``), invalid settings and Ctrl-C become one red line and a non-zero exit
 here, at the boundary. Heavy modules (torch models, torchcodec) are imported inside the commands so that
 ``synesthete --help`` stays fast.
+
+Options that are also settings default to ``None`` ("not given"), so that ``.env`` and ``SYNESTHETE_*``
+variables still apply; their help shows the setting's default value instead.
 """
 
 from __future__ import annotations
@@ -17,10 +20,22 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from typer.core import TyperOption
 
 from synesthete import __version__
-from synesthete.console import console, err_console
-from synesthete.errors import SynestheteError, Terminated
+from synesthete.console import console, err_console, is_quiet, set_quiet
+from synesthete.errors import CheckpointError, ConfigError, SynestheteError, Terminated
+
+# Typer 0.29 prints "<bool>" as the type of every on/off flag (--overwrite, --help): flags take no value,
+# so their help shows none.
+_display_type_rich = TyperOption.display_type_rich
+
+
+def _flag_has_no_type(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_has_no_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="synesthete",
@@ -30,15 +45,62 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 train_app = typer.Typer(
-    help="Train the VAE ('the Eye') or the Diffusion Transformer ('the Brain').", no_args_is_help=True
+    help="Train the VAE ('the Eye'), the Diffusion Transformer ('the Brain') or the style critic.",
+    no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
 
 _state: dict[str, Any] = {"verbose": False}
 
-Preset = Annotated[str | None, typer.Option("--preset", help="Model-size preset: tiny, cpu or gpu.")]
-Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
+
+# ----------------------------------------------------------------------------------------------- help text
+def setting_default(dotted: str) -> Any:
+    """The declared default of a setting, e.g. ``"diffusion.sample_steps"`` -> 20 (no Settings is built)."""
+    from synesthete.settings import Settings
+
+    section, _, name = dotted.partition(".")
+    field = Settings.model_fields[section]
+    if name:
+        field = field.annotation.model_fields[name]
+    return field.get_default(call_default_factory=True)
+
+
+def _help(text: str, dotted: str | None = None, shown: Any = None) -> str:
+    """``text`` followed by ``[default: ...]``: the setting ``dotted``'s default, or ``shown``."""
+    value = shown if dotted is None else setting_default(dotted)
+    return f"{text} [dim]\\[default: {value}][/dim]"
+
+
+# ----------------------------------------------------------------------------------------------- common options
+def _set_verbose(value: bool) -> None:
+    if value:
+        _state["verbose"] = True
+
+
+def _set_quiet(value: bool) -> None:
+    if value:
+        set_quiet(True)
+
+
+# Accepted before the subcommand and after it (`synesthete -v render ...`, `synesthete render ... -v`).
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", callback=_set_verbose, expose_value=False, is_eager=True,
+                 help="Show full tracebacks for errors."),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", callback=_set_quiet, expose_value=False, is_eager=True,
+                 help="No progress bars or summary tables: errors, warnings and the output asked for only."),
+]
+Preset = Annotated[
+    str | None,
+    typer.Option("--preset", help=_help("Model-size preset: tiny (tests), cpu (shipped) or gpu.", "preset")),
+]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", help=_help("auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:N or mps.", "device")),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 
 
@@ -53,18 +115,111 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks for errors.")] = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Synesthete: music in, video out."""
-    _state["verbose"] = verbose
 
 
+@train_app.callback()
+def _train(verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Train the VAE ('the Eye'), the Diffusion Transformer ('the Brain') or the style critic."""
+
+
+# ----------------------------------------------------------------------------------------------- settings
 def build_settings(preset: str | None = None, **overrides: Any):
     """Settings from defaults, preset, .env and environment, then the CLI's overrides (``None`` = not given)."""
     from synesthete.settings import check_environment, load_settings
 
     check_environment()
     return load_settings(preset=preset, **overrides)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it, section by section."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Not part of a run's settings: where and on what this machine runs it (and the run folder: a resumed run
+# keeps writing into the folder it is resumed from unless --run-name says otherwise).
+_MACHINE = {"device": None, "paths": None, "train": ("run_name",)}
+
+
+def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """The settings a checkpoint stores, as today's Settings take them: renamed fields mapped, unknown
+    (older) ones dropped, and the machine's own (device, paths, run name) left out."""
+    from synesthete.settings import RENAMED, Settings
+
+    out: dict[str, Any] = {}
+    for key, value in stored.items():
+        field = Settings.model_fields.get(key)
+        if field is None or (key in _MACHINE and _MACHINE[key] is None):
+            continue
+        fields = getattr(field.annotation, "model_fields", None)
+        if fields is None or not isinstance(value, dict):
+            out[key] = value
+            continue
+        section = {}
+        for sub, subvalue in value.items():
+            sub = RENAMED.get((key, sub), sub)
+            if sub in fields and sub not in (_MACHINE.get(key) or ()):
+                section[sub] = subvalue
+        out[key] = section
+    return out
+
+
+def resume_settings(resume: Path, preset: str | None = None, **overrides: Any):
+    """The settings of a resumed run: its checkpoint's own, under .env, the environment and the CLI's overrides.
+
+    So `--resume runs/x` needs no `--preset`; a `--preset` other than the run's is an error. The preset of
+    the environment is not applied (the run's settings are complete).
+    """
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
+
+    from synesthete.checkpoint import read_checkpoint
+    from synesthete.settings import Settings, check_environment, env_file_path
+    from synesthete.train.loop import resolve_resume
+
+    check_environment()
+    path = resolve_resume(resume)
+    stored = read_checkpoint(path).get("settings") or {}
+    if not isinstance(stored, dict) or not stored:
+        raise CheckpointError(f"{path} stores no settings: it was not written by `synesthete train`")
+    base = stored_settings(stored)
+    if preset is not None and preset != base.get("preset"):
+        raise ConfigError(
+            f"{path} was trained with preset '{base.get('preset')}': --resume continues it with its own "
+            "settings, so leave out --preset"
+        )
+    env_file = env_file_path()
+    dotenv = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
+    local = _merge(dotenv, EnvSettingsSource(Settings)())  # the environment over the env file
+    local.pop("preset", None)
+    settings = Settings.model_validate(_merge(base, local))
+    return settings.updated(**overrides) if overrides else settings
+
+
+def _train_settings(preset: str | None, resume: Path | None, **overrides: Any):
+    if resume is None:
+        return build_settings(preset, **overrides)
+    return resume_settings(resume, preset, **overrides)
+
+
+def model_file(path: Path | None, name: str, option: str) -> Path | None:
+    """A checkpoint option's file: ``path`` itself, or in a folder its ``name`` (an export such as
+    checkpoints/) or its ckpt_latest.pt (a run folder)."""
+    if path is None or not Path(path).is_dir():
+        return path
+    for candidate in (Path(path) / name, Path(path) / "ckpt_latest.pt"):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{option} {path} is a folder with neither {name} nor ckpt_latest.pt")
 
 
 def _check_export(export: Path | None) -> None:
@@ -84,13 +239,26 @@ def _refuse_inputs(outputs: tuple[Path | None, ...], inputs: tuple[Path | None, 
             check_not_input(out, inputs)
 
 
+# ----------------------------------------------------------------------------------------------- summaries
+def format_count(n: int) -> str:
+    """A parameter count for people: 7,620,000 -> "7.62 M"."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return str(n)
+
+
 def print_summary(title: str, summary: dict[str, Any]) -> None:
-    """Print a key/value summary table."""
+    """Print a key/value summary table (not under --quiet); long values wrap instead of being cut."""
+    if is_quiet():
+        return
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     for key, value in summary.items():
-        if isinstance(value, float):
+        if key == "parameters" and isinstance(value, int):
+            value = format_count(value)
+        elif isinstance(value, float):
             value = f"{value:.4g}"
         table.add_row(str(key), str(value))
     console.print(table)
@@ -99,11 +267,13 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------- config
 @app.command()
 def config(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
     env_example: Annotated[
         bool, typer.Option("--env-example", help="Print a .env.example documenting every setting.")
     ] = False,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Show the effective settings (defaults < preset < .env < environment)."""
     if env_example:
@@ -116,16 +286,33 @@ def config(
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    table = Table(title="Effective settings", title_justify="left")
-    table.add_column("setting", style="bold")
-    table.add_column("value")
-    table.add_column("env var", style="dim")
+    rows = []
     for key, value in data.items():
         if isinstance(value, dict):
-            for sub, subval in value.items():
-                table.add_row(f"{key}.{sub}", json.dumps(subval), f"SYNESTHETE_{key.upper()}__{sub.upper()}")
+            rows += [(f"{key}.{sub}", json.dumps(v), f"SYNESTHETE_{key.upper()}__{sub.upper()}")
+                     for sub, v in value.items()]
         else:
-            table.add_row(key, json.dumps(value), f"SYNESTHETE_{key.upper()}")
+            rows.append((key, json.dumps(value), f"SYNESTHETE_{key.upper()}"))
+
+    def make(with_env: bool) -> Table:
+        table = Table(title="Effective settings", title_justify="left")
+        table.add_column("setting", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        if with_env:
+            table.add_column("env var", style="dim", no_wrap=True)
+        else:
+            table.caption = "env var of a.b: SYNESTHETE_A__B (e.g. SYNESTHETE_VIDEO__FPS)"
+            table.caption_justify = "left"
+        for name, value, env in rows:
+            table.add_row(name, value, *([env] if with_env else []))
+        return table
+
+    # The env var column is the widest: drop it (its rule is in the caption) when the terminal is narrow.
+    table = make(with_env=True)
+    names = max(len(r[0]) for r in rows)
+    envs = max(len(r[2]) for r in rows)
+    if names + envs + 24 > console.width:  # borders and padding, and some room for the values
+        table = make(with_env=False)
     console.print(table)
 
 
@@ -134,14 +321,22 @@ def config(
 def gen_audio(
     num: Annotated[int, typer.Option("--num", "-n", help="Number of clips.")] = 16,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("data/sample"),
-    seed: Seed = None,
-    duration: Annotated[float | None, typer.Option("--duration", help="Clip length in seconds.")] = None,
-    width: Annotated[int | None, typer.Option("--width", help="Frame width (even).")] = None,
-    height: Annotated[int | None, typer.Option("--height", help="Frame height (even).")] = None,
-    fps: Annotated[int | None, typer.Option("--fps", help="Frames per second.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help=_help("Seed of the stream: clip i gets its own seed from it (see the manifest).",
+                                          "data.seed")),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help=_help("Clip length in seconds.", "audio.clip_seconds"))
+    ] = None,
+    width: Annotated[int | None, typer.Option("--width", help=_help("Frame width (even).", "video.width"))] = None,
+    height: Annotated[int | None, typer.Option("--height", help=_help("Frame height (even).", "video.height"))] = None,
+    fps: Annotated[int | None, typer.Option("--fps", help=_help("Frames per second.", "video.fps"))] = None,
     audio_only: Annotated[bool, typer.Option("--audio-only", help="Write only .wav files and the manifest.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder.")] = False,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write a sample dataset: .wav + .mp4 (H.264 + AAC) per clip and a manifest.jsonl."""
     from synesthete.gen import generate_dataset
@@ -155,35 +350,60 @@ def gen_audio(
 
 
 # ----------------------------------------------------------------------------------------------- train
-MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimisation steps.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size per step.")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate.")]
-RunName = Annotated[str | None, typer.Option("--run-name", help="Run folder name under runs/.")]
-Resume = Annotated[Path | None, typer.Option("--resume", help="Checkpoint (or run folder) to resume from.")]
+def _max_steps(kind: str):
+    return Annotated[int | None, typer.Option("--max-steps", help=_help("Optimisation steps.", f"{kind}.max_steps"))]
+
+
+def _batch_size(kind: str):
+    return Annotated[
+        int | None, typer.Option("--batch-size", help=_help("Batch size per optimisation step.", f"{kind}.batch_size"))
+    ]
+
+
+def _lr(kind: str):
+    return Annotated[float | None, typer.Option("--lr", help=_help("Learning rate.", f"{kind}.lr"))]
+
+
+TrainSeed = Annotated[
+    int | None, typer.Option("--seed", help=_help("Seed of the weights, noise and data stream.", "train.seed"))
+]
+RunName = Annotated[
+    str | None,
+    typer.Option("--run-name", help=_help("Run folder name under runs/.", shown="<kind>-<timestamp>")),
+]
+Resume = Annotated[
+    Path | None,
+    typer.Option("--resume", help="Run folder or checkpoint to continue, with the settings it was trained with "
+                                  "(options given here still apply; no --preset needed)."),
+]
 Export = Annotated[
     Path | None, typer.Option("--export", help="After training, export compact weights into this folder.")
 ]
-GradAccum = Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per optimisation step.")]
+GradAccum = Annotated[
+    int | None, typer.Option("--grad-accum", help=_help("Micro-batches per optimisation step.", "train.grad_accum"))
+]
 
 
 @train_app.command("vae")
 def train_vae_cmd(
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = None,
-    lr: Lr = None,
-    seed: Seed = None,
+    max_steps: _max_steps("vae") = None,
+    batch_size: _batch_size("vae") = None,
+    lr: _lr("vae") = None,
+    seed: TrainSeed = None,
     device: Device = None,
     run_name: RunName = None,
     resume: Resume = None,
     export: Export = None,
     grad_accum: GradAccum = None,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train the spatial VAE on frames from the infinite data engine."""
     from synesthete.train.vae import train_vae
 
-    settings = build_settings(
-        preset, device=device,
+    settings = _train_settings(
+        preset, resume, device=device,
         vae={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
@@ -195,27 +415,36 @@ def train_vae_cmd(
 
 @train_app.command("diffusion")
 def train_diffusion_cmd(
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = None,
-    lr: Lr = None,
-    seed: Seed = None,
+    max_steps: _max_steps("diffusion") = None,
+    batch_size: _batch_size("diffusion") = None,
+    lr: _lr("diffusion") = None,
+    seed: TrainSeed = None,
     device: Device = None,
     run_name: RunName = None,
     resume: Resume = None,
     export: Export = None,
     grad_accum: GradAccum = None,
-    vae: Annotated[Path | None, typer.Option("--vae", help="VAE checkpoint (default: checkpoints/vae.pt).")] = None,
+    vae: Annotated[
+        Path | None,
+        typer.Option("--vae", help=_help("VAE: a checkpoint, an export folder (its vae.pt) or a run folder "
+                                         "(its ckpt_latest.pt).", shown="vae.pt of the shipped checkpoints")),
+    ] = None,
     init: Annotated[
         Path | None,
-        typer.Option("--init", help="Start a new run from these diffusion weights (e.g. checkpoints/diffusion.pt)."),
+        typer.Option("--init", help="Start a new run from these diffusion weights: a checkpoint, an export folder "
+                                    "or a run folder (e.g. checkpoints/)."),
     ] = None,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train the audio-conditioned Diffusion Transformer on frozen-VAE latents."""
     from synesthete.train.diffusion import train_diffusion
 
-    settings = build_settings(
-        preset, device=device,
+    vae = model_file(vae, "vae.pt", "--vae")
+    init = model_file(init, "diffusion.pt", "--init")
+    settings = _train_settings(
+        preset, resume, device=device,
         diffusion={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
@@ -227,56 +456,86 @@ def train_diffusion_cmd(
 
 @train_app.command("critic")
 def train_critic_cmd(
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = None,
-    lr: Lr = None,
-    seed: Seed = None,
+    max_steps: _max_steps("critic") = None,
+    batch_size: _batch_size("critic") = None,
+    lr: _lr("critic") = None,
+    seed: TrainSeed = None,
     device: Device = None,
     run_name: RunName = None,
     resume: Resume = None,
     export: Export = None,
     grad_accum: GradAccum = None,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train the style critic that names the visualizer families in a frame (for the picture metrics)."""
     from synesthete.train.critic import train_critic
 
-    settings = build_settings(
-        preset, device=device,
+    settings = _train_settings(
+        preset, resume, device=device,
         critic={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
+    _check_export(export)
     summary = train_critic(settings, resume=resume, export=export)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train critic", summary)
 
 
 # ----------------------------------------------------------------------------------------------- render
+CheckpointDir = Annotated[
+    Path | None,
+    typer.Option("--checkpoint-dir",
+                 help=_help("Folder with vae.pt and diffusion.pt.", shown="the shipped checkpoints")),
+]
+Steps = Annotated[int | None, typer.Option("--steps", help=_help("Sampler steps.", "diffusion.sample_steps"))]
+RenderSeed = Annotated[
+    int | None, typer.Option("--seed", help=_help("Noise seed (and the style for 'auto').", "render.seed"))
+]
+
+
 @app.command()
 def render(
     song: Annotated[Path, typer.Argument(help="Any audio FFmpeg decodes (wav, mp3, ogg, flac, m4a, a video).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output mp4.")],
-    fps: Annotated[int | None, typer.Option("--fps", help="Output frame rate.")] = None,
-    seed: Seed = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale.")] = None,
+    fps: Annotated[
+        int | None, typer.Option("--fps", help=_help("Output frame rate (the model's own only).", "video.fps"))
+    ] = None,
+    seed: RenderSeed = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option("--guidance", help=_help("Classifier-free guidance scale on the audio.", "diffusion.guidance")),
+    ] = None,
     style: Annotated[
         str | None,
-        typer.Option("--style", help="Visualizer family, '+'-joined families, 'auto' (from the seed) or 'list'."),
+        typer.Option("--style", help=_help("Visualizer family, '+'-joined families, 'auto' (from the seed) or "
+                                           "'list'.", "render.style")),
     ] = None,
     style_guidance: Annotated[
-        float | None, typer.Option("--style-guidance", help="Classifier-free guidance scale on the style.")
+        float | None,
+        typer.Option("--style-guidance", help=_help("Classifier-free guidance scale on the style.",
+                                                    "diffusion.style_guidance")),
     ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Sampler steps.")] = None,
-    sampler: Annotated[str | None, typer.Option("--sampler", help="ddim or ddpm.")] = None,
+    steps: Steps = None,
+    sampler: Annotated[
+        str | None, typer.Option("--sampler", help=_help("ddim or ddpm.", "diffusion.sampler"))
+    ] = None,
     start: Annotated[float, typer.Option("--start", help="Start of the excerpt (s).")] = 0.0,
-    duration: Annotated[float | None, typer.Option("--duration", help="Length of the excerpt (s).")] = None,
-    size: Annotated[int | None, typer.Option("--size", help="Upscale output to SIZExSIZE (e.g. 512).")] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option("--checkpoint-dir", help="Folder with vae.pt and diffusion.pt.")
+    duration: Annotated[
+        float | None, typer.Option("--duration", help=_help("Length of the excerpt (s).", shown="to the end"))
     ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option("--size", help=_help("Upscale output to SIZExSIZE (e.g. 512); 0 keeps the model's size.",
+                                          "render.size")),
+    ] = None,
+    checkpoint_dir: CheckpointDir = None,
     device: Device = None,
     overwrite: Overwrite = False,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Turn a song into a video, with the song muxed in."""
     from synesthete.render import render_song
@@ -300,7 +559,7 @@ def render(
 
 
 @app.command()
-def styles() -> None:
+def styles(verbose: Verbose = False, quiet: Quiet = False) -> None:
     """List the styles `render --style` takes: each visualizer family, joinable with '+'."""
     from synesthete.styles import describe
 
@@ -318,34 +577,53 @@ def styles() -> None:
 def eval_cmd(
     video: Annotated[Path | None, typer.Option("--video", help="Score this video file instead of the model.")] = None,
     audio: Annotated[Path | None, typer.Option("--audio", help="Audio for --video (default: its own track).")] = None,
-    clips: Annotated[int | None, typer.Option("--clips", "-k", help="Held-out clips to score.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="A gen-audio manifest.jsonl: --video is scored against the exact beats of "
+                                        "its clip (found by the --audio or --video file name) instead of a tempo "
+                                        "estimate."),
+    ] = None,
+    clips: Annotated[
+        int | None, typer.Option("--clips", "-k", help=_help("Held-out clips to score.", "eval.clips"))
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout instead of tables.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the results as JSON to this file.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of onsets vs motion.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Published AV-Align peak rule, no noise floor.")] = False,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option("--checkpoint-dir", help="Folder with vae.pt and diffusion.pt.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Sampler steps.")] = None,
-    seed: Seed = None,
+    checkpoint_dir: CheckpointDir = None,
+    steps: Steps = None,
+    seed: RenderSeed = None,
     sheet: Annotated[
         Path | None, typer.Option("--sheet", help="Write a contact sheet PNG (model above oracle per clip).")
     ] = None,
     critic: Annotated[
-        Path | None, typer.Option("--critic", help="Style critic checkpoint (default: critic.pt in --checkpoint-dir).")
+        Path | None,
+        typer.Option("--critic", help=_help("Style critic checkpoint (or a folder with critic.pt).",
+                                            shown="critic.pt in --checkpoint-dir")),
     ] = None,
     long_seconds: Annotated[
-        float | None, typer.Option("--long-seconds", help="Long render for style stability (0 skips).")
+        float | None,
+        typer.Option("--long-seconds", help=_help("Long render for style stability (0 skips).", "eval.long_seconds")),
     ] = None,
     probe_seconds: Annotated[
-        float | None, typer.Option("--probe-seconds", help="Aperiodic probe render for the seam score (0 skips).")
+        float | None,
+        typer.Option("--probe-seconds", help=_help("Aperiodic probe render for the seam score (0 skips).",
+                                                   "eval.probe_seconds")),
     ] = None,
     device: Device = None,
     overwrite: Overwrite = False,
     preset: Preset = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
 ) -> None:
     """Score audio-visual sync and the picture of the model (default) or of any video file (--video)."""
     from synesthete.evaluate import run_eval
 
+    critic = model_file(critic, "critic.pt", "--critic")
     settings = build_settings(
         preset, device=device,
         eval={"clips": clips, "strict": strict or None, "long_seconds": long_seconds, "probe_seconds": probe_seconds},
@@ -353,8 +631,9 @@ def eval_cmd(
         render={"seed": seed},
         paths={"checkpoints": checkpoint_dir, "critic": critic},
     )
-    _refuse_inputs((json_out, plot, sheet), (video, audio))
-    run_eval(settings, video=video, audio=audio, json_out=json_out, plot=plot, overwrite=overwrite, sheet=sheet)
+    _refuse_inputs((out, plot, sheet), (video, audio, manifest))
+    run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite, sheet=sheet,
+             manifest=manifest, print_json=as_json)
 
 
 # ----------------------------------------------------------------------------------------------- entry
@@ -376,6 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn user errors into one line and exit code 1."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    _state["verbose"] = False
+    set_quiet(False)
     try:
         # Standalone mode: click prints usage errors itself (exit 2) and turns Ctrl-C into "Aborted!".
         app(args=argv)
@@ -393,6 +674,8 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         err_console.print("[red]error:[/red] terminated (SIGTERM): stopped; unfinished files were removed")
         raise SystemExit(143) from None
+    finally:
+        set_quiet(False)
 
 
 def _fail(message: str, exc: BaseException) -> None:

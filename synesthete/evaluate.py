@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich import box
 from rich.table import Table
 
 from synesthete.console import console, err_console, make_progress
@@ -39,7 +40,7 @@ ROW_KEYS = {
 COLUMNS = (
     ("bas", "BAS", "{:.3f}"),
     ("flicker", "flicker", "{:.4f}"),
-    ("silence_ratio", "silence/sound", "{:.2f}"),
+    ("silence_ratio", "silence / sound", "{:.2f}"),
 )
 
 
@@ -48,6 +49,18 @@ def nanmean(values: list[float]) -> float:
     """Mean of the finite values; NaN when there are none."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _fit(table: Table) -> Table:
+    """``table``, drawn without vertical rules and outer padding when it is wider than the terminal (80
+    columns fit), so that no cell is cut; headers wrap at their spaces."""
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        table.box = box.SIMPLE_HEAD
+        table.pad_edge = False
+        table.collapse_padding = True
+        table.show_edge = False
+    return table
 
 
 def _fmt(value: float | None, fmt: str = "{:.3f}") -> str:
@@ -98,11 +111,49 @@ def _load_pair(video: Path, audio: Path | None) -> tuple[torch.Tensor, float, to
     return frames, fps, wave[0], sr
 
 
-def score_video(settings: Settings, video: Path, audio: Path | None = None) -> tuple[dict, SyncAnalysis]:
-    """Score an existing video file against its own audio track (or ``audio``) -> (results, analysis)."""
+def manifest_clip(manifest: Path, video: Path, audio: Path | None = None) -> dict:
+    """The line of a ``gen-audio`` manifest.jsonl that describes the clip being scored.
+
+    It is the line whose ``wav`` or ``mp4`` has the file name of ``audio`` (when given) or of ``video``; a
+    manifest of one clip needs no match. Its ``beats`` are the exact beat times (s) of the score.
+    """
+    manifest = Path(manifest)
+    if manifest.is_dir():
+        manifest = manifest / "manifest.jsonl"
+    try:
+        lines = [line for line in manifest.read_text().splitlines() if line.strip()]
+        entries = [json.loads(line) for line in lines]
+    except FileNotFoundError:
+        raise InputError(f"--manifest {manifest} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--manifest {manifest} is not a gen-audio manifest.jsonl: {exc}") from None
+    if not entries or not all(isinstance(e, dict) and isinstance(e.get("beats"), list) for e in entries):
+        raise InputError(f"--manifest {manifest} is not a gen-audio manifest.jsonl (no beats)")
+    names = [Path(p).name for p in (audio, video) if p is not None]
+    for name in names:
+        for entry in entries:
+            if name in (entry.get("wav"), entry.get("mp4")):
+                return entry
+    if len(entries) == 1:
+        return entries[0]
+    raise InputError(
+        f"--manifest {manifest} lists no clip named {' or '.join(names)}: pass the clip's own file with --video "
+        "or --audio (e.g. --audio clip_00003.wav for a render of it)"
+    )
+
+
+def score_video(
+    settings: Settings, video: Path, audio: Path | None = None, manifest: Path | None = None
+) -> tuple[dict, SyncAnalysis]:
+    """Score an existing video file against its own audio track (or ``audio``) -> (results, analysis).
+
+    With ``manifest`` (a ``gen-audio`` manifest.jsonl) the Beat Alignment Score uses the clip's exact beats
+    and tempo instead of an estimate.
+    """
     video = Path(video)
+    clip = manifest_clip(manifest, video, audio) if manifest is not None else None
     frames, fps, wave, sr = _load_pair(video, Path(audio) if audio is not None else None)
-    a = analyse(frames, wave, sr, fps, settings)
+    a = analyse(frames, wave, sr, fps, settings, beats=clip["beats"] if clip else None)
     result = {
         "mode": "video",
         "video": str(video),
@@ -115,8 +166,8 @@ def score_video(settings: Settings, video: Path, audio: Path | None = None) -> t
         "scored_seconds": a.duration,
         "strict": settings.eval.strict,
         "peak_threshold": 0.0 if settings.eval.strict else settings.eval.peak_threshold,
-        "beats": "estimated",
-        "tempo_bpm": a.tempo,
+        "beats": f"{manifest} ({clip.get('wav') or clip.get('mp4')})" if clip else "estimated",
+        "tempo_bpm": clip.get("tempo") if clip else a.tempo,
         "metrics": a.metrics(),
         "notes": a.notes,
         "_frames": frames,
@@ -133,8 +184,9 @@ def print_video(result: dict) -> None:
     rows = [
         ("AV-Align", _fmt(m["av_align"]) + ("  (strict peaks)" if result["strict"] else "")),
         ("peaks matched", f"{int(m['matched_peaks'])} of {int(m['audio_peaks'])} audio, {int(m['video_peaks'])} video"),
-        ("BAS (estimated beats)", _fmt(m["bas"])),
-        ("tempo estimate", _fmt(result["tempo_bpm"], "{:.1f} BPM")),
+        ("BAS (estimated beats)" if result["beats"] == "estimated" else "BAS (manifest beats)", _fmt(m["bas"])),
+        ("tempo estimate" if result["beats"] == "estimated" else "tempo (manifest)",
+         _fmt(result["tempo_bpm"], "{:.1f} BPM")),
         ("flicker in silence", _fmt(m["flicker"], "{:.4f}")),
         ("motion silence / sound", f"{_fmt(m['motion_silence'])} / {_fmt(m['motion_sound'])} px "
                                    f"(ratio {_fmt(m['silence_ratio'], '{:.2f}')})"),
@@ -152,7 +204,7 @@ def print_video(result: dict) -> None:
         ]
     for key, value in rows:
         table.add_row(key, value)
-    console.print(table)
+    console.print(_fit(table))
 
 
 # --------------------------------------------------------------------------------------------- held-out
@@ -324,7 +376,7 @@ def evaluate_heldout(
     }
     if critic is not None:
         t_picture = time.perf_counter()
-        result["picture"] = heldout_picture(critic, renders, clips[:k], settings)
+        result["picture"] = heldout_picture(critic, renders[:k], clips[:k], settings)
         result["picture"]["seconds"] = time.perf_counter() - t_picture
     if videos is not None:
         videos.update(model=renders[:k], oracle=[c["frames"] for c in clips[:k]])
@@ -506,7 +558,7 @@ def print_picture(picture: dict) -> None:
         else:
             table.add_row(f"seam score, {part['seconds']:g} s aperiodic probe", _fmt(m["seam_score"], "{:.2f}"),
                           _fmt(o["seam_score"], "{:.2f}"), "")
-    console.print(table)
+    console.print(_fit(table))
 
 
 def print_heldout(result: dict) -> None:
@@ -516,12 +568,13 @@ def print_heldout(result: dict) -> None:
         f"({'strict peaks' if result['strict'] else 'peak threshold ' + format(result['peak_threshold'], 'g')})"
     )
     table = Table(title=title, title_justify="left")
-    table.add_column("video · audio", style="bold")
-    table.add_column("AV-Align", justify="right")
-    table.add_column("× oracle", justify="right")
+    table.add_column("video · audio", style="bold", no_wrap=True)
+    # Numbers never shrink below their width (7, or 9 for "12.0/24.0"); narrow terminals wrap the headers.
+    table.add_column("AV-Align", justify="right", min_width=8)
+    table.add_column("× oracle", justify="right", min_width=7)
     for _, header, _ in COLUMNS:
-        table.add_column(header, justify="right")
-    table.add_column("peaks V/A", justify="right")
+        table.add_column(header, justify="right", min_width=7)
+    table.add_column("peaks V/A", justify="right", min_width=9)
     for name, key in ROW_KEYS.items():
         row = result["rows"].get(key)
         if row is None:
@@ -530,7 +583,7 @@ def print_heldout(result: dict) -> None:
         cells += [_fmt(row[col], fmt) for col, _, fmt in COLUMNS]
         cells.append(f"{row['video_peaks']:.1f}/{row['audio_peaks']:.1f}")
         table.add_row(name, *cells)
-    console.print(table)
+    console.print(_fit(table))
 
     gaps = Table(title="shuffle gap (correct minus mismatched) and quality", title_justify="left")
     gaps.add_column("", style="bold")
@@ -548,7 +601,7 @@ def print_heldout(result: dict) -> None:
     if q:
         gaps.add_row("VAE PSNR (dB) on oracle frames", _fmt(q["vae_psnr_db"], "{:.2f}"), "")
         gaps.add_row("VAE SSIM on oracle frames", _fmt(q["vae_ssim"]), "")
-    console.print(gaps)
+    console.print(_fit(gaps))
 
 
 # --------------------------------------------------------------------------------------------- command
@@ -560,11 +613,15 @@ def run_eval(
     plot: Path | None = None,
     overwrite: bool = False,
     sheet: Path | None = None,
+    manifest: Path | None = None,
+    print_json: bool = False,
 ) -> dict:
     """`synesthete eval`: score ``video`` (with its own track or ``audio``), or the checkpoints on held-out clips.
 
     Sync and picture metrics both; ``sheet`` writes a contact sheet PNG (model above oracle per held-out
-    clip, or frames of ``video``).
+    clip, or frames of ``video``); ``json_out`` writes the results as JSON; ``manifest`` gives ``video`` the
+    exact beats of its gen-audio clip. ``print_json`` prints the results as JSON on stdout instead of
+    tables (notes and "wrote" lines go to stderr).
     """
     from synesthete.device import resolve_device
     from synesthete.metrics.picture import load_critic
@@ -576,16 +633,20 @@ def run_eval(
             check_output(Path(out), overwrite)
     if video is None and audio is not None:
         raise InputError("--audio only applies to --video: pass the video to score with --video")
+    if video is None and manifest is not None:
+        raise InputError("--manifest only applies to --video: held-out clips know their beats already")
+    status = err_console if print_json else console  # "wrote ..." lines: never into the JSON on stdout
     device = resolve_device(settings.device)
     critic = load_critic(settings.critic_path, device)  # checked before any heavy work
 
     if video is not None:
-        result, analysis = score_video(settings, Path(video), audio)
+        result, analysis = score_video(settings, Path(video), audio, manifest)
         frames = result.pop("_frames")
         result["picture"] = video_picture(critic, frames)
         for note in result["notes"]:
             err_console.print(f"[yellow]note:[/yellow] {note}")
-        print_video(result)
+        if not print_json:
+            print_video(result)
         panels = [(Path(video).name, analysis)]
         if sheet is not None:
             write_video_sheet(Path(sheet), frames, settings)
@@ -602,20 +663,25 @@ def run_eval(
         result["picture"]["seconds"] += time.perf_counter() - t_long
         result["checkpoints"] = str(settings.paths.checkpoints)
         result["critic"] = str(settings.critic_path)
-        print_heldout(result)
-        print_picture(result["picture"])
+        if not print_json:
+            print_heldout(result)
+            print_picture(result["picture"])
         panels = [(f"{name} (held-out clip 0)", found[name]) for name in (MODEL, ORACLE) if name in found]
         if sheet is not None:
             write_heldout_sheet(Path(sheet), videos, settings)
 
     if json_out is not None:
         write_json(Path(json_out), result)
-        console.print(f"wrote {json_out}")
+        status.print(f"wrote {json_out}")
     if plot is not None:
         from synesthete.metrics.plot import plot_sync
 
         plot_sync(Path(plot), panels)
-        console.print(f"wrote {plot}")
+        status.print(f"wrote {plot}")
     if sheet is not None:
-        console.print(f"wrote {sheet}")
+        status.print(f"wrote {sheet}")
+    if print_json:
+        import sys
+
+        sys.stdout.write(json.dumps(_json_safe(result), indent=2) + "\n")
     return result

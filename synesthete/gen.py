@@ -108,10 +108,20 @@ def generate_dataset(
         "files": "wav + manifest" if audio_only else "wav + mp4 + manifest",
         "clip seconds": settings.audio.clip_seconds,
         "size": "audio only" if audio_only else f"{video.width}x{video.height} @ {video.fps} fps",
-        "base seed": settings.data.seed,
+        "stream seed (--seed)": settings.data.seed,
+        "clip seeds": _seed_list([json.loads(line)["seed"] for line in lines]),
         "wall s": wall,
         "clips/s": num / wall,
     }
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """The clips' own seeds as the manifest has them: "a, b, c", or "a ... b (n consecutive)"."""
+    if len(seeds) <= 3:
+        return ", ".join(str(s) for s in seeds)
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]} ... {seeds[-1]} ({len(seeds)} consecutive)"
+    return f"{seeds[0]}, {seeds[1]}, ... {seeds[-1]} (see the manifest)"
 
 
 def _write_manifest(out: Path, lines: list[str]) -> None:
@@ -129,6 +139,7 @@ def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, line
             stem = f"clip_{i:05d}"
             entry: dict[str, Any] = {"index": i, "seed": seed, "wav": f"{stem}.wav"}
             written: list[Path] = []
+            line: str | None = None
             try:
                 if audio_only:
                     wave, score = synthesize(seed, settings)  # [N]
@@ -136,22 +147,27 @@ def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, line
                 else:
                     clip = make_clip(seed, settings)
                     wave, meta = clip["audio"], clip["meta"]
+                    written.append(out / f"{stem}.mp4")  # before it exists: a signal may land right after
                     write_video(out / f"{stem}.mp4", clip["frames"], video.fps, audio=wave, sample_rate=sr)
-                    written.append(out / f"{stem}.mp4")
                     entry.update(
                         mp4=f"{stem}.mp4", frames=int(clip["frames"].shape[0]), fps=video.fps,
                         width=video.width, height=video.height, visualizer=_visualizer_names(meta["visual"]),
                     )
-                write_wav(out / f"{stem}.wav", wave, sr)
-                written.append(out / f"{stem}.wav")
                 entry.update(meta)
                 entry["seed"] = seed
-                lines.append(json.dumps(entry))
+                line = json.dumps(entry)
+                (out / f"{stem}.wav").unlink(missing_ok=True)  # an older run's (--overwrite) is not this clip
+                write_wav(out / f"{stem}.wav", wave, sr)  # the clip's last file, renamed into place whole
+                lines.append(line)
             except BaseException:
-                # An unfinished clip leaves nothing: not its mp4 without its wav, nor a file the manifest
-                # does not list.
+                # A clip whose wav is in place is finished (a signal can land between the wav's rename and
+                # the line above): the manifest lists it. An unfinished clip leaves nothing: not its mp4
+                # without its wav, nor a file the manifest does not list.
                 if len(lines) == i:
-                    for path in written:
-                        path.unlink(missing_ok=True)
+                    if line is not None and (out / f"{stem}.wav").exists():
+                        lines.append(line)
+                    else:
+                        for path in written:
+                            path.unlink(missing_ok=True)
                 raise
             progress.update(task, advance=1, info=f"{meta['tempo']:.0f} BPM {meta['scale']}")

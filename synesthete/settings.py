@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PresetName = Literal["tiny", "cpu", "gpu"]
@@ -31,6 +31,24 @@ def env_file_path() -> Path | None:
     if value is None:
         return Path(".env")
     return Path(value) if value else None
+
+
+# Settings that were renamed: (section, old field) -> new field. Stored settings (checkpoints, runs' settings.json)
+# are read through it, and an old SYNESTHETE_* variable gets a hint.
+RENAMED: dict[tuple[str, str], str] = {("render", "preset"): "x264_preset"}
+
+
+def default_checkpoint_dir() -> Path:
+    """The checkpoints shipped with synesthete, wherever the command runs.
+
+    An installed wheel carries them inside the package (``synesthete/checkpoints``); a source checkout (and
+    the editable install ``uv run`` makes) has them in ``checkpoints/`` beside the ``synesthete/`` package.
+    """
+    package = Path(__file__).resolve().parent
+    for folder in (package / "checkpoints", package.parent / "checkpoints"):
+        if (folder / "diffusion.pt").is_file():
+            return folder
+    return package.parent / "checkpoints"  # neither has them: the error names the checkout's folder
 
 
 class _Section(BaseModel):
@@ -208,10 +226,18 @@ class RenderSettings(_Section):
     )
     size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
-    preset: str = Field("veryfast", description="x264 preset.")
+    x264_preset: str = Field(
+        "veryfast", description="x264 speed/size preset of the H.264 output (ultrafast ... veryslow); "
+        "not to be confused with --preset, the model size.",
+    )
     audio_sample_rate: int = Field(48000, gt=0, description="Sample rate of the AAC track in the output.")
     chunk_seconds: float = Field(10.0, gt=0, description="Audio decoded per streaming step.")
     seed: int = Field(0, ge=0, description="Noise seed of the render.")
+
+    @property
+    def preset(self) -> str:
+        """Old name of ``x264_preset`` (read-only), kept while code still reads ``render.preset``."""
+        return self.x264_preset
 
 
 class EvalSettings(_Section):
@@ -247,11 +273,29 @@ class EvalSettings(_Section):
 class PathSettings(_Section):
     """Where things are read and written."""
 
-    checkpoints: Path = Field(Path("checkpoints"), description="Folder of the default (committed) checkpoints.")
+    checkpoints: Path | None = Field(
+        None, validate_default=True,
+        description="Folder with vae.pt, diffusion.pt and critic.pt; empty: the checkpoints shipped with "
+        "synesthete (the repository's checkpoints/ folder, or the installed package's copy), found wherever "
+        "the command runs. A relative path is relative to the working directory.",
+    )
     runs: Path = Field(Path("runs"), description="Folder for TensorBoard events and run checkpoints.")
     critic: Path | None = Field(
-        None, description="Style critic of the picture metrics; default: critic.pt in the checkpoints folder."
+        None, description="Style critic of the picture metrics; empty: critic.pt in the checkpoints folder."
     )
+
+    @field_validator("checkpoints", "critic", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        """An empty value (or ``null``, as .env.example writes it) means the default, not the current folder."""
+        if isinstance(value, str) and value.strip().lower() in ("", "null"):
+            return None
+        return value
+
+    @field_validator("checkpoints", mode="after")
+    @classmethod
+    def _shipped_checkpoints(cls, value: Path | None) -> Path:
+        return default_checkpoint_dir() if value is None else value
 
 
 # Model-size presets: named overrides applied under the environment and the CLI.
@@ -466,7 +510,11 @@ def check_environment(environ: dict[str, str] | None = None, env_file: str | Pat
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ValueError(f"environment variable {key}: '{head}' has no fields")
             if len(parts) != 2 or parts[1] not in annotation.model_fields:
-                raise ValueError(f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}')")
+                renamed = RENAMED.get((head, parts[-1])) if len(parts) == 2 else None
+                hint = f": renamed to SYNESTHETE_{head.upper()}__{renamed.upper()}" if renamed else ""
+                raise ValueError(
+                    f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}'){hint}"
+                )
 
 
 def env_example() -> str:
@@ -484,10 +532,13 @@ def env_example() -> str:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines.append(f"# --- {name}: {(annotation.__doc__ or '').strip()}")
-            section = annotation()
+            section = annotation.model_construct()  # the declared defaults, before validators resolve any
             for sub, subfield in annotation.model_fields.items():
                 value = getattr(section, sub)
-                text = json.dumps(value, default=str) if not isinstance(value, str | Path) else str(value)
+                if value is None:
+                    text = ""
+                else:
+                    text = json.dumps(value, default=str) if not isinstance(value, str | Path) else str(value)
                 lines.append(f"# {subfield.description}")
                 lines.append(f"# SYNESTHETE_{name.upper()}__{sub.upper()}={text}")
             lines.append("")

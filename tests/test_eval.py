@@ -31,7 +31,7 @@ def clip_mp4(tmp_path_factory):
 def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
     mp4, _ = clip_mp4
     out, png = tmp_path / "results.json", tmp_path / "sync.png"
-    proc = run_cli("eval", "--video", str(mp4), "--json", str(out), "--plot", str(png), "--preset", "tiny")
+    proc = run_cli("eval", "--video", str(mp4), "-o", str(out), "--plot", str(png), "--preset", "tiny")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AV-Align" in proc.stdout
     cli = json.loads(out.read_text())
@@ -45,7 +45,7 @@ def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
     # The output exists now: a second run needs --overwrite.
     with pytest.raises(OutputError, match="already exists"):
         run_eval(tiny, video=mp4, json_out=out)
-    strict = run_cli("eval", "--video", str(mp4), "--json", str(out), "--overwrite", "--strict", "--preset", "tiny")
+    strict = run_cli("eval", "--video", str(mp4), "-o", str(out), "--overwrite", "--strict", "--preset", "tiny")
     assert strict.returncode == 0, strict.stdout + strict.stderr
     assert json.loads(out.read_text())["strict"] is True
 
@@ -78,7 +78,7 @@ def test_audio_shorter_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
     mp4, wav = clip_mp4
     short = _soundtrack(wav, 1.5, tmp_path / "short.wav")
     out = tmp_path / "r.json"
-    proc = run_cli("eval", "--video", str(mp4), "--audio", str(short), "--json", str(out))
+    proc = run_cli("eval", "--video", str(mp4), "--audio", str(short), "-o", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "scored the overlap" in proc.stdout + proc.stderr
     result = json.loads(out.read_text())

@@ -135,7 +135,7 @@ def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
     video = tmp_path / "oracle.mp4"
     media.write_video(video, clips[0]["frames"].float() / 255, 30, audio=clips[0]["audio"][None], sample_rate=16000)
     sheet, out = tmp_path / "sheet.png", tmp_path / "r.json"
-    proc = run_cli("eval", "--video", str(video), "--sheet", str(sheet), "--json", str(out))
+    proc = run_cli("eval", "--video", str(video), "--sheet", str(sheet), "-o", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pic = json.loads(out.read_text())["picture"]
     assert set(pic) >= {"recognisability", "cut_rate", "style_stability", "sharpness"}

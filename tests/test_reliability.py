@@ -137,7 +137,7 @@ def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
     before = video.read_bytes()
     link = tmp_path / "v.json"
     link.symlink_to(video)
-    assert_user_error(run_cli("eval", "--video", str(video), "--json", str(link), "--overwrite"), "is the input")
+    assert_user_error(run_cli("eval", "--video", str(video), "-o", str(link), "--overwrite"), "is the input")
     assert_user_error(run_cli("eval", "--video", str(video), "--plot", str(video), "--overwrite"), "is the input")
     assert video.read_bytes() == before
 
@@ -391,7 +391,7 @@ def test_unwritable_runs_and_export_folders_fail_before_training(tmp_path):
 def test_eval_json_location_is_checked_before_scoring(tmp_path):
     video = tmp_path / "v.mp4"
     write_video(video, torch.zeros(30, 3, 32, 32), 30, audio=tone(1.0).unsqueeze(0), sample_rate=16000)
-    proc = run_cli("eval", "--video", str(video), "--json", "/proc/r.json")
+    proc = run_cli("eval", "--video", str(video), "-o", "/proc/r.json")
     assert_user_error(proc, "cannot write to /proc")
     assert "AV-Align" not in proc.stdout  # nothing was scored
 

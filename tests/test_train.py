@@ -102,7 +102,9 @@ def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
             "train/samples_per_s"} <= set(scalars)
     assert any(tag.startswith("diffusion_by_timestep/mse_t") for tag in scalars)
     assert {"eval/av_align", "eval/bas", "eval_reference/av_align"} <= set(scalars)
-    assert events.Tags()["images"] == ["diffusion/samples"]
+    # The shipped style critic is found from the run's folder too: the held-out eval adds the picture metrics.
+    assert {"picture/fsd", "picture/fsd_over_floor"} <= set(scalars)
+    assert sorted(events.Tags()["images"]) == ["diffusion/samples", "picture/contact_sheet"]
     image = events.Images("diffusion/samples")[-1]
     tiny = load_settings("tiny")
     # Two held-out windows, truth above sample: 4 rows of W frames.

@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from synesthete.console import err_console, make_progress
+from synesthete.console import err_console, make_train_progress
 from synesthete.device import autocast, resolve_device
 from synesthete.errors import CheckpointError, DeviceError, OutputError, TrainingError
 from synesthete.locks import FileLock, run_folder_lock
@@ -297,6 +297,20 @@ class ClipPool:
 
 
 # --------------------------------------------------------------------------------------------- the run
+def hparam_values(kind: str, settings: Settings) -> dict[str, Any]:
+    """The hyperparameters a run logs to TensorBoard's HParams tab: the preset, the trained network's section
+    (``vae``, ``diffusion`` or ``critic``), ``train`` and ``video``, flattened to ``section.field`` with values
+    TensorBoard takes (numbers, strings, booleans; lists as text)."""
+    data = settings.model_dump(mode="json")
+    out: dict[str, Any] = {"preset": data["preset"]}
+    for section in (kind, "train", "video"):
+        for key, value in data.get(section, {}).items():
+            if not isinstance(value, bool | int | float | str):
+                value = "" if value is None else str(value)
+            out[f"{section}.{key}"] = value
+    return out
+
+
 def resolve_resume(path: str | Path) -> Path:
     """A checkpoint file, or a run folder meaning its ckpt_latest.pt."""
     path = Path(path)
@@ -384,8 +398,6 @@ class TrainingRun:
     # -- context ------------------------------------------------------------------------------------
     def __enter__(self) -> TrainingRun:
         if self.dist.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
             # One job per run folder: a second `--run-name` twin is refused instead of interleaving events.
             self._created_folder = not self.folder.exists()
             self._lock = run_folder_lock(self.folder).acquire()
@@ -397,14 +409,29 @@ class TrainingRun:
                     )
                 remove_stale_temps(self.folder / LATEST)  # left by a run killed mid-save (kill -9)
                 (self.folder / "settings.json").write_text(self.settings.model_dump_json(indent=2) + "\n")
-                step = int(self.resume_ckpt["step"]) if self.resume_ckpt else None
-                # purge_step hides events an interrupted run logged after its last checkpoint.
-                self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
             except BaseException:
                 self._cleanup(failed=True)
                 raise
         self.stop.install()
         return self
+
+    def _events(self):
+        """The TensorBoard writer, made on the first thing to write (rank 0 only; None on other ranks).
+
+        A run that fails before it logs anything leaves no empty events file. The first write also logs the
+        run's hyperparameters (TensorBoard's HParams tab) with its loss as the metric.
+        """
+        if self.writer is None and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
+
+            step = int(self.resume_ckpt["step"]) if self.resume_ckpt else None
+            # purge_step hides events an interrupted run logged after its last checkpoint.
+            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
+            experiment, start, end = hparams(hparam_values(self.kind, self.settings), {f"{self.kind}/loss": 0.0})
+            for summary in (experiment, start, end):
+                self.writer.file_writer.add_summary(summary)
+        return self.writer
 
     def _cleanup(self, failed: bool) -> None:
         """Release the run folder; after a failure, remove a folder this run created and left without a checkpoint."""
@@ -535,7 +562,7 @@ class TrainingRun:
         """Show the rich progress bar (rank 0 only)."""
         if not self.dist.is_main:
             return
-        self.progress = make_progress()
+        self.progress = make_train_progress(f"train {self.kind}")
         self.progress.start()
         self._task = self.progress.add_task(f"train {self.kind}", total=max_steps, completed=step, info="")
         self._meter.reset()
@@ -551,29 +578,31 @@ class TrainingRun:
         rate = self._meter.samples / elapsed
         if self.progress is not None:
             self.progress.update(
-                self._task, completed=step, info=f"step {step} · loss {result.loss:.4f} · {rate:.1f} {unit}/s"
+                self._task, completed=step, info=f"loss {result.loss:.4f} · {rate:.1f} {unit}/s"
             )
         if step % self.settings.train.log_every == 0:
             meter = self._meter
+            writer = self._events()
             for key, total in meter.sums.items():
                 tag = f"train/{key}" if key == "grad_norm" else f"{self.kind}/{key}"
-                self.writer.add_scalar(tag, total / meter.steps, step)
-            self.writer.add_scalar("train/lr", lr, step)
-            self.writer.add_scalar(f"train/{unit}_per_s", rate, step)
-            self.writer.add_scalar("train/steps_per_s", meter.steps / elapsed, step)
-            self.writer.flush()
+                writer.add_scalar(tag, total / meter.steps, step)
+            writer.add_scalar("train/lr", lr, step)
+            writer.add_scalar(f"train/{unit}_per_s", rate, step)
+            writer.add_scalar("train/steps_per_s", meter.steps / elapsed, step)
+            writer.flush()
             meter.reset()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """One TensorBoard scalar (rank 0 only)."""
-        if self.writer is not None:
-            self.writer.add_scalar(tag, value, step)
+        if self.dist.is_main:
+            self._events().add_scalar(tag, value, step)
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
         """One TensorBoard image [3, H, W] in [0, 1] (rank 0 only)."""
-        if self.writer is not None:
-            self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), step)
-            self.writer.flush()
+        if self.dist.is_main:
+            writer = self._events()
+            writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), step)
+            writer.flush()
 
     def print(self, message: str) -> None:
         """A line above the progress bar (rank 0 only)."""
@@ -611,14 +640,25 @@ class TrainingRun:
             raise TrainingInterrupted
 
     def summary(self, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The summary table the CLI prints (empty on ranks other than 0): run folder, steps, first/last loss."""
+        """The summary table the CLI prints (empty on ranks other than 0): run folder, steps, first/last loss.
+
+        The first and last losses average ``train.log_every`` steps each, fewer on a short run so that the
+        two never share a step; a run of one step shows its one loss.
+        """
         if not self.dist.is_main:
             return {}
-        window = max(1, self.settings.train.log_every)
         out: dict[str, Any] = {"run folder": str(self.folder), "steps": step}
-        if self.history:
-            out["loss (first steps)"] = sum(self.history[:window]) / len(self.history[:window])
-            out["loss (last steps)"] = sum(self.history[-window:]) / len(self.history[-window:])
+        n, done = len(self.history), self.start_step  # steps of this process, steps before it (resumed)
+
+        def steps(a: int, b: int) -> str:  # the 1-based steps a..b of the run
+            return f"loss (step {a})" if a == b else f"loss (steps {a}-{b})"
+
+        if n == 1:
+            out[steps(done + 1, done + 1)] = self.history[0]
+        elif n > 1:
+            window = max(1, min(self.settings.train.log_every, n // 2))
+            out[steps(done + 1, done + window)] = sum(self.history[:window]) / window
+            out[steps(done + n - window + 1, done + n)] = sum(self.history[-window:]) / window
         out["checkpoint"] = str(self.folder / LATEST)
         out.update(extra or {})
         return out

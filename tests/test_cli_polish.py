@@ -1,0 +1,274 @@
+"""The CLI as a new user meets it: shipped checkpoints from any folder, help defaults, -v/-q anywhere,
+--json, the x264 preset rename, short training summaries, 80-column output, --resume without --preset,
+TensorBoard hparams, gen-audio seeds and eval with a manifest's exact beats."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, assert_user_error, run_cli
+
+from synesthete.checkpoint import read_checkpoint
+from synesthete.cli import setting_default
+from synesthete.media import load_audio, load_video, write_wav
+from synesthete.settings import load_settings
+
+TRAIN_ENV = {"SYNESTHETE_DEVICE": "cpu", "SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "COLUMNS": "80"}
+
+
+def _fits(text: str, width: int = 80) -> None:
+    """Every line fits ``width`` columns and nothing was cut with an ellipsis."""
+    for line in text.splitlines():
+        assert len(line) <= width, f"{len(line)} columns: {line!r}"
+    assert "…" not in text, text
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    """The rows of a key/value summary table printed by the CLI."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 2 and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+@pytest.mark.slow
+def test_shipped_checkpoints_are_found_from_any_folder(tmp_path):
+    settings = load_settings()
+    wave = torch.sin(torch.arange(16000) / 16000 * 2 * torch.pi * 220)[None] * 0.3
+    wave[:, ::4000] = 0.9  # a few clicks
+    write_wav(tmp_path / "song.wav", wave, settings.audio.sample_rate)
+    proc = run_cli("render", "song.wav", "-o", "out.mp4", "--steps", "2", cwd=tmp_path,
+                   env={"OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames, fps = load_video(tmp_path / "out.mp4")
+    assert fps == 30 and abs(frames.shape[0] - 30) <= 1 and frames.float().std() > 1
+    assert load_audio(tmp_path / "out.mp4")[0].shape[-1] > 0
+    assert _summary(proc.stdout)["checkpoints"] == str(ROOT / "checkpoints")
+
+    shown = json.loads(run_cli("config", "--json", cwd=tmp_path).stdout)
+    assert shown["paths"]["checkpoints"] == str(ROOT / "checkpoints")
+    assert shown["paths"]["critic"] is None  # critic.pt beside them
+
+    # A relative folder the user names stays relative to where the command runs.
+    (tmp_path / "mine").mkdir()
+    proc = run_cli("render", "song.wav", "-o", "other.mp4", "--checkpoint-dir", "mine", cwd=tmp_path)
+    assert_user_error(proc, "mine/vae.pt")
+    assert str(ROOT) not in proc.stderr
+    proc = run_cli("config", "--json", cwd=tmp_path, env={"SYNESTHETE_PATHS__CHECKPOINTS": "mine"})
+    assert json.loads(proc.stdout)["paths"]["checkpoints"] == "mine"
+
+
+def test_an_installed_package_reads_the_checkpoints_it_carries(tmp_path):
+    """The wheel puts checkpoints/*.pt into synesthete/checkpoints/ (pyproject force-include); a package laid
+    out that way finds them there, from any working directory."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for pt in sorted((ROOT / "checkpoints").glob("*.pt")):
+        assert shipped[f"checkpoints/{pt.name}"] == f"synesthete/checkpoints/{pt.name}"
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "synesthete", site / "synesthete", ignore=shutil.ignore_patterns("__pycache__"))
+    for source, target in shipped.items():
+        (site / target).parent.mkdir(parents=True, exist_ok=True)
+        (site / target).symlink_to(ROOT / source)
+    code = "from synesthete.settings import load_settings; print(load_settings().paths.checkpoints)"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "SYNESTHETE_ENV_FILE": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(site / "synesthete" / "checkpoints")
+
+
+# ----------------------------------------------------------------------------------------------- help, -v, -q
+def _option_line(help_text: str, option: str) -> str:
+    """The help of one option, with the lines it wraps onto (up to the next option)."""
+    lines = help_text.splitlines()
+    index = next(i for i, line in enumerate(lines) if re.search(rf"│[ *]+{option}\b", line))
+    end = index + 1
+    while end < len(lines) and not re.search(r"│[ *]+-", lines[end]) and "╰" not in lines[end]:
+        end += 1
+    return " ".join(lines[index:end])
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        (("render",), {"--steps": "diffusion.sample_steps", "--guidance": "diffusion.guidance",
+                       "--seed": "render.seed", "--fps": "video.fps", "--size": "render.size",
+                       "--device": "device", "--preset": "preset"}),
+        (("train", "vae"), {"--max-steps": "vae.max_steps", "--lr": "vae.lr", "--seed": "train.seed"}),
+        (("eval",), {"--steps": "diffusion.sample_steps", "--clips": "eval.clips"}),
+    ],
+)
+def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, options):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option, dotted in options.items():
+        assert f"[default: {setting_default(dotted)}]" in _option_line(proc.stdout, option), option
+    assert "<bool>" not in proc.stdout
+    assert re.search(r"--overwrite\s+Replace", proc.stdout) or command == ("train", "vae")
+    assert "--verbose" in proc.stdout and "--quiet" in proc.stdout
+
+
+def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
+    for args in (("render", "nope.wav", "-o", "x.mp4", "-v"), ("-v", "render", "nope.wav", "-o", "x.mp4"),
+                 ("render", "-v", "nope.wav", "-o", "x.mp4")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" in proc.stderr and "nope.wav does not exist" in proc.stderr
+    assert_user_error(run_cli("render", "nope.wav", "-o", "x.mp4", cwd=tmp_path), "nope.wav does not exist")
+
+    loud = run_cli("gen-audio", "-n", "1", "-o", "a", "--audio-only", "--preset", "tiny", cwd=tmp_path)
+    assert loud.returncode == 0 and "clip seeds" in loud.stdout and "gen-audio" in loud.stderr
+    for args in (("gen-audio", "-n", "1", "-o", "b", "--audio-only", "--preset", "tiny", "-q"),
+                 ("-q", "gen-audio", "-n", "1", "-o", "c", "--audio-only", "--preset", "tiny")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "" and proc.stderr == ""  # no progress bar, no summary
+        assert (tmp_path / args[args.index("-o") + 1] / "clip_00000.wav").exists()
+
+
+def test_gen_audio_summary_names_the_seeds_it_used(tmp_path):
+    proc = run_cli("gen-audio", "-n", "2", "-o", "g", "--audio-only", "--preset", "tiny", "--seed", "5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seeds = [json.loads(line)["seed"] for line in (tmp_path / "g" / "manifest.jsonl").read_text().splitlines()]
+    rows = _summary(proc.stdout)
+    assert rows["clip seeds"] == f"{seeds[0]}, {seeds[1]}" and rows["stream seed (--seed)"] == "5"
+    assert seeds[0] != 5
+
+
+# ----------------------------------------------------------------------------------------------- settings
+def test_x264_preset_is_render_x264_preset():
+    proc = run_cli("config", "--json", env={"SYNESTHETE_RENDER__X264_PRESET": "ultrafast"})
+    assert proc.returncode == 0, proc.stderr
+    render = json.loads(proc.stdout)["render"]
+    assert render["x264_preset"] == "ultrafast" and "preset" not in render
+    assert_user_error(run_cli("config", env={"SYNESTHETE_RENDER__PRESET": "slow"}),
+                      "SYNESTHETE_RENDER__PRESET", "renamed to SYNESTHETE_RENDER__X264_PRESET")
+    assert "SYNESTHETE_RENDER__X264_PRESET=veryfast" in (ROOT / ".env.example").read_text()
+
+
+def test_config_table_fits_80_columns():
+    narrow = run_cli("config", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    _fits(narrow.stdout)
+    assert "diffusion.context_noise_max" in narrow.stdout and "SYNESTHETE_A__B" in narrow.stdout
+    wide = run_cli("config", env={"COLUMNS": "200"})
+    assert "SYNESTHETE_DIFFUSION__CONTEXT_NOISE_MAX" in wide.stdout
+    _fits(wide.stdout, 200)
+
+
+# ----------------------------------------------------------------------------------------------- train
+@pytest.mark.slow
+def test_short_training_resume_hparams_and_80_columns(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    def train(*args: str):
+        return run_cli("train", *args, cwd=tmp_path, env=TRAIN_ENV)
+
+    proc = train("vae", "--preset", "tiny", "--max-steps", "4", "--run-name", "a")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _fits(proc.stdout + proc.stderr)
+    assert "4/4" in proc.stderr and "loss" in proc.stderr  # the progress line, whole
+    rows = _summary(proc.stdout)
+    assert "loss (steps 1-2)" in rows and "loss (steps 3-4)" in rows  # 4 steps: two halves, no overlap
+    assert re.fullmatch(r"\d+(\.\d+)? [kMG]", rows["parameters"]), rows["parameters"]
+
+    run = tmp_path / "runs" / "a"
+    events = EventAccumulator(str(run))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["preset"].string_value == "tiny" and hparams["vae.max_steps"].number_value == 4
+
+    # --resume takes the run's own settings (tiny): no --preset; a conflicting one is refused.
+    assert_user_error(train("vae", "--resume", "runs/a", "--preset", "cpu"), "preset 'tiny'", "leave out --preset")
+    proc = train("vae", "--resume", "runs/a", "--max-steps", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loss (step 5)" in _summary(proc.stdout)
+    ckpt = read_checkpoint(run / "ckpt_latest.pt")
+    assert ckpt["step"] == 5 and ckpt["settings"]["video"]["width"] == 32
+
+    # --vae takes a run folder (its ckpt_latest.pt) as --resume does.
+    proc = train("diffusion", "--preset", "tiny", "--vae", "runs/a", "--max-steps", "1", "--run-name", "d")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loss (step 1)" in _summary(proc.stdout)
+    before = sorted(p.name for p in (tmp_path / "runs" / "d").iterdir())
+    # A resumed run that fails (another VAE) adds no empty events file to its folder.
+    assert_user_error(train("diffusion", "--resume", "runs/d", "--vae", str(ROOT / "checkpoints")), "vae.pt")
+    assert sorted(p.name for p in (tmp_path / "runs" / "d").iterdir()) == before
+    assert_user_error(train("diffusion", "--preset", "tiny", "--vae", "runs"), "neither vae.pt nor ckpt_latest.pt")
+
+
+# ----------------------------------------------------------------------------------------------- eval
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """Two gen-audio clips (tiny preset, 3 s) with their manifest."""
+    from synesthete.gen import generate_dataset
+
+    out = tmp_path_factory.mktemp("sample")
+    generate_dataset(load_settings("tiny", audio={"clip_seconds": 3.0}), num=2, out=out)
+    return out
+
+
+def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
+    from synesthete.metrics import analyse
+
+    entry = [json.loads(line) for line in (sample / "manifest.jsonl").read_text().splitlines()][1]
+    video = sample / entry["mp4"]
+    out = tmp_path / "r.json"
+    proc = run_cli("eval", "--video", str(video), "--manifest", str(sample / "manifest.jsonl"), "--json",
+                   "-o", str(out), "--preset", "tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = json.loads(proc.stdout)  # stdout is the JSON alone
+    assert printed == json.loads(out.read_text())
+    assert printed["tempo_bpm"] == entry["tempo"] and entry["wav"] in printed["beats"]
+    frames, fps = load_video(video)
+    wave, sr = load_audio(video, mono=True)
+    tiny = load_settings("tiny")
+    assert printed["metrics"]["bas"] == pytest.approx(analyse(frames, wave[0], sr, fps, tiny, beats=entry["beats"]).bas)
+
+    estimated = run_cli("eval", "--video", str(video), "--json", "--preset", "tiny")
+    assert json.loads(estimated.stdout)["beats"] == "estimated"
+    table = run_cli("eval", "--video", str(video), "--manifest", str(sample), "--preset", "tiny",
+                    env={"COLUMNS": "80"})
+    assert "BAS (manifest beats)" in table.stdout and "tempo (manifest)" in table.stdout
+    _fits(table.stdout)
+
+    stranger = tmp_path / "stranger.mp4"
+    shutil.copy(video, stranger)
+    assert_user_error(run_cli("eval", "--video", str(stranger), "--manifest", str(sample / "manifest.jsonl")),
+                      "lists no clip named stranger.mp4")
+    # Named by its soundtrack: a render of clip 1 is scored against clip 1's beats.
+    proc = run_cli("eval", "--video", str(stranger), "--audio", str(sample / entry["wav"]), "--manifest",
+                   str(sample / "manifest.jsonl"), "--json", "--preset", "tiny")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["tempo_bpm"] == entry["tempo"], proc.stderr
+    assert_user_error(run_cli("eval", "--manifest", str(sample / "manifest.jsonl")), "--manifest only applies")
+
+
+def test_heldout_tables_fit_80_columns(tiny):
+    from synesthete.evaluate import console, evaluate_heldout, print_heldout
+
+    result, _ = evaluate_heldout(tiny.updated(eval={"clips": 1}), models=None, progress=False)
+    width = console.width
+    try:
+        console.width = 80
+        with console.capture() as captured:
+            print_heldout(result)
+    finally:
+        console.width = width
+    text = captured.get()
+    _fits(text)
+    assert "oracle, ½-beat shift" in text and "AV-Align" in text
