@@ -151,7 +151,9 @@ class DiffusionSettings(_Section):
     lr: float = Field(3e-4, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(16, gt=0, description="Windows per optimisation step.")
     max_steps: int = Field(20000, gt=0, description="Optimisation steps of a run.")
-    sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Sampler used by render/eval/training previews.")
+    sampler: Literal["ddpm", "ddim", "dpm++"] = Field(
+        "ddim", description="Sampler used by render/eval/training previews."
+    )
     sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
