@@ -59,7 +59,7 @@ def timed_steps(step, steps: int) -> float:
 def vae_figures(settings, steps: int) -> dict:
     """The VAE's optimisation step on a fixed batch of frames."""
     torch.manual_seed(0)
-    model = VAE(settings)
+    model = VAE.from_settings(settings)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.vae.lr)
     b = settings.vae.batch_size
     x = torch.rand(b, 3, settings.video.height, settings.video.width)
@@ -84,7 +84,8 @@ def diffusion_figures(settings, steps: int) -> dict:
 
     torch.manual_seed(0)
     ds = settings.diffusion
-    model, vae = DiT(settings), VAE(settings).eval().requires_grad_(False)
+    model = DiT.from_settings(settings)
+    vae = VAE.from_settings(settings).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=ds.lr)
     schedule = NoiseSchedule(ds)
     b, w, c, h = ds.batch_size, ds.window, settings.vae.latent_channels, settings.latent_size
@@ -117,7 +118,8 @@ def end_to_end(settings, steps: int, workdir: Path) -> dict:
 
     os.chdir(workdir)
     torch.manual_seed(0)
-    save_checkpoint(make_checkpoint("vae", VAE(settings), settings), workdir / "vae.pt")  # random weights do
+    # Random weights do.
+    save_checkpoint(make_checkpoint("vae", VAE.from_settings(settings), settings), workdir / "vae.pt")
     out = {}
     # Log every step; no previews or checkpoints inside the timed steps.
     train = {"log_every": 1, "image_every": 10**6, "checkpoint_every": 10**6, "eval_every": 10**6}

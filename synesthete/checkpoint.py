@@ -1,16 +1,20 @@
 """Checkpoints: save atomically, load safely, check the architecture, export compact defaults.
 
 A checkpoint is a plain dict written by ``torch.save`` and read back with ``torch.load(weights_only=True)``
-only, so loading a file never runs code. It carries the settings that built the network as a plain dict
-(``settings.model_dump(mode="json")``), and loading compares the fields that define the network's shape
-(``settings.ARCHITECTURE_FIELDS``) with the current settings, naming the first one that differs.
+only, so loading a file never runs code. It carries the network's config (``models.config``: a small frozen
+dataclass as a plain dict), and loading rebuilds the network from it: no settings or ``--preset`` are needed
+to read a checkpoint. It also records the whole settings of the run that wrote it, as a plain dict
+(``settings.model_dump(mode="json")``): render and eval take the audio analysis from there, and
+``--resume`` takes its settings from there. Checkpoints written before configs existed are read through
+their stored settings (``Config.from_settings`` accepts that dict).
 
 Layout (every key a plain type or a tensor)::
 
-    format "synesthete-checkpoint", version 1, kind "vae" | "diffusion",
-    model (state dict), ema (diffusion), optimizer, scheduler, step, data_position, rng (uint8 tensor),
-    settings (dict), versions {"synesthete", "torch"}, latent_stats {"mean": [C], "std": [C]} (diffusion),
-    vae_fingerprint (diffusion: which VAE's latents it was trained on)
+    format "synesthete-checkpoint", version 1, kind "vae" | "diffusion" | "critic",
+    model (state dict), config (dict), ema (diffusion), optimizer, scheduler, step, data_position,
+    rng (uint8 tensor), settings (dict), versions {"synesthete", "torch"},
+    latent_stats {"mean": [C], "std": [C]} (diffusion), vae_fingerprint (diffusion: which VAE's latents it
+    was trained on)
 
 Exported defaults (``checkpoints/vae.pt``, ``checkpoints/diffusion.pt``) keep only fp16 weights (the EMA
 for diffusion), settings, versions and latent statistics: no optimizer, so they are small enough to commit.
@@ -31,7 +35,7 @@ from torch import nn
 from synesthete import __version__
 from synesthete.errors import CheckpointError
 from synesthete.media import atomic_save
-from synesthete.settings import ARCHITECTURE_FIELDS, Settings
+from synesthete.settings import DiffusionSettings, Settings
 
 FORMAT = "synesthete-checkpoint"
 VERSION = 1
@@ -48,11 +52,15 @@ def versions() -> dict[str, str]:
     return {"synesthete": str(__version__), "torch": str(torch.__version__)}
 
 
+def _inner(model: nn.Module) -> nn.Module:
+    """The underlying module of a DDP-wrapped (``module``) or compiled (``_orig_mod``) one."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
+
+
 def raw_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of the underlying module, without ``module.`` (DDP) or ``_orig_mod.`` (compile) prefixes."""
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
-    return inner.state_dict()
+    return _inner(model).state_dict()
 
 
 def vae_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -77,6 +85,7 @@ def make_checkpoint(kind: str, model: nn.Module, settings: Settings, **extra: An
         "kind": kind,
         "model": raw_state_dict(model),
         "settings": settings.model_dump(mode="json"),
+        "config": _inner(model).config.to_dict(),
         "versions": versions(),
     }
     ckpt.update(extra)
@@ -127,39 +136,49 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def architecture_mismatches(saved: dict[str, Any], settings: Settings, kind: str) -> list[tuple[str, Any, Any]]:
-    """(field, checkpoint value, current value) for every architecture field of ``kind`` that differs."""
-    current = settings.model_dump(mode="json")
-    out = []
-    for field in ARCHITECTURE_FIELDS[kind]:
-        old, new = _lookup(saved, field), _lookup(current, field)
-        if old != new:
-            out.append((field, old, new))
-    return out
+def _config_class(kind: str) -> type:
+    from synesthete.models.critic import CriticConfig
+    from synesthete.models.dit import DiTConfig
+    from synesthete.models.vae import VAEConfig
+
+    return {"vae": VAEConfig, "diffusion": DiTConfig, "critic": CriticConfig}[kind]
 
 
-def check_architecture(ckpt: dict[str, Any], settings: Settings, kind: str, path: str | Path) -> None:
-    """Raise a one-line CheckpointError naming the first architecture field that differs."""
-    diffs = architecture_mismatches(ckpt.get("settings") or {}, settings, kind)
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
+    """The config that builds the checkpoint's network: its own ``config``, or (older files) the config
+    derived from the settings it stores."""
+    cls = _config_class(ckpt["kind"])
+    try:
+        if "config" in ckpt:
+            return cls.from_dict(ckpt["config"])
+        return cls.from_settings(ckpt.get("settings") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} does not say how to build its {ckpt['kind']} network: {exc}") from exc
+
+
+def check_config(
+    ckpt: dict[str, Any], wanted: Any, path: str | Path, what: str = "current settings", preset: str | None = None
+) -> None:
+    """Raise a one-line CheckpointError naming the first config field in which ``ckpt``'s network differs from
+    ``wanted`` (a config built from the ``what``, of model-size ``preset``): for resuming and warm starts."""
+    diffs = checkpoint_config(ckpt, path).differences(wanted)
     if not diffs:
         return
     field, old, new = diffs[0]
     more = f" (and {', '.join(f for f, _, _ in diffs[1:])})" if len(diffs) > 1 else ""
-    preset = _lookup(ckpt.get("settings") or {}, "preset")
-    hint = f"; it was trained with preset '{preset}' (try --preset {preset})" if preset != settings.preset else ""
-    if field == "video.fps" and not more:
-        hint = f": the model works at {old} fps only (use --fps {old}; other rates are not supported)"
-    raise CheckpointError(
-        f"{path} was trained with {field}={old}, current settings have {new}{more}{hint}"
-    )
+    trained = _lookup(ckpt.get("settings") or {}, "preset")
+    hint = f"; it was trained with preset '{trained}' (try --preset {trained})" if trained != preset else ""
+    raise CheckpointError(f"{path} was trained with {field}={old}, the {what} give {new}{more}{hint}")
 
 
-def load_checkpoint(path: str | Path, kind: str, settings: Settings) -> dict[str, Any]:
-    """Read a checkpoint and check that it is of ``kind`` and matches the architecture of ``settings``."""
+def load_checkpoint(path: str | Path, kind: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Read a checkpoint and check that it is of ``kind``; with ``settings`` (resuming a run), also that its
+    network is the one those settings build."""
     ckpt = read_checkpoint(path)
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} is a {ckpt.get('kind')} checkpoint, expected a {kind} checkpoint")
-    check_architecture(ckpt, settings, kind, path)
+    if settings is not None:
+        check_config(ckpt, _config_class(kind).from_settings(settings), path, preset=settings.preset)
     return ckpt
 
 
@@ -239,6 +258,26 @@ class Models:
     dit: nn.Module
     latent_mean: torch.Tensor  # [C]: per-channel mean of the VAE latents (diffusion works on (z - mean) / std)
     latent_std: torch.Tensor  # [C]
+    settings: Settings | None = None  # the settings made to fit these networks (``model_settings``)
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        return (self.latent_mean.to(like.device).view(shape), self.latent_std.to(like.device).view(shape))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [N, 3, H, W] (floats in [0, 1] or uint8) -> standardised latents [N, C, h, w] (the VAE's
+        posterior mean, scaled to the unit-variance space the DiT works in)."""
+        x = frames.to(self.latent_mean.device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        mu, _ = self.vae.encode(x)
+        mean, std = self._stats(mu)
+        return (mu - mean) / std
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Standardised latents [N, C, h, w] -> frames [N, 3, H, W] in [0, 1]."""
+        z = latents.to(self.latent_mean.device).float()
+        mean, std = self._stats(z)
+        return self.vae.decode(z * std + mean).clamp(0, 1)
 
 
 def _default_file(checkpoint_dir: Path, kind: str) -> Path:
@@ -252,35 +291,63 @@ def _default_file(checkpoint_dir: Path, kind: str) -> Path:
     return path
 
 
-def load_vae(path: str | Path, settings: Settings, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """A frozen float32 VAE in eval mode from a vae checkpoint (run or exported), and the checkpoint."""
+def build_model(ckpt: dict[str, Any], path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The checkpoint's network, rebuilt from its config, with its weights (the EMA for diffusion), frozen,
+    float32, in eval mode on ``device``."""
+    from synesthete.models.critic import StyleCritic
+    from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
-    ckpt = load_checkpoint(path, "vae", settings)
-    vae = VAE(settings)
-    load_weights(vae, ckpt["model"], path)
-    vae = vae.float().to(device).eval().requires_grad_(False)
-    return vae, ckpt
+    cls = {"vae": VAE, "diffusion": DiT, "critic": StyleCritic}[ckpt["kind"]]
+    try:
+        model = cls(checkpoint_config(ckpt, path))
+    except ValueError as exc:  # a config no network can be built from
+        raise CheckpointError(f"{path}: {exc}") from exc
+    load_weights(model, ckpt.get("ema") or ckpt["model"], path)
+    return model.float().to(device).eval().requires_grad_(False)
+
+
+def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """A frozen float32 VAE in eval mode from a vae checkpoint (run or exported), and the checkpoint."""
+    ckpt = load_checkpoint(path, "vae")
+    return build_model(ckpt, path, device), ckpt
+
+
+def model_settings(settings: Settings, dit_ckpt: dict[str, Any], path: str | Path) -> Settings:
+    """``settings`` with what the DiT of ``dit_ckpt`` was trained on put in: its frame size, latent, window,
+    audio context and noise schedule (from its config) and its audio analysis (from its stored settings).
+    Everything else (sampler, guidance, output size, ...) stays as the user set it. The frame rate is not
+    replaced: the model knows one rate only, and another is an error."""
+    cfg = checkpoint_config(dit_ckpt, path)
+    if cfg.fps != settings.video.fps:
+        raise CheckpointError(
+            f"{path} was trained at {cfg.fps:g} fps: the model works at that rate only (use --fps {cfg.fps:g}; "
+            "other rates are not supported)"
+        )
+    stored_audio = (dit_ckpt.get("settings") or {}).get("audio") or {}
+    audio = {k: v for k, v in stored_audio.items() if k in type(settings.audio).model_fields}
+    diffusion = {k: getattr(cfg, k) for k in DiffusionSettings.model_fields if hasattr(cfg, k)}
+    return settings.updated(
+        video={"height": cfg.latent_height * 16, "width": cfg.latent_width * 16},
+        vae={"latent_channels": cfg.latent_channels}, audio=audio, diffusion=diffusion,
+    )
 
 
 def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.device | str) -> Models:
-    """Load ``vae.pt`` and ``diffusion.pt`` from ``checkpoint_dir`` (float32, eval mode, on ``device``)."""
-    from synesthete.models.dit import DiT
-
+    """Load ``vae.pt`` and ``diffusion.pt`` from ``checkpoint_dir`` (float32, eval mode, on ``device``), each
+    rebuilt from its own config; ``Models.settings`` is ``settings`` made to fit them (``model_settings``)."""
     checkpoint_dir = Path(checkpoint_dir)
     vae_path = _default_file(checkpoint_dir, "vae")
     dit_path = _default_file(checkpoint_dir, "diffusion")
-    vae_ckpt = read_checkpoint(vae_path)
-    dit_ckpt = read_checkpoint(dit_path)
-    # The two files must belong together before either is compared with the current settings.
-    vae_c = _lookup(vae_ckpt.get("settings") or {}, "vae.latent_channels")
-    dit_c = _lookup(dit_ckpt.get("settings") or {}, "vae.latent_channels")
-    if vae_ckpt.get("kind") == "vae" and dit_ckpt.get("kind") == "diffusion" and vae_c != dit_c:
+    vae_ckpt = load_checkpoint(vae_path, "vae")
+    dit_ckpt = load_checkpoint(dit_path, "diffusion")
+    # The two files must belong together.
+    vae_cfg, dit_cfg = checkpoint_config(vae_ckpt, vae_path), checkpoint_config(dit_ckpt, dit_path)
+    dit_latent = (dit_cfg.latent_channels, dit_cfg.latent_height, dit_cfg.latent_width)
+    if vae_cfg.latent_shape != dit_latent:
         raise CheckpointError(
-            f"{dit_path} was trained on a VAE with vae.latent_channels={dit_c}, but {vae_path} has {vae_c}"
+            f"{dit_path} was trained on latents of shape {dit_latent}, but {vae_path} makes {vae_cfg.latent_shape}"
         )
-    vae, vae_ckpt = load_vae(vae_path, settings, device)
-    dit_ckpt = load_checkpoint(dit_path, "diffusion", settings)
     expected = dit_ckpt.get("vae_fingerprint")
     if expected is not None and expected != vae_fingerprint(vae_ckpt["model"]):
         raise CheckpointError(
@@ -289,14 +356,12 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         )
     if "latent_stats" not in dit_ckpt:
         raise CheckpointError(f"{dit_path} has no latent_stats: it was not written by `synesthete train diffusion`")
-    dit = DiT(settings)
-    load_weights(dit, dit_ckpt.get("ema") or dit_ckpt["model"], dit_path)
-    dit = dit.float().to(device).eval().requires_grad_(False)
     stats = dit_ckpt["latent_stats"]
     check_finite(stats, dit_path)
     return Models(
-        vae=vae,
-        dit=dit,
+        vae=build_model(vae_ckpt, vae_path, device),
+        dit=build_model(dit_ckpt, dit_path, device),
         latent_mean=stats["mean"].float().to(device),
         latent_std=stats["std"].float().to(device),
+        settings=model_settings(settings, dit_ckpt, dit_path),
     )

@@ -235,16 +235,7 @@ def _oracle_for_audio(clip: dict, other: dict, settings: Settings) -> torch.Tens
 @torch.no_grad()
 def _latents(models: Any, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Standardised VAE latent means of frames [T, 3, H, W] -> [T, C, h, w] (batched, on CPU)."""
-    out = []
-    mean = models.latent_mean.to(device).view(1, -1, 1, 1)
-    std = models.latent_std.to(device).view(1, -1, 1, 1)
-    for chunk in torch.split(frames, 64):
-        x = chunk.float().to(device)
-        if chunk.dtype == torch.uint8:
-            x = x / 255.0
-        mu, _ = models.vae.encode(x)
-        out.append(((mu - mean) / std).float().cpu())
-    return torch.cat(out)
+    return torch.cat([models.encode(chunk).float().cpu() for chunk in torch.split(frames, 64)])
 
 
 def _pixel_gap(a: torch.Tensor, b: torch.Tensor) -> float:

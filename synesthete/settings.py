@@ -330,20 +330,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# Fields that define a network's shape: a checkpoint whose values differ cannot be loaded.
-ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
-    "critic": ("critic.size", "critic.width", "critic.feature_dim"),
-    "vae": ("video.width", "video.height", "vae.latent_channels", "vae.base_channels", "vae.max_channels"),
-    "diffusion": (
-        "vae.latent_channels", "video.width", "video.height", "audio.n_bands", "audio.n_mels",
-        "diffusion.window", "diffusion.patch_size", "diffusion.dim", "diffusion.depth", "diffusion.heads",
-        "diffusion.mlp_ratio", "diffusion.audio_context", "diffusion.audio_dim",
-        "diffusion.num_train_timesteps", "diffusion.schedule", "diffusion.prediction",
-        "video.fps",  # not a shape, but the features' frame rate: the model knows only the one it was trained at
-    ),
-}
-
-
 class Settings(BaseSettings):
     """Every knob of Synesthete, in nested sections."""
 
@@ -400,9 +386,12 @@ class Settings(BaseSettings):
             value = getattr(self.video, name)
             if value % 16:
                 raise ValueError(f"video.{name}={value} must be a multiple of 16 (the VAE downsamples 16x)")
-        latent = self.video.width // 16
-        if latent % self.diffusion.patch_size:
-            raise ValueError(f"diffusion.patch_size={self.diffusion.patch_size} must divide the latent size {latent}")
+        for name in ("width", "height"):
+            latent = getattr(self.video, name) // 16
+            if latent % self.diffusion.patch_size:
+                raise ValueError(
+                    f"diffusion.patch_size={self.diffusion.patch_size} must divide the latent {name} {latent}"
+                )
         if self.diffusion.dim % self.diffusion.heads:
             raise ValueError(f"diffusion.dim={self.diffusion.dim} must be divisible by diffusion.heads")
         if self.diffusion.sample_steps > self.diffusion.num_train_timesteps:
@@ -411,13 +400,6 @@ class Settings(BaseSettings):
                 f"diffusion.num_train_timesteps={self.diffusion.num_train_timesteps}"
             )
         return self
-
-    def get(self, dotted: str) -> Any:
-        """Read a value by its dotted name, e.g. ``"vae.latent_channels"``."""
-        value: Any = self
-        for part in dotted.split("."):
-            value = getattr(value, part)
-        return value
 
     def updated(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some fields changed, e.g. ``s.updated(vae={"lr": 1e-3}, device="cpu")``.

@@ -35,7 +35,7 @@ def tiny():
 
 def _vae_run_checkpoint(settings, step: int = 7) -> dict:
     torch.manual_seed(0)
-    model = VAE(settings)
+    model = VAE.from_settings(settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.rand(2, 3, settings.video.height, settings.video.width))[0].mean().backward()
     optimizer.step()
@@ -44,8 +44,8 @@ def _vae_run_checkpoint(settings, step: int = 7) -> dict:
 
 def _dit_run_checkpoint(settings, vae_state: dict) -> dict:
     torch.manual_seed(1)
-    model = DiT(settings)
-    ema = DiT(settings)
+    model = DiT.from_settings(settings)
+    ema = DiT.from_settings(settings)
     for p in ema.parameters():
         torch.nn.init.normal_(p)  # distinguishable from the raw weights
     c = settings.vae.latent_channels
@@ -74,7 +74,7 @@ def test_architecture_mismatch_names_the_field(tiny, tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path, "vae", wider)
     message = str(info.value)
-    assert f"{path} was trained with vae.latent_channels=4, current settings have 8" in message
+    assert f"{path} was trained with latent_channels=4, the current settings give 8" in message
     assert "\n" not in message
     # A field that does not shape the network (the learning rate) is not a mismatch.
     load_checkpoint(path, "vae", tiny.updated(vae={"lr": 0.5}))
@@ -202,5 +202,44 @@ def test_load_models_refuses_missing_and_mismatched_pairs(tiny, tmp_path):
     # A diffusion model whose VAE had another latent width is refused before anything else.
     wide = tiny.updated(vae={"latent_channels": 8})
     save_checkpoint(_dit_run_checkpoint(wide, vae_ckpt["model"]), tmp_path / "diffusion.pt")
-    with pytest.raises(CheckpointError, match="vae.latent_channels=8, but .*vae.pt has 4"):
+    with pytest.raises(CheckpointError, match=r"latents of shape \(8, 2, 2\), but .*vae.pt makes \(4, 2, 2\)"):
         load_models(tiny, tmp_path, "cpu")
+
+
+def test_models_are_rebuilt_from_the_config_their_checkpoint_carries(tiny, tmp_path):
+    """A checkpoint loads without the settings that trained it: render/eval at the default (cpu) preset read
+    tiny checkpoints, and Models.settings takes the frame size, latent and window from them."""
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    dit_ckpt = _dit_run_checkpoint(tiny, vae_ckpt["model"])
+    assert dit_ckpt["config"]["dim"] == tiny.diffusion.dim and vae_ckpt["config"]["width"] == tiny.video.width
+    save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
+    save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
+    cpu = load_settings("cpu")
+    assert (cpu.diffusion.dim, cpu.video.width) != (tiny.diffusion.dim, tiny.video.width)
+    models = load_models(cpu, tmp_path, "cpu")
+    assert models.dit.config.dim == tiny.diffusion.dim
+    assert models.settings.video.width == tiny.video.width and models.settings.diffusion.window == tiny.diffusion.window
+    assert models.settings.diffusion.guidance == cpu.diffusion.guidance  # sampling knobs stay the user's
+    # Files written before configs existed are rebuilt from the settings they store.
+    del dit_ckpt["config"], vae_ckpt["config"]
+    save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
+    save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
+    assert load_models(cpu, tmp_path, "cpu").dit.config.dim == tiny.diffusion.dim
+    # The frame rate is part of what the model means: another one is refused in one line.
+    with pytest.raises(CheckpointError, match="trained at 30 fps"):
+        load_models(cpu.updated(video={"fps": 24}), tmp_path, "cpu")
+
+
+def test_models_encode_and_decode_own_the_latent_scaling(tiny, tmp_path):
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
+    save_checkpoint(_dit_run_checkpoint(tiny, vae_ckpt["model"]), tmp_path / "diffusion.pt")
+    models = load_models(tiny, tmp_path, "cpu")  # latent mean 0, 1, 2, ...; std 2
+    frames = torch.rand(3, 3, tiny.video.height, tiny.video.width)
+    mu, _ = models.vae.encode(frames)
+    z = models.encode(frames)
+    mean = torch.arange(tiny.vae.latent_channels).float().view(1, -1, 1, 1)
+    assert torch.allclose(z * 2 + mean, mu, atol=1e-5)
+    assert torch.allclose(models.encode((frames * 255).round().to(torch.uint8)), z, atol=0.05)
+    out = models.decode(z)
+    assert torch.allclose(out, models.vae.decode(mu).clamp(0, 1), atol=1e-5)

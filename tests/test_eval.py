@@ -124,7 +124,7 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
 
     torch.manual_seed(0)
     c = tiny.vae.latent_channels
-    models = Models(vae=VAE(tiny).eval(), dit=DiT(tiny).eval(), latent_mean=torch.zeros(c), latent_std=torch.ones(c))
+    models = Models(vae=VAE.from_settings(tiny).eval(), dit=DiT.from_settings(tiny).eval(), latent_mean=torch.zeros(c), latent_std=torch.ones(c))
     result, _ = evaluate_heldout(tiny, models=models, progress=False)
     assert {"model", "model_other_audio", "model_half_beat_shift", "oracle", "static"} <= set(result["rows"])
     gaps = result["gaps"]["model"]

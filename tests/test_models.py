@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from synesthete.audio.features import num_features
-from synesthete.models import DiT, count_flops, count_params, dit_flops_per_sample, vae_flops_per_sample
+from synesthete.models import DiT, DiTConfig, count_flops, count_params, dit_flops_per_sample, vae_flops_per_sample
 from synesthete.models.audio_encoder import AudioEncoder
 from synesthete.models.dit import dummy_inputs
 from synesthete.models.vae import VAE, norm_groups, psnr, vae_loss
@@ -38,7 +38,7 @@ def randomise_zero_init(model: nn.Module, seed: int = 0) -> None:
 @pytest.mark.parametrize("preset", ["tiny", "cpu"])
 def test_vae_shapes_and_range(preset):
     s = load_settings(preset)
-    vae = VAE(s)
+    vae = VAE.from_settings(s)
     x = torch.rand(2, 3, s.video.height, s.video.width)
     mean, logvar = vae.encode(x)
     assert mean.shape == logvar.shape == (2, s.vae.latent_channels, s.latent_size, s.latent_size)
@@ -58,7 +58,7 @@ def test_group_norm_counts_valid_for_small_widths():
 def test_vae_overfits_one_batch():
     torch.manual_seed(0)
     s = load_settings("tiny")
-    vae = VAE(s)
+    vae = VAE.from_settings(s)
     x = disc_frames(8, s.video.width)
     opt = torch.optim.AdamW(vae.parameters(), lr=3e-3)
     losses = []
@@ -88,7 +88,7 @@ def test_vae_loss_terms():
 def test_audio_encoder_is_frame_local():
     s = load_settings("tiny").updated(diffusion={"window": 8, "audio_context": 2})
     ctx, window = s.diffusion.audio_context, s.diffusion.window
-    enc = AudioEncoder(s)
+    enc = AudioEncoder(DiTConfig.from_settings(s).audio)
     feats = torch.rand(1, window + 2 * ctx, num_features(s.audio))
     pooled, tokens = enc(feats)
     assert pooled.shape == (1, window, s.diffusion.audio_dim)
@@ -105,7 +105,7 @@ def test_audio_encoder_is_frame_local():
 
 def test_audio_encoder_keeps_absolute_loudness():
     s = load_settings("tiny")
-    enc = AudioEncoder(s)
+    enc = AudioEncoder(DiTConfig.from_settings(s).audio)
     t = s.diffusion.window + 2 * s.diffusion.audio_context
     quiet = torch.full((1, t, num_features(s.audio)), 0.1)
     loud = quiet * 4  # same shape of features, only louder
@@ -116,7 +116,7 @@ def test_audio_encoder_keeps_absolute_loudness():
 def test_dit_shapes_and_zero_init(preset):
     s = load_settings(preset)
     torch.manual_seed(0)
-    dit = DiT(s)
+    dit = DiT.from_settings(s)
     x, t, feats, drop = dummy_inputs(s, batch=2)
     out = dit(x, t, feats, drop)
     assert out.shape == x.shape == (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
@@ -128,7 +128,7 @@ def test_dit_shapes_and_zero_init(preset):
 
 def test_dit_blocks_start_as_identity():
     s = load_settings("tiny")
-    dit = DiT(s)
+    dit = DiT.from_settings(s)
     x, t, feats, drop = dummy_inputs(s, batch=2)
     tokens = torch.randn(2, s.diffusion.window, 1, s.diffusion.dim)
     cond = torch.randn(2, s.diffusion.window, s.diffusion.dim)
@@ -140,7 +140,7 @@ def test_dit_blocks_start_as_identity():
 def test_dit_uses_audio_and_drop_audio_removes_it():
     s = load_settings("tiny")
     torch.manual_seed(0)
-    dit = DiT(s)
+    dit = DiT.from_settings(s)
     randomise_zero_init(dit)
     x, t, feats, _ = dummy_inputs(s, batch=2)
     other = torch.rand_like(feats)
@@ -162,7 +162,7 @@ def test_dit_learns_to_use_audio_from_zero_init():
     """A few optimiser steps on an audio-dependent target open the gates from zero."""
     s = load_settings("tiny")
     torch.manual_seed(0)
-    dit = DiT(s)
+    dit = DiT.from_settings(s)
     x, t, feats, keep = dummy_inputs(s, batch=4)
     ctx = s.diffusion.audio_context
     # Target: every latent of a frame equals that frame's loudness channel.
@@ -183,7 +183,7 @@ def test_dit_learns_to_use_audio_from_zero_init():
 
 def test_param_and_flop_counts():
     tiny, cpu = load_settings("tiny"), load_settings("cpu")
-    assert count_params(DiT(cpu)) > count_params(DiT(tiny)) > 0
+    assert count_params(DiT.from_settings(cpu)) > count_params(DiT.from_settings(tiny)) > 0
     lin = nn.Linear(10, 20, bias=False)
     assert count_flops(lin, torch.zeros(3, 10)) == 2 * 3 * 10 * 20
 
@@ -196,3 +196,28 @@ def test_param_and_flop_counts():
     assert dit_flops_per_sample(cpu) > dit_flops_per_sample(tiny) > 0
     assert dit_flops_per_sample(tiny, "train") == 3 * dit_flops_per_sample(tiny)
     assert vae_flops_per_sample(cpu) > vae_flops_per_sample(tiny) > 0
+
+
+def test_dit_takes_a_non_square_latent():
+    """64x32 frames give a 4x2 latent: the DiT denoises it (the square-latent assumption is gone)."""
+    s = load_settings("tiny", video={"width": 64, "height": 32})
+    dit = DiT.from_settings(s)
+    assert (dit.config.latent_height, dit.config.latent_width) == (2, 4)
+    x, t, feats, drop = dummy_inputs(s, batch=2)
+    assert x.shape[-2:] == (2, 4)
+    assert dit(x, t, feats, drop).shape == x.shape
+    with pytest.raises(ValueError, match="must divide the latent height 3"):  # refused by the settings
+        load_settings("tiny", video={"width": 64, "height": 48})
+    with pytest.raises(ValueError, match="multiple of the patch size"):  # and by the network itself
+        DiT(DiTConfig.from_dict({**dit.config.to_dict(), "latent_height": 3}))
+
+
+def test_configs_round_trip_and_name_their_differences():
+    tiny, cpu = load_settings("tiny"), load_settings("cpu")
+    cfg = DiTConfig.from_settings(tiny)
+    assert DiTConfig.from_dict(cfg.to_dict()) == cfg
+    assert DiTConfig.from_settings(tiny.model_dump(mode="json")) == cfg  # a stored settings dict works too
+    diffs = {name for name, _, _ in cfg.differences(DiTConfig.from_settings(cpu))}
+    assert "dim" in diffs and "num_styles" not in diffs
+    with pytest.raises(ValueError, match="unknown"):
+        DiTConfig.from_dict({**cfg.to_dict(), "extra": 1})

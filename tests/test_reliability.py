@@ -86,7 +86,7 @@ def ckpt_dir(tmp_path_factory) -> Path:
 
     settings = load_settings("tiny")
     torch.manual_seed(0)
-    vae, dit = VAE(settings), DiT(settings)
+    vae, dit = VAE.from_settings(settings), DiT.from_settings(settings)
     c = settings.vae.latent_channels
     folder = tmp_path_factory.mktemp("tiny_ckpt")
     save_checkpoint(make_checkpoint("vae", vae, settings), folder / "vae.pt")

@@ -34,7 +34,7 @@ class PointMassDenoiser(nn.Module):
 def perturbed_dit(settings, seed: int = 0) -> DiT:
     """A tiny DiT whose zero-initialised layers have random weights, so its output depends on every input."""
     torch.manual_seed(seed)
-    dit = DiT(settings)
+    dit = DiT.from_settings(settings)
     gen = torch.Generator().manual_seed(seed)
     for name, param in dit.named_parameters():
         if "adaLN_modulation" in name or name.startswith("final.") or name in ("style_embed.weight", "context_embed"):
@@ -207,4 +207,4 @@ def test_audio_and_style_guidance_compose_with_one_pass_each():
 def test_sample_rejects_unknown_sampler():
     s = load_settings("tiny")
     with pytest.raises(ValueError, match="sampler"):
-        sample(DiT(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s, sampler="euler")
+        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s, sampler="euler")

@@ -81,14 +81,14 @@ def test_warm_start_keeps_old_weights_and_zero_initialises_new_conditioning():
     from synesthete.models import DiT
 
     settings = load_settings("tiny")
-    old = DiT(settings)
+    old = DiT.from_settings(settings)
     state = {k: v for k, v in old.state_dict().items() if k not in ("style_embed.weight", "context_embed")}
-    fresh = DiT(settings)
+    fresh = DiT.from_settings(settings)
     kept = warm_start(fresh, state, "old.pt")
     assert kept == ["context_embed", "style_embed.weight"]
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
     assert fresh.style_embed.weight.abs().sum() == 0 and fresh.context_embed.abs().sum() == 0
-    bigger = DiT(load_settings("tiny", diffusion={"dim": 64}))
+    bigger = DiT.from_settings(load_settings("tiny", diffusion={"dim": 64}))
     with pytest.raises(CheckpointError, match="does not fit"):
         warm_start(bigger, state, "old.pt")
 

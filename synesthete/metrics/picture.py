@@ -32,11 +32,7 @@ PROBE_HIT_DECAY = 0.08  # seconds
 
 def load_critic(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """The style critic (eval mode, float32) and its checkpoint, built from the config the checkpoint carries."""
-    from pydantic import ValidationError
-
-    from synesthete.checkpoint import load_weights, read_checkpoint
-    from synesthete.models.critic import StyleCritic
-    from synesthete.settings import CriticSettings
+    from synesthete.checkpoint import build_model, read_checkpoint
     from synesthete.styles import families
 
     path = Path(path)
@@ -55,13 +51,7 @@ def load_critic(path: str | Path, device: torch.device | str = "cpu") -> tuple[n
         )
     if not isinstance(ckpt.get("cut_threshold"), float) or not math.isfinite(ckpt["cut_threshold"]):
         raise CheckpointError(f"{path} has no cut threshold: it did not finish `synesthete train critic`")
-    try:
-        cfg = CriticSettings(**(ckpt.get("settings") or {}).get("critic", {}))
-    except ValidationError as exc:
-        raise CheckpointError(f"{path} carries an invalid critic configuration") from exc
-    critic = StyleCritic(cfg)
-    load_weights(critic, ckpt["model"], path)
-    return critic.float().to(device).eval().requires_grad_(False), ckpt
+    return build_model(ckpt, path, device), ckpt
 
 
 def recognisability(probs: torch.Tensor, requested: list[int] | None = None) -> dict[str, float]:

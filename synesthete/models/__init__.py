@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from synesthete.models.audio_encoder import AudioEncoder
-from synesthete.models.dit import DiT, dit_flops_per_sample
-from synesthete.models.vae import VAE, vae_flops_per_sample, vae_loss
+from synesthete.models.audio_encoder import AudioEncoder, AudioEncoderConfig
+from synesthete.models.dit import DiT, DiTConfig, dit_flops_per_sample
+from synesthete.models.vae import VAE, VAEConfig, vae_flops_per_sample, vae_loss
 from synesthete.settings import Settings
 
 
@@ -38,15 +38,16 @@ def count_flops(model: nn.Module, *inputs: object) -> int:
 def model_summary(settings: Settings) -> dict[str, float]:
     """Parameter counts and forward GFLOPs per sample (one frame for the VAE, one window for the DiT)."""
     return {
-        "vae_params": count_params(VAE(settings)),
+        "vae_params": count_params(VAE.from_settings(settings)),
         "vae_gflops_per_frame": vae_flops_per_sample(settings) / 1e9,
-        "dit_params": count_params(DiT(settings)),
-        "audio_encoder_params": count_params(AudioEncoder(settings)),
+        "dit_params": count_params(DiT.from_settings(settings)),
+        "audio_encoder_params": count_params(AudioEncoder(DiTConfig.from_settings(settings).audio)),
         "dit_gflops_per_window": dit_flops_per_sample(settings) / 1e9,
     }
 
 
 __all__ = [
-    "VAE", "AudioEncoder", "DiT", "count_flops", "count_params", "dit_flops_per_sample", "model_summary",
+    "VAE", "VAEConfig", "AudioEncoder", "AudioEncoderConfig", "DiT", "DiTConfig",
+    "count_flops", "count_params", "dit_flops_per_sample", "model_summary",
     "vae_flops_per_sample", "vae_loss",
 ]

@@ -13,12 +13,13 @@ vector) and the encoder keeps that distinction intact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synesthete.audio.features import num_features
-from synesthete.settings import Settings
+from synesthete.models.config import ModelConfig
 
 
 class ResidualMLP(nn.Module):
@@ -34,14 +35,24 @@ class ResidualMLP(nn.Module):
         return x + self.fc2(F.silu(self.fc1(x)))
 
 
+@dataclass(frozen=True)
+class AudioEncoderConfig(ModelConfig):
+    """What builds an audio encoder: feature width F, context frames on each side, output width D."""
+
+    num_features: int
+    context: int
+    dim: int
+
+
 class AudioEncoder(nn.Module):
     """Features [B, W + 2*ctx, F] -> (pooled [B, W, D], tokens [B, W, K, D]) with K = 2*ctx + 2."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, cfg: AudioEncoderConfig) -> None:
         super().__init__()
-        self.context = settings.diffusion.audio_context
-        self.num_features = num_features(settings.audio)
-        dim = settings.diffusion.audio_dim
+        self.config = cfg
+        self.context = cfg.context
+        self.num_features = cfg.num_features
+        dim = cfg.dim
         self.dim = dim
         span = 2 * self.context + 1
         self.num_tokens = span + 1

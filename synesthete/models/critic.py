@@ -6,17 +6,21 @@ multi-label, one sigmoid per family (``styles.families()``): a composed frame ca
 and a frame with no recognisable family (a soft colour field) should score low on all of them.
 
 Frames [B, 3, H, W] in [0, 1] are resized to ``critic.size`` and pass four stride-2 stages (conv, GroupNorm,
-SiLU, twice each), global average pooling, and a linear head. The network is built from the ``critic``
-settings section alone, which its checkpoint carries, so any command can load any critic.
+SiLU, twice each), global average pooling, and a linear head. The network is built from its small
+``CriticConfig``, which its checkpoint carries, so any command can load any critic.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synesthete.settings import CriticSettings
+from synesthete.models.config import ModelConfig, settings_dict
+from synesthete.settings import Settings
 from synesthete.styles import families
 
 STAGES = 4
@@ -31,13 +35,30 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+@dataclass(frozen=True)
+class CriticConfig(ModelConfig):
+    """What builds a style critic: input size, first-stage width, feature width, families it names."""
+
+    size: int
+    width: int
+    feature_dim: int
+    num_families: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings | dict[str, Any]) -> CriticConfig:
+        """The config of a new critic for ``settings`` (or a stored settings dict)."""
+        c = settings_dict(settings)["critic"]
+        return cls(size=c["size"], width=c["width"], feature_dim=c["feature_dim"], num_families=len(families()))
+
+
 class StyleCritic(nn.Module):
     """Frames [B, 3, H, W] in [0, 1] -> (family logits [B, S], penultimate features [B, D])."""
 
-    def __init__(self, cfg: CriticSettings) -> None:
+    def __init__(self, cfg: CriticConfig) -> None:
         super().__init__()
+        self.config = cfg
         self.size = cfg.size
-        self.num_families = len(families())
+        self.num_families = cfg.num_families
         widths = [min(cfg.width * 2**i, 4 * cfg.width) for i in range(STAGES)]
         layers, cin = [], 3
         for w in widths:

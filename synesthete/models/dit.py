@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synesthete.models.audio_encoder import AudioEncoder
+from synesthete.models.audio_encoder import AudioEncoder, AudioEncoderConfig
+from synesthete.models.config import ModelConfig, settings_dict
 from synesthete.settings import Settings
 from synesthete.styles import families
 
@@ -201,26 +203,80 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+@dataclass(frozen=True)
+class DiTConfig(ModelConfig):
+    """What builds a DiT, and what its weights mean: the latent it denoises, its size, the audio it hears, the
+    style families it knows, the frame rate of its conditioning and the noise schedule it was trained on."""
+
+    latent_channels: int
+    latent_height: int
+    latent_width: int
+    window: int
+    patch_size: int
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    audio_features: int
+    audio_context: int
+    audio_dim: int
+    num_styles: int
+    fps: float
+    num_train_timesteps: int
+    schedule: str
+    prediction: str
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | dict[str, Any], latent_shape: tuple[int, int, int] | None = None
+    ) -> DiTConfig:
+        """The config of a new DiT for ``settings`` (or a stored settings dict), on latents of ``latent_shape``
+        (C, h, w): the VAE's, by default the frame size / 16 with ``vae.latent_channels``."""
+        from synesthete.audio.features import BASE_FEATURES
+
+        s = settings_dict(settings)
+        video, d = s["video"], s["diffusion"]
+        if latent_shape is None:
+            latent_shape = (s["vae"]["latent_channels"], video["height"] // 16, video["width"] // 16)
+        c, h, w = latent_shape
+        return cls(
+            latent_channels=c, latent_height=h, latent_width=w, window=d["window"], patch_size=d["patch_size"],
+            dim=d["dim"], depth=d["depth"], heads=d["heads"], mlp_ratio=d["mlp_ratio"],
+            audio_features=len(BASE_FEATURES) + s["audio"]["n_bands"], audio_context=d["audio_context"],
+            audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
+            num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
+        )
+
+    @property
+    def audio(self) -> AudioEncoderConfig:
+        """The config of the DiT's audio encoder."""
+        return AudioEncoderConfig(num_features=self.audio_features, context=self.audio_context, dim=self.audio_dim)
+
+
 class DiT(nn.Module):
     """The Brain: predicts noise (or v) for a window of latent frames, given the window's audio features."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
-        cfg = settings.diffusion
-        self.channels = settings.vae.latent_channels
-        self.latent_size = settings.latent_size
+        if cfg.latent_height % cfg.patch_size or cfg.latent_width % cfg.patch_size:
+            raise ValueError(
+                f"the latent ({cfg.latent_height}x{cfg.latent_width}) must be a multiple of the patch size "
+                f"{cfg.patch_size}"
+            )
+        self.config = cfg
+        self.channels = cfg.latent_channels
         self.patch = cfg.patch_size
         self.window = cfg.window
         self.context = cfg.audio_context
         dim = cfg.dim
-        grid = self.latent_size // self.patch
 
         self.patch_embed = PatchEmbed(self.channels, dim, self.patch)
-        self.register_buffer("spatial_pos", sincos_2d(dim, grid, grid), persistent=False)  # [N, D]
+        grid_h, grid_w = cfg.latent_height // self.patch, cfg.latent_width // self.patch
+        self.register_buffer("spatial_pos", sincos_2d(dim, grid_h, grid_w), persistent=False)  # [N, D]
         self.temporal_pos = nn.Parameter(torch.randn(cfg.window, dim) * POS_EMBED_STD)  # [W, D]
         self.t_embedder = TimestepEmbedder(dim)
 
-        self.audio_encoder = AudioEncoder(settings)
+        self.audio_encoder = AudioEncoder(cfg.audio)
         self.audio_vector_proj = nn.Linear(cfg.audio_dim, dim)
         self.audio_token_proj = nn.Linear(cfg.audio_dim, dim)
         # Learned "no audio" embeddings for classifier-free guidance.
@@ -228,7 +284,7 @@ class DiT(nn.Module):
         self.null_tokens = nn.Parameter(torch.randn(self.audio_encoder.num_tokens, dim) * POS_EMBED_STD)
         # Style (multi-hot over the visualizer families) and clean-context conditioning; zero-initialised so a
         # network warm-started from weights without them starts out exactly as it was.
-        self.num_styles = len(families())
+        self.num_styles = cfg.num_styles
         self.style_embed = nn.Linear(self.num_styles, dim, bias=False)
         self.null_style = nn.Parameter(torch.zeros(dim))
         self.context_embed = nn.Parameter(torch.zeros(dim))
@@ -236,6 +292,11 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList([DiTBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final = FinalLayer(dim, self.patch, self.channels)
         self.initialize_weights()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, latent_shape: tuple[int, int, int] | None = None) -> DiT:
+        """A new (untrained) DiT for ``settings`` (see ``DiTConfig.from_settings``)."""
+        return cls(DiTConfig.from_settings(settings, latent_shape))
 
     def initialize_weights(self) -> None:
         """Xavier linears; zero adaLN modulation and final projection, so every block starts as identity."""
@@ -333,9 +394,8 @@ def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]
     """Random (x, t, features, drop_audio) of the right shapes for ``settings`` (tests, FLOP counts)."""
     from synesthete.audio.features import num_features
 
-    cfg = settings.diffusion
-    size = settings.latent_size
-    x = torch.randn(batch, cfg.window, settings.vae.latent_channels, size, size)
+    cfg = DiTConfig.from_settings(settings)
+    x = torch.randn(batch, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     t = torch.randint(0, cfg.num_train_timesteps, (batch,))
     features = torch.rand(batch, cfg.window + 2 * cfg.audio_context, num_features(settings.audio))
     return x, t, features, torch.zeros(batch, dtype=torch.bool)
@@ -345,5 +405,5 @@ def dit_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
     """Model FLOPs of one window (sample) through the DiT ("forward"), or x3 for "train" (forward + backward)."""
     from synesthete.models import count_flops
 
-    flops = count_flops(DiT(settings), *dummy_inputs(settings))
+    flops = count_flops(DiT.from_settings(settings), *dummy_inputs(settings))
     return flops * 3 if kind == "train" else flops

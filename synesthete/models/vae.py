@@ -9,10 +9,14 @@ at full resolution. See docs/model_architecture.md for the measured figures.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synesthete.models.config import ModelConfig, settings_dict
 from synesthete.settings import Settings
 
 NUM_STAGES = 4  # four stride-2 stages: H -> H / 16
@@ -27,10 +31,35 @@ def norm_groups(channels: int, min_group_size: int = 4, max_groups: int = 32) ->
     return 1
 
 
-def stage_channels(settings: Settings) -> list[int]:
+@dataclass(frozen=True)
+class VAEConfig(ModelConfig):
+    """What builds a VAE: the frame size it encodes and its widths."""
+
+    height: int
+    width: int
+    latent_channels: int
+    base_channels: int
+    max_channels: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings | dict[str, Any]) -> VAEConfig:
+        """The config of a new VAE for ``settings`` (or a stored settings dict)."""
+        s = settings_dict(settings)
+        video, vae = s["video"], s["vae"]
+        return cls(
+            height=video["height"], width=video["width"], latent_channels=vae["latent_channels"],
+            base_channels=vae["base_channels"], max_channels=vae["max_channels"],
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's latent."""
+        return self.latent_channels, self.height // 2**NUM_STAGES, self.width // 2**NUM_STAGES
+
+
+def stage_channels(cfg: VAEConfig) -> list[int]:
     """Channels of the four encoder stages (the decoder mirrors them)."""
-    base, cap = settings.vae.base_channels, settings.vae.max_channels
-    return [min(base * 2**i, cap) for i in range(NUM_STAGES)]
+    return [min(cfg.base_channels * 2**i, cfg.max_channels) for i in range(NUM_STAGES)]
 
 
 class ResBlock(nn.Module):
@@ -53,9 +82,9 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     """Frames [B, 3, H, W] -> (mean, logvar), each [B, C, H/16, W/16]."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
-        chans = stage_channels(settings)
+        chans = stage_channels(cfg)
         stages: list[nn.Module] = []
         c_in = 3
         for i, c_out in enumerate(chans):
@@ -67,7 +96,7 @@ class Encoder(nn.Module):
             c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.norm_out = nn.GroupNorm(norm_groups(c_in), c_in)
-        self.conv_out = nn.Conv2d(c_in, 2 * settings.vae.latent_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(c_in, 2 * cfg.latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 3, H, W] in [0, 1] -> mean, logvar [B, C, h, w]."""
@@ -79,10 +108,10 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latents [B, C, h, w] -> frames [B, 3, 16h, 16w] in [0, 1]."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
-        chans = stage_channels(settings)[::-1]  # deepest first
-        self.conv_in = nn.Conv2d(settings.vae.latent_channels, chans[0], 3, padding=1)
+        chans = stage_channels(cfg)[::-1]  # deepest first
+        self.conv_in = nn.Conv2d(cfg.latent_channels, chans[0], 3, padding=1)
         layers: list[nn.Module] = []
         for i, c in enumerate(chans):
             c_next = chans[i + 1] if i + 1 < len(chans) else None
@@ -106,11 +135,17 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """The Eye: a fully convolutional VAE with a [C, H/16, W/16] Gaussian latent."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
-        self.latent_channels = settings.vae.latent_channels
-        self.encoder = Encoder(settings)
-        self.decoder = Decoder(settings)
+        self.config = cfg
+        self.latent_channels = cfg.latent_channels
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VAE:
+        """A new (untrained) VAE for ``settings``."""
+        return cls(VAEConfig.from_settings(settings))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames [B, 3, H, W] in [0, 1] -> (mean, logvar), each [B, C, H/16, W/16]."""
@@ -149,7 +184,7 @@ def vae_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
     """Model FLOPs of one frame through encode + decode ("forward"), or x3 for "train" (forward + backward)."""
     from synesthete.models import count_flops
 
-    model = VAE(settings)
+    model = VAE.from_settings(settings)
     x = torch.rand(1, 3, settings.video.height, settings.video.width)
     flops = count_flops(model, x)
     return flops * 3 if kind == "train" else flops

@@ -27,7 +27,7 @@ from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
 from synesthete.models import count_params
-from synesthete.models.critic import StyleCritic
+from synesthete.models.critic import CriticConfig, StyleCritic
 from synesthete.settings import Settings
 from synesthete.styles import clip_style, families, style_vector
 from synesthete.train.loop import LATEST, TrainingRun, frames_to_float, make_optimizer, one_thread
@@ -175,7 +175,7 @@ def train_critic(
     cs, ts = settings.critic, settings.train
     with TrainingRun("critic", settings, resume) as run:
         torch.manual_seed(ts.seed)
-        model = StyleCritic(cs).to(run.device)
+        model = StyleCritic(CriticConfig.from_settings(settings)).to(run.device)
         optimizer, scheduler = make_optimizer(model, cs.lr, cs.max_steps, settings)
         step, position = run.restore(model, optimizer, scheduler)
         train_model: nn.Module = run.wrap(model)

@@ -35,6 +35,7 @@ from torch import nn
 
 from synesthete.checkpoint import (
     Models,
+    check_config,
     export_checkpoint,
     load_checkpoint,
     load_vae,
@@ -245,14 +246,13 @@ def sample_frames(
 ) -> torch.Tensor:
     """Sample windows for features [n, W + 2ctx, F] (styles [n, S]) with the EMA, decoded: [n, W, 3, H, W]."""
     device = models.latent_mean.device
-    n, window = features.shape[0], settings.diffusion.window
-    c, h = settings.vae.latent_channels, settings.latent_size
+    cfg = models.dit.config
+    n = features.shape[0]
     generator = torch.Generator(device).manual_seed(seed)
-    latents = sample(models.dit, features.to(device), (n, window, c, h, h), settings, generator=generator,
-                     style=style)
-    z = latents.float().flatten(0, 1) * models.latent_std.view(1, c, 1, 1) + models.latent_mean.view(1, c, 1, 1)
-    frames = models.vae.decode(z).clamp(0, 1).float()  # [n * W, 3, H, W]
-    return frames.view(n, window, *frames.shape[1:])
+    shape = (n, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
+    latents = sample(models.dit, features.to(device), shape, settings, generator=generator, style=style)
+    frames = models.decode(latents.flatten(0, 1)).float()  # [n * W, 3, H, W]
+    return frames.view(n, cfg.window, *frames.shape[1:])
 
 
 def log_samples(run: TrainingRun, models: Models, heldout: tuple[torch.Tensor, torch.Tensor], step: int) -> None:
@@ -344,10 +344,16 @@ def train_diffusion(
     if init is not None:
         if resume is not None:
             raise CheckpointError("--init starts a new run from weights; --resume continues a run: pass one")
-        init_ckpt = load_checkpoint(init, "diffusion", settings)
+        init_ckpt = load_checkpoint(init, "diffusion")
     with TrainingRun("diffusion", settings, resume) as run:
         device = run.device
-        vae, vae_ckpt = load_vae(vae_path, settings, device)
+        vae, vae_ckpt = load_vae(vae_path, device)
+        frame = (settings.video.height, settings.video.width)
+        if (vae.config.height, vae.config.width) != frame:
+            raise CheckpointError(
+                f"{vae_path} encodes {vae.config.width}x{vae.config.height} frames, the settings make "
+                f"{frame[1]}x{frame[0]}: train with the VAE's size (--size) or another --vae"
+            )
         fingerprint = vae_fingerprint(vae_ckpt["model"])
         if run.resume_ckpt is not None and run.resume_ckpt.get("vae_fingerprint") != fingerprint:
             raise CheckpointError(
@@ -355,13 +361,14 @@ def train_diffusion(
                 "pass the same --vae as the original run"
             )
         torch.manual_seed(ts.seed)
-        model = DiT(settings).to(device)
+        model = DiT.from_settings(settings, vae.config.latent_shape).to(device)
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         optimizer, scheduler = make_optimizer(model, ds.lr, ds.max_steps, settings)
         step, position = run.restore(model, optimizer, scheduler, ema)
         if init_ckpt is not None:
             if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
                 raise CheckpointError(f"{init} was trained on the latents of a different VAE than {vae_path}")
+            check_config(init_ckpt, model.config, init, "settings of this run", settings.preset)
             weights = init_ckpt.get("ema") or init_ckpt["model"]
             kept = warm_start(model, weights, init)
             warm_start(ema, weights, init)

@@ -64,7 +64,7 @@ def train_vae(settings: Settings, resume: str | Path | None = None, export: str 
     vs, ts = settings.vae, settings.train
     with TrainingRun("vae", settings, resume) as run:
         torch.manual_seed(ts.seed)
-        model = VAE(settings).to(run.device)
+        model = VAE.from_settings(settings).to(run.device)
         optimizer, scheduler = make_optimizer(model, vs.lr, vs.max_steps, settings)
         step, position = run.restore(model, optimizer, scheduler)
         train_model: nn.Module = run.wrap(model)
