@@ -3,8 +3,8 @@
 It reproduces the seed project's music (a sine bass in half notes at gain 0.6, a sawtooth melody in
 quarter, eighth and whole notes at gain 0.3, notes from a scale on a random root, an ADSR envelope per
 note) and adds what that music lacked for beat sync: a drum kit (kick, snare, hi-hat) on a tempo grid of
-70-180 BPM, minor and pentatonic scales, optional chords, and the human-auditable probes of upstream
-lesson 4: silent stretches and tracks that drop out for a while.
+70-180 BPM, minor and pentatonic scales, optional chords, and human-auditable probes:
+silent stretches and tracks that drop out for a while.
 
 Every rhythm sits on one sixteenth-note grid, so beats are real: drum hits, bass and melody onsets all
 land on it. Each track is a sum of notes built as a ``[notes, samples]`` tensor and scattered into the

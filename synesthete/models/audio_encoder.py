@@ -1,6 +1,6 @@
 """Frame-aligned audio encoder: feature timeline [B, W + 2*ctx, F] -> per-frame conditioning.
 
-Each video frame gets (upstream lessons 2 and 5):
+Each video frame gets:
 - one vector [D] that mixes the frame's +-ctx neighbourhood (a valid 1-D convolution whose kernel spans
   exactly 2*ctx + 1 frames, so every offset has its own weights and "an onset here" differs from "an
   onset two frames ago"); it drives the DiT's per-frame adaLN modulation;

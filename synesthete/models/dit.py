@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -158,6 +158,24 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
+class Modulation(NamedTuple):
+    """The twelve adaLN-Zero chunks of a block: (shift, scale, gate) per sub-layer, in the order of the
+    ``adaLN_modulation`` output (the order is part of the trained weights)."""
+
+    spatial_shift: torch.Tensor
+    spatial_scale: torch.Tensor
+    spatial_gate: torch.Tensor
+    temporal_shift: torch.Tensor
+    temporal_scale: torch.Tensor
+    temporal_gate: torch.Tensor
+    cross_shift: torch.Tensor
+    cross_scale: torch.Tensor
+    cross_gate: torch.Tensor
+    mlp_shift: torch.Tensor
+    mlp_scale: torch.Tensor
+    mlp_gate: torch.Tensor
+
+
 class DiTBlock(nn.Module):
     """Spatial, temporal and cross attention plus MLP, each with per-frame adaLN-Zero modulation."""
 
@@ -172,20 +190,20 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 12 * dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
-        """x [B, W, N, D], c [B, W, D], audio_tokens [B, W, K, D] -> [B, W, N, D]."""
-        b, w, n, d = x.shape
-        mods = self.adaLN_modulation(c).unsqueeze(2).chunk(12, dim=-1)  # 12 x [B, W, 1, D]
+        """x [B, T, N, D], c [B, T, D], audio_tokens [B, T, K, D] -> [B, T, N, D] (T frames in the window)."""
+        b, t, n, d = x.shape
+        m = Modulation(*self.adaLN_modulation(c).unsqueeze(2).chunk(12, dim=-1))  # 12 x [B, T, 1, D]
 
-        h = modulate(self.norms[0](x), mods[0], mods[1]).reshape(b * w, n, d)
-        x = x + mods[2] * self.spatial(h).view(b, w, n, d)  # within each frame
+        h = modulate(self.norms[0](x), m.spatial_shift, m.spatial_scale).reshape(b * t, n, d)
+        x = x + m.spatial_gate * self.spatial(h).view(b, t, n, d)  # within each frame
 
-        h = modulate(self.norms[1](x), mods[3], mods[4]).transpose(1, 2).reshape(b * n, w, d)
-        x = x + mods[5] * self.temporal(h).view(b, n, w, d).transpose(1, 2)  # across the window
+        h = modulate(self.norms[1](x), m.temporal_shift, m.temporal_scale).transpose(1, 2).reshape(b * n, t, d)
+        x = x + m.temporal_gate * self.temporal(h).view(b, n, t, d).transpose(1, 2)  # across the window
 
-        h = modulate(self.norms[2](x), mods[6], mods[7]).reshape(b * w, n, d)
-        x = x + mods[8] * self.cross(h, audio_tokens.flatten(0, 1)).view(b, w, n, d)  # frame -> its audio
+        h = modulate(self.norms[2](x), m.cross_shift, m.cross_scale).reshape(b * t, n, d)
+        x = x + m.cross_gate * self.cross(h, audio_tokens.flatten(0, 1)).view(b, t, n, d)  # frame -> its audio
 
-        return x + mods[11] * self.mlp(modulate(self.norms[3](x), mods[9], mods[10]))
+        return x + m.mlp_gate * self.mlp(modulate(self.norms[3](x), m.mlp_shift, m.mlp_scale))
 
 
 class FinalLayer(nn.Module):

@@ -9,7 +9,7 @@ Data path of one step::
                                     latent statistics measured once at the start (kept in the checkpoint)
     -> DDPM objective               x_t = q_sample(x0, noise, t), target = eps or v (sampling.NoiseSchedule)
 
-Audio pressure (docs/model_architecture.md, ../shared/reference/upstream-lessons.md):
+Audio pressure (docs/model_architecture.md):
 
 * classifier-free guidance dropout: ``diffusion.cfg_dropout`` of the windows get the null audio embedding;
 * shuffled-audio hinge: the same noisy input and timestep are denoised a second time with the features of
