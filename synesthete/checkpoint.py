@@ -34,7 +34,7 @@ from torch import nn
 
 from synesthete import __version__
 from synesthete.errors import CheckpointError
-from synesthete.media import atomic_save
+from synesthete.media import atomic_save, to_unit
 from synesthete.settings import DiffusionSettings, Settings
 
 FORMAT = "synesthete-checkpoint"
@@ -267,9 +267,7 @@ class Models:
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames [N, 3, H, W] (floats in [0, 1] or uint8) -> standardised latents [N, C, h, w] (the VAE's
         posterior mean, scaled to the unit-variance space the DiT works in)."""
-        x = frames.to(self.latent_mean.device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        mu, _ = self.vae.encode(x)
+        mu, _ = self.vae.encode(to_unit(frames, self.latent_mean.device))
         mean, std = self._stats(mu)
         return (mu - mean) / std
 

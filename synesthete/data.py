@@ -24,13 +24,12 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from synesthete.audio.features import FeatureExtractor, frames_for
+from synesthete.audio.features import FeatureExtractor, cached_extractor, frames_for
 from synesthete.audio.synth import synthesize
 from synesthete.media import to_uint8
 from synesthete.settings import Settings
 
 SPLITS = ("train", "heldout")
-_EXTRACTORS: dict[str, FeatureExtractor] = {}  # one per (audio settings, fps) in this process
 
 
 def _stream_offset(base_seed: int, modulus: int) -> int:
@@ -58,10 +57,7 @@ def seed_for(index: int, settings: Settings, split: str = "train") -> int:
 
 def feature_extractor(settings: Settings) -> FeatureExtractor:
     """The process's cached FeatureExtractor for these audio settings and frame rate (CPU)."""
-    key = f"{settings.audio.model_dump_json()}|{settings.video.fps}"
-    if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = FeatureExtractor(settings.audio, settings.video.fps).eval()
-    return _EXTRACTORS[key]
+    return cached_extractor(settings.audio, settings.video.fps)
 
 
 @torch.no_grad()

@@ -21,9 +21,9 @@ from rich.table import Table
 
 from synesthete.console import console, err_console, make_progress
 from synesthete.errors import InputError, OutputError
-from synesthete.media import atomic_path, check_output, load_audio, load_video
+from synesthete.media import atomic_path, check_output, load_audio, load_video, to_unit
 from synesthete.metrics.flow import motion_curve
-from synesthete.metrics.quality import psnr, ssim
+from synesthete.metrics.quality import nanmean, psnr, ssim
 from synesthete.metrics.sync import SyncAnalysis, analyse
 from synesthete.settings import Settings
 
@@ -45,12 +45,6 @@ COLUMNS = (
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def nanmean(values: list[float]) -> float:
-    """Mean of the finite values; NaN when there are none."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
 def _fit(table: Table) -> Table:
     """``table``, drawn without vertical rules and outer padding when it is wider than the terminal (80
     columns fit), so that no cell is cut; headers wrap at their spaces."""
@@ -240,11 +234,8 @@ def _latents(models: Any, frames: torch.Tensor, device: torch.device) -> torch.T
 
 def _pixel_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute pixel difference of two videos, as a fraction of full scale."""
-    def unit(x: torch.Tensor) -> torch.Tensor:
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-
     t = min(a.shape[0], b.shape[0])
-    return float((unit(a[:t]) - unit(b[:t])).abs().mean())
+    return float((to_unit(a[:t]) - to_unit(b[:t])).abs().mean())
 
 
 def evaluate_heldout(
@@ -324,7 +315,7 @@ def evaluate_heldout(
                 gaps["oracle"].setdefault("latent", []).append(float((z_o - z_s).abs().mean()))
                 # VAE reconstruction of held-out oracle frames, evenly spaced through the clip.
                 idx = torch.linspace(0, oracle.shape[0] - 1, min(settings.eval.quality_frames, oracle.shape[0]))
-                x = oracle[idx.round().long()].float().to(device) / 255.0
+                x = to_unit(oracle[idx.round().long()], device)
                 with torch.no_grad():
                     recon = models.vae.decode(models.vae.encode(x)[0]).clamp(0, 1).float().cpu()
                 psnrs.append(psnr(x.cpu(), recon))
@@ -491,7 +482,7 @@ def heldout_sheet_rows(videos: dict[str, list[torch.Tensor]], settings: Settings
     rows = []
     for model, oracle in zip(videos["model"], videos["oracle"], strict=True):
         idx = sheet_times(min(len(model), len(oracle)), settings.eval.sheet_frames)
-        rows += [_unit_frames(model[idx]), _unit_frames(oracle[idx])]
+        rows += [to_unit(model[idx]), to_unit(oracle[idx])]
     return rows
 
 
@@ -508,12 +499,8 @@ def write_video_sheet(path: Path, frames: torch.Tensor, settings: Settings, rows
 
     n = settings.eval.sheet_frames
     idx = sheet_times(frames.shape[0], n * rows)
-    picked = _unit_frames(frames[idx])
+    picked = to_unit(frames[idx])
     write_sheet(path, [picked[r * n : (r + 1) * n] for r in range(rows)], group=rows)
-
-
-def _unit_frames(frames: torch.Tensor) -> torch.Tensor:
-    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
 
 
 def print_picture(picture: dict) -> None:

@@ -334,6 +334,14 @@ def load_video(path: str | Path) -> tuple[torch.Tensor, float]:
 
 
 # --------------------------------------------------------------------------------------------- encoding
+def to_unit(frames: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 frames (0..255) or float frames in [0, 1] -> float32 in [0, 1], moved to ``device`` first if given
+    (so uint8 travels, and is converted where it lands)."""
+    if device is not None:
+        frames = frames.to(device, non_blocking=True)
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+
+
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """Float frames in [0, 1] (any device) to contiguous uint8 on the CPU; uint8 passes through."""
     if frames.dtype == torch.uint8:

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from synesthete.audio.features import num_features
+from synesthete.metrics.quality import psnr
 from synesthete.models import DiT, DiTConfig, count_flops, count_params, dit_flops_per_sample, vae_flops_per_sample
 from synesthete.models.audio_encoder import AudioEncoder
 from synesthete.models.dit import dummy_inputs
-from synesthete.models.vae import VAE, norm_groups, psnr, vae_loss
+from synesthete.models.vae import VAE, norm_groups, vae_loss
 from synesthete.settings import load_settings
 
 

@@ -2,7 +2,7 @@
 
 For every video frame it gives absolute loudness (RMS), onset strength (spectral flux), spectral
 centroid and ``n_bands`` band energies. Nothing is normalised per clip: silence must stay distinguishable
-from sound (upstream lesson 5), so every channel is a fixed, absolute mapping into roughly [0, 1].
+from sound, so every channel is a fixed, absolute mapping into roughly [0, 1].
 
 The analysis runs at a fine hop (``audio.feature_hop``, 10 ms at 16 kHz) and is then pooled into video
 frames: onsets by max (a 10 ms transient must survive), the rest by mean. Frame ``i`` is shown at time
@@ -150,3 +150,14 @@ def compute_features(
 ) -> torch.Tensor:
     """One-shot helper: features [T, F] (or [B, T, F]) of ``wave`` at ``audio.sample_rate``."""
     return FeatureExtractor(audio, fps).to(wave.device)(wave, num_frames)
+
+
+_EXTRACTORS: dict[tuple[str, float, str], FeatureExtractor] = {}  # one per (audio settings, fps, device)
+
+
+def cached_extractor(audio: AudioSettings, fps: float, device: torch.device | str = "cpu") -> FeatureExtractor:
+    """The process's FeatureExtractor for these audio settings, frame rate and device (built once)."""
+    key = (audio.model_dump_json(), float(fps), str(device))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = FeatureExtractor(audio, fps).to(device).eval()
+    return _EXTRACTORS[key]

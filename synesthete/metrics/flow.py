@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from synesthete.media import to_unit
 from synesthete.settings import EvalSettings
 
 # ITU-R BT.601 luma weights, as OpenCV's BGR2GRAY.
@@ -22,9 +23,7 @@ TIKHONOV = 1e-4
 
 def to_gray(frames: torch.Tensor) -> torch.Tensor:
     """uint8 or float frames [T, 3, H, W] -> float greyscale [T, 1, H, W] in [0, 1]."""
-    x = frames.float()
-    if frames.dtype == torch.uint8:
-        x = x / 255.0
+    x = to_unit(frames)
     w = x.new_tensor(LUMA).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from synesthete.errors import CheckpointError
+from synesthete.media import to_unit
 
 PROBE_HITS_PER_SECOND = 2.5  # mean rate of the aperiodic probe's hits (Poisson: no tempo)
 PROBE_NOISE_RMS = 0.03  # the probe's steady noise bed
@@ -102,7 +103,7 @@ def style_stability(probs: torch.Tensor) -> float:
 
 
 def _grey(frames: torch.Tensor) -> torch.Tensor:
-    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+    x = to_unit(frames)
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])  # [T, H, W]
 
 
@@ -116,7 +117,7 @@ def sharpness(frames: torch.Tensor) -> float:
 
 def frame_changes(frames: torch.Tensor) -> torch.Tensor:
     """Mean absolute pixel change [T - 1] between consecutive frames (fraction of full scale)."""
-    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+    x = to_unit(frames)
     return (x[1:] - x[:-1]).abs().flatten(1).mean(1)
 
 

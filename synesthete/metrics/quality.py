@@ -8,24 +8,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synesthete.media import to_unit
+
 # SSIM (Wang et al. 2004): 11-tap Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03 on a unit range.
 SSIM_TAPS, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 MSE_FLOOR = 1e-10  # caps PSNR of identical frames at 100 dB
 
 
-def _unit(frames: torch.Tensor) -> torch.Tensor:
-    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+def nanmean(values: list[float]) -> float:
+    """Mean of the finite values (None and NaN skipped); NaN when there are none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean per-frame PSNR (dB) of frames [T, 3, H, W] (uint8 or float in [0, 1])."""
-    mse = (_unit(a) - _unit(b)).pow(2).flatten(1).mean(1).clamp(min=MSE_FLOOR)  # [T]
+    mse = (to_unit(a) - to_unit(b)).pow(2).flatten(1).mean(1).clamp(min=MSE_FLOOR)  # [T]
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean SSIM of frames [T, 3, H, W] (per channel, Gaussian window, valid region only)."""
-    x, y = _unit(a), _unit(b)
+    x, y = to_unit(a), to_unit(b)
     channels = x.shape[1]
     taps = min(SSIM_TAPS, x.shape[-1], x.shape[-2]) | 1
     g = torch.exp(-0.5 * ((torch.arange(taps) - taps // 2) / SSIM_SIGMA) ** 2)
@@ -73,7 +77,7 @@ def flicker(frames: torch.Tensor, mask: np.ndarray) -> float:
     if idx.size == 0:
         return math.nan
     t = torch.as_tensor(idx)
-    return float((_unit(frames[t]) - _unit(frames[t - 1])).abs().mean())
+    return float((to_unit(frames[t]) - to_unit(frames[t - 1])).abs().mean())
 
 
 def silence_response(motion: np.ndarray, quiet: np.ndarray, sound: np.ndarray) -> tuple[float, float, float]:

@@ -174,12 +174,6 @@ def vae_loss(
     return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
 
 
-def psnr(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio (dB) of images in [0, 1], averaged over the batch."""
-    mse = (recon.float() - x.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
-    return (-10 * torch.log10(mse)).mean()
-
-
 def vae_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
     """Model FLOPs of one frame through encode + decode ("forward"), or x3 for "train" (forward + backward)."""
     from synesthete.models import count_flops

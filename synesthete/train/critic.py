@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
+from synesthete.media import to_unit
 from synesthete.models import count_params
 from synesthete.models.critic import CriticConfig, StyleCritic
 from synesthete.settings import Settings
 from synesthete.styles import clip_style, families, style_vector
-from synesthete.train.loop import LATEST, TrainingRun, frames_to_float, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, make_optimizer, one_thread
 
 H264_CRF = (18, 34)  # CRF range of the H.264 round trip augmentation
 JUNK_BLUR = (4.0, 10.0)  # Gaussian sigma (pixels at 128x128) of blurred junk frames
@@ -95,7 +96,7 @@ class CriticData:
     def batch(self, count: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames [B, 3, H, W] in [0, 1] on ``device`` and multi-hot targets [B, S]."""
         frames, styles = self.pool.labelled_frames(count, generator)
-        x = frames_to_float(frames, device)
+        x = to_unit(frames, device)
         y = styles.to(device)
         n_junk = int(round(count * self.settings.critic.junk_prob))
         if n_junk:
@@ -110,10 +111,7 @@ def critic_outputs(critic: nn.Module, frames: torch.Tensor, chunk: int = 256) ->
     device = next(critic.parameters()).device
     probs, feats = [], []
     for part in frames.split(chunk):
-        x = part.to(device).float()
-        if part.dtype == torch.uint8:
-            x = x / 255.0
-        logits, f = critic(x)
+        logits, f = critic(to_unit(part, device))
         probs.append(torch.sigmoid(logits.float()).cpu())
         feats.append(f.float().cpu())
     if not probs:

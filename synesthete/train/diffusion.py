@@ -25,7 +25,6 @@ exported checkpoint use.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,13 @@ from synesthete.checkpoint import (
 )
 from synesthete.device import autocast
 from synesthete.errors import CheckpointError
+from synesthete.media import to_unit
+from synesthete.metrics.quality import nanmean
 from synesthete.models import count_params
 from synesthete.models.dit import DiT
 from synesthete.sampling import NoiseSchedule, sample
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, frames_to_float, image_row, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, one_thread
 
 ENCODE_CHUNK = 256  # frames per VAE forward when measuring latent statistics (bounds memory)
 EMA_WARMUP = 10  # EMA decay ramps as (1 + step) / (EMA_WARMUP + step) up to diffusion.ema_decay
@@ -63,7 +64,7 @@ def encode_frames(vae: nn.Module, frames: torch.Tensor, device: torch.device, am
     out = []
     for chunk in frames.split(ENCODE_CHUNK):
         with autocast(device, amp):
-            mean, _ = vae.encode(frames_to_float(chunk, device))
+            mean, _ = vae.encode(to_unit(chunk, device))
         out.append(mean.float())
     return torch.cat(out)
 
@@ -287,7 +288,7 @@ def heldout_sync_metrics(videos: list[torch.Tensor] | None, clips: list[dict], s
                               beats=clip["meta"]["beats"])  # frames [T, 3, H, W]
         for key, value in values.items():
             totals.setdefault(key, []).append(value)
-    return {key: _nanmean(values) for key, values in totals.items()}
+    return {key: nanmean(values) for key, values in totals.items()}
 
 
 def render_heldout(models: Models, clips: list[dict], settings: Settings) -> list[torch.Tensor]:
@@ -312,11 +313,6 @@ def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clip
     run.scalar("picture/sharpness_over_oracle", picture["sharpness_ratio"], step)
     videos = {"model": renders, "oracle": [clip["frames"] for clip in clips]}
     run.image("picture/contact_sheet", compose_sheet(heldout_sheet_rows(videos, run.settings)), step)
-
-
-def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
 
 
 # --------------------------------------------------------------------------------------------- trainer

@@ -667,8 +667,3 @@ class TrainingRun:
 def image_row(frames: torch.Tensor) -> torch.Tensor:
     """Frames [N, 3, H, W] side by side -> [3, H, N*W]."""
     return torch.cat(list(frames), dim=-1)
-
-
-def frames_to_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 frames [..., 3, H, W] -> float [..., 3, H, W] in [0, 1] on ``device``."""
-    return frames.to(device, non_blocking=True).float().div_(255)

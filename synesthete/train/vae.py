@@ -18,10 +18,12 @@ from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
 from synesthete.device import autocast
+from synesthete.media import to_unit
+from synesthete.metrics.quality import psnr
 from synesthete.models import count_params
-from synesthete.models.vae import VAE, psnr, vae_loss
+from synesthete.models.vae import VAE, vae_loss
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, frames_to_float, image_row, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, one_thread
 
 
 def heldout_frames(settings: Settings, count: int) -> torch.Tensor:
@@ -51,7 +53,7 @@ def reconstruct(model: VAE, x: torch.Tensor, device: torch.device, amp: bool) ->
 
 def log_reconstructions(run: TrainingRun, model: VAE, heldout: torch.Tensor, step: int) -> float:
     """Log the held-out reconstruction grid (originals above, reconstructions below) and its PSNR."""
-    x = frames_to_float(heldout, run.device)
+    x = to_unit(heldout, run.device)
     recon = reconstruct(model, x, run.device, run.settings.train.amp)
     value = float(psnr(recon, x))
     run.scalar("vae/psnr_heldout", value, step)
@@ -86,10 +88,10 @@ def train_vae(settings: Settings, resume: str | Path | None = None, export: str 
             frames = [pool.frames(micro, gen) for _ in range(ts.grad_accum)]  # uint8 [B, 3, H, W] each
 
             def loss_fn(i: int, frames=frames) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-                x = frames_to_float(frames[i], run.device)
+                x = to_unit(frames[i], run.device)
                 recon, mean, logvar = train_model(x)  # [B, 3, H, W], [B, C, h, w] x 2
                 loss, parts = vae_loss(recon, x, mean, logvar, vs.kl_weight)
-                parts["psnr"] = psnr(recon.detach(), x)
+                parts["psnr"] = torch.tensor(psnr(recon.detach(), x))
                 return loss, parts, x.shape[0]
 
             result = run.optimize(train_model, optimizer, scheduler, loss_fn, step)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synesthete.audio.features import BASE_FEATURES, FeatureExtractor, feature_names
+from synesthete.audio.features import BASE_FEATURES, cached_extractor, feature_names
 from synesthete.settings import Settings
 
 # --- How features become drive signals (fixed: they define what the ground truth reacts to) -----------------
@@ -270,16 +270,10 @@ class Drive:
         return padded[index]
 
 
-_EXTRACTORS: dict[tuple[str, float, str], FeatureExtractor] = {}
-
-
 def _band_energies(audio: torch.Tensor, settings: Settings, n: int, frames: int) -> torch.Tensor:
     """Band energies [T, n] (dB mapped 0..1) from the shared FeatureExtractor with ``n_bands = n``."""
     audio_settings = settings.audio.model_copy(update={"n_bands": n})
-    key = (audio_settings.model_dump_json(), float(settings.video.fps), str(audio.device))
-    if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = FeatureExtractor(audio_settings, settings.video.fps).to(audio.device)
-    feats = _EXTRACTORS[key](audio, frames)  # [T, 4 + n]
+    feats = cached_extractor(audio_settings, settings.video.fps, audio.device)(audio, frames)  # [T, 4 + n]
     return feats[:, len(BASE_FEATURES):]
 
 
