@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,25 +228,24 @@ def _active(duration: float, mutes: list[list[float]]) -> list[list[float]]:
     return ranges
 
 
-def synthesize(
-    seed: int, settings: Settings, duration: float | None = None, **overrides: Any
-) -> tuple[torch.Tensor, dict]:
-    """Music for ``seed``: a loudness-normalised wave [N] at ``audio.sample_rate`` and its exact score.
+@dataclass(frozen=True)
+class _Grid:
+    """The clip's step grid: ``num_steps`` sixteenth-note steps of ``step`` seconds from ``t0`` (a bar start
+    at or before the clip's start), on whole samples."""
 
-    ``overrides`` force options for probes and eval: ``drums``, ``chords``, ``silence``, ``dropout`` (bool),
-    ``tempo`` (BPM), ``scale`` (a name in SCALES), ``root`` (MIDI).
-    """
-    unknown = set(overrides) - set(OVERRIDES)
-    if unknown:
-        raise TypeError(f"unknown synth override(s) {sorted(unknown)}; expected some of {OVERRIDES}")
+    t0: float
+    step: float
+    num_steps: int
+    sr: int
+
+    def time_of(self, k: int) -> float:
+        return round((self.t0 + k * self.step) * self.sr) / self.sr  # grid times fall on whole samples
+
+
+def _choices(seed: int, settings: Settings, overrides: dict[str, Any]) -> tuple[float, str, int, dict, float]:
+    """(tempo, scale name, root, options, bar offset) for ``seed``, with ``overrides`` applied. Every draw
+    happens whatever the overrides, so forcing one option changes nothing else."""
     data = settings.data
-    sr = settings.audio.sample_rate
-    duration = settings.audio.clip_seconds if duration is None else float(duration)
-    if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    n = round(duration * sr)
-
-    # Global choices: every draw happens whatever the overrides, so forcing one option changes nothing else.
     g = _rng(seed, "global")
     tempo = g.uniform(data.tempo_min, data.tempo_max)
     scale_name = g.choice(sorted(SCALES))
@@ -267,68 +267,126 @@ def synthesize(
         raise ValueError(f"tempo must be positive, got {tempo}")
     if scale_name not in SCALES:
         raise ValueError(f"unknown scale {scale_name!r}; expected one of {sorted(SCALES)}")
-    scale = SCALES[scale_name]
+    return tempo, scale_name, root, options, bar_offset
 
-    step = 60.0 / tempo / STEPS_PER_BEAT
-    t0 = -bar_offset * STEPS_PER_BAR * step  # grid time of the first step (a bar start, before the clip)
-    num_steps = math.ceil((duration - t0) / step)
 
-    def time_of(k: int) -> float:
-        return round((t0 + k * step) * sr) / sr  # grid times fall on whole samples
-
-    # Probes: a silent stretch, and one or two tracks that drop out for a while.
-    present = [name for name in TRACKS if name != "drums" or options["drums"]]
-    silences = [_stretch(_rng(seed, "silence"), duration, PROBE_SECONDS, t0, step, sr)] if options["silence"] else []
-    dropouts: dict[str, list[list[float]]] = {}
+def _probes(
+    seed: int, options: dict, present: list[str], duration: float, grid: _Grid
+) -> tuple[list[tuple[float, float]], dict[str, list]]:
+    """The probes: a silent stretch (``silences``), and one or two tracks that drop out for a while."""
+    silences = (
+        [_stretch(_rng(seed, "silence"), duration, PROBE_SECONDS, grid.t0, grid.step, grid.sr)]
+        if options["silence"] else []
+    )
+    dropouts: dict[str, list] = {}
     if options["dropout"]:
         d = _rng(seed, "dropout")
         count = 2 if len(present) == 3 and d.random() < 0.3 else 1
         for name in d.sample(present, count):
-            dropouts[name] = [_stretch(d, duration, DROPOUT_SECONDS, t0, step, sr)]
+            dropouts[name] = [_stretch(d, duration, DROPOUT_SECONDS, grid.t0, grid.step, grid.sr)]
+    return silences, dropouts
+
+
+def _bass(seed: int, grid: _Grid, root: int, scale: tuple, keep: Callable[[float, str], bool]) -> tuple:
+    """Half notes on the progression's degree (the fifth on the second half of some bars): (notes, ADSR)."""
+    b = _rng(seed, "bass")
+    progression = b.choice(PROGRESSIONS)
+    bass_fifth = b.random() < 0.5
+    adsr = (b.uniform(0.004, 0.015), b.uniform(0.1, 0.3), b.uniform(0.5, 0.9), b.uniform(0.05, 0.15))
+    bass = _Notes()
+    for k in range(0, grid.num_steps, BASS_STEPS):
+        degree = progression[(k // STEPS_PER_BAR) % len(progression)]
+        if bass_fifth and (k % STEPS_PER_BAR) == BASS_STEPS:
+            degree += 4
+        midi = root - 12 + _degree_to_semitones(scale, degree)
+        if keep(grid.time_of(k), "bass"):
+            bass.add(grid.time_of(k), BASS_STEPS * grid.step * LEGATO, _midi_to_hz(midi), BASS_GAIN)
+    return bass, adsr
+
+
+def _melody(
+    seed: int, grid: _Grid, root: int, scale: tuple, chords: bool, keep: Callable[[float, str], bool]
+) -> tuple:
+    """A random walk on the scale in eighth, quarter and whole notes, optionally as triads: (notes, ADSR)."""
+    m = _rng(seed, "melody")
+    adsr = (m.uniform(0.003, 0.012), m.uniform(0.05, 0.2), m.uniform(0.4, 0.8), m.uniform(0.03, 0.12))
+    melody = _Notes()
+    degree, k = m.randrange(len(scale)), 0
+    while k < grid.num_steps:
+        steps = m.choices(MELODY_STEPS, MELODY_WEIGHTS)[0]
+        rest = m.random() < MELODY_REST_PROB
+        degree = max(-3, min(10, degree + m.choice((-2, -1, -1, 0, 1, 1, 2))))
+        if not rest and keep(grid.time_of(k), "melody"):
+            voices = (degree, degree + 2, degree + 4) if chords and steps >= 4 else (degree,)
+            for voice in voices:
+                midi = root + 12 + _degree_to_semitones(scale, voice)
+                melody.add(grid.time_of(k), steps * grid.step * LEGATO, _midi_to_hz(midi),
+                           MELODY_GAIN / len(voices) ** 0.5)
+        k += steps
+    return melody, adsr
+
+
+def _drums(seed: int, grid: _Grid, on: bool, keep: Callable[[float, str], bool]) -> tuple[dict, dict]:
+    """One kick, snare and hat pattern per clip, repeated every bar: (patterns, onsets per kind)."""
+    d = _rng(seed, "drums")
+    patterns = {"kick": d.choice(KICK_PATTERNS), "snare": d.choice(SNARE_PATTERNS), "hat": d.choice(HAT_PATTERNS)}
+    onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hat": []}
+    if on:
+        for k in range(grid.num_steps):
+            for kind, pattern in patterns.items():
+                if k % STEPS_PER_BAR in pattern and keep(grid.time_of(k), "drums"):
+                    onsets[kind].append(grid.time_of(k))
+    return patterns, onsets
+
+
+def _normalise(wave: torch.Tensor, silences: list, target_rms: float, sr: int) -> torch.Tensor:
+    """The audible part reaches ``target_rms``, then the peak is limited by scaling (never clipping)."""
+    n = wave.numel()
+    audible = torch.ones(n, dtype=torch.bool)
+    for s, e in silences:
+        audible[round(s * sr) : round(e * sr)] = False
+    rms = wave[audible].pow(2).mean().sqrt() if audible.any() else wave.new_zeros(())
+    if rms > 0:
+        wave = wave * (target_rms / rms)
+    peak = wave.abs().max() if n else wave.new_zeros(())
+    if peak > PEAK:
+        wave = wave * (PEAK / peak)
+    return wave
+
+
+def synthesize(
+    seed: int, settings: Settings, duration: float | None = None, **overrides: Any
+) -> tuple[torch.Tensor, dict]:
+    """Music for ``seed``: a loudness-normalised wave [N] at ``audio.sample_rate`` and its exact score.
+
+    ``overrides`` force options for probes and eval: ``drums``, ``chords``, ``silence``, ``dropout`` (bool),
+    ``tempo`` (BPM), ``scale`` (a name in SCALES), ``root`` (MIDI).
+    """
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        raise TypeError(f"unknown synth override(s) {sorted(unknown)}; expected some of {OVERRIDES}")
+    sr = settings.audio.sample_rate
+    duration = settings.audio.clip_seconds if duration is None else float(duration)
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    n = round(duration * sr)
+
+    tempo, scale_name, root, options, bar_offset = _choices(seed, settings, overrides)
+    scale = SCALES[scale_name]
+    step = 60.0 / tempo / STEPS_PER_BEAT
+    t0 = -bar_offset * STEPS_PER_BAR * step  # grid time of the first step (a bar start, before the clip)
+    grid = _Grid(t0=t0, step=step, num_steps=math.ceil((duration - t0) / step), sr=sr)
+
+    present = [name for name in TRACKS if name != "drums" or options["drums"]]
+    silences, dropouts = _probes(seed, options, present, duration, grid)
     mutes = {name: _mutes(name, silences, dropouts) for name in TRACKS}
 
     def keep(onset: float, name: str) -> bool:
         return onset < duration and _audible(onset, mutes[name])
 
-    # Bass: half notes on the progression's degree (the fifth on the second half of some bars).
-    b = _rng(seed, "bass")
-    progression = b.choice(PROGRESSIONS)
-    bass_fifth = b.random() < 0.5
-    bass_adsr = (b.uniform(0.004, 0.015), b.uniform(0.1, 0.3), b.uniform(0.5, 0.9), b.uniform(0.05, 0.15))
-    bass = _Notes()
-    for k in range(0, num_steps, BASS_STEPS):
-        degree = progression[(k // STEPS_PER_BAR) % len(progression)]
-        if bass_fifth and (k % STEPS_PER_BAR) == BASS_STEPS:
-            degree += 4
-        midi = root - 12 + _degree_to_semitones(scale, degree)
-        if keep(time_of(k), "bass"):
-            bass.add(time_of(k), BASS_STEPS * step * LEGATO, _midi_to_hz(midi), BASS_GAIN)
-
-    # Melody: a random walk on the scale in eighth, quarter and whole notes, optionally as triads.
-    m = _rng(seed, "melody")
-    melody_adsr = (m.uniform(0.003, 0.012), m.uniform(0.05, 0.2), m.uniform(0.4, 0.8), m.uniform(0.03, 0.12))
-    melody = _Notes()
-    degree, k = m.randrange(len(scale)), 0
-    while k < num_steps:
-        steps = m.choices(MELODY_STEPS, MELODY_WEIGHTS)[0]
-        rest = m.random() < MELODY_REST_PROB
-        degree = max(-3, min(10, degree + m.choice((-2, -1, -1, 0, 1, 1, 2))))
-        if not rest and keep(time_of(k), "melody"):
-            voices = (degree, degree + 2, degree + 4) if options["chords"] and steps >= 4 else (degree,)
-            for voice in voices:
-                midi = root + 12 + _degree_to_semitones(scale, voice)
-                melody.add(time_of(k), steps * step * LEGATO, _midi_to_hz(midi), MELODY_GAIN / len(voices) ** 0.5)
-        k += steps
-
-    # Drums: one kick, snare and hat pattern per clip, repeated every bar.
-    d = _rng(seed, "drums")
-    patterns = {"kick": d.choice(KICK_PATTERNS), "snare": d.choice(SNARE_PATTERNS), "hat": d.choice(HAT_PATTERNS)}
-    drum_onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hat": []}
-    if options["drums"]:
-        for k in range(num_steps):
-            for kind, pattern in patterns.items():
-                if k % STEPS_PER_BAR in pattern and keep(time_of(k), "drums"):
-                    drum_onsets[kind].append(time_of(k))
+    bass, bass_adsr = _bass(seed, grid, root, scale, keep)
+    melody, melody_adsr = _melody(seed, grid, root, scale, options["chords"], keep)
+    patterns, drum_onsets = _drums(seed, grid, options["drums"], keep)
 
     # Render. Notes that started before the clip ring into it; only onsets inside it are scored.
     noise = torch.Generator().manual_seed(_rng(seed, "noise").getrandbits(63))
@@ -338,17 +396,7 @@ def synthesize(
     for kind, onsets in drum_onsets.items():
         if onsets:
             wave += _render_drum(kind, onsets, [_cut_time(t, mutes["drums"]) for t in onsets], noise, sr, n)
-
-    # Loudness: the audible part reaches target_rms, then the peak is limited by scaling (never clipping).
-    audible = torch.ones(n, dtype=torch.bool)
-    for s, e in silences:
-        audible[round(s * sr) : round(e * sr)] = False
-    rms = wave[audible].pow(2).mean().sqrt() if audible.any() else wave.new_zeros(())
-    if rms > 0:
-        wave = wave * (data.target_rms / rms)
-    peak = wave.abs().max() if n else wave.new_zeros(())
-    if peak > PEAK:
-        wave = wave * (PEAK / peak)
+    wave = _normalise(wave, silences, settings.data.target_rms, sr)
 
     def exact(times: list[float]) -> list[float]:
         """Onset times (already whole samples) inside the clip, rounded for JSON."""
@@ -357,7 +405,7 @@ def synthesize(
     onsets = {kind: exact(times) for kind, times in drum_onsets.items()}
     onsets["bass"] = exact(bass.onsets)
     onsets["melody"] = sorted(set(exact(melody.onsets)))
-    beats = exact([time_of(k) for k in range(0, num_steps, STEPS_PER_BEAT)])
+    beats = exact([grid.time_of(k) for k in range(0, grid.num_steps, STEPS_PER_BEAT)])
     score = {
         "seed": int(seed),
         "duration": n / sr,
