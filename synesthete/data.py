@@ -16,18 +16,25 @@ Training seeds live below ``data.heldout_seed_start``; the held-out range above 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
-from collections.abc import Iterator
-from typing import Any
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
 from synesthete.audio.features import FeatureExtractor, cached_extractor, frames_for
 from synesthete.audio.synth import synthesize
 from synesthete.media import to_uint8
 from synesthete.settings import Settings
+
+if TYPE_CHECKING:
+    from synesthete.train.dist import Dist
 
 SPLITS = ("train", "heldout")
 
@@ -156,3 +163,124 @@ def collate_clips(batch: list[dict]) -> dict:
     if all("frames" in clip for clip in batch):
         out["frames"] = torch.stack([clip["frames"] for clip in batch])
     return out
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the data engine on one intra-op thread (its small tensor ops gain nothing from more).
+
+    On a busy CPU, OpenMP's two-thread barriers wait for a descheduled thread at every small op: making a
+    cpu-preset clip took 1.4 s with 2 threads and 0.023 s with 1 on this machine under load (13 ms either
+    way when idle). DataLoader workers already run single-threaded (``data.worker_init_fn``).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _init_worker(worker_id: int) -> None:
+    worker_init_fn(worker_id)
+    # DataLoader workers share the terminal's process group: let the main process handle Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------------------------- clip pool
+class ClipPool:
+    """The last ``train.clip_pool`` clips of this rank's stream; each step adds ``train.fresh_clips`` new ones.
+
+    The data engine makes a 3 s clip (90 frames) far more slowly than the networks consume frames, and the
+    frames of one clip are alike. So batches draw frames (VAE) or windows (diffusion) at random from every
+    clip in the pool, and each step replaces only the oldest clip(s): a batch spans many clips and music,
+    and each clip is still used for about ``batch_size / fresh_clips`` samples in its lifetime.
+
+    The pool is a pure function of the stream position: a resumed run re-makes the clips the pool held
+    (positions ``[position - clip_pool, position)``), so the batches continue exactly.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        start_index: int,
+        dist: Dist,
+        print_fn: Callable[[str], None],
+        transform: Callable[[dict, int], dict] | None = None,
+    ) -> None:
+        cfg = settings.train
+        self.size, self.fresh, self.overfit = cfg.clip_pool, cfg.fresh_clips, cfg.overfit
+        self.clips: deque[dict[str, torch.Tensor]] = deque(maxlen=self.size)
+        first = max(0, start_index - self.size)
+        stream = ClipStream(settings, split="train", start_index=first, rank=dist.rank, world_size=dist.world_size)
+        workers = settings.data.num_workers
+        # One clip per item: the workers hand clips back in stream order whatever their number.
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=workers, worker_init_fn=_init_worker if workers else None,
+        )
+        self._iter: Iterator[dict[str, Any]] = iter(loader)
+        self._in_process = workers == 0
+        self.transform = transform  # (clip, stream position) -> clip, applied as a clip enters the pool
+        self.position = first
+        if start_index > first:
+            print_fn(f"re-making the {start_index - first} clips the pool held at stream position {start_index}")
+        while self.position < start_index:
+            self._pull()
+
+    def _pull(self) -> None:
+        with one_thread() if self._in_process else contextlib.nullcontext():
+            clip = next(self._iter)
+        from synesthete.styles import clip_style, style_vector
+
+        style = style_vector(clip_style(clip["meta"]))  # [S] multi-hot visualizer families
+        entry = {"frames": clip["frames"], "features": clip["features"], "style": style}
+        if self.transform is not None:
+            with one_thread() if self._in_process else contextlib.nullcontext():
+                entry = self.transform(entry, self.position)
+        self.clips.append(entry)
+        self.position += 1
+
+    def refresh(self) -> None:
+        """Add this step's fresh clips (only the first step's in ``train.overfit`` mode)."""
+        if self.overfit and self.position > 0:
+            return
+        for _ in range(self.fresh):
+            self._pull()
+
+    def frames(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random frames of random pool clips: uint8 [count, 3, H, W]."""
+        return self.labelled_frames(count, generator)[0]
+
+    def labelled_frames(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` random frames of random pool clips, uint8 [count, 3, H, W], and their clips' styles [count, S]."""
+        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
+        frame_idx = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+        picked = []
+        for c, f in zip(clip_idx, frame_idx, strict=True):
+            frames = self.clips[c]["frames"]
+            picked.append(frames[f % frames.shape[0]])
+        return torch.stack(picked), torch.stack([self.clips[c]["style"] for c in clip_idx])
+
+    def windows(
+        self, count: int, window: int, context: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` random windows: frames uint8 [count, W, 3, H, W], features [count, W + 2*ctx, F] and the
+        clips' multi-hot styles [count, S].
+
+        A window's features cover [s - ctx, s + W + ctx), zero-padded beyond the clip's edges (as render
+        pads a song).
+        """
+        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
+        offsets = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+        frames, feats, styles = [], [], []
+        for c, offset in zip(clip_idx, offsets, strict=True):
+            clip = self.clips[c]
+            t = clip["frames"].shape[0]
+            if t < window:
+                raise ValueError(f"clips have {t} frames, fewer than diffusion.window={window}")
+            s = offset % (t - window + 1)
+            frames.append(clip["frames"][s : s + window])
+            # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
+            feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
+            styles.append(clip["style"])
+        return torch.stack(frames), torch.stack(feats), torch.stack(styles)

@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
+from synesthete.data import one_thread
 from synesthete.media import to_unit
 from synesthete.models import count_params
 from synesthete.models.critic import CriticConfig, StyleCritic
 from synesthete.settings import Settings
 from synesthete.styles import clip_style, families, style_vector
-from synesthete.train.loop import LATEST, TrainingRun, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, make_optimizer
 
 H264_CRF = (18, 34)  # CRF range of the H.264 round trip augmentation
 JUNK_BLUR = (4.0, 10.0)  # Gaussian sigma (pixels at 128x128) of blurred junk frames

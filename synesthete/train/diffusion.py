@@ -2,7 +2,7 @@
 
 Data path of one step::
 
-    clip pool (loop.ClipPool)       the last train.clip_pool clips of the stream, train.fresh_clips new per step
+    clip pool (data.ClipPool)       the last train.clip_pool clips of the stream, train.fresh_clips new per step
     -> batch_size random windows    random clip, random start s; W frames + features [s - ctx, s + W + ctx)
                                     (features zero-padded at the clip edges, as render pads a song)
     -> frozen VAE encoder (mean)    latents [B, W, C, h, w], scaled to unit variance per channel with the
@@ -43,6 +43,7 @@ from synesthete.checkpoint import (
     vae_fingerprint,
     warm_start,
 )
+from synesthete.data import one_thread
 from synesthete.device import autocast
 from synesthete.errors import CheckpointError
 from synesthete.media import to_unit
@@ -51,7 +52,7 @@ from synesthete.models import count_params
 from synesthete.models.dit import DiT
 from synesthete.sampling import NoiseSchedule, sample
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer
 
 ENCODE_CHUNK = 256  # frames per VAE forward when measuring latent statistics (bounds memory)
 EMA_WARMUP = 10  # EMA decay ramps as (1 + step) / (EMA_WARMUP + step) up to diffusion.ema_decay

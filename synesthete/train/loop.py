@@ -12,7 +12,7 @@ A trainer reads top to bottom (see ``train/vae.py``)::
             result = run.optimize(ddp_model, optimizer, scheduler, loss_fn, step)   # accum, clip, NaN guard
             step += 1
             run.log_step(step, result, ...)                 # TensorBoard scalars + progress bar
-            run.maybe_checkpoint(step, make_ckpt)           # every N steps, at the end, and on Ctrl-C/SIGTERM
+            run.maybe_checkpoint(step, max_steps, make_ckpt)  # every N steps, at the end, and on Ctrl-C/SIGTERM
 
 Determinism: every random draw of a step (which frames, noise, timesteps, CFG drops) comes from a
 generator seeded with (seed, step, rank), and the global torch RNG is re-seeded the same way, so a run
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import signal
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,67 +34,24 @@ from typing import Any
 
 import torch
 import torch.distributed as torch_dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from synesthete.console import err_console, make_train_progress
-from synesthete.device import autocast, resolve_device
-from synesthete.errors import CheckpointError, DeviceError, OutputError, TrainingError
+from synesthete.data import ClipPool
+from synesthete.device import autocast
+from synesthete.errors import CheckpointError, OutputError, TrainingError
 from synesthete.locks import FileLock, run_folder_lock
 from synesthete.media import check_folder, remove_stale_temps
 from synesthete.settings import Settings
+from synesthete.train.dist import StopRequest, any_rank, setup_distributed
 
 LATEST = "ckpt_latest.pt"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped training after a checkpoint was saved (the CLI exits with code 130)."""
-
-
-# --------------------------------------------------------------------------------------------- distributed
-@dataclass
-class Dist:
-    """This process's place in a (possibly single-process) torchrun job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    enabled: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 alone logs, shows progress and writes checkpoints."""
-        return self.rank == 0
-
-
-def setup_distributed(settings: Settings) -> tuple[Dist, torch.device]:
-    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA); pick the device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(settings.device)
-    if world_size <= 1:
-        return Dist(), device
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if device.type == "mps":
-        raise DeviceError("torchrun with several processes is not supported on MPS: use --device cpu")
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend=backend)
-    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, enabled=True), device
-
-
-def any_rank(flags: list[bool], dist: Dist, device: torch.device) -> list[bool]:
-    """Each flag OR-ed over all ranks, so every rank takes the same decision (stop, NaN) at the same step."""
-    if not dist.enabled:
-        return flags
-    tensor = torch.tensor([float(f) for f in flags], device=device)
-    torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
-    return [bool(v) for v in tensor.tolist()]
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -137,163 +90,6 @@ class StepResult:
     logs: dict[str, float]
     grad_norm: float
     samples: int  # samples processed by this rank in this step
-
-
-# --------------------------------------------------------------------------------------------- signals
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps; a second Ctrl-C aborts at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        """Take over SIGINT and SIGTERM (only possible on the main thread)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def restore(self) -> None:
-        """Give the signals back to their previous handlers."""
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: the user really wants out, checkpoint or not
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        """SIGINT / SIGTERM."""
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the data engine on one intra-op thread (its small tensor ops gain nothing from more).
-
-    On a busy CPU, OpenMP's two-thread barriers wait for a descheduled thread at every small op: making a
-    cpu-preset clip took 1.4 s with 2 threads and 0.023 s with 1 on this machine under load (13 ms either
-    way when idle). DataLoader workers already run single-threaded (``data.worker_init_fn``).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _init_worker(worker_id: int) -> None:
-    from synesthete.data import worker_init_fn
-
-    worker_init_fn(worker_id)
-    # DataLoader workers share the terminal's process group: let the main process handle Ctrl-C.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-# --------------------------------------------------------------------------------------------- data
-class ClipPool:
-    """The last ``train.clip_pool`` clips of this rank's stream; each step adds ``train.fresh_clips`` new ones.
-
-    The data engine makes a 3 s clip (90 frames) far more slowly than the networks consume frames, and the
-    frames of one clip are alike. So batches draw frames (VAE) or windows (diffusion) at random from every
-    clip in the pool, and each step replaces only the oldest clip(s): a batch spans many clips and music,
-    and each clip is still used for about ``batch_size / fresh_clips`` samples in its lifetime.
-
-    The pool is a pure function of the stream position: a resumed run re-makes the clips the pool held
-    (positions ``[position - clip_pool, position)``), so the batches continue exactly.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        start_index: int,
-        dist: Dist,
-        print_fn: Callable[[str], None],
-        transform: Callable[[dict, int], dict] | None = None,
-    ) -> None:
-        from synesthete.data import ClipStream
-
-        cfg = settings.train
-        self.size, self.fresh, self.overfit = cfg.clip_pool, cfg.fresh_clips, cfg.overfit
-        self.clips: deque[dict[str, torch.Tensor]] = deque(maxlen=self.size)
-        first = max(0, start_index - self.size)
-        stream = ClipStream(settings, split="train", start_index=first, rank=dist.rank, world_size=dist.world_size)
-        workers = settings.data.num_workers
-        # One clip per item: the workers hand clips back in stream order whatever their number.
-        loader = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=workers, worker_init_fn=_init_worker if workers else None,
-        )
-        self._iter: Iterator[dict[str, Any]] = iter(loader)
-        self._in_process = workers == 0
-        self.transform = transform  # (clip, stream position) -> clip, applied as a clip enters the pool
-        self.position = first
-        if start_index > first:
-            print_fn(f"re-making the {start_index - first} clips the pool held at stream position {start_index}")
-        while self.position < start_index:
-            self._pull()
-
-    def _pull(self) -> None:
-        with one_thread() if self._in_process else contextlib.nullcontext():
-            clip = next(self._iter)
-        from synesthete.styles import clip_style, style_vector
-
-        style = style_vector(clip_style(clip["meta"]))  # [S] multi-hot visualizer families
-        entry = {"frames": clip["frames"], "features": clip["features"], "style": style}
-        if self.transform is not None:
-            with one_thread() if self._in_process else contextlib.nullcontext():
-                entry = self.transform(entry, self.position)
-        self.clips.append(entry)
-        self.position += 1
-
-    def refresh(self) -> None:
-        """Add this step's fresh clips (only the first step's in ``train.overfit`` mode)."""
-        if self.overfit and self.position > 0:
-            return
-        for _ in range(self.fresh):
-            self._pull()
-
-    def frames(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """``count`` random frames of random pool clips: uint8 [count, 3, H, W]."""
-        return self.labelled_frames(count, generator)[0]
-
-    def labelled_frames(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``count`` random frames of random pool clips, uint8 [count, 3, H, W], and their clips' styles [count, S]."""
-        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
-        frame_idx = torch.randint(0, 2**62, (count,), generator=generator).tolist()
-        picked = []
-        for c, f in zip(clip_idx, frame_idx, strict=True):
-            frames = self.clips[c]["frames"]
-            picked.append(frames[f % frames.shape[0]])
-        return torch.stack(picked), torch.stack([self.clips[c]["style"] for c in clip_idx])
-
-    def windows(
-        self, count: int, window: int, context: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``count`` random windows: frames uint8 [count, W, 3, H, W], features [count, W + 2*ctx, F] and the
-        clips' multi-hot styles [count, S].
-
-        A window's features cover [s - ctx, s + W + ctx), zero-padded beyond the clip's edges (as render
-        pads a song).
-        """
-        clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
-        offsets = torch.randint(0, 2**62, (count,), generator=generator).tolist()
-        frames, feats, styles = [], [], []
-        for c, offset in zip(clip_idx, offsets, strict=True):
-            clip = self.clips[c]
-            t = clip["frames"].shape[0]
-            if t < window:
-                raise ValueError(f"clips have {t} frames, fewer than diffusion.window={window}")
-            s = offset % (t - window + 1)
-            frames.append(clip["frames"][s : s + window])
-            # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
-            feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
-            styles.append(clip["style"])
-        return torch.stack(frames), torch.stack(feats), torch.stack(styles)
 
 
 # --------------------------------------------------------------------------------------------- the run

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
+from synesthete.data import one_thread
 from synesthete.device import autocast
 from synesthete.media import to_unit
 from synesthete.metrics.quality import psnr
 from synesthete.models import count_params
 from synesthete.models.vae import VAE, vae_loss
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, one_thread
+from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer
 
 
 def heldout_frames(settings: Settings, count: int) -> torch.Tensor:
