@@ -621,7 +621,8 @@ def eval_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Score audio-visual sync and the picture of the model (default) or of any video file (--video)."""
-    from synesthete.evaluate import run_eval
+    from synesthete import tables
+    from synesthete.evaluate import json_safe, run_eval
 
     critic = model_file(critic, "critic.pt", "--critic")
     settings = build_settings(
@@ -632,8 +633,19 @@ def eval_cmd(
         paths={"checkpoints": checkpoint_dir, "critic": critic},
     )
     _refuse_inputs((out, plot, sheet), (video, audio, manifest))
-    run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite, sheet=sheet,
-             manifest=manifest, print_json=as_json)
+    result, written = run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite,
+                               sheet=sheet, manifest=manifest)
+    for note in result.get("notes", []):
+        err_console.print(f"[yellow]note:[/yellow] {note}")
+    if as_json:  # the JSON alone on stdout; "wrote ..." lines go to stderr
+        sys.stdout.write(json.dumps(json_safe(result), indent=2) + "\n")
+    elif result["kind"] == "video":
+        tables.print_video(result)
+    else:
+        tables.print_heldout(result)
+        tables.print_picture(result["picture"])
+    for path in written:
+        (err_console if as_json else console).print(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------------------------- entry

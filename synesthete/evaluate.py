@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich import box
-from rich.table import Table
 
-from synesthete.console import console, err_console, make_progress
+from synesthete.console import make_progress
 from synesthete.errors import InputError, OutputError
 from synesthete.media import atomic_path, check_output, load_audio, load_video, to_unit
 from synesthete.metrics.flow import motion_curve
@@ -36,39 +34,16 @@ ROW_KEYS = {
     ORACLE: "oracle", ORACLE_OTHER: "oracle_other_audio", ORACLE_SHIFT: "oracle_half_beat_shift",
     STATIC: "static",
 }
-# Per-row metric columns after AV-Align and its ratio: (key in SyncAnalysis.metrics(), header, format).
-COLUMNS = (
-    ("bas", "BAS", "{:.3f}"),
-    ("flicker", "flicker", "{:.4f}"),
-    ("silence_ratio", "silence / sound", "{:.2f}"),
-)
+
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _fit(table: Table) -> Table:
-    """``table``, drawn without vertical rules and outer padding when it is wider than the terminal (80
-    columns fit), so that no cell is cut; headers wrap at their spaces."""
-    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if natural > console.width:
-        table.box = box.SIMPLE_HEAD
-        table.pad_edge = False
-        table.collapse_padding = True
-        table.show_edge = False
-    return table
-
-
-def _fmt(value: float | None, fmt: str = "{:.3f}") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return fmt.format(value)
-
-
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf -> None, numpy -> Python, recursively (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (np.floating, np.integer)):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -79,7 +54,7 @@ def _json_safe(obj: Any) -> Any:
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+        tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
 
 
 def delay(wave: torch.Tensor, seconds: float, sample_rate: int) -> torch.Tensor:
@@ -169,39 +144,6 @@ def score_video(
     return result, a
 
 
-def print_video(result: dict) -> None:
-    """Print the scores of one video file."""
-    m = result["metrics"]
-    table = Table(title=f"sync of {result['video']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    rows = [
-        ("AV-Align", _fmt(m["av_align"]) + ("  (strict peaks)" if result["strict"] else "")),
-        ("peaks matched", f"{int(m['matched_peaks'])} of {int(m['audio_peaks'])} audio, {int(m['video_peaks'])} video"),
-        ("BAS (estimated beats)" if result["beats"] == "estimated" else "BAS (manifest beats)", _fmt(m["bas"])),
-        ("tempo estimate" if result["beats"] == "estimated" else "tempo (manifest)",
-         _fmt(result["tempo_bpm"], "{:.1f} BPM")),
-        ("flicker in silence", _fmt(m["flicker"], "{:.4f}")),
-        ("motion silence / sound", f"{_fmt(m['motion_silence'])} / {_fmt(m['motion_sound'])} px "
-                                   f"(ratio {_fmt(m['silence_ratio'], '{:.2f}')})"),
-        ("silent fraction", _fmt(m["silent_fraction"], "{:.2f}")),
-        ("scored", f"{result['scored_seconds']:.2f} s, {result['frames']} frames at {result['fps']:.3g} fps, "
-                   f"{result['size'][0]}x{result['size'][1]}"),
-    ]
-    pic = result.get("picture")
-    if pic:
-        rows += [
-            ("recognisability", f"{_fmt(pic['recognisability'])} (top family: {pic['top_family']})"),
-            ("cut rate", _fmt(pic["cut_rate"], "{:.2%}")),
-            ("style stability", _fmt(pic["style_stability"], "{:.1%}")),
-            ("sharpness (mean gradient)", _fmt(pic["sharpness"], "{:.4f}")),
-        ]
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(_fit(table))
-
-
-# --------------------------------------------------------------------------------------------- held-out
 def heldout_clips(settings: Settings, count: int) -> list[dict]:
     """The first ``count`` held-out procedural clips, with drums, silences and drop-outs forced on."""
     from synesthete.data import make_clip, seed_for
@@ -503,85 +445,6 @@ def write_video_sheet(path: Path, frames: torch.Tensor, settings: Settings, rows
     write_sheet(path, [picked[r * n : (r + 1) * n] for r in range(rows)], group=rows)
 
 
-def print_picture(picture: dict) -> None:
-    """Print the picture metrics (model beside oracle and floors)."""
-    table = Table(title="picture (style critic)", title_justify="left")
-    table.add_column("", style="bold")
-    for col in ("model", "oracle", "oracle shuffled in time"):
-        table.add_column(col, justify="right")
-    keys = [("recognisability", "recognisability (top-family confidence)", "{:.3f}"),
-            ("on_style", "frames on the requested style", "{:.1%}"),
-            ("cut_rate", "cut rate", "{:.2%}"),
-            ("style_stability", "style stability (per clip)", "{:.1%}"),
-            ("sharpness", "sharpness (mean gradient)", "{:.4f}")]
-    for key, label, fmt in keys:
-        table.add_row(label, *[_fmt(picture[w].get(key), fmt) for w in ("model", "oracle", "oracle_shuffled_in_time")])
-    fsd = picture["fsd"]
-    table.add_row("FSD (floor: oracle vs oracle)", _fmt(fsd["model"], "{:.2f}"),
-                  _fmt(fsd["floor_oracle_vs_oracle"], "{:.2f}"), "")
-    table.add_row("FSD / floor", _fmt(fsd["ratio_to_floor"], "{:.2f}"), "1.00", "")
-    table.add_row("sharpness / oracle", _fmt(picture["sharpness_ratio"], "{:.2f}"), "1.00", "")
-    for name in ("long", "probe"):
-        part = picture.get(name)
-        if not part:
-            continue
-        m, o = part["model"], part["oracle"]
-        if name == "long":
-            table.add_row(f"{part['seconds']:g} s song ({part['style']}): stability",
-                          _fmt(m["style_stability"], "{:.1%}"), _fmt(o["style_stability"], "{:.1%}"), "")
-            table.add_row(f"{part['seconds']:g} s song: cut rate", _fmt(m["cut_rate"], "{:.2%}"),
-                          _fmt(o["cut_rate"], "{:.2%}"), "")
-            table.add_row(f"{part['seconds']:g} s song: on style", _fmt(m["on_style"], "{:.1%}"),
-                          _fmt(o["on_style"], "{:.1%}"), "")
-        else:
-            table.add_row(f"seam score, {part['seconds']:g} s aperiodic probe", _fmt(m["seam_score"], "{:.2f}"),
-                          _fmt(o["seam_score"], "{:.2f}"), "")
-    console.print(_fit(table))
-
-
-def print_heldout(result: dict) -> None:
-    """Print the held-out comparison table and the shuffle-gap/quality table."""
-    title = (
-        f"sync on {result['clips']} held-out clips of {result['clip_seconds']:g} s "
-        f"({'strict peaks' if result['strict'] else 'peak threshold ' + format(result['peak_threshold'], 'g')})"
-    )
-    table = Table(title=title, title_justify="left")
-    table.add_column("video · audio", style="bold", no_wrap=True)
-    # Numbers never shrink below their width (7, or 9 for "12.0/24.0"); narrow terminals wrap the headers.
-    table.add_column("AV-Align", justify="right", min_width=8)
-    table.add_column("× oracle", justify="right", min_width=7)
-    for _, header, _ in COLUMNS:
-        table.add_column(header, justify="right", min_width=7)
-    table.add_column("peaks V/A", justify="right", min_width=9)
-    for name, key in ROW_KEYS.items():
-        row = result["rows"].get(key)
-        if row is None:
-            continue
-        cells = [_fmt(row["av_align"]), _fmt(result["ratio_to_oracle"].get(key), "{:.2f}")]
-        cells += [_fmt(row[col], fmt) for col, _, fmt in COLUMNS]
-        cells.append(f"{row['video_peaks']:.1f}/{row['audio_peaks']:.1f}")
-        table.add_row(name, *cells)
-    console.print(_fit(table))
-
-    gaps = Table(title="shuffle gap (correct minus mismatched) and quality", title_justify="left")
-    gaps.add_column("", style="bold")
-    for who in result["gaps"]:
-        gaps.add_column(who, justify="right")
-    labels = (
-        ("av_align_vs_other_audio", "AV-Align gap · other clip's audio", "{:+.3f}"),
-        ("av_align_vs_half_beat_shift", "AV-Align gap · ½-beat shift", "{:+.3f}"),
-        ("pixel_difference", "pixel difference · other audio", "{:.2%}"),
-        ("latent_difference", "latent difference (σ units) · other audio", "{:.3f}"),
-    )
-    for key, label, fmt in labels:
-        gaps.add_row(label, *[_fmt(result["gaps"][who].get(key), fmt) for who in result["gaps"]])
-    q = result["quality"]
-    if q:
-        gaps.add_row("VAE PSNR (dB) on oracle frames", _fmt(q["vae_psnr_db"], "{:.2f}"), "")
-        gaps.add_row("VAE SSIM on oracle frames", _fmt(q["vae_ssim"]), "")
-    console.print(_fit(gaps))
-
-
 # --------------------------------------------------------------------------------------------- command
 def run_eval(
     settings: Settings,
@@ -592,14 +455,13 @@ def run_eval(
     overwrite: bool = False,
     sheet: Path | None = None,
     manifest: Path | None = None,
-    print_json: bool = False,
-) -> dict:
+) -> tuple[dict, list[Path]]:
     """`synesthete eval`: score ``video`` (with its own track or ``audio``), or the checkpoints on held-out clips.
 
     Sync and picture metrics both; ``sheet`` writes a contact sheet PNG (model above oracle per held-out
     clip, or frames of ``video``); ``json_out`` writes the results as JSON; ``manifest`` gives ``video`` the
-    exact beats of its gen-audio clip. ``print_json`` prints the results as JSON on stdout instead of
-    tables (notes and "wrote" lines go to stderr).
+    exact beats of its gen-audio clip. Returns the results (``result["kind"]`` is "video" or "heldout") and
+    the files written; printing them is the CLI's job (``synesthete.tables``).
     """
     from synesthete.device import resolve_device
     from synesthete.metrics.picture import load_critic
@@ -613,18 +475,14 @@ def run_eval(
         raise InputError("--audio only applies to --video: pass the video to score with --video")
     if video is None and manifest is not None:
         raise InputError("--manifest only applies to --video: held-out clips know their beats already")
-    status = err_console if print_json else console  # "wrote ..." lines: never into the JSON on stdout
     device = resolve_device(settings.device)
     critic = load_critic(settings.critic_path, device)  # checked before any heavy work
 
     if video is not None:
         result, analysis = score_video(settings, Path(video), audio, manifest)
         frames = result.pop("_frames")
+        result["kind"] = "video"
         result["picture"] = video_picture(critic, frames)
-        for note in result["notes"]:
-            err_console.print(f"[yellow]note:[/yellow] {note}")
-        if not print_json:
-            print_video(result)
         panels = [(Path(video).name, analysis)]
         if sheet is not None:
             write_video_sheet(Path(sheet), frames, settings)
@@ -632,8 +490,10 @@ def run_eval(
         from synesthete.checkpoint import load_models
 
         models = load_models(settings, settings.paths.checkpoints, device)
+        settings = models.settings
         videos: dict[str, list[torch.Tensor]] = {}
         result, found = evaluate_heldout(settings, models=models, device=device, critic=critic, videos=videos)
+        result["kind"] = "heldout"
         t_long = time.perf_counter()
         long = long_picture(models, critic, settings)
         long.pop("_long_video", None)
@@ -641,25 +501,19 @@ def run_eval(
         result["picture"]["seconds"] += time.perf_counter() - t_long
         result["checkpoints"] = str(settings.paths.checkpoints)
         result["critic"] = str(settings.critic_path)
-        if not print_json:
-            print_heldout(result)
-            print_picture(result["picture"])
         panels = [(f"{name} (held-out clip 0)", found[name]) for name in (MODEL, ORACLE) if name in found]
         if sheet is not None:
             write_heldout_sheet(Path(sheet), videos, settings)
 
+    written = []
     if json_out is not None:
         write_json(Path(json_out), result)
-        status.print(f"wrote {json_out}")
+        written.append(Path(json_out))
     if plot is not None:
         from synesthete.metrics.plot import plot_sync
 
         plot_sync(Path(plot), panels)
-        status.print(f"wrote {plot}")
+        written.append(Path(plot))
     if sheet is not None:
-        status.print(f"wrote {sheet}")
-    if print_json:
-        import sys
-
-        sys.stdout.write(json.dumps(_json_safe(result), indent=2) + "\n")
-    return result
+        written.append(Path(sheet))
+    return result, written

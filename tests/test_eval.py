@@ -90,7 +90,7 @@ def test_audio_shorter_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
 
 def test_audio_longer_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
     mp4, wav = clip_mp4
-    result = run_eval(tiny, video=mp4, audio=_soundtrack(wav, 4.5, tmp_path / "long.wav"))
+    result, _ = run_eval(tiny, video=mp4, audio=_soundtrack(wav, 4.5, tmp_path / "long.wav"))
     assert result["scored_seconds"] == pytest.approx(3.0, abs=0.04)
     assert any("overlap" in note and "audio" in note for note in result["notes"])
 
@@ -124,7 +124,8 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
 
     torch.manual_seed(0)
     c = tiny.vae.latent_channels
-    models = Models(vae=VAE.from_settings(tiny).eval(), dit=DiT.from_settings(tiny).eval(), latent_mean=torch.zeros(c), latent_std=torch.ones(c))
+    models = Models(vae=VAE.from_settings(tiny).eval(), dit=DiT.from_settings(tiny).eval(),
+                    latent_mean=torch.zeros(c), latent_std=torch.ones(c))
     result, _ = evaluate_heldout(tiny, models=models, progress=False)
     assert {"model", "model_other_audio", "model_half_beat_shift", "oracle", "static"} <= set(result["rows"])
     gaps = result["gaps"]["model"]

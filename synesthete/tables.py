@@ -1,0 +1,154 @@
+"""The CLI's result tables for `synesthete eval` (rich), drawn from the plain dicts that ``evaluate`` returns.
+
+Every table fits the terminal: wider than it, a table drops its vertical rules and outer padding
+(``fit``), so that no cell is cut at 80 columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.table import Table
+
+from synesthete.console import console
+from synesthete.evaluate import ROW_KEYS
+
+# Per-row metric columns after AV-Align and its ratio: (key in SyncAnalysis.metrics(), header, format).
+COLUMNS = (
+    ("bas", "BAS", "{:.3f}"),
+    ("flicker", "flicker", "{:.4f}"),
+    ("silence_ratio", "silence / sound", "{:.2f}"),
+)
+
+
+def fit(table: Table) -> Table:
+    """``table``, drawn without vertical rules and outer padding when it is wider than the terminal (80
+    columns fit), so that no cell is cut; headers wrap at their spaces."""
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        table.box = box.SIMPLE_HEAD
+        table.pad_edge = False
+        table.collapse_padding = True
+        table.show_edge = False
+    return table
+
+
+def _fmt(value: float | None, fmt: str = "{:.3f}") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def print_video(result: dict) -> None:
+    """Print the scores of one video file."""
+    m = result["metrics"]
+    table = Table(title=f"sync of {result['video']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("AV-Align", _fmt(m["av_align"]) + ("  (strict peaks)" if result["strict"] else "")),
+        ("peaks matched", f"{int(m['matched_peaks'])} of {int(m['audio_peaks'])} audio, {int(m['video_peaks'])} video"),
+        ("BAS (estimated beats)" if result["beats"] == "estimated" else "BAS (manifest beats)", _fmt(m["bas"])),
+        ("tempo estimate" if result["beats"] == "estimated" else "tempo (manifest)",
+         _fmt(result["tempo_bpm"], "{:.1f} BPM")),
+        ("flicker in silence", _fmt(m["flicker"], "{:.4f}")),
+        ("motion silence / sound", f"{_fmt(m['motion_silence'])} / {_fmt(m['motion_sound'])} px "
+                                   f"(ratio {_fmt(m['silence_ratio'], '{:.2f}')})"),
+        ("silent fraction", _fmt(m["silent_fraction"], "{:.2f}")),
+        ("scored", f"{result['scored_seconds']:.2f} s, {result['frames']} frames at {result['fps']:.3g} fps, "
+                   f"{result['size'][0]}x{result['size'][1]}"),
+    ]
+    pic = result.get("picture")
+    if pic:
+        rows += [
+            ("recognisability", f"{_fmt(pic['recognisability'])} (top family: {pic['top_family']})"),
+            ("cut rate", _fmt(pic["cut_rate"], "{:.2%}")),
+            ("style stability", _fmt(pic["style_stability"], "{:.1%}")),
+            ("sharpness (mean gradient)", _fmt(pic["sharpness"], "{:.4f}")),
+        ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(fit(table))
+
+
+# --------------------------------------------------------------------------------------------- held-out
+
+
+def print_picture(picture: dict) -> None:
+    """Print the picture metrics (model beside oracle and floors)."""
+    table = Table(title="picture (style critic)", title_justify="left")
+    table.add_column("", style="bold")
+    for col in ("model", "oracle", "oracle shuffled in time"):
+        table.add_column(col, justify="right")
+    keys = [("recognisability", "recognisability (top-family confidence)", "{:.3f}"),
+            ("on_style", "frames on the requested style", "{:.1%}"),
+            ("cut_rate", "cut rate", "{:.2%}"),
+            ("style_stability", "style stability (per clip)", "{:.1%}"),
+            ("sharpness", "sharpness (mean gradient)", "{:.4f}")]
+    for key, label, fmt in keys:
+        table.add_row(label, *[_fmt(picture[w].get(key), fmt) for w in ("model", "oracle", "oracle_shuffled_in_time")])
+    fsd = picture["fsd"]
+    table.add_row("FSD (floor: oracle vs oracle)", _fmt(fsd["model"], "{:.2f}"),
+                  _fmt(fsd["floor_oracle_vs_oracle"], "{:.2f}"), "")
+    table.add_row("FSD / floor", _fmt(fsd["ratio_to_floor"], "{:.2f}"), "1.00", "")
+    table.add_row("sharpness / oracle", _fmt(picture["sharpness_ratio"], "{:.2f}"), "1.00", "")
+    for name in ("long", "probe"):
+        part = picture.get(name)
+        if not part:
+            continue
+        m, o = part["model"], part["oracle"]
+        if name == "long":
+            table.add_row(f"{part['seconds']:g} s song ({part['style']}): stability",
+                          _fmt(m["style_stability"], "{:.1%}"), _fmt(o["style_stability"], "{:.1%}"), "")
+            table.add_row(f"{part['seconds']:g} s song: cut rate", _fmt(m["cut_rate"], "{:.2%}"),
+                          _fmt(o["cut_rate"], "{:.2%}"), "")
+            table.add_row(f"{part['seconds']:g} s song: on style", _fmt(m["on_style"], "{:.1%}"),
+                          _fmt(o["on_style"], "{:.1%}"), "")
+        else:
+            table.add_row(f"seam score, {part['seconds']:g} s aperiodic probe", _fmt(m["seam_score"], "{:.2f}"),
+                          _fmt(o["seam_score"], "{:.2f}"), "")
+    console.print(fit(table))
+
+
+def print_heldout(result: dict) -> None:
+    """Print the held-out comparison table and the shuffle-gap/quality table."""
+    title = (
+        f"sync on {result['clips']} held-out clips of {result['clip_seconds']:g} s "
+        f"({'strict peaks' if result['strict'] else 'peak threshold ' + format(result['peak_threshold'], 'g')})"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("video · audio", style="bold", no_wrap=True)
+    # Numbers never shrink below their width (7, or 9 for "12.0/24.0"); narrow terminals wrap the headers.
+    table.add_column("AV-Align", justify="right", min_width=8)
+    table.add_column("× oracle", justify="right", min_width=7)
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="right", min_width=7)
+    table.add_column("peaks V/A", justify="right", min_width=9)
+    for name, key in ROW_KEYS.items():
+        row = result["rows"].get(key)
+        if row is None:
+            continue
+        cells = [_fmt(row["av_align"]), _fmt(result["ratio_to_oracle"].get(key), "{:.2f}")]
+        cells += [_fmt(row[col], fmt) for col, _, fmt in COLUMNS]
+        cells.append(f"{row['video_peaks']:.1f}/{row['audio_peaks']:.1f}")
+        table.add_row(name, *cells)
+    console.print(fit(table))
+
+    gaps = Table(title="shuffle gap (correct minus mismatched) and quality", title_justify="left")
+    gaps.add_column("", style="bold")
+    for who in result["gaps"]:
+        gaps.add_column(who, justify="right")
+    labels = (
+        ("av_align_vs_other_audio", "AV-Align gap · other clip's audio", "{:+.3f}"),
+        ("av_align_vs_half_beat_shift", "AV-Align gap · ½-beat shift", "{:+.3f}"),
+        ("pixel_difference", "pixel difference · other audio", "{:.2%}"),
+        ("latent_difference", "latent difference (σ units) · other audio", "{:.3f}"),
+    )
+    for key, label, fmt in labels:
+        gaps.add_row(label, *[_fmt(result["gaps"][who].get(key), fmt) for who in result["gaps"]])
+    q = result["quality"]
+    if q:
+        gaps.add_row("VAE PSNR (dB) on oracle frames", _fmt(q["vae_psnr_db"], "{:.2f}"), "")
+        gaps.add_row("VAE SSIM on oracle frames", _fmt(q["vae_ssim"]), "")
+    console.print(fit(gaps))
