@@ -242,9 +242,10 @@ def export_checkpoint(src: str | Path, dst_dir: str | Path) -> Path:
         "settings": ckpt["settings"],
         "versions": ckpt.get("versions", versions()),
     }
-    for key in ("latent_stats", "vae_fingerprint", "families", "cut_threshold", "scores"):
+    for key in ("config", "latent_stats", "vae_fingerprint", "families", "cut_threshold", "scores"):
         if key in ckpt:
             compact[key] = ckpt[key]
+    compact.setdefault("config", checkpoint_config(ckpt, src).to_dict())  # older runs: from their settings
     dst = Path(dst_dir) / f"{kind}.pt"
     return save_checkpoint(compact, dst)
 

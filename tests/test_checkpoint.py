@@ -171,6 +171,7 @@ def test_export_is_compact_and_load_models_restores_float32_eval(tiny, tmp_path)
     for name in ("vae", "diffusion"):
         exported = read_checkpoint(out / f"{name}.pt")
         assert "optimizer" not in exported and "ema" not in exported
+        assert exported["config"] == read_checkpoint(run / f"{'dit' if name == 'diffusion' else name}_run.pt")["config"]
         assert all(v.dtype == torch.float16 for v in exported["model"].values() if v.is_floating_point())
     assert (out / "vae.pt").stat().st_size < (run / "vae_run.pt").stat().st_size / 2
 
