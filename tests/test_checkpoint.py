@@ -141,6 +141,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_previous_checkpoint_intact(tiny, tmp_path):
     path = tmp_path / "ckpt_latest.pt"
     save_checkpoint({"format": "synesthete-checkpoint", "version": 1, "kind": "vae", "step": 1,

@@ -155,6 +155,7 @@ def test_static_frames_score_zero(wave, settings):
     assert a.av.score == 0.0 and len(a.av.video_peaks) == 0 and a.bas == 0.0
 
 
+@pytest.mark.slow
 def test_encoded_jump_video_default_threshold_vs_strict(tmp_path, wave, settings):
     path = tmp_path / "jump.mp4"
     media.write_video(path, jump_video(ONSETS, FRAMES, size=128), FPS, audio=wave, sample_rate=SR)

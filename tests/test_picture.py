@@ -31,6 +31,7 @@ def clips():
     return [make_clip(seed_for(i, settings, "heldout"), settings, drums=True) for i in range(4)]
 
 
+@pytest.mark.slow
 def test_critic_trained_tiny_separates_two_families(tmp_path):
     """A tiny critic, trained for seconds on two visually distinct families, tells them apart."""
     from synesthete.train.critic import heldout_scores, train_critic
@@ -131,6 +132,7 @@ def test_sheet_png_has_the_expected_size(tmp_path):
     assert image[:16, :20, :3] == pytest.approx(rows[0][0].permute(1, 2, 0).numpy(), abs=1 / 255 + 1e-6)
 
 
+@pytest.mark.slow
 def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
     video = tmp_path / "oracle.mp4"
     media.write_video(video, clips[0]["frames"].float() / 255, 30, audio=clips[0]["audio"][None], sample_rate=16000)
@@ -145,6 +147,7 @@ def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
     assert plt.imread(sheet).shape[:2] == (4 * 128 + 3 * 2, 8 * 128 + 7 * 2)  # 4 rows of 8 frames
 
 
+@pytest.mark.slow
 def test_bad_critic_and_sheet_inputs_are_one_clear_line(tmp_path, clips):
     video = tmp_path / "v.mp4"
     media.write_video(video, clips[1]["frames"][:30].float() / 255, 30, audio=clips[1]["audio"][None, :16000],

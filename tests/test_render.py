@@ -1,8 +1,10 @@
-"""`synesthete render` with the committed checkpoints: real decoding, generation, H.264 + AAC encoding."""
+"""`synesthete render` with the committed checkpoints: real decoding, generation, H.264 + AAC encoding.
+
+Every test here starts the real CLI at least once (seconds of CPU each): the module is marked slow.
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,18 +12,23 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, run_cli
+from conftest import ROOT, assert_user_error, cli_env, run_cli
 
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
 from synesthete.settings import load_settings
 
+pytestmark = pytest.mark.slow
+
 FAST = ("--steps", "4")  # few sampler steps keep each render to seconds; quality is not under test here
+# Where only the file handling is under test (formats, rates, channels, excerpts), not the picture:
+# 2 sampler steps without the guidance pass, a quarter of FAST's network work.
+IO_ONLY = ("--steps", "2", "--guidance", "1")
 
 
 def render(*args: str, env: dict[str, str] | None = None):
-    """`synesthete render ARGS` in a subprocess with both cores (pytest itself waits meanwhile)."""
-    return run_cli("render", *args, env={"OMP_NUM_THREADS": "2", **(env or {})})
+    """`synesthete render ARGS` in a subprocess, on one thread like every test process (conftest)."""
+    return run_cli("render", *args, env=env)
 
 
 def _song(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 7) -> torch.Tensor:
@@ -48,7 +55,7 @@ def _check_output(path, seconds: float, fps: int = 30, size: int = 128) -> torch
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Real input files: a 2 s wav, a 2 s mp3, stereo 44.1 kHz, 8 kHz, silence, a 0-sample wav."""
+    """Real input files: a 2 s wav and mp3, 1 s stereo 44.1 kHz and 8 kHz, 2 s of silence, a 0-sample wav."""
     from torchcodec.encoders import AudioEncoder
 
     root = tmp_path_factory.mktemp("inputs")
@@ -58,9 +65,9 @@ def inputs(tmp_path_factory):
     files["mp3"] = root / "song.mp3"
     AudioEncoder(_song(2.0, 44100), sample_rate=44100).to_file(str(files["mp3"]))
     files["stereo"] = root / "stereo44k.wav"
-    write_wav(files["stereo"], _song(2.0, 44100, channels=2), 44100)
+    write_wav(files["stereo"], _song(1.0, 44100, channels=2), 44100)
     files["8k"] = root / "low8k.wav"
-    write_wav(files["8k"], _song(2.0, 8000), 8000)
+    write_wav(files["8k"], _song(1.0, 8000), 8000)
     files["silent"] = root / "silence.wav"
     write_wav(files["silent"], torch.zeros(1, 32000), 16000)
     files["empty"] = root / "empty.wav"
@@ -72,23 +79,38 @@ def inputs(tmp_path_factory):
     return files
 
 
-@pytest.mark.parametrize("kind", ["wav", "mp3"])
-def test_render_wav_and_mp3(inputs, tmp_path, kind):
-    out = tmp_path / f"{kind}.mp4"
-    proc = render(str(inputs[kind]), "-o", str(out), *FAST)
+@pytest.fixture(scope="module")
+def song_render(inputs, tmp_path_factory):
+    """The 2 s wav rendered once with FAST (two tests look at it): its folder, output and process."""
+    folder = tmp_path_factory.mktemp("song_render")
+    out = folder / "wav.mp4"
+    return folder, out, render(str(inputs["wav"]), "-o", str(out), *FAST)
+
+
+def test_render_wav(song_render):
+    folder, out, proc = song_render
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = _check_output(out, 2.0)
     assert frames.float().std() > 1.0  # a picture, not a blank
     assert "real-time factor" in proc.stdout
+    assert sorted(p.name for p in folder.iterdir()) == [out.name]
+
+
+def test_render_mp3(inputs, tmp_path):
+    out = tmp_path / "mp3.mp4"
+    proc = render(str(inputs["mp3"]), "-o", str(out), *IO_ONLY)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames = _check_output(out, 2.0)
+    assert frames.float().std() > 1.0  # a picture, not a blank
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 
 @pytest.mark.parametrize("kind", ["stereo", "8k"])
 def test_render_other_rates_and_channels(inputs, tmp_path, kind):
     out = tmp_path / "o.mp4"
-    proc = render(str(inputs[kind]), "-o", str(out), *FAST, "--size", "64")
+    proc = render(str(inputs[kind]), "-o", str(out), *IO_ONLY, "--size", "64")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    _check_output(out, 2.0, size=64)
+    _check_output(out, 1.0, size=64)
     audio, sr = load_audio(out)
     assert audio.shape[0] == (2 if kind == "stereo" else 1)
     assert sr == (44100 if kind == "stereo" else 48000)
@@ -96,18 +118,18 @@ def test_render_other_rates_and_channels(inputs, tmp_path, kind):
 
 def test_start_and_duration(inputs, tmp_path):
     out = tmp_path / "excerpt.mp4"
-    proc = render(str(inputs["wav"]), "-o", str(out), *FAST, "--start", "0.5", "--duration", "1.0")
+    proc = render(str(inputs["wav"]), "-o", str(out), *IO_ONLY, "--start", "0.5", "--duration", "1.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _check_output(out, 1.0)
 
 
-def test_silence_renders_a_calm_video(inputs, tmp_path):
+def test_silence_renders_a_calm_video(inputs, song_render, tmp_path):
     out = tmp_path / "calm.mp4"
     proc = render(str(inputs["silent"]), "-o", str(out), *FAST)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = _check_output(out, 2.0).float() / 255
-    song = tmp_path / "song.mp4"
-    assert render(str(inputs["wav"]), "-o", str(song), *FAST).returncode == 0
+    _, song, song_proc = song_render  # the same settings on the 2 s song
+    assert song_proc.returncode == 0, song_proc.stdout + song_proc.stderr
     loud = load_video(song)[0].float() / 255
     calm_motion = (frames[1:] - frames[:-1]).abs().mean()
     loud_motion = (loud[1:] - loud[:-1]).abs().mean()
@@ -157,7 +179,7 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     out = tmp_path / "long.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out)],
-        cwd=str(ROOT), env={**os.environ, "OMP_NUM_THREADS": "2"},
+        cwd=str(ROOT), env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60

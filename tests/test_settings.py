@@ -73,6 +73,7 @@ def test_env_example_is_current():
             assert env_name in committed
 
 
+@pytest.mark.slow
 def test_config_command_json_and_errors():
     proc = run_cli("config", "--json", env={"SYNESTHETE_VIDEO__FPS": "25"})
     assert proc.returncode == 0, proc.stderr

@@ -20,6 +20,9 @@ from synesthete.settings import load_settings
 from synesthete.train.diffusion import train_diffusion
 from synesthete.train.vae import train_vae
 
+# Real training through the CLI, signals and a 2-process torchrun: seconds each, so the module is slow.
+pytestmark = pytest.mark.slow
+
 FAST = {"SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "SYNESTHETE_DEVICE": "cpu"}
 
 
