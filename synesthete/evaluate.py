@@ -180,6 +180,110 @@ def _pixel_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((to_unit(a[:t]) - to_unit(b[:t])).abs().mean())
 
 
+class _HeldoutTally:
+    """What the held-out eval accumulates: per-row sync metrics, shuffle gaps, VAE quality, clip 0's analyses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rows: dict[str, list[dict]] = {name: [] for name in ROW_KEYS}
+        self.gaps: dict[str, dict[str, list[float]]] = {"model": {}, "oracle": {}}
+        self.psnrs: list[float] = []
+        self.ssims: list[float] = []
+        self.per_clip: list[dict] = []
+        self.plot_panels: dict[str, SyncAnalysis] = {}
+
+    def score(self, name: str, frames: torch.Tensor, audio: torch.Tensor, beats: list[float], motion: np.ndarray,
+              clip_rows: dict, first: bool) -> None:
+        """Analyse one (video, audio) row of a clip and record it under ``name``."""
+        s = self.settings
+        a = analyse(frames, audio, s.audio.sample_rate, s.video.fps, s, beats=beats, strict=s.eval.strict,
+                    motion=motion)
+        clip_rows[ROW_KEYS[name]] = a.metrics()
+        self.rows[name].append(a.metrics())
+        if first:
+            self.plot_panels[name] = a
+
+    def gap(self, who: str, kind: str, value: float) -> None:
+        self.gaps[who].setdefault(kind, []).append(value)
+
+    def summary(self) -> tuple[dict, dict]:
+        """(mean metrics per row, shuffle gaps per video source)."""
+        names = [n for n in ROW_KEYS if self.rows[n]]
+        summary = {ROW_KEYS[n]: {key: nanmean([r[key] for r in self.rows[n]]) for key in self.rows[n][0]}
+                   for n in names}
+        gap_out: dict[str, dict[str, float]] = {}
+        for who in ("model", "oracle"):
+            if who not in summary:
+                continue
+            gap_out[who] = {
+                "av_align_vs_other_audio": summary[who]["av_align"] - summary[f"{who}_other_audio"]["av_align"],
+                "av_align_vs_half_beat_shift":
+                    summary[who]["av_align"] - summary[f"{who}_half_beat_shift"]["av_align"],
+                **{f"{kind}_difference": nanmean(vals) for kind, vals in self.gaps[who].items()},
+            }
+        return summary, gap_out
+
+
+def _render_heldout(models: Any, clips: list[dict], settings: Settings, bar: Any) -> list[torch.Tensor]:
+    """The model's video of every clip, each with the same noise seed and the clip's true style."""
+    from synesthete.render import generate_frames
+    from synesthete.styles import clip_style
+
+    task = bar.add_task("rendering", total=len(clips), info="")
+    renders = []
+    for clip in clips:
+        renders.append(generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])))
+        bar.advance(task)
+    return renders
+
+
+def _vae_quality(models: Any, oracle: torch.Tensor, device: torch.device, frames: int) -> tuple[float, float]:
+    """PSNR and SSIM of the VAE's reconstruction of ``frames`` oracle frames, evenly spaced through the clip."""
+    idx = torch.linspace(0, oracle.shape[0] - 1, min(frames, oracle.shape[0]))
+    x = to_unit(oracle[idx.round().long()], device)
+    with torch.no_grad():
+        recon = models.vae.decode(models.vae.encode(x)[0]).clamp(0, 1).float().cpu()
+    return psnr(x.cpu(), recon), ssim(x.cpu(), recon)
+
+
+def _score_clip(
+    tally: _HeldoutTally, clip: dict, other: dict, first: bool, settings: Settings,
+    models: Any | None = None, video: torch.Tensor | None = None, other_video: torch.Tensor | None = None,
+    device: torch.device | None = None,
+) -> dict:
+    """Score one held-out clip: the oracle (and, with ``models``, the model's ``video``) against its own audio,
+    another clip's and its own shifted by half a beat, plus the static floor and the shuffle gaps."""
+    sr = settings.audio.sample_rate
+    wave, beats = clip["audio"], clip["meta"]["beats"]
+    half_beat = 30.0 / float(clip["meta"]["tempo"])
+    shifted, shifted_beats = delay(wave, half_beat, sr), [b + half_beat for b in beats]
+    clip_rows: dict[str, dict] = {}
+
+    def rows_for(frames: torch.Tensor, names: tuple[str, str, str]) -> None:
+        motion = motion_curve(frames, settings.eval).numpy()
+        tally.score(names[0], frames, wave, beats, motion, clip_rows, first)
+        tally.score(names[1], frames, other["audio"], other["meta"]["beats"], motion, clip_rows, first)
+        tally.score(names[2], frames, shifted, shifted_beats, motion, clip_rows, first)
+
+    oracle = clip["frames"]  # [T, 3, H, W] uint8
+    rows_for(oracle, (ORACLE, ORACLE_OTHER, ORACLE_SHIFT))
+    tally.score(STATIC, oracle[:1].expand_as(oracle), wave, beats, np.zeros(oracle.shape[0]), clip_rows, first)
+    oracle_swapped = _oracle_for_audio(clip, other, settings)
+    tally.gap("oracle", "pixel", _pixel_gap(oracle, oracle_swapped))
+
+    if models is not None:
+        rows_for(video, (MODEL, MODEL_OTHER, MODEL_SHIFT))
+        tally.gap("model", "pixel", _pixel_gap(video, other_video))
+        z_a, z_b = _latents(models, video, device), _latents(models, other_video, device)
+        tally.gap("model", "latent", float((z_a - z_b).abs().mean()))
+        z_o, z_s = _latents(models, oracle, device), _latents(models, oracle_swapped, device)
+        tally.gap("oracle", "latent", float((z_o - z_s).abs().mean()))
+        p, q = _vae_quality(models, oracle, device, settings.eval.quality_frames)
+        tally.psnrs.append(p)
+        tally.ssims.append(q)
+    return clip_rows
+
+
 def evaluate_heldout(
     settings: Settings, models: Any | None = None, device: torch.device | str = "cpu", progress: bool = True,
     critic: Any | None = None,
@@ -193,99 +297,32 @@ def evaluate_heldout(
     A ``videos`` dict receives the model's renders and the oracle's frames (for the contact sheet).
     """
     device = torch.device(device)
-    k = settings.eval.clips
-    fps, sr = settings.video.fps, settings.audio.sample_rate
-    strict = settings.eval.strict
+    k, strict = settings.eval.clips, settings.eval.strict
     clips = heldout_clips(settings, max(k, 2))  # mismatched audio needs a second clip even when K = 1
     partner = [(i + 1) % len(clips) for i in range(len(clips))]
-    rows: dict[str, list[dict]] = {name: [] for name in ROW_KEYS}
-    gaps: dict[str, dict[str, list[float]]] = {"model": {}, "oracle": {}}
-    psnrs, ssims, per_clip = [], [], []
-    plot_panels: dict[str, SyncAnalysis] = {}
+    tally = _HeldoutTally(settings)
     t_start = time.perf_counter()
 
     with make_progress(disable=not progress) as bar:
-        renders: list[torch.Tensor] = []
-        if models is not None:
-            from synesthete.render import generate_frames
-            from synesthete.styles import clip_style
-
-            task = bar.add_task("rendering", total=len(clips), info="")
-            for clip in clips:  # every render uses the same noise seed and the clip's true style
-                renders.append(generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])))
-                bar.advance(task)
+        renders = _render_heldout(models, clips, settings, bar) if models is not None else []
         task = bar.add_task("scoring", total=k, info="")
         for i in range(k):
-            clip, other = clips[i], clips[partner[i]]
-            wave, beats = clip["audio"], clip["meta"]["beats"]
-            half_beat = 30.0 / float(clip["meta"]["tempo"])
-            shifted = delay(wave, half_beat, sr)
-            shifted_beats = [b + half_beat for b in beats]
-            clip_rows: dict[str, dict] = {}
-
-            def score(name: str, frames: torch.Tensor, audio: torch.Tensor, beat_times: list[float],
-                      motion: np.ndarray, _rows: dict = clip_rows, _i: int = i) -> SyncAnalysis:
-                a = analyse(frames, audio, sr, fps, settings, beats=beat_times, strict=strict, motion=motion)
-                _rows[ROW_KEYS[name]] = a.metrics()
-                rows[name].append(a.metrics())
-                if _i == 0:
-                    plot_panels[name] = a
-                return a
-
-            oracle = clip["frames"]  # [T, 3, H, W] uint8
-            m_oracle = motion_curve(oracle, settings.eval).numpy()
-            score(ORACLE, oracle, wave, beats, m_oracle)
-            score(ORACLE_OTHER, oracle, other["audio"], other["meta"]["beats"], m_oracle)
-            score(ORACLE_SHIFT, oracle, shifted, shifted_beats, m_oracle)
-            static = oracle[:1].expand_as(oracle)
-            score(STATIC, static, wave, beats, np.zeros(oracle.shape[0]))
-            oracle_swapped = _oracle_for_audio(clip, other, settings)
-            gaps["oracle"].setdefault("pixel", []).append(_pixel_gap(oracle, oracle_swapped))
-
-            if models is not None:
-                video = renders[i]
-                m_model = motion_curve(video, settings.eval).numpy()
-                score(MODEL, video, wave, beats, m_model)
-                score(MODEL_OTHER, video, other["audio"], other["meta"]["beats"], m_model)
-                score(MODEL_SHIFT, video, shifted, shifted_beats, m_model)
-                gaps["model"].setdefault("pixel", []).append(_pixel_gap(video, renders[partner[i]]))
-                z_a = _latents(models, video, device)
-                z_b = _latents(models, renders[partner[i]], device)
-                gaps["model"].setdefault("latent", []).append(float((z_a - z_b).abs().mean()))
-                z_o = _latents(models, oracle, device)
-                z_s = _latents(models, oracle_swapped, device)
-                gaps["oracle"].setdefault("latent", []).append(float((z_o - z_s).abs().mean()))
-                # VAE reconstruction of held-out oracle frames, evenly spaced through the clip.
-                idx = torch.linspace(0, oracle.shape[0] - 1, min(settings.eval.quality_frames, oracle.shape[0]))
-                x = to_unit(oracle[idx.round().long()], device)
-                with torch.no_grad():
-                    recon = models.vae.decode(models.vae.encode(x)[0]).clamp(0, 1).float().cpu()
-                psnrs.append(psnr(x.cpu(), recon))
-                ssims.append(ssim(x.cpu(), recon))
-            per_clip.append({"seed": int(clip["seed"]), "tempo": clip["meta"]["tempo"], "rows": clip_rows})
+            clip, j = clips[i], partner[i]
+            clip_rows = _score_clip(
+                tally, clip, clips[j], i == 0, settings, models,
+                video=renders[i] if renders else None, other_video=renders[j] if renders else None, device=device,
+            )
+            tally.per_clip.append({"seed": int(clip["seed"]), "tempo": clip["meta"]["tempo"], "rows": clip_rows})
             bar.update(task, advance=1, info=f"oracle AV-Align {clip_rows['oracle']['av_align']:.2f}")
 
-    names = [n for n in ROW_KEYS if rows[n]]
-    summary = {ROW_KEYS[n]: {key: nanmean([r[key] for r in rows[n]]) for key in rows[n][0]} for n in names}
-    gap_out: dict[str, dict[str, float]] = {}
-    for who, base, other_row, shift_row in (
-        ("model", "model", "model_other_audio", "model_half_beat_shift"),
-        ("oracle", "oracle", "oracle_other_audio", "oracle_half_beat_shift"),
-    ):
-        if base not in summary:
-            continue
-        gap_out[who] = {
-            "av_align_vs_other_audio": summary[base]["av_align"] - summary[other_row]["av_align"],
-            "av_align_vs_half_beat_shift": summary[base]["av_align"] - summary[shift_row]["av_align"],
-            **{f"{kind}_difference": nanmean(vals) for kind, vals in gaps[who].items()},
-        }
+    summary, gap_out = tally.summary()
     oracle_av = summary["oracle"]["av_align"]
     result = {
         "mode": "heldout",
         "clips": k,
         "clip_seconds": settings.eval.clip_seconds,
         "seeds": [int(c["seed"]) for c in clips[:k]],
-        "fps": fps,
+        "fps": settings.video.fps,
         "size": [settings.video.width, settings.video.height],
         "strict": strict,
         "peak_threshold": 0.0 if strict else settings.eval.peak_threshold,
@@ -294,8 +331,9 @@ def evaluate_heldout(
             name: (summary[name]["av_align"] / oracle_av if oracle_av > 0 else math.nan) for name in summary
         },
         "gaps": gap_out,
-        "quality": {"vae_psnr_db": nanmean(psnrs), "vae_ssim": nanmean(ssims)} if models is not None else {},
-        "per_clip": per_clip,
+        "quality": ({"vae_psnr_db": nanmean(tally.psnrs), "vae_ssim": nanmean(tally.ssims)}
+                    if models is not None else {}),
+        "per_clip": tally.per_clip,
         "seconds": time.perf_counter() - t_start,
     }
     if critic is not None:
@@ -304,7 +342,7 @@ def evaluate_heldout(
         result["picture"]["seconds"] = time.perf_counter() - t_picture
     if videos is not None:
         videos.update(model=renders[:k], oracle=[c["frames"] for c in clips[:k]])
-    return result, plot_panels
+    return result, tally.plot_panels
 
 
 # --------------------------------------------------------------------------------------------- picture
