@@ -73,10 +73,6 @@ class AudioCondition:
     vector: torch.Tensor  # [B, W, D]   drives adaLN (added to the timestep embedding)
     tokens: torch.Tensor  # [B, W, K, D] keys/values of the cross-attention
 
-    def repeat(self, times: int) -> AudioCondition:
-        """The same conditioning repeated ``times`` along the batch."""
-        return AudioCondition(self.vector.repeat(times, 1, 1), self.tokens.repeat(times, 1, 1, 1))
-
 
 class TimestepEmbedder(nn.Module):
     """Integer diffusion timesteps [B] -> vectors [B, D] (sinusoidal features + MLP)."""
