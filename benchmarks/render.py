@@ -1,13 +1,24 @@
-"""Render benchmark: real-time factor at the defaults, where the time goes, and peak RSS for long songs.
+"""Render benchmark: real-time factor and where the time goes, memory for long songs, seeking, renders under load.
 
-Prints JSON. Run: ``uv run python benchmarks/render.py [--seconds 10] [--long 30 300] [--rss-steps 2]``.
+Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick parts with ``--parts``:
 
-* ``rtf``: wall time / audio duration for ``render`` of a procedural song with the committed checkpoints, at the
-  default settings, in this process (imports and model loading excluded, reported separately).
-* ``breakdown``: seconds spent in the sampler (network steps), VAE decode, and the H.264/AAC encoder.
-* ``peak_rss_mb``: peak resident memory of a fresh ``synesthete render`` process per song length. It must be flat:
-  rendering streams window by window. These runs use ``--rss-steps`` sampler steps (memory does not depend on
-  the step count; time does).
+* ``rtf``: wall time / audio duration of ``render_song`` on a procedural song (``--seconds``, 10 s) with the
+  committed checkpoints, in this process (imports excluded; model loading included and also reported on
+  its own), with its breakdown: set-up (audio checks, model loading), features, network (the DiT passes),
+  VAE decode, encode+mux. ``--sampler``/``--steps`` override the defaults; ``--grid`` measures several
+  ``sampler:steps`` pairs one after the other.
+* ``rss``: peak resident memory of a fresh ``synesthete render`` process for each length in ``--long``
+  (30 s and 10 min). These renders use ``--rss-steps`` sampler steps (1): memory does not depend on the step
+  count, time does.
+* ``seek``: ``render --start 0 --duration 20`` against ``--start 360 --duration 20`` on a 7-minute mp3 and
+  ogg made here with the ffmpeg program; also the audio decoding alone, seeking (``media.AudioReader``)
+  against torchcodec, which decodes from the file's start.
+* ``paired``: one ``synesthete render`` process alone, then two started together, each timed; the slowdown
+  is the slower paired wall time over the solo one, for each thread policy in ``--paired-policies``:
+  ``tuned`` (the defaults), ``tuned-spin`` (the tuner with GNU OpenMP's default spinning), ``old`` (before:
+  2 threads, default spinning: ``OMP_NUM_THREADS=2 GOMP_SPINCOUNT=300000``), ``one`` (1 thread each).
+
+What else runs on the machine changes every figure: say what did when you quote them.
 """
 
 from __future__ import annotations
@@ -21,98 +32,200 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def make_song(path: Path, seconds: float) -> None:
+def make_song(path: Path, seconds: float, seed: int = 11) -> None:
     """A procedural song with drums, written as a 16 kHz wav."""
     from synesthete.audio.synth import synthesize
     from synesthete.media import write_wav
     from synesthete.settings import load_settings
 
     settings = load_settings()
-    wave, _ = synthesize(11, settings, duration=seconds, drums=True, silence=False, dropout=False)
+    wave, _ = synthesize(seed, settings, duration=seconds, drums=True, silence=False, dropout=False)
     write_wav(path, wave, settings.audio.sample_rate)
 
 
-def timed_render(song: Path, out: Path) -> dict:
-    """Render in-process with timers around the sampler, the VAE decode and the encoder."""
-    import synesthete.media as media
+def make_compressed(folder: Path, seconds: float = 420.0) -> dict[str, Path]:
+    """A ``seconds`` long stereo 44.1 kHz song as mp3 and ogg: a 60 s procedural loop, encoded by ffmpeg."""
+    loop = folder / "loop.wav"
+    make_song(loop, 60.0, seed=5)
+    out = {}
+    for ext, codec in (("mp3", "libmp3lame"), ("ogg", "libvorbis")):
+        out[ext] = folder / f"song7.{ext}"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(loop), "-t", str(seconds),
+             "-ac", "2", "-ar", "44100", "-c:a", codec, str(out[ext])], check=True,
+        )
+    return out
+
+
+def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | None = None, **diffusion) -> dict:
+    """``render_song`` in this process; its numeric stats (wall time, RTF, time split, threads)."""
     import synesthete.render as render
-    import synesthete.sampling as sampling
-    from synesthete.models.vae import VAE
     from synesthete.settings import load_settings
 
-    spent = {"sampler": 0.0, "vae_decode": 0.0, "encode": 0.0}
-
-    def wrap(owner, name, key):
-        original = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[key] += time.perf_counter() - t0
-
-        setattr(owner, name, timed)
-
-    wrap(sampling, "sample", "sampler")
-    wrap(VAE, "decode", "vae_decode")
-    wrap(media.VideoWriter, "add_frames", "encode")
-    wrap(media.VideoWriter, "add_audio", "encode")
     settings = load_settings()
-    summary = render.render_song(settings, song, out, overwrite=True, progress=False)
-    return {"summary": summary, "breakdown_s": {k: round(v, 2) for k, v in spent.items()}}
+    if diffusion:
+        settings = settings.updated(diffusion={k: v for k, v in diffusion.items() if v is not None})
+    stats: dict = {}
+    render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False,
+                       stats=stats)
+    stats["sampler"] = f"{settings.diffusion.sampler} {settings.diffusion.sample_steps}"
+    return stats
 
 
-def peak_rss(song: Path, out: Path, steps: int) -> float:
-    """Peak RSS (MB) of a fresh `synesthete render` process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out), "--overwrite", "--steps", str(steps)],
-        cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+def _rounded(stats: dict) -> dict:
+    return {
+        "sampler": stats["sampler"],
+        "rtf": round(stats["rtf"], 3),
+        "rtf_without_setup": round((stats["wall_s"] - stats["split_s"]["setup"]) / stats["seconds"], 3),
+        "frames_per_s": round(stats["frames"] / stats["wall_s"], 2),
+        "wall_s": round(stats["wall_s"], 2),
+        "breakdown_s": {k: round(v, 2) for k, v in stats["split_s"].items()},
+        "threads": stats["threads"],
+    }
+
+
+def cli_render(song: Path, out: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start ``synesthete render`` in a fresh process (its wall time and peak RSS come from ``finish``)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out), "--overwrite", *args]
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc.started = time.perf_counter()  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    """Wait for a ``cli_render`` process: wall seconds and peak RSS (MB)."""
     _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
+    wall = time.perf_counter() - proc.started  # type: ignore[attr-defined]
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
         raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "render failed")
-    return usage.ru_maxrss / 1024
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def part_rtf(tmp: Path, args) -> dict:
+    song = tmp / "song.wav"
+    make_song(song, args.seconds)
+    render_stats(song, tmp / "warm.mp4", duration=2.0, sample_steps=1)  # first-call costs out of the way
+    grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
+    rows = []
+    for item in grid:
+        sampler, _, steps = item.partition(":")
+        stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None,
+                             sample_steps=int(steps) if steps else None)
+        rows.append(_rounded(stats))
+    return {"song_seconds": args.seconds, "runs": rows}
+
+
+def part_rss(tmp: Path, args) -> dict:
+    out = {}
+    for seconds in args.long:
+        song = tmp / f"song_{int(seconds)}.wav"
+        make_song(song, seconds)
+        result = finish(cli_render(song, tmp / "long.mp4", "--steps", str(args.rss_steps)))
+        out[f"{int(seconds)}s"] = result
+        song.unlink()
+    values = [v["peak_rss_mb"] for v in out.values()]
+    ratio = round(values[-1] / values[0], 3)
+    return {"sampler_steps": args.rss_steps, "renders": out, "ratio_longest_to_shortest": ratio}
+
+
+def part_seek(tmp: Path, args) -> dict:
+    from synesthete.media import AudioReader, audio_info, load_audio
+
+    songs = make_compressed(tmp)
+    result: dict = {}
+    for ext, song in songs.items():
+        info = audio_info(song)
+        row: dict = {"file_seconds": round(info.duration, 1)}
+        for start in (0.0, 360.0):
+            t0 = time.perf_counter()
+            with AudioReader(song, 16000, 1, start=start, duration=20.0, stream_index=info.stream_index,
+                             source_rate=info.sample_rate) as reader:
+                sum(b.shape[-1] for b in reader.blocks(160000))
+            row[f"decode_20s_at_{int(start)}_s"] = round(time.perf_counter() - t0, 3)
+            t0 = time.perf_counter()
+            load_audio(song, sample_rate=16000, mono=True, start=start, duration=20.0)
+            row[f"torchcodec_decode_20s_at_{int(start)}_s"] = round(time.perf_counter() - t0, 3)
+        for start in (0.0, 360.0):
+            stats = render_stats(song, tmp / "seek.mp4", start=start, duration=20.0, sampler=args.sampler,
+                                 sample_steps=args.steps)
+            row[f"render_20s_at_{int(start)}"] = {
+                "wall_s": round(stats["wall_s"], 2),
+                "setup_and_features_s": round(stats["split_s"]["setup"] + stats["split_s"]["features"], 2),
+                "breakdown_s": {k: round(v, 2) for k, v in stats["split_s"].items()},
+            }
+        result[ext] = row
+    return result
+
+
+def part_paired(tmp: Path, args) -> dict:
+    song = tmp / "paired.wav"
+    make_song(song, args.paired_seconds)
+    extra = ["--sampler", args.sampler] if args.sampler else []
+    if args.steps:
+        extra += ["--steps", str(args.steps)]
+    out = {"song_seconds": args.paired_seconds}
+    for name in args.paired_policies.split(","):
+        env = POLICIES[name]
+        solo = finish(cli_render(song, tmp / "solo.mp4", *extra, env=env))
+        a = cli_render(song, tmp / "a.mp4", *extra, env=env)
+        b = cli_render(song, tmp / "b.mp4", *extra, env=env)
+        pair = [finish(a), finish(b)]
+        out[name] = {
+            "solo_wall_s": solo["wall_s"],
+            "paired_wall_s": [p["wall_s"] for p in pair],
+            "slowdown": round(max(p["wall_s"] for p in pair) / solo["wall_s"], 2),
+        }
+    return out
+
+
+# Thread policies for the paired part: environment of each render process.
+POLICIES = {
+    "tuned": {},  # the defaults: ThreadTuner, OMP_WAIT_POLICY=PASSIVE
+    "tuned-spin": {"GOMP_SPINCOUNT": "300000"},  # the tuner with GNU OpenMP's default spinning
+    "old": {"OMP_NUM_THREADS": "2", "GOMP_SPINCOUNT": "300000"},  # before: 2 threads, default spinning
+    "one": {"OMP_NUM_THREADS": "1"},  # one thread each
+}
+
+PARTS = {"rtf": part_rtf, "rss": part_rss, "seek": part_seek, "paired": part_paired}
 
 
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="rtf,rss,seek,paired", help="comma-separated: " + ", ".join(PARTS))
     parser.add_argument("--seconds", type=float, default=10.0, help="song length for the real-time factor")
-    parser.add_argument("--long", type=float, nargs="*", default=[30.0, 300.0], help="song lengths for peak RSS")
-    parser.add_argument("--rss-steps", type=int, default=2, help="sampler steps for the peak-RSS renders")
+    parser.add_argument("--sampler", default=None, help="sampler (default: the settings')")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the settings')")
+    parser.add_argument("--grid", nargs="*", default=None, help="sampler:steps pairs for the rtf part, e.g. ddim:20")
+    parser.add_argument("--long", type=float, nargs="*", default=[30.0, 600.0], help="song lengths for peak RSS")
+    parser.add_argument("--rss-steps", type=int, default=1, help="sampler steps for the peak-RSS renders")
+    parser.add_argument("--paired-seconds", type=float, default=10.0, help="song length of the paired renders")
+    parser.add_argument("--paired-policies", default="tuned,old",
+                        help="comma-separated thread policies for the paired part: " + ", ".join(POLICIES))
     args = parser.parse_args()
-    result: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    from synesthete import threads
+
+    threads.prepare_openmp()  # as render does, before torch loads OpenMP
+    import torch
+
+    result: dict = {
+        "usable_cores": threads.usable_cores(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        song = tmp / "song.wav"
-        make_song(song, args.seconds)
-        t0 = time.perf_counter()
-        timed = timed_render(song, tmp / "out.mp4")
-        summary = timed["summary"]
-        result.update(
-            {
-                "song_seconds": args.seconds,
-                "rtf": summary["real-time factor"],
-                "frames_per_s": round(summary["frames"] / summary["wall time (s)"], 2),
-                "wall_s_including_model_load": round(time.perf_counter() - t0, 2),
-                "breakdown_s": timed["breakdown_s"],
-                "device": summary["device"],
-            }
-        )
-        rss = {}
-        for seconds in args.long:
-            long_song = tmp / f"song_{int(seconds)}.wav"
-            make_song(long_song, seconds)
-            rss[f"{int(seconds)}s"] = round(peak_rss(long_song, tmp / "long.mp4", args.rss_steps), 1)
-        result["peak_rss_mb"] = rss
-        result["rss_sampler_steps"] = args.rss_steps
+        for name in args.parts.split(","):
+            t0 = time.perf_counter()
+            result[name.strip()] = PARTS[name.strip()](Path(tmp), args)
+            result[name.strip()]["bench_wall_s"] = round(time.perf_counter() - t0, 1)
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

@@ -1,32 +1,40 @@
 """Song -> features -> windows of latents -> frames -> mp4, streamed so memory stays flat with song length.
 
 The data path:
-1. Decode the song chunk by chunk at the model's rate, mono, and compute the frame-aligned features
-   (48 bytes per video frame are kept: 1 MB for a 10-minute song).
+1. Decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the model's
+   rate, mono, and compute the frame-aligned features chunk by chunk (48 bytes per video frame are kept:
+   1 MB for a 10-minute song).
 2. Generate latents window by window, in one style (a set of visualizer families) for the whole song: each
    window of ``diffusion.window`` frames is denoised jointly, and continues from the previous window's last
    ``render.overlap`` latents, given as clean context, so windows join without seams or jumps.
-3. Decode each window's new latents with the VAE and stream them, with the original audio (decoded chunk
-   by chunk at its own rate and channels), into an H.264 + AAC mp4 written to a temporary file and renamed
-   at the end.
+3. Decode each window's new latents with the VAE and stream them, with the original audio (a second
+   streamed decode at its own rate and channels), into an H.264 + AAC mp4 written to a temporary file and
+   renamed at the end.
+
+CPU threads are chosen for a shared machine (``synesthete.threads``): OpenMP workers sleep instead of
+spinning when they wait, and the render runs on the cores nobody else is using, re-checked as it goes.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from synesthete import threads
 
-import torch
-import torch.nn.functional as F
+threads.prepare_openmp()  # before torch loads its OpenMP runtime: only then is the wait policy read
 
-from synesthete.audio.features import FeatureExtractor
-from synesthete.console import err_console, make_progress
-from synesthete.device import resolve_device
-from synesthete.errors import InputError, OutputError
-from synesthete.settings import Settings
+import math  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from synesthete.audio.features import FeatureExtractor  # noqa: E402
+from synesthete.console import err_console, make_progress  # noqa: E402
+from synesthete.device import resolve_device  # noqa: E402
+from synesthete.errors import InputError, OutputError  # noqa: E402
+from synesthete.settings import Settings  # noqa: E402
 
 EXEMPLAR_SEED = 20240917  # the fixed synthetic clip that drives the style exemplar
 EXEMPLAR_SECONDS = 1.0
@@ -35,35 +43,51 @@ FEATURE_MARGIN_FRAMES = 3  # extra frames of audio on each side of a chunk so ed
 
 
 # --------------------------------------------------------------------------------------------- features
-def song_features(
-    decode: Callable[[float, float], torch.Tensor], start: float, duration: float, settings: Settings
-) -> torch.Tensor:
-    """Frame-aligned features [T, F] of the excerpt, computed chunk by chunk.
+class SampleSource(Protocol):
+    """What ``song_features`` reads: ``read(n)`` gives the next n samples [1, n] (fewer at the end)."""
 
-    ``decode(t0, t1)`` returns mono audio [N] at ``settings.audio.sample_rate`` for song time [t0, t1),
-    clipped to the song; times before ``start`` or after the end are treated as silence.
+    def read(self, n: int) -> torch.Tensor: ...
+
+
+def song_features(source: SampleSource, duration: float, settings: Settings) -> torch.Tensor:
+    """Frame-aligned features [T, F] of an excerpt of ``duration`` seconds, computed chunk by chunk.
+
+    ``source`` streams the excerpt's mono audio at ``settings.audio.sample_rate`` from its first sample on
+    (``media.AudioReader``). Each chunk of ``render.chunk_seconds`` is analysed with ``FEATURE_MARGIN_FRAMES``
+    of audio on each side, so features at chunk edges equal those of a one-shot analysis; audio before the
+    excerpt and after its end counts as silence. Only a chunk and its margins are held at a time.
     """
     fps = settings.video.fps
     sr = settings.audio.sample_rate
     extractor = FeatureExtractor(settings.audio, fps)
     total = max(1, round(duration * fps))
+    end = round(duration * sr)  # samples in the excerpt
     chunk_frames = max(1, round(settings.render.chunk_seconds * fps))
     margin = FEATURE_MARGIN_FRAMES
     out = torch.zeros(total, extractor.num_features)
+
+    def sample_at(frame: int) -> int:  # excerpt sample where frame boundary ``frame`` falls
+        return round(frame * sr / fps)
+
+    buffer, buffer_start, exhausted = torch.zeros(0), 0, False  # buffer holds samples [buffer_start, ...)
     for f0 in range(0, total, chunk_frames):
         f1 = min(total, f0 + chunk_frames)
-        a0, a1 = f0 - margin, f1 + margin  # frames, relative to the excerpt start
-        t0, t1 = start + a0 / fps, start + a1 / fps
-        wave = decode(max(t0, start), min(t1, start + duration))
-        # Place the decoded audio on the exact sample grid of [t0, t1): zero (silence) outside the excerpt.
-        n = round((a1 - a0) * sr / fps)
-        offset = round((max(t0, start) - t0) * sr)
-        grid = torch.zeros(n)
-        take = min(wave.shape[-1], n - offset)
-        if take > 0:
-            grid[offset : offset + take] = wave[:take]
-        feats = extractor(grid, num_frames=a1 - a0)  # [a1 - a0, F]
+        s0, s1 = sample_at(f0 - margin), sample_at(f1 + margin)  # this chunk's audio, margins included
+        want = min(s1, end)
+        while not exhausted and buffer_start + buffer.shape[-1] < want:
+            block = source.read(want - buffer_start - buffer.shape[-1])
+            if block.shape[-1] == 0:
+                exhausted = True  # the file ended early (truncated): the rest is silence
+                break
+            buffer = torch.cat([buffer, block.reshape(-1).float()])
+        grid = torch.zeros(s1 - s0)  # silence outside the excerpt
+        lo, hi = max(s0, buffer_start), min(s1, buffer_start + buffer.shape[-1])
+        if hi > lo:
+            grid[lo - s0 : hi - s0] = buffer[lo - buffer_start : hi - buffer_start]
+        feats = extractor(grid, num_frames=(f1 + margin) - (f0 - margin))  # [frames, F]
         out[f0:f1] = feats[margin : margin + (f1 - f0)]
+        keep = max(buffer_start, sample_at(f1 - margin))  # the next chunk starts its margin here
+        buffer, buffer_start = buffer[keep - buffer_start :], keep
     return out
 
 
@@ -103,6 +127,7 @@ def iter_windows(
     generator: torch.Generator | None = None,
     style: list[str] | None = None,
     exemplar: torch.Tensor | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
@@ -110,7 +135,8 @@ def iter_windows(
     from the previous window's last k latents, given as clean context that is never denoised again, so
     consecutive windows join without a seam. ``style`` (visualizer families) holds for every window. With
     ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window continues them too: they stand
-    for the k frames before the song starts.
+    for the k frames before the song starts. ``timings`` (if given) accumulates the seconds spent in the
+    network ("network") and in the VAE decoder ("vae_decode").
     """
     from synesthete.sampling import sample
     from synesthete.styles import style_vector
@@ -144,6 +170,7 @@ def iter_windows(
             context[:, :overlap] = prev[:, stride:]
             context_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
             context_mask[:, :overlap] = True
+        t0 = time.perf_counter()
         latents = sample(
             models.dit, feats, shape, settings, generator=generator, style=style_vec,
             context=context, context_mask=context_mask,
@@ -151,8 +178,12 @@ def iter_windows(
         first_new = 0 if prev is None else overlap
         n_new = min(window - first_new, total - emitted)
         z = latents[0, first_new : first_new + n_new] * std + mean  # [n, C, h, w]
-        frames = models.vae.decode(z).clamp(0, 1)  # [n, 3, H, W]
-        yield frames.float().cpu()
+        t1 = time.perf_counter()
+        frames = models.vae.decode(z).clamp(0, 1).float().cpu()  # [n, 3, H, W]
+        if timings is not None:
+            timings["network"] = timings.get("network", 0.0) + t1 - t0
+            timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t1
+        yield frames
         emitted += n_new
         prev = latents
         start += stride  # window k starts at frame k * stride
@@ -183,17 +214,74 @@ def generate_frames(
     if style and settings.render.exemplar:
         exemplar = style_exemplar(models, settings, style, settings.render.seed)
     blocks = []
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task("generating", total=features.shape[0], info="")
-        for block in iter_windows(models, features, settings, generator, style, exemplar):
-            blocks.append(block)
-            bar.advance(task, block.shape[0])
+    tuner = threads.ThreadTuner() if device.type == "cpu" else None
+    try:
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("generating", total=features.shape[0], info="")
+            windows = iter_windows(models, features, settings, generator, style, exemplar)
+            while True:
+                if tuner is not None:
+                    tuner.before()
+                block = next(windows, None)
+                if tuner is not None:
+                    tuner.after()
+                if block is None:
+                    break
+                blocks.append(block)
+                bar.advance(task, block.shape[0])
+    finally:
+        if tuner is not None:
+            tuner.restore()
     if not blocks:
         return torch.zeros(0, 3, settings.video.height, settings.video.width)
     return torch.cat(blocks)
 
 
 # --------------------------------------------------------------------------------------------- render
+def _clock(seconds: float) -> str:
+    """Seconds as m:ss (or h:mm:ss)."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _progress_bar(disable: bool):
+    """The render's progress line: its figures are computed here, from the start of the render."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    bar = make_progress(disable=disable)  # the shared console and the --quiet switch
+    return Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), console=bar.console, disable=bar.disable, transient=False,
+    )
+
+
+class _Pace:
+    """Progress figures from the start of the render: elapsed time, frames/s of generation, and the ETA.
+
+    The rate is measured over all frames generated so far, from the moment generation began (reading the
+    audio and loading the models come before it and are counted in the elapsed time, not in the rate).
+    """
+
+    def __init__(self, t_start: float, total: int, seconds: float) -> None:
+        self.t_start, self.total, self.seconds = t_start, total, seconds
+        self.t_gen: float | None = None
+
+    def begin(self) -> None:
+        self.t_gen = time.perf_counter()
+
+    def line(self, done: int) -> str:
+        now = time.perf_counter()
+        elapsed = now - self.t_start
+        gen = now - (self.t_gen or now)
+        if done <= 0 or gen <= 0:
+            return f"{_clock(elapsed)} elapsed"
+        rate = done / gen
+        eta = (self.total - done) / rate
+        rtf = elapsed / (done / self.total * self.seconds)
+        return f"{rate:.1f} frames/s · RTF {rtf:.2f} · {_clock(elapsed)} · ETA {_clock(eta)}"
+
+
 def render_song(
     settings: Settings,
     song: str | Path,
@@ -202,10 +290,16 @@ def render_song(
     duration: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Render ``song`` to ``out`` (mp4 with the song's audio), streaming; returns a summary for the CLI."""
-    from synesthete.checkpoint import load_models
-    from synesthete.media import VideoWriter, audio_info, check_output, decodable_duration, load_audio
+    """Render ``song`` to ``out`` (mp4 with the song's audio), streaming; returns a summary for the CLI.
+
+    The summary's "real-time factor" is the wall time from the start of this call (checking the song and
+    loading the models included) over the excerpt's length; "time split (s)" says where it went. ``stats``,
+    if given, receives the same figures as numbers (benchmarks).
+    """
+    t_start = time.perf_counter()
+    from synesthete.media import audio_info, check_output, decodable_duration
 
     song, out = Path(song), Path(out)
     if out.suffix.lower() != ".mp4":
@@ -232,90 +326,116 @@ def render_song(
     fps = settings.video.fps
     total = max(1, round(seg * fps))
     check_output(out, overwrite, inputs=(song,))
-    from synesthete.styles import resolve_style, style_name
+    from synesthete.styles import resolve_style
 
     style = resolve_style(settings.render.style, settings.render.seed)  # validated before any heavy work
+    if (settings.render.size or settings.video.width) % 2:
+        raise OutputError(f"--size {settings.render.size} must be even for H.264 yuv420p")
 
     device = resolve_device(settings.device)
-    models = load_models(settings, settings.paths.checkpoints, device)
+    tuner = threads.ThreadTuner() if device.type == "cpu" else None
+    try:
+        return _render(settings, song, out, start, seg, total, info, style, device, tuner, t_start, progress, stats)
+    finally:
+        if tuner is not None:
+            tuner.restore()
 
-    sr = settings.audio.sample_rate
 
-    def decode_model_audio(t0: float, t1: float) -> torch.Tensor:
-        if t1 <= t0:
-            return torch.zeros(0)
-        wave, _ = load_audio(song, sample_rate=sr, mono=True, start=t0, duration=t1 - t0)
-        return wave[0]
+def _render(settings: Settings, song: Path, out: Path, start: float, seg: float, total: int, info: Any,
+            style: list[str], device: torch.device, tuner: threads.ThreadTuner | None, t_start: float,
+            progress: bool, stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The streaming part of ``render_song``, once the inputs are checked."""
+    from synesthete.checkpoint import load_models
+    from synesthete.media import AudioReader, VideoWriter
+    from synesthete.styles import style_name
 
-    t_start = time.perf_counter()
-    features = song_features(decode_model_audio, start, seg, settings)  # [T, F]
-    if features.shape[0] != total:
-        raise RuntimeError(f"feature frames {features.shape[0]} != {total}")
-
-    # The output audio: the song's own channels (stereo at most) at its own rate if AAC-friendly.
-    out_channels = min(info.num_channels, 2)
-    out_rate = info.sample_rate if info.sample_rate in AAC_RATES else settings.render.audio_sample_rate
+    fps = settings.video.fps
     size = settings.render.size or settings.video.width
-    if size % 2:
-        raise OutputError(f"--size {size} must be even for H.264 yuv420p")
     out_h = settings.video.height * size // settings.video.width if settings.render.size else settings.video.height
     out_h += out_h % 2
+    models = load_models(settings, settings.paths.checkpoints, device)
+    timings = {"setup": time.perf_counter() - t_start, "features": 0.0, "network": 0.0, "vae_decode": 0.0,
+               "encode_mux": 0.0}
+    pace = _Pace(t_start, total, seg)
+    opened = {"stream_index": info.stream_index, "source_rate": info.sample_rate,
+              "chunk_seconds": settings.render.chunk_seconds}
 
-    generator = _generator(settings, device)
-    exemplar = style_exemplar(models, settings, style, settings.render.seed) if settings.render.exemplar else None
-    chunk_frames = max(1, round(settings.render.chunk_seconds * fps))
-    audio_written_frames = 0  # audio is muxed up to this frame boundary
-    samples_expected = 0
-    frames_done = 0
+    with _progress_bar(disable=not progress) as bar:
+        task = bar.add_task("audio", total=total, info="reading the song")
+        t0 = time.perf_counter()
+        with AudioReader(song, settings.audio.sample_rate, 1, start=start, duration=seg, **opened) as reader:
+            features = song_features(reader, seg, settings)  # [T, F]
+        timings["features"] = time.perf_counter() - t0
+        if features.shape[0] != total:
+            raise RuntimeError(f"feature frames {features.shape[0]} != {total}")
 
-    def write_audio_until(writer: VideoWriter, frame: int) -> None:
-        nonlocal audio_written_frames, samples_expected
-        while audio_written_frames < frame:
-            f1 = min(frame, audio_written_frames + chunk_frames)
-            t0, t1 = start + audio_written_frames / fps, start + min(f1 / fps, seg)
-            target = round((t1 - start) * out_rate)
-            need = target - samples_expected
-            if need > 0:
-                # More than stereo (5.1 ...): FFmpeg's standard downmix to stereo, for players.
-                wave, _ = load_audio(
-                    song, sample_rate=out_rate, start=t0, duration=t1 - t0, num_channels=out_channels
-                )
-                wave = wave[:, :need]
-                if wave.shape[-1] < need:
-                    wave = F.pad(wave, (0, need - wave.shape[-1]))
-                writer.add_audio(wave)
-                samples_expected = target
-            audio_written_frames = f1
-
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task("rendering", total=total, info="")
-        with VideoWriter(
+        # The output audio: the song's own channels (stereo at most) at its own rate if AAC-friendly.
+        out_channels = min(info.num_channels, 2)
+        out_rate = info.sample_rate if info.sample_rate in AAC_RATES else settings.render.audio_sample_rate
+        generator = _generator(settings, device)
+        exemplar = style_exemplar(models, settings, style, settings.render.seed) if settings.render.exemplar else None
+        samples_written = 0
+        frames_done = 0
+        bar.update(task, description="rendering", completed=0, info=pace.line(0))
+        pace.begin()
+        with AudioReader(song, out_rate, out_channels, start=start, duration=seg, **opened) as mux_audio, VideoWriter(
             out, width=size, height=out_h, fps=fps, audio_sample_rate=out_rate, audio_channels=out_channels,
             crf=settings.render.crf, preset=settings.render.preset,
         ) as writer:
-            for block in iter_windows(models, features, settings, generator, style, exemplar):
+
+            def mux_until(frame: int) -> None:
+                """Interleave the song's audio up to video frame ``frame`` (silence where the file ends early)."""
+                nonlocal samples_written
+                need = min(round(frame / fps * out_rate), round(seg * out_rate)) - samples_written
+                if need <= 0:
+                    return
+                wave = mux_audio.read(need)
+                if wave.shape[-1] < need:
+                    wave = F.pad(wave, (0, need - wave.shape[-1]))
+                writer.add_audio(wave)
+                samples_written += need
+
+            blocks = iter_windows(models, features, settings, generator, style, exemplar, timings=timings)
+            while True:
+                if tuner is not None:
+                    tuner.before()
+                block = next(blocks, None)
+                if tuner is not None:
+                    tuner.after()
+                if block is None:
+                    break
+                t0 = time.perf_counter()
                 if settings.render.size:
                     block = F.interpolate(block, size=(out_h, size), mode="bilinear", align_corners=False)
                 writer.add_frames(block)
                 frames_done += block.shape[0]
-                write_audio_until(writer, frames_done)
-                elapsed = time.perf_counter() - t_start
-                bar.update(task, completed=frames_done, info=f"{frames_done / max(elapsed, 1e-9):.1f} frames/s")
-            write_audio_until(writer, total)
+                mux_until(frames_done)
+                timings["encode_mux"] += time.perf_counter() - t0
+                bar.update(task, completed=frames_done, info=pace.line(frames_done))
+            t0 = time.perf_counter()
+            mux_until(total)
+        timings["encode_mux"] += time.perf_counter() - t0  # the encoder's flush happens as the writer closes
     wall = time.perf_counter() - t_start
+    split = {"setup": timings["setup"], "features": timings["features"], "network": timings["network"],
+             "VAE decode": timings["vae_decode"], "encode+mux": timings["encode_mux"]}
+    split["other"] = max(0.0, wall - sum(split.values()))
+    if stats is not None:
+        stats.update({"wall_s": wall, "seconds": seg, "frames": frames_done, "rtf": wall / seg,
+                      "split_s": dict(split), "threads": tuner.describe() if tuner is not None else None})
     return {
         "output": str(out),
         "duration (s)": round(seg, 3),
+        "start (s)": round(start, 3),
         "frames": frames_done,
         "fps": fps,
         "size": f"{size}x{out_h}",
         "wall time (s)": round(wall, 2),
         "real-time factor": round(wall / seg, 3),
+        "time split (s)": ", ".join(f"{k} {v:.1f}" for k, v in split.items()),
         "style": style_name(style),
         "seed": settings.render.seed,
         "sampler": f"{settings.diffusion.sampler}, {settings.diffusion.sample_steps} steps",
         "guidance (audio, style)": f"{settings.diffusion.guidance:g}, {settings.diffusion.style_guidance:g}",
         "checkpoints": str(settings.paths.checkpoints),
-        "device": str(device),
+        "device": str(device) + (f", {tuner.describe()}" if tuner is not None else ""),
     }
-

@@ -152,9 +152,9 @@ class DiffusionSettings(_Section):
     batch_size: int = Field(16, gt=0, description="Windows per optimisation step.")
     max_steps: int = Field(20000, gt=0, description="Optimisation steps of a run.")
     sampler: Literal["ddpm", "ddim", "dpm++"] = Field(
-        "ddim", description="Sampler used by render/eval/training previews."
+        "dpm++", description="Sampler used by render/eval/training previews (dpm++: DPM-Solver++(2M))."
     )
-    sample_steps: int = Field(20, gt=0, description="Sampler steps (the seed used DDPM with 50).")
+    sample_steps: int = Field(10, gt=0, description="Sampler steps (the seed used DDPM with 50).")
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
