@@ -90,7 +90,8 @@ def _rounded(stats: dict) -> dict:
 
 def cli_render(song: Path, out: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     """Start ``synesthete render`` in a fresh process (its wall time and peak RSS come from ``finish``)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    openmp = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # each process chooses its own
+    full_env = {k: v for k, v in os.environ.items() if k not in openmp}
     full_env.update(env or {})
     cmd = [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out), "--overwrite", *args]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -187,7 +188,8 @@ def part_paired(tmp: Path, args) -> dict:
 
 # Thread policies for the paired part: environment of each render process.
 POLICIES = {
-    "tuned": {},  # the defaults: ThreadTuner, OMP_WAIT_POLICY=PASSIVE
+    "tuned": {},  # the defaults: ThreadTuner, a short OpenMP spin (GOMP_SPINCOUNT=3000)
+    "tuned-passive": {"OMP_WAIT_POLICY": "PASSIVE"},  # the tuner with workers that sleep at once
     "tuned-spin": {"GOMP_SPINCOUNT": "300000"},  # the tuner with GNU OpenMP's default spinning
     "old": {"OMP_NUM_THREADS": "2", "GOMP_SPINCOUNT": "300000"},  # before: 2 threads, default spinning
     "one": {"OMP_NUM_THREADS": "1"},  # one thread each

@@ -10,21 +10,25 @@ variables still apply; their help shows the setting's default value instead.
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
-import threading
-from pathlib import Path
-from typing import Annotated, Any
+from synesthete import threads
 
-import typer
-from pydantic import ValidationError
-from rich.table import Table
-from typer.core import TyperOption
+threads.prepare_openmp()  # before anything loads torch's OpenMP runtime: only then is the wait policy read
 
-from synesthete import __version__
-from synesthete.console import console, err_console, is_quiet, set_quiet
-from synesthete.errors import CheckpointError, ConfigError, SynestheteError, Terminated
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
+
+import typer  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from rich.table import Table  # noqa: E402
+from typer.core import TyperOption  # noqa: E402
+
+from synesthete import __version__  # noqa: E402
+from synesthete.console import console, err_console, is_quiet, set_quiet  # noqa: E402
+from synesthete.errors import CheckpointError, ConfigError, SynestheteError, Terminated  # noqa: E402
 
 # Typer 0.29 prints "<bool>" as the type of every on/off flag (--overwrite, --help): flags take no value,
 # so their help shows none.

@@ -32,7 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from synesthete.audio.features import FeatureExtractor  # noqa: E402
 from synesthete.console import err_console, make_progress  # noqa: E402
-from synesthete.device import resolve_device  # noqa: E402
+from synesthete.device import autocast, native_bf16, resolve_device  # noqa: E402
 from synesthete.errors import InputError, OutputError  # noqa: E402
 from synesthete.settings import Settings  # noqa: E402
 
@@ -136,7 +136,8 @@ def iter_windows(
     consecutive windows join without a seam. ``style`` (visualizer families) holds for every window. With
     ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window continues them too: they stand
     for the k frames before the song starts. ``timings`` (if given) accumulates the seconds spent in the
-    network ("network") and in the VAE decoder ("vae_decode").
+    network ("network") and in the VAE decoder ("vae_decode"). Both run under bf16 autocast where the
+    device has native bf16 and ``render.amp`` is on (``device.autocast``); latents and frames come out float32.
     """
     from synesthete.sampling import sample
     from synesthete.styles import style_vector
@@ -171,15 +172,17 @@ def iter_windows(
             context_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
             context_mask[:, :overlap] = True
         t0 = time.perf_counter()
-        latents = sample(
-            models.dit, feats, shape, settings, generator=generator, style=style_vec,
-            context=context, context_mask=context_mask,
-        )  # [1, W, C, h, w]
+        with autocast(device, settings.render.amp):
+            latents = sample(
+                models.dit, feats, shape, settings, generator=generator, style=style_vec,
+                context=context, context_mask=context_mask,
+            ).float()  # [1, W, C, h, w]
         first_new = 0 if prev is None else overlap
         n_new = min(window - first_new, total - emitted)
         z = latents[0, first_new : first_new + n_new] * std + mean  # [n, C, h, w]
         t1 = time.perf_counter()
-        frames = models.vae.decode(z).clamp(0, 1).float().cpu()  # [n, 3, H, W]
+        with autocast(device, settings.render.amp):
+            frames = models.vae.decode(z).float().clamp(0, 1).cpu()  # [n, 3, H, W]
         if timings is not None:
             timings["network"] = timings.get("network", 0.0) + t1 - t0
             timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t1
@@ -437,5 +440,6 @@ def _render(settings: Settings, song: Path, out: Path, start: float, seg: float,
         "sampler": f"{settings.diffusion.sampler}, {settings.diffusion.sample_steps} steps",
         "guidance (audio, style)": f"{settings.diffusion.guidance:g}, {settings.diffusion.style_guidance:g}",
         "checkpoints": str(settings.paths.checkpoints),
-        "device": str(device) + (f", {tuner.describe()}" if tuner is not None else ""),
+        "device": str(device) + (", bf16" if settings.render.amp and native_bf16(device) else ", float32")
+        + (f", {tuner.describe()}" if tuner is not None else ""),
     }

@@ -227,8 +227,8 @@ def sample(
 
     and all passes run in one batched forward (a scale of 1 skips its pass). ``context`` [B, W, C, h, w]
     with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
-    exactly. The network sees them flagged as context at every step, noised once to the
-    ``context_noise`` share of the schedule (default ``diffusion.context_noise``; 0 = as they are), the way it was trained.
+    exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
+    share of the schedule (default ``diffusion.context_noise``; 0 = as they are), the way it was trained.
     ``callback(step, total)`` is called after every step (progress bars).
     """
     cfg = settings.diffusion

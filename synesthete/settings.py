@@ -200,7 +200,8 @@ class TrainSettings(_Section):
     grad_accum: int = Field(1, gt=0, description="Micro-batches accumulated per optimisation step.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU/MPS).")
+    amp: bool = Field(True, description="bf16 autocast in training where the hardware has native bf16 (CUDA, "
+                      "x86 CPUs with AVX512-BF16 or AMX); float32 elsewhere.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine schedule floor, as a fraction of the peak LR.")
     keep_every: int = Field(
@@ -235,6 +236,8 @@ class RenderSettings(_Section):
     audio_sample_rate: int = Field(48000, gt=0, description="Sample rate of the AAC track in the output.")
     chunk_seconds: float = Field(10.0, gt=0, description="Audio decoded per streaming step.")
     seed: int = Field(0, ge=0, description="Noise seed of the render.")
+    amp: bool = Field(True, description="bf16 autocast of the networks in render and eval where the hardware "
+                      "has native bf16 (CUDA, x86 CPUs with AVX512-BF16 or AMX); float32 elsewhere.")
 
     @property
     def preset(self) -> str:

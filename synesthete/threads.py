@@ -3,12 +3,16 @@
 Two facts measured on the project's 2-core CPU drive this module (docs/infrastructure.md, "Rendering under
 load"):
 
-- With the default OpenMP wait policy, a worker that reaches a barrier first *spins* for a while. When
-  another process holds the other core, the partner it waits for is descheduled and every small parallel
-  op stalls: one render beside two other torch processes took 44x real time instead of about 2x.
-  ``OMP_WAIT_POLICY=PASSIVE`` makes waiting workers sleep at once. It must be in the environment before
-  torch loads its OpenMP runtime, so ``prepare_openmp`` runs at the top of the modules that do heavy CPU
-  work, before they import torch.
+- With the default OpenMP wait policy, a worker that reaches a barrier first *spins* for a while (GNU
+  OpenMP: ``GOMP_SPINCOUNT=300000``, about 3 ms). When another process holds the other core, the partner it
+  waits for is descheduled and every small parallel op stalls: one render beside two other torch processes
+  took 44x real time instead of about 2x. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) avoids that, but
+  then every op of a small network pays a futex wake-up, and two threads ran a DiT forward slower than one
+  (33 ms against 18 ms in bf16). A short spin, ``GOMP_SPINCOUNT=3000`` (tens of microseconds), covers the
+  gap between the ops of one forward and still sleeps soon when the partner is descheduled: two threads
+  then take 12 ms. It must be in the environment before torch loads its OpenMP runtime, so
+  ``prepare_openmp`` runs at the top of the modules that do heavy CPU work (and of the CLI), before they
+  import torch.
 - The right thread count depends on what else runs, which changes while a long render runs.
   ``ThreadTuner`` starts from the cores nobody else is using (affinity, cgroup quota, load average) and
   re-measures as it goes: every ``explore_every`` windows it times one window at the other thread count
@@ -28,17 +32,19 @@ import os
 import sys
 import time
 
+SHORT_SPIN = "3000"  # GOMP_SPINCOUNT: GNU OpenMP's default is 300000 (about 3 ms of spinning)
+
 
 def prepare_openmp() -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose how OpenMP waits (``OMP_WAIT_POLICY``, or
-    GNU OpenMP's ``GOMP_SPINCOUNT``); True if it is set now and can still take effect.
+    """Set a short OpenMP spin (``GOMP_SPINCOUNT=SHORT_SPIN``) unless the user chose how OpenMP waits
+    (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``); True if it is set now and can still take effect.
 
     OpenMP reads the variable once, when its runtime loads (with torch), so this is a no-op afterwards.
-    ``GOMP_SPINCOUNT=300000`` restores GNU OpenMP's own default (spin about 3 ms before sleeping).
+    ``GOMP_SPINCOUNT=300000`` restores GNU OpenMP's own default, ``OMP_WAIT_POLICY=PASSIVE`` sleeps at once.
     """
     if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
     return True
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import sys
+
 import pytest
 import torch
 
@@ -34,7 +37,31 @@ def test_explicit_unavailable_is_an_error(monkeypatch):
         dev.resolve_device("tpu7")
 
 
-def test_autocast_is_noop_on_cpu():
-    with dev.autocast(torch.device("cpu")):
-        y = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert y.dtype == torch.float32
+@pytest.mark.parametrize(
+    ("flags", "enabled", "expected"),
+    [({"avx512_bf16"}, True, torch.bfloat16), ({"amx_bf16"}, True, torch.bfloat16),
+     ({"avx512_bf16"}, False, torch.float32), ({"avx2", "avx512f"}, True, torch.float32)],
+)
+def test_cpu_autocast_only_with_native_bf16(monkeypatch, flags, enabled, expected):
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: frozenset(flags))
+    a = torch.randn(4, 8)
+    with dev.autocast(torch.device("cpu"), enabled):
+        y = a @ torch.randn(8, 3)
+        z = a + 1  # elementwise ops on float32 stay float32
+    assert y.dtype == expected
+    assert z.dtype == torch.float32
+    assert dev.native_bf16(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def test_native_bf16_is_off_for_mps_and_absent_cuda(monkeypatch):
+    assert not dev.native_bf16(torch.device("mps"))
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+        assert not dev.native_bf16(torch.device("cuda"))
+
+
+def test_cpu_flags_are_read_from_this_machine():
+    flags = dev._cpu_flags()
+    assert isinstance(flags, frozenset)
+    if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
+        assert "sse2" in flags  # every x86-64 CPU has it
