@@ -183,11 +183,11 @@ class ThreadTuner:
             self._exploring_from = n
             self._set(min(others, key=lambda c: self.mean.get(c, -1.0)))  # an untried count first
 
-    def describe(self) -> str:
-        """A short note for the render summary, e.g. 'threads tuned (1 for 40, 2 for 210 windows)'."""
+    def describe(self, unit: str = "windows") -> str:
+        """A short note for a summary, e.g. 'threads tuned (1 for 40, 2 for 210 windows)'."""
         policy = os.environ.get("OMP_WAIT_POLICY", "").lower() or (
             f"spin {os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ else "default")
         if self.fixed is not None:
             return f"{self.fixed} thread{'s' if self.fixed != 1 else ''} (OMP_NUM_THREADS), OpenMP wait {policy}"
         used = ", ".join(f"{n} for {k}" for n, k in sorted(self.units.items()) if k)
-        return f"threads tuned ({used} windows), OpenMP wait {policy}"
+        return f"threads tuned ({used} {unit}), OpenMP wait {policy}"

@@ -106,3 +106,19 @@ def test_explicit_omp_num_threads_wins(monkeypatch):
 
 def test_usable_cores_is_positive_and_at_most_the_cpu_count():
     assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_training_tunes_its_threads_and_gives_them_back(tmp_path, monkeypatch):
+    from synesthete.settings import load_settings
+    from synesthete.train.vae import train_vae
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    settings = load_settings("tiny", device="cpu", vae={"max_steps": 5}, train={"preview_samples": 1})
+    summary = train_vae(settings)
+    assert summary["steps"] == 5
+    assert "threads tuned (" in summary["device"] and " steps)" in summary["device"]
+    assert summary["device"].startswith("cpu, ")
+    assert torch.get_num_threads() == before

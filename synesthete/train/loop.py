@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from synesthete.console import err_console, make_train_progress
 from synesthete.data import ClipPool
-from synesthete.device import autocast
+from synesthete.device import autocast, native_bf16
 from synesthete.errors import CheckpointError, OutputError, TrainingError
 from synesthete.locks import FileLock, run_folder_lock
 from synesthete.media import check_folder, remove_stale_temps
@@ -190,6 +190,13 @@ class TrainingRun:
         self.history: list[float] = []  # loss of every step of this process (rank 0), for the summary
         self.start_step = 0
         self._stop_agreed = False
+        # CPU threads chosen step by step for a shared machine (synesthete.threads); under torchrun each rank
+        # keeps the OMP_NUM_THREADS the launcher gave it.
+        self.tuner = None
+        if self.device.type == "cpu" and not self.dist.enabled:
+            from synesthete.threads import ThreadTuner
+
+            self.tuner = ThreadTuner()
 
     # -- context ------------------------------------------------------------------------------------
     def __enter__(self) -> TrainingRun:
@@ -242,6 +249,8 @@ class TrainingRun:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop.restore()
+        if self.tuner is not None:
+            self.tuner.restore()
         if self.progress is not None:
             self.progress.stop()
         if self.writer is not None:
@@ -308,10 +317,27 @@ class TrainingRun:
     ) -> StepResult:
         """Gradient accumulation over ``train.grad_accum`` micro-batches, clip, NaN guard, optimizer step.
 
-        ``loss_fn(micro)`` returns (loss, logs, samples) for one micro-batch; it runs under bf16 autocast on
-        CUDA (so fetch data before calling this). A non-finite loss or gradient norm on any rank raises
-        TrainingError before the weights are touched.
+        ``loss_fn(micro)`` returns (loss, logs, samples) for one micro-batch; it runs under bf16 autocast
+        where the device has native bf16 (``device.autocast``; so fetch data before calling this). A non-finite
+        loss or gradient norm on any rank raises TrainingError before the weights are touched. On a CPU the
+        thread count is re-chosen between steps (``threads.ThreadTuner``: each step is one unit).
         """
+        if self.tuner is not None:
+            self.tuner.before()
+        try:
+            return self._optimize(model, optimizer, scheduler, loss_fn, step)
+        finally:
+            if self.tuner is not None:
+                self.tuner.after()
+
+    def _optimize(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor], int]],
+        step: int,
+    ) -> StepResult:
         accum = self.settings.train.grad_accum
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
@@ -456,6 +482,8 @@ class TrainingRun:
             out[steps(done + 1, done + window)] = sum(self.history[:window]) / window
             out[steps(done + n - window + 1, done + n)] = sum(self.history[-window:]) / window
         out["checkpoint"] = str(self.folder / LATEST)
+        precision = "bf16" if self.settings.train.amp and native_bf16(self.device) else "float32"
+        out["device"] = f"{self.device}, {precision}" + (f", {self.tuner.describe('steps')}" if self.tuner else "")
         out.update(extra or {})
         return out
 
