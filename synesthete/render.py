@@ -174,7 +174,7 @@ def iter_windows(
         t0 = time.perf_counter()
         with autocast(device, settings.render.amp):
             latents = sample(
-                models.dit, feats, shape, settings, generator=generator, style=style_vec,
+                models.dit, feats, shape, settings.diffusion, generator=generator, style=style_vec,
                 context=context, context_mask=context_mask,
             ).float()  # [1, W, C, h, w]
         first_new = 0 if prev is None else overlap

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from synesthete.settings import DiffusionSettings, Settings
+from synesthete.settings import DiffusionSettings
 
 COSINE_OFFSET = 0.008  # s in Nichol & Dhariwal's cosine schedule (keeps beta_1 from being vanishingly small)
 MAX_BETA = 0.999  # cap on any single beta; the last step of the cosine schedule hits it (alpha_bar_T ~ 0)
@@ -57,13 +57,6 @@ class NoiseSchedule:
     def terminal_alpha_bar(self) -> float:
         """alpha_bar at the last training step: the signal left in the "pure noise" sampling starts from."""
         return float(self.alphas_cumprod[-1])
-
-    def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
-        """Uniform random training timesteps [B] (long), drawn on the generator's device, moved to ``device``."""
-        gen_device = generator.device if generator is not None else "cpu"
-        t = torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device)
-        return t.to(device)
 
     def coefficients(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) for t [B], shaped [B, 1, ...] to broadcast against ``like``."""
@@ -205,7 +198,7 @@ def sample(
     model: nn.Module,
     features: torch.Tensor,
     shape: tuple[int, ...] | torch.Size,
-    settings: Settings,
+    cfg: DiffusionSettings,
     steps: int | None = None,
     sampler: str | None = None,
     guidance: float | None = None,
@@ -219,19 +212,22 @@ def sample(
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
 
-    ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"), ``guidance`` (audio) and ``style_guidance`` default to the
-    settings. ``style`` [B, S] is the multi-hot style (None: the null style). Classifier-free guidance
-    composes one term per condition, each against a pass with only that condition dropped:
+    ``cfg`` is the diffusion section of the settings (``settings.diffusion``): the noise schedule the network
+    was trained on, and the sampler's defaults. ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"),
+    ``guidance`` (audio) and ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
+    the null style). Classifier-free guidance composes one term per condition, each against a pass with only
+    that condition dropped:
 
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
     and all passes run in one batched forward (a scale of 1 skips its pass). ``context`` [B, W, C, h, w]
     with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
     exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
-    share of the schedule (default ``diffusion.context_noise``; 0 = as they are), the way it was trained.
+    share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
     ``callback(step, total)`` is called after every step (progress bars).
     """
-    cfg = settings.diffusion
+    if not isinstance(cfg, DiffusionSettings):
+        raise TypeError(f"sample() takes the diffusion settings (settings.diffusion), not {type(cfg).__name__}")
     steps = cfg.sample_steps if steps is None else steps
     sampler = cfg.sampler if sampler is None else sampler
     guidance = cfg.guidance if guidance is None else guidance

@@ -98,12 +98,12 @@ def test_samplers_recover_the_exact_denoisers_data(prediction, sampler):
     cond, uncond = torch.randn(shape[1:], generator=gen) / 2, torch.randn(shape[1:], generator=gen) / 2
     model = PointMassDenoiser(ns, cond, uncond)
     feats = dummy_inputs(s, batch=2)[2]
-    out = sample(model, feats, shape, s, steps=10, sampler=sampler, guidance=1.0, generator=gen)
+    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=1.0, generator=gen)
     assert torch.allclose(out, cond.expand(shape), atol=1e-3)
     assert set(model.calls) == {2}  # guidance 1: no unconditional pass
     # Guidance extrapolates from the unconditional towards the conditional prediction, in one batched call.
     model.calls.clear()
-    out = sample(model, feats, shape, s, steps=10, sampler=sampler, guidance=2.5, generator=gen)
+    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=2.5, generator=gen)
     assert torch.allclose(out, (uncond + 2.5 * (cond - uncond)).expand(shape), atol=1e-3)
     assert set(model.calls) == {4} and len(model.calls) == 10
 
@@ -115,15 +115,16 @@ def test_sample_shape_finite_and_deterministic(sampler):
     dit.train()
     _, _, feats, _ = dummy_inputs(s, batch=2)
     shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    a = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    b = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    c = sample(dit, feats, shape, s, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    a = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    b = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    c = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(1))
     assert a.shape == shape and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert dit.training  # the caller's mode is restored
     assert not any(p.grad is not None for p in dit.parameters())
     # Different audio gives different latents from the same noise.
-    d = sample(dit, torch.rand_like(feats), shape, s, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    d = sample(dit, torch.rand_like(feats), shape, s.diffusion, sampler=sampler,
+               generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(a, d, atol=1e-4)
 
 
@@ -135,18 +136,18 @@ def test_context_frames_are_returned_unchanged_and_continued():
     context = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
     mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
     mask[:, :2] = True
-    free = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0))
-    out = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), context=context,
+    free = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0))
+    out = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0), context=context,
                  context_mask=mask)
     assert torch.equal(out[:, :2], context[:, :2])  # never denoised, returned exactly
     assert torch.isfinite(out).all()
     # The new frames continue the context: other context frames give other continuations.
     assert not torch.allclose(out[:, 2:], free[:, 2:], atol=1e-4)
-    other = sample(dit, feats, shape, s, steps=6, generator=torch.Generator().manual_seed(0), context=-context,
-                   context_mask=mask)
+    other = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0),
+                   context=-context, context_mask=mask)
     assert not torch.allclose(out[:, 2:], other[:, 2:], atol=1e-4)
     with pytest.raises(ValueError):
-        sample(dit, feats, shape, s, context=context)
+        sample(dit, feats, shape, s.diffusion, context=context)
 
 
 def test_noised_context_is_still_returned_exactly_and_told_to_the_network():
@@ -159,7 +160,7 @@ def test_noised_context_is_still_returned_exactly_and_told_to_the_network():
     context = torch.randn(shape, generator=torch.Generator().manual_seed(5))
     mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
     mask[:, :2] = True
-    run = lambda noise: sample(dit, feats, shape, s, steps=4, generator=torch.Generator().manual_seed(0),  # noqa: E731
+    run = lambda noise: sample(dit, feats, shape, s.diffusion, steps=4, generator=torch.Generator().manual_seed(0),  # noqa: E731
                                context=context, context_mask=mask, context_noise=noise)
     clean, noised = run(0), run(0.2)
     assert torch.equal(noised[:, :2], context[:, :2])
@@ -194,17 +195,17 @@ def test_audio_and_style_guidance_compose_with_one_pass_each():
     style = torch.zeros(2, 7)
     style[:, 1] = 1
     shape = (2, s.diffusion.window, 1, 2, 2)
-    out = sample(model, feats, shape, s, steps=10, sampler="ddim", guidance=2.0, style=style, style_guidance=3.0,
-                 generator=torch.Generator().manual_seed(0))
+    out = sample(model, feats, shape, s.diffusion, steps=10, sampler="ddim", guidance=2.0, style=style,
+                 style_guidance=3.0, generator=torch.Generator().manual_seed(0))
     # e(s,a) + (g_a - 1)(e(s,a) - e(s,0)) + (g_s - 1)(e(s,a) - e(0,a)) = 1 + 0.6 + 2 * 1.5
     assert torch.allclose(out, torch.full(shape, 4.6), atol=1e-3)
     assert set(model.batches) == {6}  # three passes of a batch of two, in one forward per step
     model.batches.clear()
-    sample(model, feats, shape, s, steps=3, guidance=1.0, style=style, style_guidance=1.0)
+    sample(model, feats, shape, s.diffusion, steps=3, guidance=1.0, style=style, style_guidance=1.0)
     assert set(model.batches) == {2}  # scales of 1 skip their passes
 
 
 def test_sample_rejects_unknown_sampler():
     s = load_settings("tiny")
     with pytest.raises(ValueError, match="sampler"):
-        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s, sampler="euler")
+        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.diffusion, sampler="euler")

@@ -61,7 +61,7 @@ def _gaussian_case(prediction: str, seed: int = 0):
 def _error(s, model, feats, shape, sampler: str, steps: int, seed: int = 1) -> float:
     """RMS distance between a sampler's output and the exact end of the ODE from the same start."""
     model.first_x = None
-    out = sample(model, feats, shape, s, steps=steps, sampler=sampler, guidance=1.0,
+    out = sample(model, feats, shape, s.diffusion, steps=steps, sampler=sampler, guidance=1.0,
                  generator=torch.Generator().manual_seed(seed))
     x_start = torch.randn(shape, generator=torch.Generator().manual_seed(seed))  # what sample() drew first
     assert torch.equal(model.first_x, x_start)
@@ -98,7 +98,7 @@ def test_dpmpp_with_guidance_returns_the_guided_point_mass():
     assert (uncond + 2.5 * (cond - uncond)).abs().max() < s.diffusion.clip_x0
     model = PointMassDenoiser(ns, cond, uncond)
     feats = torch.zeros(1, 4 + 2 * s.diffusion.audio_context, 12)
-    out = sample(model, feats, shape, s, steps=6, sampler="dpm++", guidance=2.5,
+    out = sample(model, feats, shape, s.diffusion, steps=6, sampler="dpm++", guidance=2.5,
                  generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out[0], uncond + 2.5 * (cond - uncond), atol=1e-4)
     assert model.calls == [2] * 6  # one batched forward (conditional + unconditional) per step
@@ -113,7 +113,7 @@ def test_dpmpp_shape_finite_and_deterministic():
     s, dit = _tiny_dit()
     feats = dummy_inputs(s, 2)[2]
     shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    run = lambda seed, f=feats: sample(dit, f, shape, s, steps=8, sampler="dpm++",  # noqa: E731
+    run = lambda seed, f=feats: sample(dit, f, shape, s.diffusion, steps=8, sampler="dpm++",  # noqa: E731
                                        generator=torch.Generator().manual_seed(seed))
     a, b, c = run(0), run(0), run(1)
     assert a.shape == shape and torch.isfinite(a).all()
@@ -130,11 +130,12 @@ def test_dpmpp_returns_context_frames_exactly():
     mask = torch.zeros(1, shape[1], dtype=torch.bool)
     mask[:, :2] = True
     for noise in (0.0, 0.1):
-        out = sample(dit, feats, shape, s, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0),
+        out = sample(dit, feats, shape, s.diffusion, steps=5, sampler="dpm++",
+                     generator=torch.Generator().manual_seed(0),
                      context=context, context_mask=mask, context_noise=noise)
         assert torch.equal(out[:, :2], context[:, :2])
         assert torch.isfinite(out).all()
-    free = sample(dit, feats, shape, s, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0))
+    free = sample(dit, feats, shape, s.diffusion, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(out[:, 2:], free[:, 2:])  # the new frames continue the context
 
 
@@ -142,7 +143,7 @@ def test_dpmpp_first_step_is_ddim_and_one_step_is_x0():
     """One step returns the network's x0, exactly as DDIM; two steps differ only by the second-order term."""
     s, model, feats, shape = _gaussian_case("v")
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    one = {name: sample(model, feats, shape, s, steps=1, sampler=name, guidance=1.0, generator=gen())
+    one = {name: sample(model, feats, shape, s.diffusion, steps=1, sampler=name, guidance=1.0, generator=gen())
            for name in ("ddim", "dpm++")}
     assert torch.allclose(one["ddim"], one["dpm++"], atol=1e-6)
     assert math.isfinite(float(one["dpm++"].abs().max()))

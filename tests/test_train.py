@@ -123,7 +123,7 @@ def test_exported_models_load_and_generate(overfit_runs: Path):
     d, size = tiny.diffusion, tiny.latent_size
     features = torch.rand(2, d.window + 2 * d.audio_context, num_features(tiny.audio))
     shape = (2, d.window, tiny.vae.latent_channels, size, size)
-    latents = sample(models.dit, features, shape, tiny, generator=torch.Generator().manual_seed(0))
+    latents = sample(models.dit, features, shape, tiny.diffusion, generator=torch.Generator().manual_seed(0))
     assert latents.shape == shape and torch.isfinite(latents).all()
 
 

@@ -252,7 +252,7 @@ def sample_frames(
     n = features.shape[0]
     generator = torch.Generator(device).manual_seed(seed)
     shape = (n, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
-    latents = sample(models.dit, features.to(device), shape, settings, generator=generator, style=style)
+    latents = sample(models.dit, features.to(device), shape, settings.diffusion, generator=generator, style=style)
     frames = models.decode(latents.flatten(0, 1)).float()  # [n * W, 3, H, W]
     return frames.view(n, cfg.window, *frames.shape[1:])
 
