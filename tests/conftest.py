@@ -1,4 +1,4 @@
-"""Shared test helpers: run the real CLI in a subprocess, tiny settings, a hermetic environment.
+"""Shared test helpers: run the real CLI (in this process or a subprocess), tiny settings, a hermetic environment.
 
 Test modules import these helpers one way only: ``from conftest import ...`` (pytest puts ``tests/`` on
 ``sys.path`` and loads this file as the module ``conftest``, so that import reuses it instead of running it
@@ -7,16 +7,29 @@ a second time as ``tests.conftest``).
 
 from __future__ import annotations
 
+import io
 import os
+import random
+import signal
 import subprocess
 import sys
+import traceback
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 # Tiny models on a 2-core machine: one thread per process is faster and steadier (idle OpenMP threads spin),
-# and subprocesses (the CLI, torchrun ranks) inherit it so they never oversubscribe the cores.
+# and subprocesses (the CLI, torchrun ranks) inherit it so they never oversubscribe the cores. Under
+# pytest-xdist each worker is such a process.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The CLI's rich consoles are made once, at import: a COLUMNS set then would fix their width for good. Without
+# it they read COLUMNS at each print, so call_cli can set it per call as run_cli does for a subprocess.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from synesthete.settings import ENV_FILE_VARIABLE  # noqa: E402
@@ -64,11 +77,94 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300,
     dotenv: bool = False,
 ):
-    """Run ``python -m synesthete ARGS`` and return the CompletedProcess (text, stdout+stderr captured)."""
+    """Run ``python -m synesthete ARGS`` and return the CompletedProcess (text, stdout+stderr captured).
+
+    A new process costs seconds of CPU (importing torch and torchcodec): use it where the process itself is
+    under test (signals, locks held by another process, the entry point, a real process's output), and
+    ``call_cli`` for everything else.
+    """
     return subprocess.run(
         [sys.executable, "-m", "synesthete", *args], capture_output=True, text=True, env=cli_env(env, dotenv),
         cwd=str(cwd or ROOT), timeout=timeout,
     )
+
+
+@dataclass
+class CliResult:
+    """What ``call_cli`` returns: the fields of a CompletedProcess that tests read."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Python's default warning filters in a fresh process (python -W and PYTHONWARNINGS aside): what a user sees.
+_SILENT_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def _exit_code(code: object, stderr: io.StringIO) -> int:
+    """The exit status of ``SystemExit(code)``, as the interpreter computes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=stderr)
+    return 1
+
+
+def call_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, dotenv: bool = False,
+) -> CliResult:
+    """Run ``synesthete ARGS`` in this process and return what a subprocess would show (see ``run_cli``).
+
+    It calls ``synesthete.cli.main``, the console script's entry point, so the same boundary turns errors into
+    one line and an exit code. The environment is exactly ``run_cli``'s (``cli_env``), the working directory
+    ``cwd`` (default: the repository), stdout and stderr are captured apart. What a process would add is
+    added: an exception that escapes ``main`` is printed as a traceback with exit code 1, and warnings that
+    Python shows by default are written to stderr. What the command changes in this process is put back:
+    environment, working directory, signal handlers, torch's thread count and the random generators.
+    """
+    from synesthete.cli import main
+    from synesthete.console import console, err_console
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    target = cli_env(env, dotenv)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    num_threads = torch.get_num_threads()
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for key in [key for key in os.environ if key not in target]:
+            mp.delenv(key)
+        for key, value in target.items():
+            if os.environ.get(key) != value:
+                mp.setenv(key, value)
+        mp.chdir(cwd or ROOT)
+        mp.setattr(sys, "argv", ["synesthete", *args])
+        width = int(target["COLUMNS"])
+        assert console.width == err_console.width == width, "the CLI's consoles were made with a fixed width"
+        try:
+            with redirect_stdout(stdout), redirect_stderr(stderr):
+                try:
+                    main(list(args))
+                    code = 0
+                except SystemExit as exc:
+                    code = _exit_code(exc.code, stderr)
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            torch.set_num_threads(num_threads)
+            torch.set_rng_state(rng[0])
+            random.setstate(rng[1])
+            np.random.set_state(rng[2])
+    for w in caught:
+        if not issubclass(w.category, _SILENT_BY_DEFAULT):
+            stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    return CliResult(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_user_error(proc, *fragments: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, run_cli
+from conftest import ROOT, assert_user_error, call_cli, run_cli
 
 from synesthete.checkpoint import read_checkpoint
 from synesthete.cli import setting_default
@@ -91,6 +91,41 @@ def test_an_installed_package_reads_the_checkpoints_it_carries(tmp_path):
     assert proc.stdout.strip() == str(site / "synesthete" / "checkpoints")
 
 
+# ----------------------------------------------------------------------------------------------- call_cli
+def test_call_cli_shows_what_a_real_process_shows(tmp_path):
+    """Most tests run the CLI in-process (conftest.call_cli, through the console script's entry point): it
+    gives what a real process gives, exit code, stdout and stderr, for one-line errors, a -v traceback, a
+    usage error and a settings error (the program name aside: the console script's, not ``python -m``)."""
+    cases = [
+        (("-v", "render", "nope.wav", "-o", "x.mp4"), None),
+        (("gen-audio", "--bogus"), None),
+        (("config",), {"SYNESTHETE_VIDEO__FPS": "fast"}),
+        (("config", "--preset", "huge"), None),
+    ]
+    for args, env in cases:
+        real, here = run_cli(*args, cwd=tmp_path, env=env), call_cli(*args, cwd=tmp_path, env=env)
+        assert real.returncode in (1, 2) and here.returncode == real.returncode, (args, real.stderr, here.stderr)
+        assert here.stdout == real.stdout, args
+        assert here.stderr == real.stderr.replace("python -m synesthete", "synesthete"), args
+        assert ("Traceback" in real.stderr) == ("-v" in args)
+        if args[0] != "-v" and real.returncode == 1:
+            assert len(real.stderr.splitlines()) == 1, real.stderr  # the one red line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_call_cli_prints_an_escaping_exception_as_python_would(monkeypatch):
+    import synesthete.cli
+
+    def crash(args):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr(synesthete.cli, "app", crash)
+    proc = call_cli("config")
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.rstrip().endswith("RuntimeError: a bug, not a user error")
+
+
 # ----------------------------------------------------------------------------------------------- help, -v, -q
 def _option_line(help_text: str, option: str) -> str:
     """The help of one option, with the lines it wraps onto (up to the next option)."""
@@ -113,7 +148,7 @@ def _option_line(help_text: str, option: str) -> str:
     ],
 )
 def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, options):
-    proc = run_cli(*command, "--help")
+    proc = call_cli(*command, "--help")
     assert proc.returncode == 0, proc.stderr
     for option, dotted in options.items():
         assert f"[default: {setting_default(dotted)}]" in _option_line(proc.stdout, option), option
@@ -126,15 +161,15 @@ def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, optio
 def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
     for args in (("render", "nope.wav", "-o", "x.mp4", "-v"), ("-v", "render", "nope.wav", "-o", "x.mp4"),
                  ("render", "-v", "nope.wav", "-o", "x.mp4")):
-        proc = run_cli(*args, cwd=tmp_path)
+        proc = call_cli(*args, cwd=tmp_path)
         assert proc.returncode == 1 and "Traceback" in proc.stderr and "nope.wav does not exist" in proc.stderr
-    assert_user_error(run_cli("render", "nope.wav", "-o", "x.mp4", cwd=tmp_path), "nope.wav does not exist")
+    assert_user_error(call_cli("render", "nope.wav", "-o", "x.mp4", cwd=tmp_path), "nope.wav does not exist")
 
-    loud = run_cli("gen-audio", "-n", "1", "-o", "a", "--audio-only", "--preset", "tiny", cwd=tmp_path)
+    loud = call_cli("gen-audio", "-n", "1", "-o", "a", "--audio-only", "--preset", "tiny", cwd=tmp_path)
     assert loud.returncode == 0 and "clip seeds" in loud.stdout and "gen-audio" in loud.stderr
     for args in (("gen-audio", "-n", "1", "-o", "b", "--audio-only", "--preset", "tiny", "-q"),
                  ("-q", "gen-audio", "-n", "1", "-o", "c", "--audio-only", "--preset", "tiny")):
-        proc = run_cli(*args, cwd=tmp_path)
+        proc = call_cli(*args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "" and proc.stderr == ""  # no progress bar, no summary
         assert (tmp_path / args[args.index("-o") + 1] / "clip_00000.wav").exists()
@@ -142,7 +177,7 @@ def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
 
 @pytest.mark.slow
 def test_gen_audio_summary_names_the_seeds_it_used(tmp_path):
-    proc = run_cli("gen-audio", "-n", "2", "-o", "g", "--audio-only", "--preset", "tiny", "--seed", "5", cwd=tmp_path)
+    proc = call_cli("gen-audio", "-n", "2", "-o", "g", "--audio-only", "--preset", "tiny", "--seed", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     seeds = [json.loads(line)["seed"] for line in (tmp_path / "g" / "manifest.jsonl").read_text().splitlines()]
     rows = _summary(proc.stdout)
@@ -152,21 +187,21 @@ def test_gen_audio_summary_names_the_seeds_it_used(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- settings
 def test_x264_preset_is_render_x264_preset():
-    proc = run_cli("config", "--json", env={"SYNESTHETE_RENDER__X264_PRESET": "ultrafast"})
+    proc = call_cli("config", "--json", env={"SYNESTHETE_RENDER__X264_PRESET": "ultrafast"})
     assert proc.returncode == 0, proc.stderr
     render = json.loads(proc.stdout)["render"]
     assert render["x264_preset"] == "ultrafast" and "preset" not in render
-    assert_user_error(run_cli("config", env={"SYNESTHETE_RENDER__PRESET": "slow"}),
+    assert_user_error(call_cli("config", env={"SYNESTHETE_RENDER__PRESET": "slow"}),
                       "SYNESTHETE_RENDER__PRESET", "renamed to SYNESTHETE_RENDER__X264_PRESET")
     assert "SYNESTHETE_RENDER__X264_PRESET=veryfast" in (ROOT / ".env.example").read_text()
 
 
 def test_config_table_fits_80_columns():
-    narrow = run_cli("config", env={"COLUMNS": "80"})
+    narrow = call_cli("config", env={"COLUMNS": "80"})
     assert narrow.returncode == 0, narrow.stderr
     _fits(narrow.stdout)
     assert "diffusion.context_noise_max" in narrow.stdout and "SYNESTHETE_A__B" in narrow.stdout
-    wide = run_cli("config", env={"COLUMNS": "200"})
+    wide = call_cli("config", env={"COLUMNS": "200"})
     assert "SYNESTHETE_DIFFUSION__CONTEXT_NOISE_MAX" in wide.stdout
     _fits(wide.stdout, 200)
 
@@ -178,7 +213,7 @@ def test_short_training_resume_hparams_and_80_columns(tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     def train(*args: str):
-        return run_cli("train", *args, cwd=tmp_path, env=TRAIN_ENV)
+        return call_cli("train", *args, cwd=tmp_path, env=TRAIN_ENV)
 
     proc = train("vae", "--preset", "tiny", "--max-steps", "4", "--run-name", "a")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -232,7 +267,7 @@ def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
     entry = [json.loads(line) for line in (sample / "manifest.jsonl").read_text().splitlines()][1]
     video = sample / entry["mp4"]
     out = tmp_path / "r.json"
-    proc = run_cli("eval", "--video", str(video), "--manifest", str(sample / "manifest.jsonl"), "--json",
+    proc = call_cli("eval", "--video", str(video), "--manifest", str(sample / "manifest.jsonl"), "--json",
                    "-o", str(out), "--preset", "tiny")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     printed = json.loads(proc.stdout)  # stdout is the JSON alone
@@ -243,22 +278,22 @@ def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
     tiny = load_settings("tiny")
     assert printed["metrics"]["bas"] == pytest.approx(analyse(frames, wave[0], sr, fps, tiny, beats=entry["beats"]).bas)
 
-    estimated = run_cli("eval", "--video", str(video), "--json", "--preset", "tiny")
+    estimated = call_cli("eval", "--video", str(video), "--json", "--preset", "tiny")
     assert json.loads(estimated.stdout)["beats"] == "estimated"
-    table = run_cli("eval", "--video", str(video), "--manifest", str(sample), "--preset", "tiny",
+    table = call_cli("eval", "--video", str(video), "--manifest", str(sample), "--preset", "tiny",
                     env={"COLUMNS": "80"})
     assert "BAS (manifest beats)" in table.stdout and "tempo (manifest)" in table.stdout
     _fits(table.stdout)
 
     stranger = tmp_path / "stranger.mp4"
     shutil.copy(video, stranger)
-    assert_user_error(run_cli("eval", "--video", str(stranger), "--manifest", str(sample / "manifest.jsonl")),
+    assert_user_error(call_cli("eval", "--video", str(stranger), "--manifest", str(sample / "manifest.jsonl")),
                       "lists no clip named stranger.mp4")
     # Named by its soundtrack: a render of clip 1 is scored against clip 1's beats.
-    proc = run_cli("eval", "--video", str(stranger), "--audio", str(sample / entry["wav"]), "--manifest",
+    proc = call_cli("eval", "--video", str(stranger), "--audio", str(sample / entry["wav"]), "--manifest",
                    str(sample / "manifest.jsonl"), "--json", "--preset", "tiny")
     assert proc.returncode == 0 and json.loads(proc.stdout)["tempo_bpm"] == entry["tempo"], proc.stderr
-    assert_user_error(run_cli("eval", "--manifest", str(sample / "manifest.jsonl")), "--manifest only applies")
+    assert_user_error(call_cli("eval", "--manifest", str(sample / "manifest.jsonl")), "--manifest only applies")
 
 
 def test_heldout_tables_fit_80_columns(tiny):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli
 
 from synesthete import media
 from synesthete.errors import InputError, OutputError
@@ -32,7 +32,7 @@ def clip_mp4(tmp_path_factory):
 def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
     mp4, _ = clip_mp4
     out, png = tmp_path / "results.json", tmp_path / "sync.png"
-    proc = run_cli("eval", "--video", str(mp4), "-o", str(out), "--plot", str(png), "--preset", "tiny")
+    proc = call_cli("eval", "--video", str(mp4), "-o", str(out), "--plot", str(png), "--preset", "tiny")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AV-Align" in proc.stdout
     cli = json.loads(out.read_text())
@@ -46,7 +46,7 @@ def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
     # The output exists now: a second run needs --overwrite.
     with pytest.raises(OutputError, match="already exists"):
         run_eval(tiny, video=mp4, json_out=out)
-    strict = run_cli("eval", "--video", str(mp4), "-o", str(out), "--overwrite", "--strict", "--preset", "tiny")
+    strict = call_cli("eval", "--video", str(mp4), "-o", str(out), "--overwrite", "--strict", "--preset", "tiny")
     assert strict.returncode == 0, strict.stdout + strict.stderr
     assert json.loads(out.read_text())["strict"] is True
 
@@ -56,8 +56,8 @@ def test_video_without_audio_track(clip_mp4, tmp_path):
     _, wav = clip_mp4
     silent = tmp_path / "noaudio.mp4"
     media.write_video(silent, torch.rand(30, 3, 32, 32), 30)
-    assert_user_error(run_cli("eval", "--video", str(silent)), "no usable audio track", "--audio")
-    ok = run_cli("eval", "--video", str(silent), "--audio", str(wav))
+    assert_user_error(call_cli("eval", "--video", str(silent)), "no usable audio track", "--audio")
+    ok = call_cli("eval", "--video", str(silent), "--audio", str(wav))
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -65,7 +65,7 @@ def test_video_without_audio_track(clip_mp4, tmp_path):
 def test_corrupt_video(tmp_path):
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
-    assert_user_error(run_cli("eval", "--video", str(bad)), "corrupt.mp4", "could not be decoded")
+    assert_user_error(call_cli("eval", "--video", str(bad)), "corrupt.mp4", "could not be decoded")
 
 
 def _soundtrack(wav, seconds: float, path):
@@ -82,7 +82,7 @@ def test_audio_shorter_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
     mp4, wav = clip_mp4
     short = _soundtrack(wav, 1.5, tmp_path / "short.wav")
     out = tmp_path / "r.json"
-    proc = run_cli("eval", "--video", str(mp4), "--audio", str(short), "-o", str(out))
+    proc = call_cli("eval", "--video", str(mp4), "--audio", str(short), "-o", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "scored the overlap" in proc.stdout + proc.stderr
     result = json.loads(out.read_text())
@@ -101,7 +101,7 @@ def test_audio_longer_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
 
 @pytest.mark.slow
 def test_default_eval_needs_checkpoints(tmp_path):
-    proc = run_cli("eval", "--checkpoint-dir", str(tmp_path), "--preset", "tiny")
+    proc = call_cli("eval", "--checkpoint-dir", str(tmp_path), "--preset", "tiny")
     assert_user_error(proc, "checkpoint")
     with pytest.raises(InputError, match="--video"):
         run_eval(load_settings("tiny"), audio=tmp_path / "x.wav")

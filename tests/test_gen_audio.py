@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli
 
 from synesthete.cli import main
 from synesthete.data import make_clip, seed_for
@@ -23,7 +23,7 @@ def _manifest(folder) -> list[dict]:
 @pytest.mark.slow
 def test_gen_audio_cli_writes_decodable_clips(tmp_path):
     out = tmp_path / "sample"
-    proc = run_cli("gen-audio", "-n", "2", "-o", str(out), "--seed", "3", "--preset", "tiny", "--duration", "1.0")
+    proc = call_cli("gen-audio", "-n", "2", "-o", str(out), "--seed", "3", "--preset", "tiny", "--duration", "1.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "clip_00000.mp4", "clip_00000.wav", "clip_00001.mp4", "clip_00001.wav", "manifest.jsonl"
@@ -65,7 +65,7 @@ def test_gen_audio_cli_writes_decodable_clips(tmp_path):
 @pytest.mark.slow
 def test_env_override_and_audio_only_through_the_cli(tmp_path):
     out = tmp_path / "short"
-    proc = run_cli(
+    proc = call_cli(
         "gen-audio", "-n", "2", "-o", str(out), "--audio-only", "--preset", "tiny",
         env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "0.5"},
     )
@@ -113,12 +113,12 @@ def test_bad_options_give_one_line(args, fragment, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_unwritable_path_and_existing_folder_through_the_real_cli(tmp_path):
+def test_unwritable_path_and_existing_folder_through_the_cli(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
-    proc = run_cli("gen-audio", "-n", "1", "-o", str(blocker / "sub"), "--preset", "tiny", "--audio-only")
+    proc = call_cli("gen-audio", "-n", "1", "-o", str(blocker / "sub"), "--preset", "tiny", "--audio-only")
     assert_user_error(proc, "cannot create folder")
-    proc = run_cli("gen-audio", "-n", "1", "-o", str(tmp_path), "--preset", "tiny", "--audio-only")
+    proc = call_cli("gen-audio", "-n", "1", "-o", str(tmp_path), "--preset", "tiny", "--audio-only")
     assert_user_error(proc, "not empty", "--overwrite")
 
 

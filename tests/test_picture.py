@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, run_cli
+from conftest import ROOT, assert_user_error, call_cli
 
 from synesthete import media
 from synesthete.checkpoint import read_checkpoint, save_checkpoint
@@ -137,7 +137,7 @@ def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
     video = tmp_path / "oracle.mp4"
     media.write_video(video, clips[0]["frames"].float() / 255, 30, audio=clips[0]["audio"][None], sample_rate=16000)
     sheet, out = tmp_path / "sheet.png", tmp_path / "r.json"
-    proc = run_cli("eval", "--video", str(video), "--sheet", str(sheet), "-o", str(out))
+    proc = call_cli("eval", "--video", str(video), "--sheet", str(sheet), "-o", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pic = json.loads(out.read_text())["picture"]
     assert set(pic) >= {"recognisability", "cut_rate", "style_stability", "sharpness"}
@@ -152,14 +152,14 @@ def test_bad_critic_and_sheet_inputs_are_one_clear_line(tmp_path, clips):
     video = tmp_path / "v.mp4"
     media.write_video(video, clips[1]["frames"][:30].float() / 255, 30, audio=clips[1]["audio"][None, :16000],
                       sample_rate=16000)
-    missing = run_cli("eval", "--video", str(video), "--critic", str(tmp_path / "nope.pt"))
+    missing = call_cli("eval", "--video", str(video), "--critic", str(tmp_path / "nope.pt"))
     assert_user_error(missing, "no critic checkpoint", "train critic")
-    wrong_kind = run_cli("eval", "--video", str(video), "--critic", str(ROOT / "checkpoints" / "vae.pt"))
+    wrong_kind = call_cli("eval", "--video", str(video), "--critic", str(ROOT / "checkpoints" / "vae.pt"))
     assert_user_error(wrong_kind, "is a vae checkpoint")
     foreign = read_checkpoint(CRITIC)
     foreign["families"] = ["pulse", "spectrum"]
     save_checkpoint(foreign, tmp_path / "foreign.pt")
-    assert_user_error(run_cli("eval", "--video", str(video), "--critic", str(tmp_path / "foreign.pt")),
+    assert_user_error(call_cli("eval", "--video", str(video), "--critic", str(tmp_path / "foreign.pt")),
                       "trained on the families")
-    assert_user_error(run_cli("eval", "--video", str(video), "--sheet", str(tmp_path / "s.jpg")), ".png")
+    assert_user_error(call_cli("eval", "--video", str(video), "--sheet", str(tmp_path / "s.jpg")), ".png")
     assert not (tmp_path / "s.jpg").exists()

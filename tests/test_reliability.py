@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, cli_env, run_cli
+from conftest import ROOT, assert_user_error, call_cli, cli_env, run_cli
 
 from synesthete.media import load_audio, load_video, write_video, write_wav
 
@@ -108,7 +108,7 @@ def song(tmp_path_factory) -> Path:
 
 
 def render(ckpt_dir: Path, *args: str, env: dict[str, str] | None = None):
-    return run_cli("render", *args, *TINY, "--checkpoint-dir", str(ckpt_dir), env=env)
+    return call_cli("render", *args, *TINY, "--checkpoint-dir", str(ckpt_dir), env=env)
 
 
 # ================================================================================= data loss and leaks
@@ -139,8 +139,8 @@ def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
     before = video.read_bytes()
     link = tmp_path / "v.json"
     link.symlink_to(video)
-    assert_user_error(run_cli("eval", "--video", str(video), "-o", str(link), "--overwrite"), "is the input")
-    assert_user_error(run_cli("eval", "--video", str(video), "--plot", str(video), "--overwrite"), "is the input")
+    assert_user_error(call_cli("eval", "--video", str(video), "-o", str(link), "--overwrite"), "is the input")
+    assert_user_error(call_cli("eval", "--video", str(video), "--plot", str(video), "--overwrite"), "is the input")
     assert video.read_bytes() == before
 
 
@@ -197,7 +197,7 @@ def test_render_lock_then_sigterm_cleans_up(ckpt_dir, tmp_path):
     try:
         wait_for(lambda: bool(list(tmp_path.glob(".long.*.tmp.mp4"))), first, "the temporary mp4")
         # A second render to the same output, even with --overwrite, is refused while the first runs.
-        second = run_cli(*args, "--overwrite")
+        second = call_cli(*args, "--overwrite")
         assert_user_error(second, "in use by another synesthete job")
         first.send_signal(signal.SIGTERM)
         stdout, stderr = first.communicate(timeout=120)
@@ -275,8 +275,9 @@ def test_two_trainings_with_one_run_name(tmp_path):
     first = popen_cli(*args, env=env)
     folder = tmp_path / "runs" / "dup"
     try:
-        wait_for(lambda: (folder / "settings.json").exists(), first, "the first run to start")
-        second = run_cli(*args, env=env)
+        wait_for(lambda: (folder / "settings.json").exists() and list(folder.glob("events.out.tfevents.*")), first,
+                 "the first run to start")
+        second = call_cli(*args, env=env)
         assert_user_error(second, "run folder", "in use by another synesthete job")
         assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # the second wrote nothing there
         first.send_signal(signal.SIGTERM)
@@ -344,11 +345,11 @@ def test_render_options_are_validated_before_work(song, tmp_path):
     from synesthete.settings import load_settings
 
     out = tmp_path / "out.mp4"
-    assert_user_error(run_cli("render", str(song), "-o", str(out), "--duration", "nan"), "--duration", "finite")
-    proc = run_cli("render", str(song), "-o", str(out), "--steps", "5000")  # cpu preset: 1000 timesteps
+    assert_user_error(call_cli("render", str(song), "-o", str(out), "--duration", "nan"), "--duration", "finite")
+    proc = call_cli("render", str(song), "-o", str(out), "--steps", "5000")  # cpu preset: 1000 timesteps
     assert_user_error(proc, "sample_steps")
     assert "generating" not in proc.stderr and "rendering" not in proc.stderr  # no progress bar started
-    assert_user_error(run_cli("render", str(song), "-o", str(out), "--guidance", "1e30"), "guidance")
+    assert_user_error(call_cli("render", str(song), "-o", str(out), "--guidance", "1e30"), "guidance")
     settings = load_settings()
     for bad in ({"start": float("inf")}, {"start": float("nan")}, {"duration": float("inf")}):
         with pytest.raises(InputError, match="finite"):
@@ -380,25 +381,25 @@ def test_long_output_name_fits(ckpt_dir, song, tmp_path):
 
 @pytest.mark.slow
 def test_settings_ranges_are_validated():
-    assert_user_error(run_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
-    assert_user_error(run_cli("config", env={"SYNESTHETE_DIFFUSION__GUIDANCE": "inf"}), "diffusion.guidance")
-    assert_user_error(run_cli("config", env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "nan"}), "audio.clip_seconds")
-    assert_user_error(run_cli("gen-audio", "-n", "1", "--duration", "nan", "-o", "/nonexistent/x"), "clip_seconds")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_DIFFUSION__GUIDANCE": "inf"}), "diffusion.guidance")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "nan"}), "audio.clip_seconds")
+    assert_user_error(call_cli("gen-audio", "-n", "1", "--duration", "nan", "-o", "/nonexistent/x"), "clip_seconds")
 
 
 @needs_proc
 @pytest.mark.slow
 def test_unwritable_runs_and_export_folders_fail_before_training(tmp_path):
     runs = {"SYNESTHETE_PATHS__RUNS": "/proc/synesthete-runs"}
-    proc = run_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", env=runs)
+    proc = call_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", env=runs)
     assert_user_error(proc, "cannot write to /proc")
     env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs")}
-    proc = run_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", "--export", "/proc/export", env=env)
+    proc = call_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", "--export", "/proc/export", env=env)
     assert_user_error(proc, "cannot write to /proc")
     assert not (tmp_path / "runs").exists()  # refused before any run folder was made
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = run_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", "--export", str(blocker), env=env)
+    proc = call_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", "--export", str(blocker), env=env)
     assert_user_error(proc, "not a folder")
 
 
@@ -407,7 +408,7 @@ def test_unwritable_runs_and_export_folders_fail_before_training(tmp_path):
 def test_eval_json_location_is_checked_before_scoring(tmp_path):
     video = tmp_path / "v.mp4"
     write_video(video, torch.zeros(30, 3, 32, 32), 30, audio=tone(1.0).unsqueeze(0), sample_rate=16000)
-    proc = run_cli("eval", "--video", str(video), "-o", "/proc/r.json")
+    proc = call_cli("eval", "--video", str(video), "-o", "/proc/r.json")
     assert_user_error(proc, "cannot write to /proc")
     assert "AV-Align" not in proc.stdout  # nothing was scored
 
@@ -462,7 +463,7 @@ def test_foreign_vae_leaves_no_run_folder(tmp_path):
     foreign = tmp_path / "vae.pt"
     foreign.write_text("not a checkpoint")
     env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs")}
-    proc = run_cli("train", "diffusion", "--preset", "tiny", "--vae", str(foreign), "--run-name", "x", env=env)
+    proc = call_cli("train", "diffusion", "--preset", "tiny", "--vae", str(foreign), "--run-name", "x", env=env)
     assert_user_error(proc, "not a checkpoint")
     assert not (tmp_path / "runs" / "x").exists()
 

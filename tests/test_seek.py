@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli
 
 from synesthete.audio.synth import synthesize
 from synesthete.media import AudioReader, audio_info, load_audio, load_video, write_video, write_wav
@@ -115,7 +115,7 @@ def test_reader_stops_at_the_end_of_the_file_and_refuses_what_has_no_audio(songs
 @pytest.mark.slow
 def test_render_an_excerpt_deep_into_a_compressed_song(songs, tmp_path):
     out = tmp_path / "excerpt.mp4"
-    proc = run_cli("render", str(songs["ogg"]), "-o", str(out), "--start", str(START), "--duration", "1.5",
+    proc = call_cli("render", str(songs["ogg"]), "-o", str(out), "--start", str(START), "--duration", "1.5",
                    "--steps", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames, fps = load_video(out)
@@ -128,5 +128,5 @@ def test_render_an_excerpt_deep_into_a_compressed_song(songs, tmp_path):
     best = max(float(torch.nn.functional.cosine_similarity(audio[0, lag : lag + n], source[0, :n], dim=0))
                for lag in range(0, 4096, 16))
     assert best > 0.9, best
-    assert_user_error(run_cli("render", str(songs["ogg"]), "-o", str(tmp_path / "late.mp4"), "--start", "41"),
+    assert_user_error(call_cli("render", str(songs["ogg"]), "-o", str(tmp_path / "late.mp4"), "--start", "41"),
                       "past the end")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, run_cli
+from conftest import ROOT, assert_user_error, call_cli
 
 from synesthete import media
 from synesthete.errors import InputError
@@ -27,14 +27,15 @@ def test_style_names():
 
 
 @pytest.mark.slow
-def test_style_cli_errors_and_list():
-    proc = run_cli("render", str(SONG), "-o", "/tmp/never.mp4", "--style", "blobs")
+def test_style_cli_errors_and_list(tmp_path):
+    never = str(tmp_path / "never.mp4")
+    proc = call_cli("render", str(SONG), "-o", never, "--style", "blobs")
     assert_user_error(proc, "unknown style 'blobs'", ", ".join(families()))
-    for args in (("styles",), ("render", str(SONG), "-o", "/tmp/never.mp4", "--style", "list")):
-        listed = run_cli(*args)
+    for args in (("styles",), ("render", str(SONG), "-o", never, "--style", "list")):
+        listed = call_cli(*args)
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert all(name in listed.stdout for name in families())
-    assert not (ROOT / "never.mp4").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -70,7 +71,7 @@ def test_render_with_style_and_seed_is_deterministic(tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"r{i}.mp4"
-        proc = run_cli("render", str(SONG), "-o", str(out), "--duration", "0.5", "--steps", "4", "--style", "tiles",
+        proc = call_cli("render", str(SONG), "-o", str(out), "--duration", "0.5", "--steps", "4", "--style", "tiles",
                        "--seed", "4")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "tiles" in proc.stdout
