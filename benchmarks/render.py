@@ -69,11 +69,9 @@ def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | No
     settings = load_settings()
     if diffusion:
         settings = settings.updated(diffusion={k: v for k, v in diffusion.items() if v is not None})
-    stats: dict = {}
-    render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False,
-                       stats=stats)
-    stats["sampler"] = f"{settings.diffusion.sampler} {settings.diffusion.sample_steps}"
-    return stats
+    result = render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False)
+    return {"wall_s": result.wall, "seconds": result.duration, "frames": result.num_frames, "rtf": result.rtf,
+            "split_s": dict(result.timings), "threads": result.threads, "sampler": f"{result.sampler} {result.steps}"}
 
 
 def _rounded(stats: dict) -> dict:

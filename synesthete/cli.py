@@ -501,8 +501,16 @@ RenderSeed = Annotated[
 
 @app.command()
 def render(
-    song: Annotated[Path, typer.Argument(help="Any audio FFmpeg decodes (wav, mp3, ogg, flac, m4a, a video).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output mp4.")],
+    songs: Annotated[
+        list[Path],
+        typer.Argument(help="Songs: any audio FFmpeg decodes (wav, mp3, ogg, flac, m4a, a video), or folders of "
+                            "audio files.", metavar="SONG", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output mp4 for one song; a folder (created if missing) for several songs "
+                                         "or a folder of songs: each becomes <song name>.mp4 in it."),
+    ],
     fps: Annotated[
         int | None, typer.Option("--fps", help=_help("Output frame rate (the model's own only).", "video.fps"))
     ] = None,
@@ -523,7 +531,9 @@ def render(
     ] = None,
     steps: Steps = None,
     sampler: Annotated[
-        str | None, typer.Option("--sampler", help=_help("ddim or ddpm.", "diffusion.sampler"))
+        str | None,
+        typer.Option("--sampler", help=_help("ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M)).",
+                                             "diffusion.sampler")),
     ] = None,
     start: Annotated[float, typer.Option("--start", help="Start of the excerpt (s).")] = 0.0,
     duration: Annotated[
@@ -541,8 +551,7 @@ def render(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn a song into a video, with the song muxed in."""
-    from synesthete.render import render_song
+    """Turn songs into videos, with each song muxed in. Several songs load the models once."""
     from synesthete.styles import LIST
 
     if style is not None and style.strip().lower() == LIST:
@@ -555,11 +564,85 @@ def render(
         render={"seed": seed, "size": size, "style": style},
         paths={"checkpoints": checkpoint_dir},
     )
+    if len(songs) == 1 and not songs[0].is_dir() and not out.is_dir():
+        _render_one(settings, songs[0], out, start, duration, overwrite)
+    else:
+        _render_many(settings, songs, out, start, duration, overwrite)
+
+
+def _render_one(settings: Any, song: Path, out: Path, start: float, duration: float | None, overwrite: bool) -> None:
+    """One song to one mp4: every check before the models load, then the render and its summary."""
+    import time
+
+    from synesthete import tables
     from synesthete.locks import output_lock
+    from synesthete.pipeline import Synesthete
 
     with output_lock(out):  # a second render to the same file is refused while this one runs
-        summary = render_song(settings, song, out, start=start, duration=duration, overwrite=overwrite)
-    print_summary("render", summary)
+        t_start = time.perf_counter()
+        pipe = Synesthete(settings)
+        job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite)
+        result = pipe.run(job, progress=True, since=t_start)  # loads the models
+    print_summary("render", tables.render_summary(result))
+
+
+def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, duration: float | None,
+                 overwrite: bool) -> None:
+    """Songs (and folders of songs) into ``folder``, the models loaded once. A song that cannot be rendered is
+    one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table."""
+    from synesthete import tables
+    from synesthete.errors import OutputError
+    from synesthete.locks import output_lock
+    from synesthete.media import check_folder, check_output
+    from synesthete.pipeline import Synesthete
+    from synesthete.render import expand_songs, output_names
+
+    if folder.suffix.lower() == ".mp4" or (folder.exists() and not folder.is_dir()):
+        what = "several songs" if len(songs) > 1 else f"a folder of songs ({songs[0]})"
+        raise OutputError(f"-o {folder}: with {what}, -o must be a folder (each song becomes <song name>.mp4 in it)")
+    check_folder(folder, "-o")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+    found, empty = expand_songs(songs)
+    rows: list[tuple[Path, Path | None, Any]] = [(path, None, message) for path, message in empty]
+    for _, message in empty:
+        err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    pipe = Synesthete(settings)
+    jobs = []
+    for song, name in zip(found, output_names(found), strict=True):  # every check first, before the models load
+        try:
+            jobs.append(pipe.plan(song, folder / name, start=start, duration=duration, overwrite=overwrite))
+        except SynestheteError as exc:
+            rows.append((song, None, _song_error(song, exc)))
+    if jobs:
+        pipe.load()  # a checkpoint error stops the whole batch (one red line, exit 1)
+    for i, job in enumerate(jobs, 1):
+        try:
+            with output_lock(job.out):
+                check_output(job.out, overwrite, inputs=(job.song,))  # written meanwhile by someone else?
+                result = pipe.run(job, progress=True, label=f"{i}/{len(jobs)} {job.song.name}")
+            rows.append((job.song, job.out, result))
+        except SynestheteError as exc:
+            rows.append((job.song, None, _song_error(job.song, exc)))
+    order = {path: k for k, path in enumerate([p for p, _ in empty] + found)}
+    rows.sort(key=lambda row: order.get(row[0], len(order)))
+    if not is_quiet():
+        tables.print_batch(rows)
+    if any(isinstance(result, str) for *_, result in rows):
+        raise typer.Exit(1)
+
+
+def _song_error(song: Path, exc: SynestheteError) -> str:
+    """Report a song that cannot be rendered in one red line (a traceback too under -v); returns the message."""
+    message = str(exc)
+    if str(song) not in message:
+        message = f"{song}: {message}"
+    if _state.get("verbose"):
+        err_console.print_exception()
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return message
 
 
 @app.command()

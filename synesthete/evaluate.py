@@ -8,9 +8,11 @@ visualizers' own video) under the same pairings, and a static-frame floor. ``--v
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,94 @@ def score_video(
         "_frames": frames,
     }
     return result, a
+
+
+@dataclass(frozen=True)
+class SyncScores:
+    """How a video moves with its audio (``metrics.sync.SyncAnalysis.metrics``); NaN where undefined."""
+
+    av_align: float  # AV-Align: matched audio/video peaks over their union
+    audio_peaks: float  # counts (floats, as in the JSON)
+    video_peaks: float
+    matched_peaks: float
+    bas: float  # Beat Alignment Score
+    flicker: float  # motion in settled silence
+    motion_silence: float  # mean motion (px/frame) in silence
+    motion_sound: float  # and where there is sound
+    silence_ratio: float  # motion_silence / motion_sound
+    silent_fraction: float  # share of frames whose audio is silent
+
+
+@dataclass(frozen=True)
+class PictureScores:
+    """The picture metrics of one video that need no oracle (``video_picture``, with the style critic)."""
+
+    recognisability: float  # the critic's mean top-family confidence
+    on_style: float  # share of frames on the requested style (NaN: none requested)
+    top_family: str | None  # the family the critic sees most
+    cut_rate: float  # share of frame pairs that jump (hard cuts)
+    style_stability: float  # share of frames whose top family is the video's most common
+    sharpness: float  # mean image gradient
+
+
+@dataclass
+class VideoScore:
+    """The eval figures of one video file: what `synesthete eval --video` prints (``Synesthete.score``)."""
+
+    video: Path
+    audio: Path  # the soundtrack scored against (the video's own track unless another was given)
+    fps: float
+    frames: int
+    width: int
+    height: int
+    video_seconds: float
+    audio_seconds: float
+    scored_seconds: float  # the overlap of video and audio
+    strict: bool  # the published AV-Align peak rule, no noise floor
+    peak_threshold: float
+    beats: str  # "estimated", or the manifest and clip whose exact beats were used
+    tempo_bpm: float | None
+    sync: SyncScores
+    picture: PictureScores
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results as ``run_eval`` returns them and ``--json`` prints them."""
+        return {
+            "mode": "video", "video": str(self.video), "audio": str(self.audio), "fps": self.fps,
+            "frames": self.frames, "size": [self.width, self.height], "video_seconds": self.video_seconds,
+            "audio_seconds": self.audio_seconds, "scored_seconds": self.scored_seconds, "strict": self.strict,
+            "peak_threshold": self.peak_threshold, "beats": self.beats, "tempo_bpm": self.tempo_bpm,
+            "metrics": dataclasses.asdict(self.sync), "notes": list(self.notes), "kind": "video",
+            "picture": dataclasses.asdict(self.picture),
+        }
+
+
+def score_file(
+    settings: Settings, video: Path, audio: Path | None = None, manifest: Path | None = None,
+    critic: Any | None = None,
+) -> tuple[VideoScore, torch.Tensor, SyncAnalysis]:
+    """Sync and picture figures of a video file -> (scores, its frames uint8 [T, 3, H, W], the sync analysis).
+
+    ``critic`` is ``(network, checkpoint)`` from ``metrics.picture.load_critic`` (default: loaded from
+    ``settings.critic_path``). What `synesthete eval --video` and ``Synesthete.score`` both run.
+    """
+    if critic is None:
+        from synesthete.device import resolve_device
+        from synesthete.metrics.picture import load_critic
+
+        critic = load_critic(settings.critic_path, resolve_device(settings.device))
+    result, analysis = score_video(settings, Path(video), audio, manifest)
+    frames = result.pop("_frames")
+    score = VideoScore(
+        video=Path(result["video"]), audio=Path(result["audio"]), fps=result["fps"], frames=result["frames"],
+        width=result["size"][0], height=result["size"][1], video_seconds=result["video_seconds"],
+        audio_seconds=result["audio_seconds"], scored_seconds=result["scored_seconds"], strict=result["strict"],
+        peak_threshold=result["peak_threshold"], beats=result["beats"], tempo_bpm=result["tempo_bpm"],
+        sync=SyncScores(**result["metrics"]), picture=PictureScores(**video_picture(critic, frames)),
+        notes=list(result["notes"]),
+    )
+    return score, frames, analysis
 
 
 def heldout_clips(settings: Settings, count: int) -> list[dict]:
@@ -517,10 +607,8 @@ def run_eval(
     critic = load_critic(settings.critic_path, device)  # checked before any heavy work
 
     if video is not None:
-        result, analysis = score_video(settings, Path(video), audio, manifest)
-        frames = result.pop("_frames")
-        result["kind"] = "video"
-        result["picture"] = video_picture(critic, frames)
+        score, frames, analysis = score_file(settings, Path(video), audio, manifest, critic)
+        result = score.to_dict()
         panels = [(Path(video).name, analysis)]
         if sheet is not None:
             write_video_sheet(Path(sheet), frames, settings)

@@ -1,6 +1,9 @@
 """Song -> features -> windows of latents -> frames -> mp4, streamed so memory stays flat with song length.
 
-The data path:
+A render is planned, then run: ``plan_render`` checks everything that needs no network (the excerpt, the
+song, the output, the style) and gives a ``RenderJob``; ``run_render`` runs it with loaded models and gives a
+``RenderResult``. ``synesthete.Synesthete`` (the Python API) and the CLI drive these; ``render_song`` plans,
+loads the models and runs, for one song. The data path of a run:
 1. Decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the model's
    rate, mono, and compute the frame-aligned features chunk by chunk (48 bytes per video frame are kept:
    1 MB for a 10-minute song).
@@ -8,11 +11,11 @@ The data path:
    window of ``diffusion.window`` frames is denoised jointly, and continues from the previous window's last
    ``render.overlap`` latents, given as clean context, so windows join without seams or jumps.
 3. Decode each window's new latents with the VAE and stream them, with the original audio (a second
-   streamed decode at its own rate and channels), into an H.264 + AAC mp4 written to a temporary file and
-   renamed at the end.
+   streamed decode at its own rate and channels, interleaved by an ``AudioMuxer``), into an H.264 + AAC mp4
+   written to a temporary file and renamed at the end; or keep them, as uint8, for a render to memory.
 
-CPU threads are chosen for a shared machine (``synesthete.threads``): OpenMP workers sleep instead of
-spinning when they wait, and the render runs on the cores nobody else is using, re-checked as it goes.
+CPU threads are chosen for a shared machine (``synesthete.threads``): OpenMP workers spin only briefly
+before they sleep when they wait, and the render runs on the cores nobody else is using, re-checked as it goes.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from synesthete import threads
 
 threads.prepare_openmp()  # before torch loads its OpenMP runtime: only then is the wait policy read
 
+import contextlib  # noqa: E402
 import math  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Protocol  # noqa: E402
+from typing import TYPE_CHECKING, Any, Protocol  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -35,6 +41,9 @@ from synesthete.console import err_console, make_progress  # noqa: E402
 from synesthete.device import autocast, native_bf16, resolve_device  # noqa: E402
 from synesthete.errors import InputError, OutputError  # noqa: E402
 from synesthete.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from synesthete.media import AudioInfo
 
 EXEMPLAR_SEED = 20240917  # the fixed synthetic clip that drives the style exemplar
 EXEMPLAR_SECONDS = 1.0
@@ -92,9 +101,15 @@ def song_features(source: SampleSource, duration: float, settings: Settings) -> 
 
 
 # --------------------------------------------------------------------------------------------- latents
+def _device(models: Any) -> torch.device:
+    """The device the networks are on."""
+    return next(models.dit.parameters()).device
+
+
 @torch.no_grad()
 def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int) -> torch.Tensor:
-    """Latents [k, C, h, w] (scaled) of k frames in ``style``, the first window's clean context.
+    """Latents [k, C, h, w] (standardised, ``Models.encode``) of k frames in ``style``, the first window's clean
+    context.
 
     The style's visualizers, with parameters drawn from ``seed`` (so the seed picks a look: colours, shapes,
     counts), are driven by a fixed synthetic clip with drums, never by the song, and the last k =
@@ -108,15 +123,12 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int)
     from synesthete.visual import render_frames
     from synesthete.visual.compose import params_for
 
-    k = max(1, min(settings.render.overlap, settings.diffusion.window - 1))
-    device = next(models.dit.parameters()).device
+    k = max(1, min(settings.render.overlap, models.dit.config.window - 1))
     params = params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
     wave, _ = synthesize(EXEMPLAR_SEED, settings, duration=EXEMPLAR_SECONDS, drums=True, silence=False,
                          dropout=False)  # [N]
     frames = render_frames(feature_extractor(settings)(wave), wave, params, settings)[-k:]  # [k, 3, H, W]
-    mu, _ = models.vae.encode(frames.to(device))
-    c = mu.shape[1]
-    return (mu - models.latent_mean.to(device).view(1, c, 1, 1)) / models.latent_std.to(device).view(1, c, 1, 1)
+    return models.encode(frames.to(_device(models)))
 
 
 @torch.no_grad()
@@ -131,30 +143,29 @@ def iter_windows(
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
-    Windows of W frames advance by W - k (k = ``render.overlap``): each window after the first continues
-    from the previous window's last k latents, given as clean context that is never denoised again, so
-    consecutive windows join without a seam. ``style`` (visualizer families) holds for every window. With
-    ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window continues them too: they stand
-    for the k frames before the song starts. ``timings`` (if given) accumulates the seconds spent in the
-    network ("network") and in the VAE decoder ("vae_decode"). Both run under bf16 autocast where the
-    device has native bf16 and ``render.amp`` is on (``device.autocast``); latents and frames come out float32.
+    Windows of W frames (the DiT's ``config.window``) advance by W - k (k = ``render.overlap``): each window
+    after the first continues from the previous window's last k latents, given as clean context that is never
+    denoised again, so consecutive windows join without a seam. The latent shape (channels, height, width)
+    is the DiT's own (``models.dit.config``), so non-square latents work. ``style`` (visualizer families)
+    holds for every window. With ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window
+    continues them too: they stand for the k frames before the song starts. ``timings`` (if given)
+    accumulates the seconds spent in the network ("network") and in the VAE decoder ("vae_decode"). Both
+    run under bf16 autocast where the device has native bf16 and ``render.amp`` is on (``device.autocast``);
+    latents and frames come out float32. Latents are scaled by ``Models.encode``/``Models.decode``.
     """
     from synesthete.sampling import sample
     from synesthete.styles import style_vector
 
-    d = settings.diffusion
-    window, ctx = d.window, d.audio_context
+    cfg = models.dit.config
+    window, ctx = cfg.window, cfg.audio_context
     overlap = min(settings.render.overlap, window - 1)
     stride = window - overlap
-    device = next(models.dit.parameters()).device
+    device = _device(models)
     total = features.shape[0]
     # Pad with silence: ctx frames before, a full window + ctx after (the last window may run past the end).
     lead = overlap if exemplar is not None and overlap > 0 else 0  # exemplar frames before the song's frame 0
     padded = F.pad(features.to(device), (0, 0, ctx + lead, window + ctx))  # [lead + T + W + 2ctx, F]
-    c, h = settings.vae.latent_channels, settings.latent_size
-    shape = (1, window, c, h, h)
-    mean = models.latent_mean.to(device).view(1, c, 1, 1)
-    std = models.latent_std.to(device).view(1, c, 1, 1)
+    shape = (1, window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
 
     prev: torch.Tensor | None = None  # [1, W, C, h, w] scaled latents of the previous window
@@ -179,10 +190,9 @@ def iter_windows(
             ).float()  # [1, W, C, h, w]
         first_new = 0 if prev is None else overlap
         n_new = min(window - first_new, total - emitted)
-        z = latents[0, first_new : first_new + n_new] * std + mean  # [n, C, h, w]
         t1 = time.perf_counter()
         with autocast(device, settings.render.amp):
-            frames = models.vae.decode(z).float().clamp(0, 1).cpu()  # [n, 3, H, W]
+            frames = models.decode(latents[0, first_new : first_new + n_new]).float().cpu()  # [n, 3, H, W]
         if timings is not None:
             timings["network"] = timings.get("network", 0.0) + t1 - t0
             timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t1
@@ -198,6 +208,19 @@ def _generator(settings: Settings, device: torch.device) -> torch.Generator:
     return gen
 
 
+def _tuned(blocks: Iterator[torch.Tensor], tuner: threads.ThreadTuner | None) -> Iterator[torch.Tensor]:
+    """``blocks``, with the thread tuner timing each one (CPU only; ``None`` passes them through)."""
+    while True:
+        if tuner is not None:
+            tuner.before()
+        block = next(blocks, None)
+        if tuner is not None:
+            tuner.after()
+        if block is None:
+            return
+        yield block
+
+
 def generate_frames(
     models: Any,
     wave: torch.Tensor,
@@ -210,7 +233,7 @@ def generate_frames(
     fps = settings.video.fps
     extractor = FeatureExtractor(settings.audio, fps)
     features = extractor(wave.float().cpu())  # [T, F]
-    device = next(models.dit.parameters()).device
+    device = _device(models)
     if generator is None:
         generator = _generator(settings, device)
     exemplar = None
@@ -222,14 +245,7 @@ def generate_frames(
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("generating", total=features.shape[0], info="")
             windows = iter_windows(models, features, settings, generator, style, exemplar)
-            while True:
-                if tuner is not None:
-                    tuner.before()
-                block = next(windows, None)
-                if tuner is not None:
-                    tuner.after()
-                if block is None:
-                    break
+            for block in _tuned(windows, tuner):
                 blocks.append(block)
                 bar.advance(task, block.shape[0])
     finally:
@@ -240,7 +256,7 @@ def generate_frames(
     return torch.cat(blocks)
 
 
-# --------------------------------------------------------------------------------------------- render
+# --------------------------------------------------------------------------------------------- progress
 def _clock(seconds: float) -> str:
     """Seconds as m:ss (or h:mm:ss)."""
     seconds = max(0, int(round(seconds)))
@@ -285,27 +301,82 @@ class _Pace:
         return f"{rate:.1f} frames/s · RTF {rtf:.2f} · {_clock(elapsed)} · ETA {_clock(eta)}"
 
 
-def render_song(
+# --------------------------------------------------------------------------------------------- render
+@dataclass
+class RenderResult:
+    """What one render made and how: the typed result of ``Synesthete.render`` (and ``render_song``).
+
+    ``frames`` holds the video as uint8 [T, 3, H, W] (as ``media.load_video`` gives; ``media.to_unit`` makes
+    floats in [0, 1]) when it was rendered to memory, and is ``None`` when it was written to ``output``.
+    ``timings`` are seconds: "setup" (checking the song, loading the models when this call did), "features",
+    "network" (the DiT), "vae_decode", "encode_mux" (H.264 + AAC; 0 in memory) and "other"; they add up to
+    ``wall``. ``rtf`` (real-time factor) is ``wall`` over ``duration``.
+    """
+
+    output: Path | None
+    frames: torch.Tensor | None
+    fps: int
+    num_frames: int
+    width: int
+    height: int
+    start: float
+    duration: float
+    style: str
+    seed: int
+    sampler: str
+    steps: int
+    guidance: float
+    style_guidance: float
+    checkpoints: Path
+    device: str
+    precision: str  # "bf16" (autocast on hardware with native bf16) or "float32"
+    threads: str | None  # how the CPU threads were chosen (``ThreadTuner.describe``); None off the CPU
+    timings: dict[str, float]
+    wall: float
+    rtf: float
+
+    def __repr__(self) -> str:  # no tensor dump
+        frames = "None" if self.frames is None else f"<{tuple(self.frames.shape)} {self.frames.dtype}>"
+        return (f"RenderResult(output={self.output}, frames={frames}, fps={self.fps}, num_frames={self.num_frames}, "
+                f"size={self.width}x{self.height}, style={self.style!r}, seed={self.seed}, "
+                f"sampler={self.sampler!r}, steps={self.steps}, rtf={self.rtf:.3f})")
+
+
+@dataclass
+class RenderJob:
+    """A render whose inputs are checked, ready to run (``plan_render``): no network is needed to make one."""
+
+    song: Path
+    out: Path | None  # None: render to memory
+    start: float
+    seconds: float  # length of the excerpt
+    num_frames: int  # video frames it becomes: round(seconds x fps)
+    info: AudioInfo  # of the song (its duration possibly cut to what decodes)
+    style: list[str]  # the visualizer families, resolved (``auto`` drawn from the seed)
+    options: dict[str, Any] = field(default_factory=dict)  # settings sections laid over the pipeline's
+
+
+def plan_render(
     settings: Settings,
     song: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     start: float = 0.0,
     duration: float | None = None,
     overwrite: bool = False,
-    progress: bool = True,
-    stats: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Render ``song`` to ``out`` (mp4 with the song's audio), streaming; returns a summary for the CLI.
+    options: dict[str, Any] | None = None,
+) -> RenderJob:
+    """Check everything about a render that needs no model: the excerpt, the song, the output, the style.
 
-    The summary's "real-time factor" is the wall time from the start of this call (checking the song and
-    loading the models included) over the excerpt's length; "time split (s)" says where it went. ``stats``,
-    if given, receives the same figures as numbers (benchmarks).
+    So a bad option or file fails in one line before any heavy work. ``out`` None renders to memory (no
+    output checks). A truncated song (its header promises more than decodes) is rendered as far as it
+    decodes, with a warning. ``options`` (settings sections) are recorded in the job for ``run_render``.
     """
-    t_start = time.perf_counter()
     from synesthete.media import audio_info, check_output, decodable_duration
+    from synesthete.styles import resolve_style
 
-    song, out = Path(song), Path(out)
-    if out.suffix.lower() != ".mp4":
+    song = Path(song)
+    out = Path(out) if out is not None else None
+    if out is not None and out.suffix.lower() != ".mp4":
         raise OutputError(f"{out}: the output must be an .mp4 file")
     if not math.isfinite(start) or start < 0:
         raise InputError(f"--start must be a finite number >= 0 (got {start})")
@@ -326,120 +397,265 @@ def render_song(
     if start >= info.duration:
         raise InputError(f"--start {start:g}s is past the end of {song} ({info.duration:.2f}s)")
     seg = info.duration - start if duration is None else min(duration, info.duration - start)
-    fps = settings.video.fps
-    total = max(1, round(seg * fps))
-    check_output(out, overwrite, inputs=(song,))
-    from synesthete.styles import resolve_style
-
+    if out is not None:
+        check_output(out, overwrite, inputs=(song,))
     style = resolve_style(settings.render.style, settings.render.seed)  # validated before any heavy work
     if (settings.render.size or settings.video.width) % 2:
         raise OutputError(f"--size {settings.render.size} must be even for H.264 yuv420p")
+    return RenderJob(song=song, out=out, start=start, seconds=seg, num_frames=max(1, round(seg * settings.video.fps)),
+                     info=info, style=style, options=dict(options or {}))
 
-    device = resolve_device(settings.device)
+
+class AudioMuxer:
+    """Interleaves the song's audio into the output, up to the video frames written so far.
+
+    ``until(frame)`` appends the samples that play before video frame ``frame`` (never past the excerpt's
+    end), read from ``reader`` (an ``AudioReader`` of the excerpt at the output's rate and channels);
+    where the file ends early, silence. ``finish(frames)`` appends the rest, so the audio track matches
+    the video within one frame.
+    """
+
+    def __init__(self, reader: Any, writer: Any, fps: float, sample_rate: int, seconds: float) -> None:
+        self.reader, self.writer = reader, writer
+        self.fps, self.sample_rate = fps, sample_rate
+        self.total = round(seconds * sample_rate)  # samples of the excerpt
+        self.written = 0
+
+    def until(self, frame: int) -> None:
+        need = min(round(frame / self.fps * self.sample_rate), self.total) - self.written
+        if need <= 0:
+            return
+        wave = self.reader.read(need)
+        if wave.shape[-1] < need:
+            wave = F.pad(wave, (0, need - wave.shape[-1]))
+        self.writer.add_audio(wave)
+        self.written += need
+
+    def finish(self, frames: int) -> None:
+        self.until(frames)
+
+
+def _output_size(settings: Settings) -> tuple[int, int]:
+    """(width, height) of the output: the model's frames, or ``render.size`` wide at the same aspect (even)."""
+    size = settings.render.size or settings.video.width
+    height = settings.video.height * size // settings.video.width if settings.render.size else settings.video.height
+    return size, height + height % 2
+
+
+def run_render(
+    models: Any, settings: Settings, job: RenderJob, progress: bool = False, since: float | None = None,
+    label: str = "rendering",
+) -> RenderResult:
+    """Run a planned render with loaded ``models`` and ``settings`` (``Models.settings`` with the render's
+    options): to ``job.out`` as an mp4, streamed, or to memory. Wall time and RTF count from ``since`` (a
+    ``time.perf_counter()``; default now), so a caller that checked the song and loaded the models for this
+    render alone counts that too. ``label`` names the progress line."""
+    t_start = time.perf_counter() if since is None else since
+    device = _device(models)
     tuner = threads.ThreadTuner() if device.type == "cpu" else None
     try:
-        return _render(settings, song, out, start, seg, total, info, style, device, tuner, t_start, progress, stats)
+        return _run(models, settings, job, device, tuner, t_start, progress, label)
     finally:
         if tuner is not None:
             tuner.restore()
 
 
-def _render(settings: Settings, song: Path, out: Path, start: float, seg: float, total: int, info: Any,
-            style: list[str], device: torch.device, tuner: threads.ThreadTuner | None, t_start: float,
-            progress: bool, stats: dict[str, Any] | None) -> dict[str, Any]:
-    """The streaming part of ``render_song``, once the inputs are checked."""
-    from synesthete.checkpoint import load_models
-    from synesthete.media import AudioReader, VideoWriter
+class _Memory:
+    """Where a render to memory puts its frames: uint8 blocks, joined at the end."""
+
+    def __init__(self) -> None:
+        self.blocks: list[torch.Tensor] = []
+
+    def __enter__(self) -> _Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def add(self, block: torch.Tensor) -> None:
+        from synesthete.media import to_uint8
+
+        self.blocks.append(to_uint8(block))
+
+    def frames(self) -> torch.Tensor:
+        return torch.cat(self.blocks)
+
+
+class _Mp4:
+    """Where a render to a file puts its frames: an H.264 stream, with the song's audio muxed in as it goes
+    (``AudioMuxer``), in a temporary file renamed onto ``job.out`` when the block exits cleanly."""
+
+    def __init__(self, job: RenderJob, settings: Settings, width: int, height: int) -> None:
+        self.job, self.settings, self.width, self.height = job, settings, width, height
+
+    def __enter__(self) -> _Mp4:
+        from synesthete.media import AudioReader, VideoWriter
+
+        job, settings = self.job, self.settings
+        # The output audio: the song's own channels (stereo at most) at its own rate if AAC-friendly.
+        channels = min(job.info.num_channels, 2)
+        rate = job.info.sample_rate if job.info.sample_rate in AAC_RATES else settings.render.audio_sample_rate
+        fps = settings.video.fps
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(AudioReader(job.song, rate, channels, **_reader_options(job, settings)))
+            self.writer = stack.enter_context(VideoWriter(
+                job.out, width=self.width, height=self.height, fps=fps, audio_sample_rate=rate,
+                audio_channels=channels, crf=settings.render.crf, preset=settings.render.x264_preset,
+            ))
+            self.muxer = AudioMuxer(reader, self.writer, fps, rate, job.seconds)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            try:
+                self.muxer.finish(self.job.num_frames)
+            except BaseException:
+                self._stack.__exit__(*sys.exc_info())
+                raise
+        self._stack.__exit__(*exc)  # the writer closes first (the encoder flushes, the file is renamed)
+
+    def add(self, block: torch.Tensor) -> None:
+        self.writer.add_frames(block)
+        self.muxer.until(self.writer.frames_written)
+
+
+def _reader_options(job: RenderJob, settings: Settings) -> dict[str, Any]:
+    """How an ``AudioReader`` opens the job's excerpt (known stream and rate: no second probe)."""
+    return {"start": job.start, "duration": job.seconds, "stream_index": job.info.stream_index,
+            "source_rate": job.info.sample_rate, "chunk_seconds": settings.render.chunk_seconds}
+
+
+def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, tuner: threads.ThreadTuner | None,
+         t_start: float, progress: bool, label: str) -> RenderResult:
+    """The streaming part of ``run_render``: features, then windows of frames into an mp4 or memory."""
+    from synesthete.media import AudioReader
     from synesthete.styles import style_name
 
     fps = settings.video.fps
-    size = settings.render.size or settings.video.width
-    out_h = settings.video.height * size // settings.video.width if settings.render.size else settings.video.height
-    out_h += out_h % 2
-    models = load_models(settings, settings.paths.checkpoints, device)
+    width, height = _output_size(settings)
     timings = {"setup": time.perf_counter() - t_start, "features": 0.0, "network": 0.0, "vae_decode": 0.0,
                "encode_mux": 0.0}
-    pace = _Pace(t_start, total, seg)
-    opened = {"stream_index": info.stream_index, "source_rate": info.sample_rate,
-              "chunk_seconds": settings.render.chunk_seconds}
-
+    pace = _Pace(t_start, job.num_frames, job.seconds)
+    done = 0
     with _progress_bar(disable=not progress) as bar:
-        task = bar.add_task("audio", total=total, info="reading the song")
+        task = bar.add_task("audio", total=job.num_frames, info="reading the song")
         t0 = time.perf_counter()
-        with AudioReader(song, settings.audio.sample_rate, 1, start=start, duration=seg, **opened) as reader:
-            features = song_features(reader, seg, settings)  # [T, F]
+        with AudioReader(job.song, settings.audio.sample_rate, 1, **_reader_options(job, settings)) as reader:
+            features = song_features(reader, job.seconds, settings)  # [T, F]
         timings["features"] = time.perf_counter() - t0
-        if features.shape[0] != total:
-            raise RuntimeError(f"feature frames {features.shape[0]} != {total}")
+        if features.shape[0] != job.num_frames:
+            raise RuntimeError(f"feature frames {features.shape[0]} != {job.num_frames}")
 
-        # The output audio: the song's own channels (stereo at most) at its own rate if AAC-friendly.
-        out_channels = min(info.num_channels, 2)
-        out_rate = info.sample_rate if info.sample_rate in AAC_RATES else settings.render.audio_sample_rate
         generator = _generator(settings, device)
-        exemplar = style_exemplar(models, settings, style, settings.render.seed) if settings.render.exemplar else None
-        samples_written = 0
-        frames_done = 0
-        bar.update(task, description="rendering", completed=0, info=pace.line(0))
+        exemplar = None
+        if settings.render.exemplar:
+            exemplar = style_exemplar(models, settings, job.style, settings.render.seed)
+        bar.update(task, description=label, completed=0, info=pace.line(0))
         pace.begin()
-        with AudioReader(song, out_rate, out_channels, start=start, duration=seg, **opened) as mux_audio, VideoWriter(
-            out, width=size, height=out_h, fps=fps, audio_sample_rate=out_rate, audio_channels=out_channels,
-            crf=settings.render.crf, preset=settings.render.preset,
-        ) as writer:
-
-            def mux_until(frame: int) -> None:
-                """Interleave the song's audio up to video frame ``frame`` (silence where the file ends early)."""
-                nonlocal samples_written
-                need = min(round(frame / fps * out_rate), round(seg * out_rate)) - samples_written
-                if need <= 0:
-                    return
-                wave = mux_audio.read(need)
-                if wave.shape[-1] < need:
-                    wave = F.pad(wave, (0, need - wave.shape[-1]))
-                writer.add_audio(wave)
-                samples_written += need
-
-            blocks = iter_windows(models, features, settings, generator, style, exemplar, timings=timings)
-            while True:
-                if tuner is not None:
-                    tuner.before()
-                block = next(blocks, None)
-                if tuner is not None:
-                    tuner.after()
-                if block is None:
-                    break
+        blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings)
+        sink = _Memory() if job.out is None else _Mp4(job, settings, width, height)
+        with sink:
+            for block in _tuned(blocks, tuner):
                 t0 = time.perf_counter()
                 if settings.render.size:
-                    block = F.interpolate(block, size=(out_h, size), mode="bilinear", align_corners=False)
-                writer.add_frames(block)
-                frames_done += block.shape[0]
-                mux_until(frames_done)
+                    block = F.interpolate(block, size=(height, width), mode="bilinear", align_corners=False)
+                sink.add(block)
+                done += block.shape[0]
                 timings["encode_mux"] += time.perf_counter() - t0
-                bar.update(task, completed=frames_done, info=pace.line(frames_done))
+                bar.update(task, completed=done, info=pace.line(done))
             t0 = time.perf_counter()
-            mux_until(total)
-        timings["encode_mux"] += time.perf_counter() - t0  # the encoder's flush happens as the writer closes
+        timings["encode_mux"] += time.perf_counter() - t0  # the rest of the audio and the encoder's flush
     wall = time.perf_counter() - t_start
-    split = {"setup": timings["setup"], "features": timings["features"], "network": timings["network"],
-             "VAE decode": timings["vae_decode"], "encode+mux": timings["encode_mux"]}
-    split["other"] = max(0.0, wall - sum(split.values()))
-    if stats is not None:
-        stats.update({"wall_s": wall, "seconds": seg, "frames": frames_done, "rtf": wall / seg,
-                      "split_s": dict(split), "threads": tuner.describe() if tuner is not None else None})
-    return {
-        "output": str(out),
-        "duration (s)": round(seg, 3),
-        "start (s)": round(start, 3),
-        "frames": frames_done,
-        "fps": fps,
-        "size": f"{size}x{out_h}",
-        "wall time (s)": round(wall, 2),
-        "real-time factor": round(wall / seg, 3),
-        "time split (s)": ", ".join(f"{k} {v:.1f}" for k, v in split.items()),
-        "style": style_name(style),
-        "seed": settings.render.seed,
-        "sampler": f"{settings.diffusion.sampler}, {settings.diffusion.sample_steps} steps",
-        "guidance (audio, style)": f"{settings.diffusion.guidance:g}, {settings.diffusion.style_guidance:g}",
-        "checkpoints": str(settings.paths.checkpoints),
-        "device": str(device) + (", bf16" if settings.render.amp and native_bf16(device) else ", float32")
-        + (f", {tuner.describe()}" if tuner is not None else ""),
-    }
+    timings["other"] = max(0.0, wall - sum(timings.values()))
+    d = settings.diffusion
+    return RenderResult(
+        output=job.out, frames=sink.frames() if isinstance(sink, _Memory) else None,
+        fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
+        style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
+        guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
+        device=str(device), precision="bf16" if settings.render.amp and native_bf16(device) else "float32",
+        threads=tuner.describe() if tuner is not None else None, timings=timings, wall=wall, rtf=wall / job.seconds,
+    )
+
+
+def render_song(
+    settings: Settings,
+    song: str | Path,
+    out: str | Path | None,
+    start: float = 0.0,
+    duration: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RenderResult:
+    """Render ``song`` to ``out`` (an mp4 with the song's audio, streamed; None: to memory) in one call:
+    check the inputs, load the models of ``settings.paths.checkpoints``, render. Scripts that render more
+    than one song load the models once with ``synesthete.Synesthete`` instead.
+
+    The result's real-time factor counts from the start of this call (checks and model loading included).
+    """
+    from synesthete.checkpoint import load_models
+
+    t_start = time.perf_counter()
+    job = plan_render(settings, song, out, start, duration, overwrite)
+    models = load_models(settings, settings.paths.checkpoints, resolve_device(settings.device))
+    return run_render(models, models.settings, job, progress=progress, since=t_start)
+
+
+# --------------------------------------------------------------------------------------------- batches
+# What a folder given to `render` contributes: audio files by extension (a video's soundtrack renders too,
+# but only when named: an output folder of mp4s inside the input folder must not become input).
+AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif", ".aiff",
+                              ".wma"})
+
+
+def expand_songs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The songs of a batch render, in order, and the folders that gave none (with why).
+
+    A file (or a path that does not exist: rendering it reports it) stands for itself; a folder for the
+    audio files directly in it (``AUDIO_EXTENSIONS``, any case; hidden files skipped), sorted by name. A file
+    given twice (also through a folder) renders once.
+    """
+    songs: list[Path] = []
+    empty: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
+                empty.append((path, f"{path} holds no audio files ({kinds})"))
+        else:
+            found = [path]
+        for song in found:
+            key = song.resolve()
+            if key not in seen:
+                seen.add(key)
+                songs.append(song)
+    return songs, empty
+
+
+def output_names(songs: list[Path]) -> list[str]:
+    """Stable mp4 names for the songs of a batch, in order: ``<stem>.mp4``.
+
+    Songs that share a stem but not an extension (``a.mp3``, ``a.wav``) are told apart by it (``a_mp3.mp4``,
+    ``a_wav.mp4``); a name that is still taken (the same file name in two folders) gets ``-2``, ``-3``, ...
+    in input order. Names are compared without case, as some file systems do.
+    """
+    extensions: dict[str, set[str]] = {}
+    for song in songs:
+        extensions.setdefault(song.stem.casefold(), set()).add(song.suffix.lower())
+    names: list[str] = []
+    taken: set[str] = set()
+    for song in songs:
+        base = song.stem
+        if len(extensions[base.casefold()]) > 1 and song.suffix:
+            base = f"{base}_{song.suffix.lstrip('.').lower()}"
+        name, k = f"{base}.mp4", 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{base}-{k}.mp4"
+        taken.add(name.casefold())
+        names.append(name)
+    return names

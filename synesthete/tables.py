@@ -1,4 +1,5 @@
-"""The CLI's result tables for `synesthete eval` (rich), drawn from the plain dicts that ``evaluate`` returns.
+"""The CLI's result tables (rich): `synesthete eval`'s, drawn from the plain dicts that ``evaluate`` returns,
+and `synesthete render`'s, drawn from the typed ``RenderResult``.
 
 Every table fits the terminal: wider than it, a table drops its vertical rules and outer padding
 (``fit``), so that no cell is cut at 80 columns.
@@ -7,12 +8,17 @@ Every table fits the terminal: wider than it, a table drops its vertical rules a
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
 
 from synesthete.console import console
 from synesthete.evaluate import ROW_KEYS
+
+if TYPE_CHECKING:
+    from synesthete.render import RenderResult
 
 # Per-row metric columns after AV-Align and its ratio: (key in SyncAnalysis.metrics(), header, format).
 COLUMNS = (
@@ -152,3 +158,45 @@ def print_heldout(result: dict) -> None:
         gaps.add_row("VAE PSNR (dB) on oracle frames", _fmt(q["vae_psnr_db"], "{:.2f}"), "")
         gaps.add_row("VAE SSIM on oracle frames", _fmt(q["vae_ssim"]), "")
     console.print(fit(gaps))
+
+
+# --------------------------------------------------------------------------------------------- render
+TIME_SPLIT = (("setup", "setup"), ("features", "features"), ("network", "network"), ("vae_decode", "VAE decode"),
+              ("encode_mux", "encode+mux"), ("other", "other"))
+
+
+def render_summary(result: RenderResult) -> dict[str, Any]:
+    """The rows of `synesthete render`'s summary table, for people: rounded figures and joined settings."""
+    device = f"{result.device}, {result.precision}" + (f", {result.threads}" if result.threads else "")
+    return {
+        "output": str(result.output) if result.output is not None else "(in memory)",
+        "duration (s)": round(result.duration, 3),
+        "start (s)": round(result.start, 3),
+        "frames": result.num_frames,
+        "fps": result.fps,
+        "size": f"{result.width}x{result.height}",
+        "wall time (s)": round(result.wall, 2),
+        "real-time factor": round(result.rtf, 3),
+        "time split (s)": ", ".join(f"{label} {result.timings.get(key, 0.0):.1f}" for key, label in TIME_SPLIT),
+        "style": result.style,
+        "seed": result.seed,
+        "sampler": f"{result.sampler}, {result.steps} steps",
+        "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}",
+        "checkpoints": str(result.checkpoints),
+        "device": device,
+    }
+
+
+def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> None:
+    """The summary of a batch render: per song its output and the result, or why it failed."""
+    done = sum(1 for *_, r in rows if not isinstance(r, str))
+    table = Table(title=f"render: {done} of {len(rows)} songs rendered", title_justify="left")
+    table.add_column("song", overflow="fold")
+    table.add_column("output", overflow="fold")
+    table.add_column("result", overflow="fold")
+    for song, out, result in rows:
+        if isinstance(result, str):
+            table.add_row(str(song), "", f"[red]failed[/red]: {result}")
+        else:
+            table.add_row(str(song), str(out), f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
+    console.print(fit(table))

@@ -1,0 +1,192 @@
+"""The Python API, diffusers-style: load the models once, then render songs and score videos.
+
+    from synesthete import Synesthete
+
+    pipe = Synesthete.from_pretrained()                  # the shipped checkpoints, on the best device
+    result = pipe.render("song.mp3", "song.mp4", style="spectrum", seed=3)
+    print(result.rtf, result.timings)                     # a RenderResult: typed figures, no display strings
+    clip = pipe.render("song.mp3", start=30, duration=5)  # to memory: clip.frames is uint8 [T, 3, H, W]
+    score = pipe.score("song.mp4")                        # a VideoScore: score.sync.av_align, score.picture...
+
+``synesthete render`` and ``synesthete eval --video`` are thin layers over this: the CLI plans every render
+(``Synesthete.plan``: all checks, no network) before it loads the models, then runs them (``Synesthete.run``).
+"""
+
+from __future__ import annotations
+
+from synesthete import threads
+
+threads.prepare_openmp()  # before torch loads its OpenMP runtime: only then is the wait policy read
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+from synesthete.checkpoint import Models  # noqa: E402
+from synesthete.evaluate import PictureScores, SyncScores, VideoScore  # noqa: E402
+from synesthete.render import RenderJob, RenderResult, plan_render, run_render  # noqa: E402
+from synesthete.settings import Settings  # noqa: E402
+
+__all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
+
+
+def _options(
+    style: str | None = None, seed: int | None = None, steps: int | None = None, sampler: str | None = None,
+    guidance: float | None = None, style_guidance: float | None = None, size: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """A render's options as settings sections (``None``: the pipeline's setting)."""
+    diffusion = {"sample_steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
+    render = {"style": style, "seed": seed, "size": size}
+    return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("diffusion", diffusion), ("render", render))
+            if any(v is not None for v in d.values())}
+
+
+class Synesthete:
+    """Music in, video out: the trained VAE and DiT, loaded once, and the style critic that scores videos.
+
+    ``Synesthete.from_pretrained()`` loads the models at once. ``Synesthete(settings)`` loads them on the
+    first render (scoring needs only the critic, loaded on the first ``score``). Settings start from the
+    defaults, ``.env`` and ``SYNESTHETE_*`` variables, as the CLI's do; once the models are loaded, their
+    checkpoint decides the frame size, the latent, the window, the noise schedule and the audio analysis
+    (``Models.settings``).
+    """
+
+    def __init__(self, settings: Settings | None = None, models: Models | None = None) -> None:
+        from synesthete.settings import load_settings
+
+        self._base = settings if settings is not None else load_settings()
+        self._models = models
+        self._device: torch.device | None = None
+        self._critic: Any = None
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, device: str | None = None, *, settings: Settings | None = None,
+        **overrides: dict[str, Any],
+    ) -> Synesthete:
+        """Load ``vae.pt`` and ``diffusion.pt`` from the folder ``path`` (None: the shipped checkpoints).
+
+        ``device``: "auto" (MPS, then CUDA, then CPU; the default), "cpu", "cuda", "cuda:N" or "mps".
+        ``settings`` (default: ``load_settings()``) and setting overrides by section, e.g.
+        ``diffusion={"sample_steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
+        """
+        from synesthete.settings import load_settings
+
+        base = settings if settings is not None else load_settings()
+        base = base.updated(device=device, paths={"checkpoints": path}, **overrides)
+        return cls(base).load()
+
+    # ------------------------------------------------------------------------------------- state
+    @property
+    def settings(self) -> Settings:
+        """The settings renders start from: once loaded, fitted to the models (``Models.settings``)."""
+        if self._models is not None and self._models.settings is not None:
+            return self._models.settings
+        return self._base
+
+    @property
+    def device(self) -> torch.device:
+        """The device the networks run on."""
+        if self._device is None:
+            if self._models is not None:
+                self._device = next(self._models.dit.parameters()).device
+            else:
+                from synesthete.device import resolve_device
+
+                self._device = resolve_device(self._base.device)
+        return self._device
+
+    @property
+    def models(self) -> Models:
+        """The VAE and DiT (``checkpoint.Models``), loaded on first use."""
+        return self.load()._models  # type: ignore[return-value]
+
+    def load(self) -> Synesthete:
+        """Load the models now if they are not yet (``checkpoint.load_models``); returns the pipeline."""
+        if self._models is None:
+            from synesthete.checkpoint import load_models
+
+            self._models = load_models(self._base, self._base.paths.checkpoints, self.device)
+        return self
+
+    # ------------------------------------------------------------------------------------- render
+    def render(
+        self,
+        song: str | Path,
+        out: str | Path | None = None,
+        *,
+        style: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        style_guidance: float | None = None,
+        size: int | None = None,
+        start: float = 0.0,
+        duration: float | None = None,
+        overwrite: bool = False,
+        progress: bool = False,
+    ) -> RenderResult:
+        """Render ``song`` (any audio FFmpeg decodes) from ``start`` for ``duration`` seconds (None: to the end).
+
+        With ``out`` (an .mp4) the video is streamed into that file with the song's audio, atomically (an
+        existing file needs ``overwrite``), and the result holds no frames; without, ``result.frames`` is the
+        video, uint8 [T, 3, H, W] at ``result.fps``. ``style`` (a visualizer family, '+'-joined families or
+        'auto'), ``seed``, ``steps``, ``sampler`` ("ddpm", "ddim", "dpm++"), ``guidance`` (audio),
+        ``style_guidance`` and ``size`` (output width, 0: the model's) default to the settings. The same
+        seed gives the same frames at a fixed thread count. ``progress`` shows the progress line.
+        """
+        t_start = time.perf_counter()
+        options = {"style": style, "seed": seed, "steps": steps, "sampler": sampler, "guidance": guidance,
+                   "style_guidance": style_guidance, "size": size}
+        if out is None:
+            job = self.plan(song, None, start=start, duration=duration, **options)
+            return self.run(job, progress=progress, since=t_start)
+        from synesthete.locks import output_lock
+
+        with output_lock(out):  # a second render to the same file is refused while this one runs
+            job = self.plan(song, out, start=start, duration=duration, overwrite=overwrite, **options)
+            return self.run(job, progress=progress, since=t_start)
+
+    def plan(self, song: str | Path, out: str | Path | None = None, *, start: float = 0.0,
+             duration: float | None = None, overwrite: bool = False, **options: Any) -> RenderJob:
+        """Check a render without running it (``render.plan_render``): the song, the excerpt, the output and
+        the options (``render``'s keywords). Needs no network, so the models need not be loaded yet."""
+        sections = _options(**options)
+        settings = self.settings.updated(**sections) if sections else self.settings
+        return plan_render(settings, song, out, start, duration, overwrite, options=sections)
+
+    def run(self, job: RenderJob, *, progress: bool = False, since: float | None = None,
+            label: str = "rendering") -> RenderResult:
+        """Run a planned render (loading the models first if needed). Wall time and RTF count from ``since``
+        (a ``time.perf_counter()``; default: now). Does not lock the output (``render`` does)."""
+        models = self.models
+        settings = self.settings.updated(**job.options) if job.options else self.settings
+        return run_render(models, settings, job, progress=progress, since=since, label=label)
+
+    # ------------------------------------------------------------------------------------- score
+    @property
+    def critic(self) -> Any:
+        """The style critic (network, checkpoint) of the picture metrics, loaded on first use."""
+        if self._critic is None:
+            from synesthete.metrics.picture import load_critic
+
+            self._critic = load_critic(self._base.critic_path, self.device)
+        return self._critic
+
+    def score(self, video: str | Path, audio: str | Path | None = None, *,
+              manifest: str | Path | None = None) -> VideoScore:
+        """Score a video file as `synesthete eval --video` does: how it moves with its own audio track (or
+        ``audio``), and its picture (style critic). ``manifest`` (a gen-audio manifest.jsonl) gives the exact
+        beats of its clip instead of a tempo estimate."""
+        from synesthete.evaluate import score_file
+
+        score, _, _ = score_file(self._base, Path(video), Path(audio) if audio is not None else None,
+                                 Path(manifest) if manifest is not None else None, self.critic)
+        return score
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._models is not None else "not loaded"
+        return f"Synesthete(checkpoints={self._base.paths.checkpoints}, device={self.device}, models {state})"
