@@ -22,18 +22,15 @@ STEPS = 2  # sampler steps: enough to exercise the sampler, cheap on the tiny ne
 
 
 # --------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory) -> Path:
-    """Tiny random-weight vae.pt + diffusion.pt (the exported layout)."""
+def _tiny_checkpoints(folder: Path, settings) -> Path:
+    """Random-weight vae.pt + diffusion.pt (the exported layout) of ``settings``' networks, in ``folder``."""
     from synesthete.checkpoint import make_checkpoint, save_checkpoint, vae_fingerprint
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
-    settings = load_settings("tiny")
     torch.manual_seed(0)
     vae, dit = VAE.from_settings(settings), DiT.from_settings(settings)
     c = settings.vae.latent_channels
-    folder = tmp_path_factory.mktemp("tiny_ckpt")
     save_checkpoint(make_checkpoint("vae", vae, settings), folder / "vae.pt")
     save_checkpoint(
         make_checkpoint(
@@ -43,6 +40,12 @@ def ckpt_dir(tmp_path_factory) -> Path:
         folder / "diffusion.pt",
     )
     return folder
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory) -> Path:
+    """Tiny (preset tiny: 32x32 frames) checkpoints."""
+    return _tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"), load_settings("tiny"))
 
 
 def _drums(seconds: float, seed: int = 3) -> torch.Tensor:
@@ -156,6 +159,16 @@ def test_plan_checks_without_models(songs, tmp_path):
     with pytest.raises(InputError, match="past the end"):
         pipe.plan(songs["wav"], start=5.0)
     assert pipe._models is None  # nothing loaded
+
+
+def test_render_a_non_square_checkpoint(songs, tmp_path):
+    """The latent shape comes from the DiT's config: a 64x32 model renders 64x32 frames (no preset needed)."""
+    from synesthete import Synesthete
+
+    _tiny_checkpoints(tmp_path, load_settings("tiny", video={"width": 64, "height": 32}))
+    wide = Synesthete.from_pretrained(tmp_path, device="cpu")
+    result = wide.render(songs["wav"], steps=1, duration=0.3)
+    assert result.frames.shape == (9, 3, 32, 64) and (result.width, result.height) == (64, 32)
 
 
 # --------------------------------------------------------------------------------------------- API: score
