@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -208,6 +209,7 @@ def sample(
     context: torch.Tensor | None = None,
     context_mask: torch.Tensor | None = None,
     context_noise: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
@@ -220,7 +222,10 @@ def sample(
 
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
-    and all passes run in one batched forward (a scale of 1 skips its pass). ``context`` [B, W, C, h, w]
+    and all passes run in one batched forward (a scale of 1 skips its pass). Guidance applies only at the
+    steps whose noise level t / T lies in ``guidance_interval`` (default ``(cfg.guidance_low,
+    cfg.guidance_high)``, all steps): elsewhere the conditional pass runs alone, which halves those steps'
+    cost with audio guidance (guidance in a limited interval, Kynkaanniemi et al. 2024). ``context`` [B, W, C, h, w]
     with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
     exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
     share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
@@ -253,6 +258,10 @@ def sample(
         passes.append((False, True))
         scales.append(style_guidance - 1.0)
     n_pass = len(passes)
+    low, high = (cfg.guidance_low, cfg.guidance_high) if guidance_interval is None else guidance_interval
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"guidance interval ({low}, {high}) must satisfy 0 <= low <= high <= 1")
+    last_t = max(1, cfg.num_train_timesteps - 1)
 
     def flags(which: int) -> torch.Tensor:
         return torch.tensor([p[which] for p in passes], device=device).repeat_interleave(batch)
@@ -287,13 +296,17 @@ def sample(
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
-            out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
-                             drop_style, mask_in, context_t).float()
-            parts = out.chunk(n_pass)
-            out = parts[0]
-            for scale, part in zip(scales, parts[1:], strict=True):
-                out = out + scale * (parts[0] - part)
+            if n_pass > 1 and low <= t / last_t <= high:  # every pass, batched, and the guidance terms
+                x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
+                out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
+                                 drop_style, mask_in, context_t).float()
+                parts = out.chunk(n_pass)
+                out = parts[0]
+                for scale, part in zip(scales, parts[1:], strict=True):
+                    out = out + scale * (parts[0] - part)
+            else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
+                out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
+                                                           drop_style, mask_in, context_t)).float()
             x0 = schedule.predict_x0(x, t_batch, out)
             if cfg.clip_x0 > 0:
                 x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
@@ -306,6 +319,20 @@ def sample(
         return x
     finally:
         model.train(was_training)
+
+
+def _rows(n: int, *items: object) -> list[object]:
+    """The first n rows of each per-pass input (tensors, or a dataclass of tensors such as AudioCondition)."""
+    out = []
+    for item in items:
+        if item is None:
+            out.append(None)
+        elif isinstance(item, torch.Tensor):
+            out.append(item[:n])
+        else:
+            out.append(dataclasses.replace(item, **{f.name: getattr(item, f.name)[:n]
+                                                    for f in dataclasses.fields(item)}))
+    return out
 
 
 def model_call(

@@ -159,6 +159,11 @@ class DiffusionSettings(_Section):
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
     )
+    guidance_low: float = Field(
+        0.0, ge=0, le=1, description="Guidance (audio and style) applies only at steps whose noise level "
+        "t/T is in [guidance_low, guidance_high]; other steps run the conditional pass alone, at half the cost.",
+    )
+    guidance_high: float = Field(1.0, ge=0, le=1, description="Upper end of the guidance interval (see guidance_low).")
     clip_x0: float = Field(
         10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
         "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
@@ -167,6 +172,13 @@ class DiffusionSettings(_Section):
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
     )
     loss_buckets: int = Field(4, gt=0, description="Timestep buckets of the per-timestep loss diagnostic.")
+
+    @model_validator(mode="after")
+    def _check_guidance_interval(self) -> DiffusionSettings:
+        if self.guidance_low > self.guidance_high:
+            raise ValueError(f"diffusion.guidance_low={self.guidance_low} is above diffusion.guidance_high="
+                             f"{self.guidance_high}: the guidance interval is [low, high]")
+        return self
 
 
 class CriticSettings(_Section):
