@@ -143,7 +143,7 @@ def call_cli(
         mp.chdir(cwd or ROOT)
         mp.setattr(sys, "argv", ["synesthete", *args])
         width = int(target["COLUMNS"])
-        assert console.width == err_console.width == width, "the CLI's consoles were made with a fixed width"
+        assert console.width == err_console.width == width, "a fixed console width (set COLUMNS, not .width)"
         try:
             with redirect_stdout(stdout), redirect_stderr(stderr):
                 try:
@@ -168,10 +168,17 @@ def call_cli(
 
 
 def assert_user_error(proc, *fragments: str) -> None:
-    """A user error: non-zero exit, no traceback, and the message names the fragments."""
+    """A user error: non-zero exit, no traceback, and the message names the fragments.
+
+    An error of the CLI's own (exit code 1) is one line, ``error: ...``, the last that it printed (a usage
+    error from click, exit code 2, has click's own box instead).
+    """
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert "Traceback" not in output, output
+    if proc.returncode == 1:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert [line for line in lines if line.startswith("error:")] == lines[-1:], output
     for fragment in fragments:
         assert fragment.lower() in output.lower(), output
 

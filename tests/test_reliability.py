@@ -147,7 +147,7 @@ def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
 # 2. A .env with unrelated keys breaks every command, and errors print secrets.
 def test_dotenv_foreign_keys_are_ignored(tmp_path):
     (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-secret-123\nFOO=1\nSYNESTHETE_VIDEO__FPS=25\n")
-    proc = run_cli("config", "--json", cwd=tmp_path, dotenv=True)
+    proc = call_cli("config", "--json", cwd=tmp_path, dotenv=True)
     assert proc.returncode == 0, proc.stderr
     assert '"fps": 25' in proc.stdout  # the SYNESTHETE_ key of the same file is still read
     assert "sk-secret" not in proc.stdout + proc.stderr
@@ -174,10 +174,10 @@ def test_setting_errors_never_print_values(tmp_path):
 @pytest.mark.slow
 def test_bad_env_file_and_json_section_are_one_line(tmp_path):
     (tmp_path / ".env").write_bytes(b"SYNESTHETE_DEVICE=cpu\nA=\xff\xfe\n")
-    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), ".env", "utf-8")
-    assert_user_error(run_cli("config", env={"SYNESTHETE_VIDEO": "notjson"}), "video", "json")
+    assert_user_error(call_cli("config", cwd=tmp_path, dotenv=True), ".env", "utf-8")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_VIDEO": "notjson"}), "video", "json")
     (tmp_path / ".env").write_text("SYNESTHETE_VIDEO=notjson\n")
-    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "video", "json")
+    assert_user_error(call_cli("config", cwd=tmp_path, dotenv=True), "video", "json")
 
 
 # 3. SIGTERM leaves a corrupt temp file; 4. two renders to the same -o both succeed.
