@@ -157,7 +157,6 @@ def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, optio
     assert "--verbose" in proc.stdout and "--quiet" in proc.stdout
 
 
-@pytest.mark.slow
 def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
     for args in (("render", "nope.wav", "-o", "x.mp4", "-v"), ("-v", "render", "nope.wav", "-o", "x.mp4"),
                  ("render", "-v", "nope.wav", "-o", "x.mp4")):
@@ -175,7 +174,6 @@ def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
         assert (tmp_path / args[args.index("-o") + 1] / "clip_00000.wav").exists()
 
 
-@pytest.mark.slow
 def test_gen_audio_summary_names_the_seeds_it_used(tmp_path):
     proc = call_cli("gen-audio", "-n", "2", "-o", "g", "--audio-only", "--preset", "tiny", "--seed", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -207,7 +205,6 @@ def test_config_table_fits_80_columns():
 
 
 # ----------------------------------------------------------------------------------------------- train
-@pytest.mark.slow
 def test_short_training_resume_hparams_and_80_columns(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -260,7 +257,6 @@ def sample(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
     from synesthete.metrics import analyse
 

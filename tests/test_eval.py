@@ -51,7 +51,6 @@ def test_eval_video_cli_agrees_with_library(clip_mp4, tmp_path, tiny):
     assert json.loads(out.read_text())["strict"] is True
 
 
-@pytest.mark.slow
 def test_video_without_audio_track(clip_mp4, tmp_path):
     _, wav = clip_mp4
     silent = tmp_path / "noaudio.mp4"
@@ -61,7 +60,6 @@ def test_video_without_audio_track(clip_mp4, tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-@pytest.mark.slow
 def test_corrupt_video(tmp_path):
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
@@ -77,7 +75,6 @@ def _soundtrack(wav, seconds: float, path):
     return path
 
 
-@pytest.mark.slow
 def test_audio_shorter_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
     mp4, wav = clip_mp4
     short = _soundtrack(wav, 1.5, tmp_path / "short.wav")
@@ -99,7 +96,6 @@ def test_audio_longer_than_video_scores_the_overlap(clip_mp4, tmp_path, tiny):
     assert any("overlap" in note and "audio" in note for note in result["notes"])
 
 
-@pytest.mark.slow
 def test_default_eval_needs_checkpoints(tmp_path):
     proc = call_cli("eval", "--checkpoint-dir", str(tmp_path), "--preset", "tiny")
     assert_user_error(proc, "checkpoint")

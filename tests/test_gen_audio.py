@@ -20,7 +20,6 @@ def _manifest(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_gen_audio_cli_writes_decodable_clips(tmp_path):
     out = tmp_path / "sample"
     proc = call_cli("gen-audio", "-n", "2", "-o", str(out), "--seed", "3", "--preset", "tiny", "--duration", "1.0")
@@ -62,7 +61,6 @@ def test_gen_audio_cli_writes_decodable_clips(tmp_path):
         assert err < 0.1
 
 
-@pytest.mark.slow
 def test_env_override_and_audio_only_through_the_cli(tmp_path):
     out = tmp_path / "short"
     proc = call_cli(
@@ -112,7 +110,6 @@ def test_bad_options_give_one_line(args, fragment, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow
 def test_unwritable_path_and_existing_folder_through_the_cli(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")

@@ -147,7 +147,6 @@ def test_eval_video_reports_picture_metrics_and_writes_a_sheet(tmp_path, clips):
     assert plt.imread(sheet).shape[:2] == (4 * 128 + 3 * 2, 8 * 128 + 7 * 2)  # 4 rows of 8 frames
 
 
-@pytest.mark.slow
 def test_bad_critic_and_sheet_inputs_are_one_clear_line(tmp_path, clips):
     video = tmp_path / "v.mp4"
     media.write_video(video, clips[1]["frames"][:30].float() / 255, 30, audio=clips[1]["audio"][None, :16000],

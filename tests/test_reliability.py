@@ -1,8 +1,10 @@
 """Issue 11, "nothing lost, nothing leaked": each failure found by probing, reproduced and checked.
 
-Every test drives the real CLI (or the real library) with real files and real FFmpeg. Renders use tiny
-random-weight checkpoints (``--preset tiny``, 32x32 frames) so that each takes seconds: what is under test
-is what happens around the model (inputs, outputs, signals, locks, settings), not the pictures.
+Every test drives the real CLI (or the real library) with real files and real FFmpeg: in a process of its
+own where the process is under test (signals, a lock held by another job, one error line), else in-process
+through the same entry point (``call_cli``). Renders use tiny random-weight checkpoints (``--preset tiny``,
+32x32 frames) so that each takes a fraction of a second: what is under test is what happens around the
+model (inputs, outputs, signals, locks, settings), not the pictures.
 """
 
 from __future__ import annotations
@@ -114,7 +116,6 @@ def render(ckpt_dir: Path, *args: str, env: dict[str, str] | None = None):
 # ================================================================================= data loss and leaks
 # 1. The input is destroyed: output = input with --overwrite.
 @pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
-@pytest.mark.slow
 def test_render_refuses_to_overwrite_its_input(ckpt_dir, tmp_path, how):
     src = tmp_path / "song.mp4"
     write_video(src, torch.zeros(8, 3, 32, 32), 30, audio=tone(0.3).unsqueeze(0), sample_rate=16000)
@@ -132,7 +133,6 @@ def test_render_refuses_to_overwrite_its_input(ckpt_dir, tmp_path, how):
     assert temps(tmp_path) == [] and not list(tmp_path.glob(".*.lock"))
 
 
-@pytest.mark.slow
 def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
     video = tmp_path / "v.mp4"
     write_video(video, torch.zeros(8, 3, 32, 32), 30, audio=tone(0.3).unsqueeze(0), sample_rate=16000)
@@ -171,7 +171,6 @@ def test_setting_errors_never_print_values(tmp_path):
     check(run_cli("-v", "config", env={"SYNESTHETE_VIDEO": secret}), "video")
 
 
-@pytest.mark.slow
 def test_bad_env_file_and_json_section_are_one_line(tmp_path):
     (tmp_path / ".env").write_bytes(b"SYNESTHETE_DEVICE=cpu\nA=\xff\xfe\n")
     assert_user_error(call_cli("config", cwd=tmp_path, dotenv=True), ".env", "utf-8")
@@ -291,7 +290,6 @@ def test_two_trainings_with_one_run_name(tmp_path):
 
 
 # 5. 5.1 audio is downmixed wrongly.
-@pytest.mark.slow
 def test_surround_is_downmixed_by_ffmpeg(ckpt_dir, tmp_path):
     src = tmp_path / "centre51.wav"
     ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1:sample_rate=48000", "-filter_complex",
@@ -310,7 +308,6 @@ def test_surround_is_downmixed_by_ffmpeg(ckpt_dir, tmp_path):
 
 
 # ================================================================================= crashes with a traceback
-@pytest.mark.slow
 def test_nan_or_inf_samples_are_one_line(ckpt_dir, tmp_path):
     from synesthete.errors import InputError
 
@@ -336,7 +333,6 @@ def test_nan_or_inf_samples_are_one_line(ckpt_dir, tmp_path):
         score_video(load_settings("tiny"), video, paths["inf"])
 
 
-@pytest.mark.slow
 def test_render_options_are_validated_before_work(song, tmp_path):
     from pydantic import ValidationError
 
@@ -370,7 +366,6 @@ def test_unwritable_output_is_checked_before_loading_models(song, tmp_path):
     assert_user_error(proc, "cannot write to /proc")
 
 
-@pytest.mark.slow
 def test_long_output_name_fits(ckpt_dir, song, tmp_path):
     out = tmp_path / ("n" * 245 + ".mp4")  # 249 characters: the temporary name must fit too
     proc = render(ckpt_dir, str(song), "-o", str(out))
@@ -379,7 +374,6 @@ def test_long_output_name_fits(ckpt_dir, song, tmp_path):
     assert load_video(out)[0].shape[0] == 30
 
 
-@pytest.mark.slow
 def test_settings_ranges_are_validated():
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
     assert_user_error(call_cli("config", env={"SYNESTHETE_DIFFUSION__GUIDANCE": "inf"}), "diffusion.guidance")
@@ -388,7 +382,6 @@ def test_settings_ranges_are_validated():
 
 
 @needs_proc
-@pytest.mark.slow
 def test_unwritable_runs_and_export_folders_fail_before_training(tmp_path):
     runs = {"SYNESTHETE_PATHS__RUNS": "/proc/synesthete-runs"}
     proc = call_cli("train", "vae", "--preset", "tiny", "--max-steps", "1", env=runs)
@@ -404,7 +397,6 @@ def test_unwritable_runs_and_export_folders_fail_before_training(tmp_path):
 
 
 @needs_proc
-@pytest.mark.slow
 def test_eval_json_location_is_checked_before_scoring(tmp_path):
     video = tmp_path / "v.mp4"
     write_video(video, torch.zeros(30, 3, 32, 32), 30, audio=tone(1.0).unsqueeze(0), sample_rate=16000)
@@ -414,7 +406,6 @@ def test_eval_json_location_is_checked_before_scoring(tmp_path):
 
 
 # ================================================================================= silent bad results
-@pytest.mark.slow
 def test_non_finite_checkpoint_weights_are_refused(ckpt_dir, song, tmp_path):
     from synesthete.checkpoint import load_models, read_checkpoint, save_checkpoint
     from synesthete.errors import CheckpointError
@@ -434,7 +425,6 @@ def test_non_finite_checkpoint_weights_are_refused(ckpt_dir, song, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.slow
 def test_other_fps_is_refused_with_a_clear_line(ckpt_dir, song, tmp_path):
     out = tmp_path / "out.mp4"
     for fps in ("60", "7"):
@@ -443,7 +433,6 @@ def test_other_fps_is_refused_with_a_clear_line(ckpt_dir, song, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.slow
 def test_truncated_mp3_renders_what_decodes(ckpt_dir, tmp_path):
     full = tmp_path / "full.mp3"
     ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=4", "-ar", "44100", "-b:a", "128k", str(full))
@@ -458,7 +447,6 @@ def test_truncated_mp3_renders_what_decodes(ckpt_dir, tmp_path):
     assert abs(frames.shape[0] - 60) <= 3  # the 2 decodable seconds at 30 fps
 
 
-@pytest.mark.slow
 def test_foreign_vae_leaves_no_run_folder(tmp_path):
     foreign = tmp_path / "vae.pt"
     foreign.write_text("not a checkpoint")

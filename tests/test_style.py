@@ -26,7 +26,6 @@ def test_style_names():
             parse_style(bad)
 
 
-@pytest.mark.slow
 def test_style_cli_errors_and_list(tmp_path):
     never = str(tmp_path / "never.mp4")
     proc = call_cli("render", str(SONG), "-o", never, "--style", "blobs")
