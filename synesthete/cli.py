@@ -229,14 +229,14 @@ def model_file(path: Path | None, name: str, option: str) -> Path | None:
 def _check_export(export: Path | None) -> None:
     """Fail before training when the --export folder cannot be written (not after hours of training)."""
     if export is not None:
-        from synesthete.media import check_folder
+        from synesthete.files import check_folder
 
         check_folder(export, "--export")
 
 
 def _refuse_inputs(outputs: tuple[Path | None, ...], inputs: tuple[Path | None, ...]) -> None:
     """Refuse an output that is one of the inputs (same file, through symlinks and hard links)."""
-    from synesthete.media import check_not_input
+    from synesthete.files import check_not_input
 
     for out in outputs:
         if out is not None:
@@ -592,10 +592,9 @@ def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, d
     one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table."""
     from synesthete import tables
     from synesthete.errors import OutputError
+    from synesthete.files import check_folder, check_output, expand_songs, output_names
     from synesthete.locks import output_lock
-    from synesthete.media import check_folder, check_output
     from synesthete.pipeline import Synesthete
-    from synesthete.render import expand_songs, output_names
 
     if folder.suffix.lower() == ".mp4" or (folder.exists() and not folder.is_dir()):
         what = "several songs" if len(songs) > 1 else f"a folder of songs ({songs[0]})"

@@ -21,7 +21,8 @@ import torch
 
 from synesthete.console import make_progress
 from synesthete.errors import InputError, OutputError
-from synesthete.media import atomic_path, check_output, load_audio, load_video, to_unit
+from synesthete.files import atomic_path, check_output
+from synesthete.media import load_audio, load_video, to_unit
 from synesthete.metrics.flow import motion_curve
 from synesthete.metrics.quality import nanmean, psnr, ssim
 from synesthete.metrics.sync import SyncAnalysis, analyse

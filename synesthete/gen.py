@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synesthete.audio.synth import synthesize
 from synesthete.console import err_console, make_progress
-from synesthete.data import make_clip, seed_for
 from synesthete.errors import InputError, OutputError, Terminated
-from synesthete.media import atomic_path, write_video, write_wav
+from synesthete.files import atomic_path
 from synesthete.settings import Settings, VideoSettings
 
 MANIFEST = "manifest.jsonl"
@@ -131,6 +129,12 @@ def _write_manifest(out: Path, lines: list[str]) -> None:
 
 def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, lines: list[str]) -> None:
     """Write the clips one by one, appending each finished clip's manifest line to ``lines``."""
+    # The clip engine (and torch) is imported here, after generate_dataset's checks: a bad option or
+    # folder is one line without it.
+    from synesthete.audio.synth import synthesize
+    from synesthete.data import make_clip, seed_for
+    from synesthete.media import write_video, write_wav
+
     sr, video = settings.audio.sample_rate, settings.video
     with make_progress() as progress:
         task = progress.add_task("gen-audio", total=num, info="")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from synesthete.errors import BusyError, OutputError
-from synesthete.media import _cut, _lock_fd, _name_max
+from synesthete.files import _cut, _lock_fd, _name_max
 
 LOCK_SUFFIX = ".lock"
 

@@ -1,4 +1,4 @@
-"""Media I/O through torchcodec: decode audio/video, encode H.264 + AAC mp4, write everything atomically.
+"""Media I/O through torchcodec: decode audio/video, encode H.264 + AAC mp4, written atomically (``files``).
 
 torchcodec is imported lazily (it costs about 1.3 s) so that ``synesthete --help`` stays fast.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,193 +16,12 @@ from pathlib import Path
 import torch
 
 from synesthete.errors import InputError, OutputError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no locks
-    fcntl = None  # type: ignore[assignment]
+from synesthete.files import atomic_path, check_input
 
 AAC_FRAME = 1024  # AAC pads the audio track to whole 1024-sample frames.
 
 
 # --------------------------------------------------------------------------------------------- atomic files
-TEMP_RANDOM = 8  # characters tempfile.mkstemp puts between the prefix and the suffix
-TEMP_TAG = ".tmp"
-_TEMP_CHARS = "[a-z0-9_]"  # tempfile's alphabet
-
-
-def _name_max(folder: Path) -> int:
-    """Longest file name (in bytes) the file system of ``folder`` accepts (255 where it cannot be asked)."""
-    try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError, AttributeError):
-        return 255
-
-
-def _cut(text: str, max_bytes: int) -> str:
-    """``text`` shortened to at most ``max_bytes`` bytes of its file-system encoding, never mid-character."""
-    raw = os.fsencode(text)
-    if len(raw) <= max_bytes:
-        return text
-    return raw[: max(0, max_bytes)].decode("utf-8", errors="ignore")
-
-
-def temp_affixes(path: str | Path) -> tuple[str, str]:
-    """(prefix, suffix) of the temporary files beside ``path``: ``.STEM.`` and ``.tmpSUFFIX``.
-
-    ``tempfile`` adds 8 random characters between them. STEM (and an unusually long SUFFIX) is shortened
-    so the temporary name fits wherever the final name fits (file names are limited to NAME_MAX bytes).
-    """
-    path = Path(path)
-    folder = path.parent if path.parent.exists() else Path(".")
-    budget = _name_max(folder)
-    suffix = TEMP_TAG + _cut(path.suffix, 16)
-    room = budget - 2 - TEMP_RANDOM - len(os.fsencode(suffix))  # the two dots around STEM
-    stem = _cut(path.stem, room) or "_"
-    return f".{stem}.", suffix
-
-
-def _temp_pattern(path: Path) -> re.Pattern[str]:
-    prefix, suffix = temp_affixes(path)
-    return re.compile(re.escape(prefix) + _TEMP_CHARS + f"{{{TEMP_RANDOM}}}" + re.escape(suffix) + r"\Z")
-
-
-def _lock_fd(fd: int, blocking: bool = True) -> bool:
-    """flock ``fd`` exclusively; False when ``blocking`` is off and another process holds it."""
-    if fcntl is None:  # pragma: no cover - not POSIX
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Remove temporary files of ``path`` left by a writer that was killed (``kill -9``, power loss).
-
-    A live writer holds an exclusive flock on its temporary file for as long as it exists, and the kernel
-    drops that lock when the process dies: a temporary file that can be locked has no writer any more.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    pattern = _temp_pattern(path)
-    removed = []
-    for entry in entries:
-        if not pattern.match(entry.name) or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            continue
-        try:
-            if _lock_fd(fd, blocking=False):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
-
-
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """True when both paths exist and name the same file (through symlinks and hard links too)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
-def check_not_input(path: str | Path, inputs: tuple[str | Path, ...]) -> None:
-    """Refuse an output that is one of the ``inputs``: the same file, through symlinks and hard links."""
-    for source in inputs:
-        if source is not None and same_file(path, source):
-            raise OutputError(
-                f"{path} is the input {source} (the same file): refusing to overwrite it; pick another output name"
-            )
-
-
-def check_writable(folder: str | Path) -> None:
-    """Fail when a file cannot be created in the existing ``folder`` (permissions, read-only, /proc ...).
-
-    A probe file is created and removed: ``os.access`` alone says yes to root on folders that refuse files.
-    """
-    folder = Path(folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {folder}: permission denied")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".synesthete-probe.", suffix=TEMP_TAG, dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    os.unlink(name)
-
-
-def check_folder(path: str | Path, what: str) -> Path:
-    """Fail early when files cannot be written into folder ``path`` (created later if it does not exist).
-
-    Nothing is created: the nearest existing ancestor must be a writable folder.
-    """
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise OutputError(f"{what} {path}: {existing} is a file, not a folder")
-    check_writable(existing)
-    return path
-
-
-def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written."""
-    path = Path(path)
-    check_not_input(path, inputs)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists (use --overwrite to replace it)")
-    if path.exists() and path.is_dir():
-        raise OutputError(f"{path} is a directory, not a file")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from exc
-    check_writable(parent)
-    return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Any exception (including KeyboardInterrupt and SIGTERM) removes the temporary file, so a reader never
-    sees a half-written output and an existing file is left untouched. The temporary file is flocked while
-    it lives; temporary files of ``path`` that nobody locks (their writer was killed) are removed first.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    prefix, suffix = temp_affixes(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        _lock_fd(fd)
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the final file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: object, path: str | Path) -> None:
     """``torch.save`` through a temporary file and an atomic rename (fsynced before the rename)."""
     with atomic_path(path) as tmp:
@@ -227,11 +45,7 @@ class AudioInfo:
 def _audio_decoder(path: str | Path, sample_rate: int | None = None, num_channels: int | None = None):
     from torchcodec.decoders import AudioDecoder
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not an audio file")
+    path = check_input(path)
     try:
         return AudioDecoder(str(path), sample_rate=sample_rate, num_channels=num_channels)
     except (RuntimeError, ValueError) as exc:
@@ -371,11 +185,7 @@ class AudioReader:
         backend: str | None = None,
         check_finite: bool = True,
     ) -> None:
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"{path} does not exist")
-        if path.is_dir():
-            raise InputError(f"{path} is a directory, not an audio file")
+        path = check_input(path)
         self.path, self.sample_rate, self.num_channels = path, int(sample_rate), int(num_channels)
         self.start, self.duration = float(start), duration
         self.check_finite = check_finite
@@ -513,9 +323,7 @@ def load_video(path: str | Path) -> tuple[torch.Tensor, float]:
     """Decode all frames of ``path`` as uint8 [T, 3, H, W] with the stream's frame rate."""
     from torchcodec.decoders import VideoDecoder
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
+    path = check_input(path, "a video file")
     try:
         dec = VideoDecoder(str(path))
         frames = dec.get_frames_in_range(0, dec.metadata.num_frames or len(dec)).data

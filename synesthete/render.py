@@ -371,13 +371,12 @@ def plan_render(
     output checks). A truncated song (its header promises more than decodes) is rendered as far as it
     decodes, with a warning. ``options`` (settings sections) are recorded in the job for ``run_render``.
     """
-    from synesthete.media import audio_info, check_output, decodable_duration
+    from synesthete.files import check_mp4, check_output
+    from synesthete.media import audio_info, decodable_duration
     from synesthete.styles import resolve_style
 
     song = Path(song)
-    out = Path(out) if out is not None else None
-    if out is not None and out.suffix.lower() != ".mp4":
-        raise OutputError(f"{out}: the output must be an .mp4 file")
+    out = check_mp4(out) if out is not None else None
     if not math.isfinite(start) or start < 0:
         raise InputError(f"--start must be a finite number >= 0 (got {start})")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
@@ -600,62 +599,3 @@ def render_song(
     job = plan_render(settings, song, out, start, duration, overwrite)
     models = load_models(settings, settings.paths.checkpoints, resolve_device(settings.device))
     return run_render(models, models.settings, job, progress=progress, since=t_start)
-
-
-# --------------------------------------------------------------------------------------------- batches
-# What a folder given to `render` contributes: audio files by extension (a video's soundtrack renders too,
-# but only when named: an output folder of mp4s inside the input folder must not become input).
-AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif", ".aiff",
-                              ".wma"})
-
-
-def expand_songs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The songs of a batch render, in order, and the folders that gave none (with why).
-
-    A file (or a path that does not exist: rendering it reports it) stands for itself; a folder for the
-    audio files directly in it (``AUDIO_EXTENSIONS``, any case; hidden files skipped), sorted by name. A file
-    given twice (also through a folder) renders once.
-    """
-    songs: list[Path] = []
-    empty: list[tuple[Path, str]] = []
-    seen: set[Path] = set()
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
-            if not found:
-                kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
-                empty.append((path, f"{path} holds no audio files ({kinds})"))
-        else:
-            found = [path]
-        for song in found:
-            key = song.resolve()
-            if key not in seen:
-                seen.add(key)
-                songs.append(song)
-    return songs, empty
-
-
-def output_names(songs: list[Path]) -> list[str]:
-    """Stable mp4 names for the songs of a batch, in order: ``<stem>.mp4``.
-
-    Songs that share a stem but not an extension (``a.mp3``, ``a.wav``) are told apart by it (``a_mp3.mp4``,
-    ``a_wav.mp4``); a name that is still taken (the same file name in two folders) gets ``-2``, ``-3``, ...
-    in input order. Names are compared without case, as some file systems do.
-    """
-    extensions: dict[str, set[str]] = {}
-    for song in songs:
-        extensions.setdefault(song.stem.casefold(), set()).add(song.suffix.lower())
-    names: list[str] = []
-    taken: set[str] = set()
-    for song in songs:
-        base = song.stem
-        if len(extensions[base.casefold()]) > 1 and song.suffix:
-            base = f"{base}_{song.suffix.lstrip('.').lower()}"
-        name, k = f"{base}.mp4", 1
-        while name.casefold() in taken:
-            k += 1
-            name = f"{base}-{k}.mp4"
-        taken.add(name.casefold())
-        names.append(name)
-    return names

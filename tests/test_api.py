@@ -209,7 +209,7 @@ def test_score_returns_the_eval_figures(clip_mp4):
 
 # --------------------------------------------------------------------------------------------- batch names
 def test_output_names_are_stable_and_distinct():
-    from synesthete.render import output_names
+    from synesthete.files import output_names
 
     songs = [Path("a/one.mp3"), Path("b/two.wav"), Path("b/one.wav"), Path("c/two.wav"), Path("c/Three.flac")]
     assert output_names(songs) == ["one_mp3.mp4", "two.mp4", "one_wav.mp4", "two-2.mp4", "Three.mp4"]
@@ -218,7 +218,7 @@ def test_output_names_are_stable_and_distinct():
 
 
 def test_expand_songs(tmp_path):
-    from synesthete.render import expand_songs
+    from synesthete.files import expand_songs
 
     folder = tmp_path / "songs"
     folder.mkdir()

@@ -8,17 +8,8 @@ import pytest
 import torch
 
 from synesthete.errors import InputError, OutputError
-from synesthete.media import (
-    AAC_FRAME,
-    VideoWriter,
-    atomic_path,
-    audio_info,
-    check_output,
-    load_audio,
-    load_video,
-    write_video,
-    write_wav,
-)
+from synesthete.files import atomic_path, check_output
+from synesthete.media import AAC_FRAME, VideoWriter, audio_info, load_audio, load_video, write_video, write_wav
 
 
 def _tone(seconds: float, sr: int, channels: int = 1) -> torch.Tensor:

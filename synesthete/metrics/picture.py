@@ -182,7 +182,7 @@ def write_sheet(path: str | Path, rows: list[torch.Tensor], gap: int = 2, group:
     """Write ``compose_sheet(rows)`` as a PNG, atomically."""
     import numpy as np
 
-    from synesthete.media import atomic_path
+    from synesthete.files import atomic_path
 
     sheet = compose_sheet(rows, gap, group)
     image = (sheet.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synesthete.media import atomic_path
+from synesthete.files import atomic_path
 from synesthete.metrics.sync import SyncAnalysis
 
 MATCHED, UNMATCHED_AUDIO, UNMATCHED_VIDEO = "#2ca02c", "#d62728", "#ff7f0e"

@@ -42,8 +42,8 @@ from synesthete.console import err_console, make_train_progress
 from synesthete.data import ClipPool
 from synesthete.device import autocast, native_bf16
 from synesthete.errors import CheckpointError, OutputError, TrainingError
+from synesthete.files import check_folder, remove_stale_temps
 from synesthete.locks import FileLock, run_folder_lock
-from synesthete.media import check_folder, remove_stale_temps
 from synesthete.settings import Settings
 from synesthete.train.dist import StopRequest, any_rank, setup_distributed
 
