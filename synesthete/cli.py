@@ -404,14 +404,14 @@ def train_vae_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train the spatial VAE on frames from the infinite data engine."""
-    from synesthete.train.vae import train_vae
-
     settings = _train_settings(
         preset, resume, device=device,
         vae={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
     _check_export(export)
+    from synesthete.train.vae import train_vae  # torch: after the checks
+
     summary = train_vae(settings, resume=resume, export=export)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train vae", summary)
@@ -443,8 +443,6 @@ def train_diffusion_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train the audio-conditioned Diffusion Transformer on frozen-VAE latents."""
-    from synesthete.train.diffusion import train_diffusion
-
     vae = model_file(vae, "vae.pt", "--vae")
     init = model_file(init, "diffusion.pt", "--init")
     settings = _train_settings(
@@ -453,6 +451,8 @@ def train_diffusion_cmd(
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
     _check_export(export)
+    from synesthete.train.diffusion import train_diffusion  # torch: after the checks
+
     summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export, init=init)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train diffusion", summary)
@@ -474,14 +474,14 @@ def train_critic_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train the style critic that names the visualizer families in a frame (for the picture metrics)."""
-    from synesthete.train.critic import train_critic
-
     settings = _train_settings(
         preset, resume, device=device,
         critic={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
     )
     _check_export(export)
+    from synesthete.train.critic import train_critic  # torch: after the checks
+
     summary = train_critic(settings, resume=resume, export=export)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train critic", summary)
@@ -552,11 +552,12 @@ def render(
     quiet: Quiet = False,
 ) -> None:
     """Turn songs into videos, with each song muxed in. Several songs load the models once."""
-    from synesthete.styles import LIST
+    if style is not None:  # synesthete.styles imports torch: without --style, the checks below come before it
+        from synesthete.styles import LIST
 
-    if style is not None and style.strip().lower() == LIST:
-        styles()
-        return
+        if style.strip().lower() == LIST:
+            styles()
+            return
     settings = build_settings(
         preset, device=device,
         video={"fps": fps},
@@ -574,27 +575,38 @@ def _render_one(settings: Any, song: Path, out: Path, start: float, duration: fl
     """One song to one mp4: every check before the models load, then the render and its summary."""
     import time
 
-    from synesthete import tables
     from synesthete.locks import output_lock
-    from synesthete.pipeline import Synesthete
 
     with output_lock(out):  # a second render to the same file is refused while this one runs
         t_start = time.perf_counter()
+        _check_render_files(song, out, overwrite)
+        from synesthete import tables
+        from synesthete.pipeline import Synesthete
+
         pipe = Synesthete(settings)
         job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite)
         result = pipe.run(job, progress=True, since=t_start)  # loads the models
     print_summary("render", tables.render_summary(result))
 
 
+def _check_render_files(song: Path, out: Path, overwrite: bool) -> None:
+    """The file checks of ``plan_render`` that need no decoding, run before torch is imported: a missing song,
+    an existing output (without --overwrite) or an output that is not an .mp4 is one line in a fraction of a
+    second. The same functions (``synesthete.files``) make the same checks again in ``plan_render``."""
+    from synesthete.files import check_input, check_mp4, check_output
+
+    check_mp4(out)
+    check_input(song)
+    check_output(out, overwrite, inputs=(song,))
+
+
 def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, duration: float | None,
                  overwrite: bool) -> None:
     """Songs (and folders of songs) into ``folder``, the models loaded once. A song that cannot be rendered is
     one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table."""
-    from synesthete import tables
     from synesthete.errors import OutputError
     from synesthete.files import check_folder, check_output, expand_songs, output_names
     from synesthete.locks import output_lock
-    from synesthete.pipeline import Synesthete
 
     if folder.suffix.lower() == ".mp4" or (folder.exists() and not folder.is_dir()):
         what = "several songs" if len(songs) > 1 else f"a folder of songs ({songs[0]})"
@@ -604,6 +616,9 @@ def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, d
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+    from synesthete import tables  # torch: after the checks of -o
+    from synesthete.pipeline import Synesthete
+
     found, empty = expand_songs(songs)
     rows: list[tuple[Path, Path | None, Any]] = [(path, None, message) for path, message in empty]
     for _, message in empty:
@@ -707,9 +722,6 @@ def eval_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Score audio-visual sync and the picture of the model (default) or of any video file (--video)."""
-    from synesthete import tables
-    from synesthete.evaluate import json_safe, run_eval
-
     critic = model_file(critic, "critic.pt", "--critic")
     settings = build_settings(
         preset, device=device,
@@ -719,6 +731,15 @@ def eval_cmd(
         paths={"checkpoints": checkpoint_dir, "critic": critic},
     )
     _refuse_inputs((out, plot, sheet), (video, audio, manifest))
+    if video is not None:  # before torch is imported: a missing file is one line at once
+        from synesthete.files import check_input
+
+        check_input(video, "a video file")
+        if audio is not None:
+            check_input(audio)
+    from synesthete import tables
+    from synesthete.evaluate import json_safe, run_eval
+
     result, written = run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite,
                                sheet=sheet, manifest=manifest)
     for note in result.get("notes", []):

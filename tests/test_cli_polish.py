@@ -1,6 +1,6 @@
 """The CLI as a new user meets it: shipped checkpoints from any folder, help defaults, -v/-q anywhere,
 --json, the x264 preset rename, short training summaries, 80-column output, --resume without --preset,
-TensorBoard hparams, gen-audio seeds and eval with a manifest's exact beats."""
+TensorBoard hparams, gen-audio seeds, eval with a manifest's exact beats, and early errors that cost no torch import."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, call_cli, run_cli
+from conftest import ROOT, CliResult, assert_user_error, call_cli, cli_env, run_cli
 
 from synesthete.checkpoint import read_checkpoint
 from synesthete.cli import setting_default
@@ -124,6 +124,35 @@ def test_call_cli_prints_an_escaping_exception_as_python_would(monkeypatch):
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.rstrip().endswith("RuntimeError: a bug, not a user error")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("render", "nope.wav", "-o", "x.mp4"), "nope.wav does not exist"),
+        (("render", "song.wav", "-o", "taken.mp4"), "taken.mp4 already exists"),
+        (("render", "song.wav", "-o", "x.avi"), "must be an .mp4 file"),
+        (("eval", "--video", "nope.mp4"), "nope.mp4 does not exist"),
+        (("gen-audio", "-n", "0", "-o", "clips"), "--num must be at least 1"),
+    ],
+)
+def test_early_errors_do_not_import_torch(tmp_path, args, message):
+    """A missing input, a taken output or a bad option is one line before torch is imported (a real process,
+    ``python -X importtime``: importing torch would cost it about 2.5 s of CPU; it takes about 0.25 s)."""
+    (tmp_path / "song.wav").write_bytes(b"RIFF")  # checked for existence only: never decoded
+    (tmp_path / "taken.mp4").write_bytes(b"keep me")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "synesthete", *args], capture_output=True, text=True,
+        env=cli_env(), cwd=str(tmp_path), timeout=120,
+    )
+    report = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in report}
+    assert "synesthete.cli" in imported, proc.stderr  # the import report is there
+    assert not [m for m in imported if m.split(".")[0] in ("torch", "torchcodec", "numpy")], sorted(imported)
+    stderr = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("import time:"))
+    assert_user_error(CliResult(list(args), proc.returncode, proc.stdout, stderr), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav", "taken.mp4"]
+    assert (tmp_path / "taken.mp4").read_bytes() == b"keep me"
 
 
 # ----------------------------------------------------------------------------------------------- help, -v, -q
