@@ -1,6 +1,7 @@
 """`synesthete render` with the committed checkpoints: real decoding, generation, H.264 + AAC encoding.
 
-Every test here starts the real CLI at least once (seconds of CPU each): the module is marked slow.
+Every test here renders through the real CLI (in this process, ``call_cli``; the Ctrl-C test in a real
+process, which it signals), seconds of CPU each: the module is marked slow.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, cli_env, run_cli
+from conftest import ROOT, assert_user_error, call_cli, cli_env
 
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
@@ -27,8 +28,8 @@ IO_ONLY = ("--steps", "2", "--guidance", "1")
 
 
 def render(*args: str, env: dict[str, str] | None = None):
-    """`synesthete render ARGS` in a subprocess, on one thread like every test process (conftest)."""
-    return run_cli("render", *args, env=env)
+    """`synesthete render ARGS` through the CLI's entry point, in this process (conftest.call_cli)."""
+    return call_cli("render", *args, env=env)
 
 
 def _song(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 7) -> torch.Tensor:
