@@ -27,10 +27,12 @@ Nothing here imports torch at module level.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 SHORT_SPIN = "3000"  # GOMP_SPINCOUNT: GNU OpenMP's default is 300000 (about 3 ms of spinning)
 
@@ -148,6 +150,15 @@ class ThreadTuner:
             self.current = n
             self.switches += 1
             self._torch.set_num_threads(n)
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """Time the enclosed block as one unit (``before`` then ``after``, even if it raises)."""
+        self.before()
+        try:
+            yield
+        finally:
+            self.after()
 
     def before(self) -> None:
         """Start timing a unit."""

@@ -183,6 +183,31 @@ def assert_user_error(proc, *fragments: str) -> None:
         assert fragment.lower() in output.lower(), output
 
 
+def tiny_checkpoints(folder: Path, settings=None) -> Path:
+    """Random-weight vae.pt + diffusion.pt (the exported layout) of ``settings``' networks (default: the tiny
+    preset), built from the current code, in ``folder``."""
+    import torch
+
+    from synesthete.checkpoint import make_checkpoint, save_checkpoint, vae_fingerprint
+    from synesthete.models.dit import DiT
+    from synesthete.models.vae import VAE
+    from synesthete.settings import load_settings
+
+    settings = settings if settings is not None else load_settings("tiny")
+    torch.manual_seed(0)
+    vae, dit = VAE.from_settings(settings), DiT.from_settings(settings)
+    c = settings.vae.latent_channels
+    save_checkpoint(make_checkpoint("vae", vae, settings), folder / "vae.pt")
+    save_checkpoint(
+        make_checkpoint(
+            "diffusion", dit, settings, latent_stats={"mean": torch.zeros(c), "std": torch.ones(c)},
+            vae_fingerprint=vae_fingerprint(vae.state_dict()),
+        ),
+        folder / "diffusion.pt",
+    )
+    return folder
+
+
 @pytest.fixture
 def tiny():
     """Tiny-preset settings (32x32 frames, 1 s clips, small networks)."""

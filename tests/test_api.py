@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, call_cli
+from conftest import assert_user_error, call_cli, tiny_checkpoints
 
 from synesthete.errors import OutputError
 from synesthete.media import load_audio, load_video, write_video, write_wav
@@ -22,30 +22,10 @@ STEPS = 2  # sampler steps: enough to exercise the sampler, cheap on the tiny ne
 
 
 # --------------------------------------------------------------------------------------------- fixtures
-def _tiny_checkpoints(folder: Path, settings) -> Path:
-    """Random-weight vae.pt + diffusion.pt (the exported layout) of ``settings``' networks, in ``folder``."""
-    from synesthete.checkpoint import make_checkpoint, save_checkpoint, vae_fingerprint
-    from synesthete.models.dit import DiT
-    from synesthete.models.vae import VAE
-
-    torch.manual_seed(0)
-    vae, dit = VAE.from_settings(settings), DiT.from_settings(settings)
-    c = settings.vae.latent_channels
-    save_checkpoint(make_checkpoint("vae", vae, settings), folder / "vae.pt")
-    save_checkpoint(
-        make_checkpoint(
-            "diffusion", dit, settings, latent_stats={"mean": torch.zeros(c), "std": torch.ones(c)},
-            vae_fingerprint=vae_fingerprint(vae.state_dict()),
-        ),
-        folder / "diffusion.pt",
-    )
-    return folder
-
-
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory) -> Path:
     """Tiny (preset tiny: 32x32 frames) checkpoints."""
-    return _tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"), load_settings("tiny"))
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"), load_settings("tiny"))
 
 
 def _drums(seconds: float, seed: int = 3) -> torch.Tensor:
@@ -165,7 +145,7 @@ def test_render_a_non_square_checkpoint(songs, tmp_path):
     """The latent shape comes from the DiT's config: a 64x32 model renders 64x32 frames (no preset needed)."""
     from synesthete import Synesthete
 
-    _tiny_checkpoints(tmp_path, load_settings("tiny", video={"width": 64, "height": 32}))
+    tiny_checkpoints(tmp_path, load_settings("tiny", video={"width": 64, "height": 32}))
     wide = Synesthete.from_pretrained(tmp_path, device="cpu")
     result = wide.render(songs["wav"], steps=1, duration=0.3)
     assert result.frames.shape == (9, 3, 32, 64) and (result.width, result.height) == (64, 32)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, call_cli, cli_env, run_cli
+from conftest import ROOT, assert_user_error, call_cli, cli_env, run_cli, tiny_checkpoints
 
 from synesthete.media import load_audio, load_video, write_video, write_wav
 
@@ -81,25 +81,7 @@ def temps(folder: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory) -> Path:
     """Tiny random-weight vae.pt + diffusion.pt (the exported layout), built from the current code."""
-    from synesthete.checkpoint import make_checkpoint, save_checkpoint, vae_fingerprint
-    from synesthete.models.dit import DiT
-    from synesthete.models.vae import VAE
-    from synesthete.settings import load_settings
-
-    settings = load_settings("tiny")
-    torch.manual_seed(0)
-    vae, dit = VAE.from_settings(settings), DiT.from_settings(settings)
-    c = settings.vae.latent_channels
-    folder = tmp_path_factory.mktemp("tiny_ckpt")
-    save_checkpoint(make_checkpoint("vae", vae, settings), folder / "vae.pt")
-    save_checkpoint(
-        make_checkpoint(
-            "diffusion", dit, settings, latent_stats={"mean": torch.zeros(c), "std": torch.ones(c)},
-            vae_fingerprint=vae_fingerprint(vae.state_dict()),
-        ),
-        folder / "diffusion.pt",
-    )
-    return folder
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
 @pytest.fixture(scope="module")

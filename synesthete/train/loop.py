@@ -322,57 +322,42 @@ class TrainingRun:
         loss or gradient norm on any rank raises TrainingError before the weights are touched. On a CPU the
         thread count is re-chosen between steps (``threads.ThreadTuner``: each step is one unit).
         """
-        if self.tuner is not None:
-            self.tuner.before()
-        try:
-            return self._optimize(model, optimizer, scheduler, loss_fn, step)
-        finally:
-            if self.tuner is not None:
-                self.tuner.after()
-
-    def _optimize(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler,
-        loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor], int]],
-        step: int,
-    ) -> StepResult:
-        accum = self.settings.train.grad_accum
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        logs: dict[str, float] = {}
-        samples = 0
-        for micro in range(accum):
-            sync = not self.dist.enabled or micro == accum - 1
-            context = model.no_sync() if not sync else contextlib.nullcontext()
-            with context:
-                with autocast(self.device, self.settings.train.amp):
-                    loss, parts, n = loss_fn(micro)
-                (loss / accum).backward()
-            total += float(loss.detach()) / accum
-            for key, value in parts.items():
-                logs[key] = logs.get(key, 0.0) + float(value) / accum
-            samples += n
-        params = [p for p in model.parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.train.grad_clip))
-        bad_loss = not math.isfinite(total)
-        stop_now, bad = any_rank([self.stop.signum is not None, bad_loss or not math.isfinite(grad_norm)],
-                                 self.dist, self.device)
-        if bad:
+        with self.tuner.unit() if self.tuner is not None else contextlib.nullcontext():
+            accum = self.settings.train.grad_accum
             optimizer.zero_grad(set_to_none=True)
-            what = f"loss became {total}" if bad_loss else f"gradient norm became {grad_norm}"
-            if self.last_good is not None:
-                kept = f"the last good checkpoint {self.last_good[0]} (step {self.last_good[1]}) is kept"
-            else:
-                kept = "no checkpoint was written yet"
-            raise TrainingError(
-                f"{what} at step {step + 1}: training stopped and {kept}; try a lower --lr or more warm-up"
-            )
-        optimizer.step()
-        scheduler.step()
-        self._stop_agreed = stop_now
-        return StepResult(loss=total, logs=logs, grad_norm=grad_norm, samples=samples)
+            total = 0.0
+            logs: dict[str, float] = {}
+            samples = 0
+            for micro in range(accum):
+                sync = not self.dist.enabled or micro == accum - 1
+                context = model.no_sync() if not sync else contextlib.nullcontext()
+                with context:
+                    with autocast(self.device, self.settings.train.amp):
+                        loss, parts, n = loss_fn(micro)
+                    (loss / accum).backward()
+                total += float(loss.detach()) / accum
+                for key, value in parts.items():
+                    logs[key] = logs.get(key, 0.0) + float(value) / accum
+                samples += n
+            params = [p for p in model.parameters() if p.requires_grad]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.train.grad_clip))
+            bad_loss = not math.isfinite(total)
+            stop_now, bad = any_rank([self.stop.signum is not None, bad_loss or not math.isfinite(grad_norm)],
+                                     self.dist, self.device)
+            if bad:
+                optimizer.zero_grad(set_to_none=True)
+                what = f"loss became {total}" if bad_loss else f"gradient norm became {grad_norm}"
+                if self.last_good is not None:
+                    kept = f"the last good checkpoint {self.last_good[0]} (step {self.last_good[1]}) is kept"
+                else:
+                    kept = "no checkpoint was written yet"
+                raise TrainingError(
+                    f"{what} at step {step + 1}: training stopped and {kept}; try a lower --lr or more warm-up"
+                )
+            optimizer.step()
+            scheduler.step()
+            self._stop_agreed = stop_now
+            return StepResult(loss=total, logs=logs, grad_norm=grad_norm, samples=samples)
 
     @property
     def stop_requested(self) -> bool:
