@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from synesthete.checkpoint import make_checkpoint, save_checkpoint
+from synesthete.device import autocast, native_bf16
 from synesthete.models import count_flops, count_params
 from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
@@ -31,6 +32,7 @@ from synesthete.train.diffusion import diffusion_loss, train_diffusion
 from synesthete.train.vae import train_vae
 
 MATMUL_SIZE = 2048
+CPU = torch.device("cpu")
 
 
 def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 10) -> float:
@@ -66,8 +68,9 @@ def vae_figures(settings, steps: int) -> dict:
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        recon, mean, logvar = model(x)
-        loss, _ = vae_loss(recon, x, mean, logvar, settings.vae.kl_weight)
+        with autocast(CPU, settings.train.amp):  # as the trainer runs it
+            recon, mean, logvar = model(x)
+            loss, _ = vae_loss(recon, x, mean, logvar, settings.vae.kl_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.train.grad_clip)
         opt.step()
@@ -95,9 +98,10 @@ def diffusion_figures(settings, steps: int) -> dict:
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            x0 = vae.encode(frames)[0].view(b, w, c, h, h)
-        loss, *_ = diffusion_loss(model, schedule, x0, features, settings, gen)
+        with autocast(CPU, settings.train.amp):  # as the trainer runs it
+            with torch.no_grad():
+                x0 = vae.encode(frames)[0].float().view(b, w, c, h, h)
+            loss, *_ = diffusion_loss(model, schedule, x0, features, settings, gen)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.train.grad_clip)
         opt.step()
@@ -160,6 +164,7 @@ def main() -> None:
     report = {
         "preset": args.preset,
         "threads": torch.get_num_threads(),
+        "precision": "bf16" if settings.train.amp and native_bf16(CPU) else "float32",
         "matmul_gflop_per_s": gflops,
         "matmul_gflop_per_s_samples": peaks,
         "load_average_1min": os.getloadavg()[0],
