@@ -182,6 +182,9 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
         [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out)],
         cwd=str(ROOT), env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job (`pytest &`) starts with SIGINT ignored, and Python keeps an ignored SIGINT
+        # ignored: give the render the default disposition, as a terminal's foreground job has it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.suffix == ".mp4" for p in tmp_path.iterdir()):
