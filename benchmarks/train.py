@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from synesthete.checkpoint import make_checkpoint, save_checkpoint
-from synesthete.device import autocast, native_bf16
+from synesthete.device import autocast, precision
 from synesthete.models import count_flops, count_params
 from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
@@ -164,7 +164,7 @@ def main() -> None:
     report = {
         "preset": args.preset,
         "threads": torch.get_num_threads(),
-        "precision": "bf16" if settings.train.amp and native_bf16(CPU) else "float32",
+        "precision": precision(CPU, settings.train.amp),
         "matmul_gflop_per_s": gflops,
         "matmul_gflop_per_s_samples": peaks,
         "load_average_1min": os.getloadavg()[0],

@@ -71,11 +71,17 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def precision(device: torch.device, amp: bool = True) -> str:
+    """"bf16" where ``amp`` is on and the device has native bf16 (``native_bf16``), else "float32": what
+    ``autocast(device, amp)`` runs the networks in (summaries report it)."""
+    return "bf16" if amp and native_bf16(device) else "float32"
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast where the device has native bf16 (``native_bf16``); a no-op context elsewhere.
+    """bf16 autocast where ``precision(device, enabled)`` is "bf16"; a no-op context elsewhere.
 
     Weights, optimiser state and everything outside the network stay float32; inside, matrix products and
     convolutions run in bf16 and precision-sensitive ops (norms, softmax, reductions) in float32."""
-    if enabled and native_bf16(device):
+    if precision(device, enabled) == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

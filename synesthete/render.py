@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from synesthete.audio.features import FeatureExtractor  # noqa: E402
 from synesthete.console import err_console, make_progress  # noqa: E402
-from synesthete.device import autocast, native_bf16, resolve_device  # noqa: E402
+from synesthete.device import autocast, precision, resolve_device  # noqa: E402
 from synesthete.errors import InputError, OutputError  # noqa: E402
 from synesthete.settings import Settings  # noqa: E402
 
@@ -211,11 +211,8 @@ def _generator(settings: Settings, device: torch.device) -> torch.Generator:
 def _tuned(blocks: Iterator[torch.Tensor], tuner: threads.ThreadTuner | None) -> Iterator[torch.Tensor]:
     """``blocks``, with the thread tuner timing each one (CPU only; ``None`` passes them through)."""
     while True:
-        if tuner is not None:
-            tuner.before()
-        block = next(blocks, None)
-        if tuner is not None:
-            tuner.after()
+        with tuner.unit() if tuner is not None else contextlib.nullcontext():
+            block = next(blocks, None)
         if block is None:
             return
         yield block
@@ -573,7 +570,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
         style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
         guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
-        device=str(device), precision="bf16" if settings.render.amp and native_bf16(device) else "float32",
+        device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe() if tuner is not None else None, timings=timings, wall=wall, rtf=wall / job.seconds,
     )
 

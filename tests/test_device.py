@@ -51,6 +51,7 @@ def test_cpu_autocast_only_with_native_bf16(monkeypatch, flags, enabled, expecte
     assert y.dtype == expected
     assert z.dtype == torch.float32
     assert dev.native_bf16(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert dev.precision(torch.device("cpu"), enabled) == ("bf16" if expected == torch.bfloat16 else "float32")
 
 
 def test_native_bf16_is_off_for_mps_and_absent_cuda(monkeypatch):

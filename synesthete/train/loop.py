@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from synesthete.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from synesthete.console import err_console, make_train_progress
 from synesthete.data import ClipPool
-from synesthete.device import autocast, native_bf16
+from synesthete.device import autocast, precision
 from synesthete.errors import CheckpointError, OutputError, TrainingError
 from synesthete.files import check_folder, remove_stale_temps
 from synesthete.locks import FileLock, run_folder_lock
@@ -467,8 +467,8 @@ class TrainingRun:
             out[steps(done + 1, done + window)] = sum(self.history[:window]) / window
             out[steps(done + n - window + 1, done + n)] = sum(self.history[-window:]) / window
         out["checkpoint"] = str(self.folder / LATEST)
-        precision = "bf16" if self.settings.train.amp and native_bf16(self.device) else "float32"
-        out["device"] = f"{self.device}, {precision}" + (f", {self.tuner.describe('steps')}" if self.tuner else "")
+        threads = f", {self.tuner.describe('steps')}" if self.tuner else ""
+        out["device"] = f"{self.device}, {precision(self.device, self.settings.train.amp)}{threads}"
         out.update(extra or {})
         return out
 
