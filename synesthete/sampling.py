@@ -224,8 +224,8 @@ def sample(
 
     and all passes run in one batched forward (a scale of 1 skips its pass). Guidance applies only at the
     steps whose noise level t / T lies in ``guidance_interval`` (default ``(cfg.guidance_low,
-    cfg.guidance_high)``, all steps): elsewhere the conditional pass runs alone, which halves those steps'
-    cost with audio guidance (guidance in a limited interval, Kynkaanniemi et al. 2024). ``context`` [B, W, C, h, w]
+    cfg.guidance_high)``, all steps): elsewhere the conditional pass runs alone, half the rows of the batched
+    forward with audio guidance (guidance in a limited interval, Kynkaanniemi et al. 2024). ``context`` [B, W, C, h, w]
     with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
     exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
     share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
