@@ -15,7 +15,8 @@ Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick p
   against torchcodec, which decodes from the file's start.
 * ``paired``: one ``synesthete render`` process alone, then two started together, each timed; the slowdown
   is the slower paired wall time over the solo one, for each thread policy in ``--paired-policies``:
-  ``tuned`` (the defaults), ``tuned-spin`` (the tuner with GNU OpenMP's default spinning), ``old`` (before:
+  ``tuned`` (the defaults), ``tuned-spin`` (the tuner with GNU OpenMP's default spinning), ``tuned-passive``
+  (the tuner with ``OMP_WAIT_POLICY=PASSIVE``, the previous default), ``old`` (before:
   2 threads, default spinning: ``OMP_NUM_THREADS=2 GOMP_SPINCOUNT=300000``), ``one`` (1 thread each).
 
 What else runs on the machine changes every figure: say what did when you quote them.
