@@ -137,6 +137,16 @@ class DiffusionSettings(_Section):
         "share of the schedule and tells the DiT the level (noise augmentation against autoregressive drift; "
         "0 = always clean).",
     )
+    predicted_context: float = Field(
+        0.0, ge=0, le=1, description="Share of the training windows with context whose context frames are the "
+        "EMA network's own one-step prediction from a noised copy, not the true latents (noised to a timestep "
+        "uniform in predicted_context_t): the DiT learns to pull its renders' drift back to the style instead of "
+        "continuing it (exposure bias). 0 = always the true latents.",
+    )
+    predicted_context_t: tuple[float, float] = Field(
+        (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
+        "made from: higher gives blurrier, blob-like context.",
+    )
     context_noise: float = Field(
         0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
         "(0 = give them clean); keep it within context_noise_max.",

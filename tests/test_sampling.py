@@ -209,3 +209,56 @@ def test_sample_rejects_unknown_sampler():
     s = load_settings("tiny")
     with pytest.raises(ValueError, match="sampler"):
         sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.diffusion, sampler="euler")
+
+
+class Recorder(nn.Module):
+    """Wraps a real DiT and keeps what each forward was given (to see the context frames training shows it)."""
+
+    def __init__(self, dit: nn.Module) -> None:
+        super().__init__()
+        self.dit = dit
+        self.seen: list[dict] = []
+
+    def forward(self, x, t, features, drop_audio, **kw):
+        self.seen.append({"x": x.detach().clone(), "t": t.clone(), **kw})
+        return self.dit(x, t, features, drop_audio, **kw)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_training_context_is_the_networks_own_prediction_when_asked(share):
+    """diffusion.predicted_context: context frames of the windows that have them show the predictor's one-step
+    x0 estimate from a copy noised within predicted_context_t, not the true latents; other frames and windows
+    are as before."""
+    from synesthete.train.diffusion import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={
+        "predicted_context": share, "predicted_context_t": (0.3, 0.5), "context_noise_max": 0.0, "max_context": 3,
+        "hinge_weight": 0.0,
+    })
+    model, predictor = Recorder(perturbed_dit(s, 0)), Recorder(perturbed_dit(s, 1))
+    x0, _, feats, _ = dummy_inputs(s, batch=8)
+    style = torch.zeros(8, 7)
+    style[:, 0] = 1
+    schedule = NoiseSchedule(s.diffusion)
+    loss, *_ = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
+                              predictor=predictor)
+    assert torch.isfinite(loss)
+    seen = model.seen[0]
+    ctx = seen["context_mask"]
+    assert ctx.any(1).sum() >= 2 and (~ctx.any(1)).any()  # windows with and without context in this draw
+    shown = seen["x"][ctx]  # the context frames the network saw (exactly clean: context_noise_max 0)
+    if share == 0:
+        assert not predictor.seen and torch.equal(shown, x0[ctx])
+        return
+    (call,) = predictor.seen  # one no-grad pass over the windows that have context
+    with_ctx = ctx.any(1)
+    assert call["x"].shape[0] == int(with_ctx.sum())
+    t = call["t"]
+    lo, hi = 0.3 * (s.diffusion.num_train_timesteps - 1), 0.5 * (s.diffusion.num_train_timesteps - 1)
+    assert ((t >= round(lo)) & (t <= round(hi))).all()
+    with torch.no_grad():
+        out = predictor.dit(call["x"], t, feats[with_ctx], torch.zeros(len(t), dtype=torch.bool),
+                            style=style[with_ctx], drop_style=torch.zeros(len(t), dtype=torch.bool))
+    guess = schedule.predict_x0(call["x"], t, out)
+    assert torch.allclose(shown, guess[ctx[with_ctx]], atol=1e-5)
+    assert not torch.allclose(shown, x0[ctx], atol=1e-2)

@@ -132,6 +132,34 @@ def context_masks(batch: int, window: int, settings: Settings, generator: torch.
     return torch.arange(window)[None] < k[:, None]
 
 
+@torch.no_grad()
+def predicted_context(
+    predictor: nn.Module,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    features: torch.Tensor,
+    settings: Settings,
+    generator: torch.Generator,
+    style: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The network's own one-step estimate of x0 [B, W, C, h, w] from a copy noised to a timestep uniform in
+    ``diffusion.predicted_context_t`` (shares of the schedule), with the window's audio and style.
+
+    Such estimates are soft and drift from the style the way a long render's frames do; given as context
+    with the true continuation as the target, they teach the DiT to recover the look instead of continuing
+    the drift.
+    """
+    ds = settings.diffusion
+    b, device = x0.shape[0], x0.device
+    lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
+    t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    x_t = schedule.q_sample(x0, noise, t)
+    keep = torch.zeros(b, dtype=torch.bool, device=device)
+    out = predictor(x_t, t, features, keep, style=style, drop_style=keep if style is not None else None).float()
+    return schedule.predict_x0(x_t, t, out)
+
+
 def diffusion_loss(
     model: nn.Module,
     schedule: NoiseSchedule,
@@ -140,13 +168,16 @@ def diffusion_loss(
     settings: Settings,
     generator: torch.Generator,
     style: torch.Tensor | None = None,
+    predictor: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
     [B, W + 2ctx, F] and multi-hot styles [B, S].
 
     A random number of leading frames per window (``context_masks``) are given as context, noised to a
     timestep uniform in 0..``context_noise_max`` of the schedule (0: exactly clean); the loss covers only the frames to
-    generate. Audio and style are each dropped on their own
+    generate. With ``predictor`` (the EMA network) and ``diffusion.predicted_context`` > 0, that share of the
+    windows with context take their context frames from ``predicted_context`` instead of the true latents.
+    Audio and style are each dropped on their own
     (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
     """
     ds = settings.diffusion
@@ -161,7 +192,15 @@ def diffusion_loss(
     most_ctx = round(ds.context_noise_max * (ds.num_train_timesteps - 1))
     t_ctx = torch.randint(0, most_ctx + 1, (b,), generator=generator).to(device)
     ctx_noise = torch.randn(x0.shape, generator=generator).to(device)
-    x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(x0, ctx_noise, t_ctx), x0)
+    source = x0  # what the context frames show
+    if predictor is not None and ds.predicted_context > 0:
+        use = ((torch.rand(b, generator=generator) < ds.predicted_context).to(device) & ctx.any(1))
+        if use.any():
+            guess = predicted_context(predictor, schedule, x0[use], features[use], settings, generator,
+                                      style[use] if style is not None else None)
+            source = x0.clone()
+            source[use] = guess.to(x0.dtype)
+    x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, ctx_noise, t_ctx), source)
     x_t = torch.where(ctx5, x_ctx, schedule.q_sample(x0, noise, t))
     target = schedule.target(x0, noise, t)
     gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
@@ -414,7 +453,7 @@ def train_diffusion(
                 x0 = normalize(encode_frames(vae, frames.flatten(0, 1), device, ts.amp), stats)
                 x0 = x0.view(b, w, *x0.shape[1:])  # [B, W, C, h, w]
                 loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
-                                                    style=styles.to(device))
+                                                    style=styles.to(device), predictor=ema)
                 if run.dist.is_main:
                     buckets.add(mse, t)
                 return loss, logs, b
