@@ -66,3 +66,23 @@ def test_cpu_flags_are_read_from_this_machine():
     assert isinstance(flags, frozenset)
     if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
         assert "sse2" in flags  # every x86-64 CPU has it
+
+
+@pytest.mark.parametrize(("flags", "amp"), [({"avx512_bf16"}, True), ({"avx512_bf16"}, False), ({"avx2"}, True)])
+def test_loaded_dit_is_bf16_exactly_where_render_runs_it_under_autocast(monkeypatch, tmp_path, flags, amp):
+    """load_models stores the DiT in bf16 only where render.amp and native bf16 make render use bf16 autocast;
+    either way a window renders, finite, in float32."""
+    from conftest import tiny_checkpoints
+
+    from synesthete.checkpoint import load_models
+    from synesthete.render import generate_frames
+    from synesthete.settings import load_settings
+
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: frozenset(flags))
+    s = load_settings("tiny").updated(render={"amp": amp, "exemplar": False}, device="cpu")
+    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    bf16 = dev.precision(torch.device("cpu"), amp) == "bf16"
+    assert {p.dtype for p in models.dit.parameters()} == {torch.bfloat16 if bf16 else torch.float32}
+    assert {p.dtype for p in models.vae.parameters()} == {torch.float32}
+    frames = generate_frames(models, torch.randn(s.audio.sample_rate // 2) * 0.1, models.settings)
+    assert frames.shape[0] == s.video.fps // 2 and torch.isfinite(frames.float()).all()
