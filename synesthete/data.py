@@ -263,17 +263,19 @@ class ClipPool:
 
     def windows(
         self, count: int, window: int, context: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``count`` random windows: frames uint8 [count, W, 3, H, W], features [count, W + 2*ctx, F] and the
-        clips' multi-hot styles [count, S].
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` random windows: frames uint8 [count, W, 3, H, W], features [count, W + 2*ctx, F], the
+        clips' multi-hot styles [count, S], and one anchor frame per window, uint8 [count, 3, H, W]: a random
+        frame of the same clip (the same look at another moment, as a render's style exemplar is).
 
         A window's features cover [s - ctx, s + W + ctx), zero-padded beyond the clip's edges (as render
         pads a song).
         """
         clip_idx = torch.randint(0, len(self.clips), (count,), generator=generator).tolist()
         offsets = torch.randint(0, 2**62, (count,), generator=generator).tolist()
-        frames, feats, styles = [], [], []
-        for c, offset in zip(clip_idx, offsets, strict=True):
+        anchor_idx = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+        frames, feats, styles, anchors = [], [], [], []
+        for c, offset, a in zip(clip_idx, offsets, anchor_idx, strict=True):
             clip = self.clips[c]
             t = clip["frames"].shape[0]
             if t < window:
@@ -283,4 +285,5 @@ class ClipPool:
             # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
             feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
             styles.append(clip["style"])
-        return torch.stack(frames), torch.stack(feats), torch.stack(styles)
+            anchors.append(clip["frames"][a % t])
+        return torch.stack(frames), torch.stack(feats), torch.stack(styles), torch.stack(anchors)

@@ -148,7 +148,9 @@ def iter_windows(
     denoised again, so consecutive windows join without a seam. The latent shape (channels, height, width)
     is the DiT's own (``models.dit.config``), so non-square latents work. ``style`` (visualizer families)
     holds for every window. With ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window
-    continues them too: they stand for the k frames before the song starts. ``timings`` (if given)
+    continues them too: they stand for the k frames before the song starts. Then the first a =
+    ``render.anchor`` context frames of every window (at most k - 1) are the exemplar's last a frames, not the
+    previous window's: a fixed reference of the look, against drift. ``timings`` (if given)
     accumulates the seconds spent in the network ("network") and in the VAE decoder ("vae_decode"). Both
     run under bf16 autocast where the device has native bf16 and ``render.amp`` is on (``device.autocast``);
     latents and frames come out float32. Latents are scaled by ``Models.encode``/``Models.decode``.
@@ -160,6 +162,8 @@ def iter_windows(
     window, ctx = cfg.window, cfg.audio_context
     overlap = min(settings.render.overlap, window - 1)
     stride = window - overlap
+    # Anchored context frames hold the exemplar's last frames all song long; at least one frame stays the past.
+    anchor = min(settings.render.anchor, overlap - 1) if exemplar is not None else 0
     device = _device(models)
     total = features.shape[0]
     # Pad with silence: ctx frames before, a full window + ctx after (the last window may run past the end).
@@ -180,6 +184,8 @@ def iter_windows(
         if prev is not None and overlap > 0:
             context = torch.zeros(shape, device=device)
             context[:, :overlap] = prev[:, stride:]
+            if anchor > 0:
+                context[0, :anchor] = exemplar[-anchor:].to(device)
             context_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
             context_mask[:, :overlap] = True
         t0 = time.perf_counter()

@@ -143,6 +143,11 @@ class DiffusionSettings(_Section):
         "uniform in predicted_context_t): the DiT learns to pull its renders' drift back to the style instead of "
         "continuing it (exposure bias). 0 = always the true latents.",
     )
+    anchor_prob: float = Field(
+        0.5, ge=0, le=1, description="Share of the training windows with 2 or more context frames whose first "
+        "context frame is another moment of the same clip (an anchor), as render's anchored context is "
+        "(render.anchor): the DiT learns to take the look from it and the motion from the frames after it.",
+    )
     predicted_context_t: tuple[float, float] = Field(
         (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
         "made from: higher gives blurrier, blob-like context.",
@@ -249,6 +254,11 @@ class RenderSettings(_Section):
     exemplar: bool = Field(
         True, description="Start the first window from a style exemplar: frames of the style drawn by its "
         "visualizer on a fixed synthetic clip, given as clean context and never shown.",
+    )
+    anchor: int = Field(
+        0, ge=0, description="Of the overlap context frames, how many hold the style exemplar's last frames for "
+        "the whole song instead of the previous window's frames: a fixed reference of the look that keeps long "
+        "renders from drifting off style (0 = all context frames are the previous window's; needs exemplar).",
     )
     size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")

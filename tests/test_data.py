@@ -123,3 +123,19 @@ def test_env_override_changes_the_clip_length(monkeypatch):
     clip = make_clip(3, settings)
     assert clip["audio"].shape == (8000,)
     assert clip["frames"].shape[0] == 15 == settings.clip_frames
+
+
+def test_pool_windows_carry_an_anchor_frame_from_their_own_clip(tiny):
+    """ClipPool.windows gives each window a frame of its own clip (the training anchor), at random moments."""
+    from synesthete.data import ClipPool
+    from synesthete.train.dist import Dist
+
+    s = tiny.updated(train={"clip_pool": 3, "fresh_clips": 1})
+    pool = ClipPool(s, 3, Dist(), print)
+    gen = torch.Generator().manual_seed(0)
+    frames, feats, styles, anchors = pool.windows(12, s.diffusion.window, s.diffusion.audio_context, gen)
+    assert anchors.shape == (12, *frames.shape[2:]) and anchors.dtype == torch.uint8
+    for window, anchor in zip(frames, anchors, strict=True):
+        (clip,) = [c for c in pool.clips if any(torch.equal(window[0], f) for f in c["frames"])]
+        assert any(torch.equal(anchor, f) for f in clip["frames"])
+    assert len({a.float().sum().item() for a in anchors}) > 1

@@ -262,3 +262,26 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     guess = schedule.predict_x0(call["x"], t, out)
     assert torch.allclose(shown, guess[ctx[with_ctx]], atol=1e-5)
     assert not torch.allclose(shown, x0[ctx], atol=1e-2)
+
+
+def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more():
+    """diffusion.anchor_prob = 1: every window with >= 2 context frames shows its anchor latent as context frame
+    0 and its own next frames after it; windows with fewer context frames are untouched."""
+    from synesthete.train.diffusion import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={
+        "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
+    })
+    model = Recorder(perturbed_dit(s, 0))
+    x0, _, feats, _ = dummy_inputs(s, batch=12)
+    anchors = torch.randn(12, *x0.shape[2:]) + 5
+    diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
+                   style=torch.zeros(12, 7), anchors=anchors)
+    seen = model.seen[0]
+    k = seen["context_mask"].sum(1)
+    assert (k >= 2).any() and (k == 1).any()
+    for i in range(12):
+        if k[i] >= 2:
+            assert torch.equal(seen["x"][i, 0], anchors[i]) and torch.equal(seen["x"][i, 1 : k[i]], x0[i, 1 : k[i]])
+        elif k[i] == 1:
+            assert torch.equal(seen["x"][i, 0], x0[i, 0])

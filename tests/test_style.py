@@ -115,3 +115,34 @@ def test_style_exemplar_is_the_styles_look_picked_by_the_seed():
         frames = models.decode(z)
         top = critic_outputs(critic, frames)[0].argmax(1)
         assert all(families()[int(i)] == name for i in top), (name, top)
+
+
+@pytest.mark.parametrize("anchor", [0, 1])
+def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_path, anchor):
+    """With render.anchor = a, every window's first a context frames are the exemplar's last a latents and the
+    rest are the previous window's last frames; with 0 they are all the previous window's."""
+    from conftest import tiny_checkpoints
+
+    import synesthete.sampling as sampling
+    from synesthete.checkpoint import load_models
+    from synesthete.render import generate_frames, style_exemplar
+
+    s = load_settings("tiny").updated(render={"anchor": anchor, "overlap": 2}, device="cpu")
+    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = sampling.sample
+
+    def recording(*args, **kwargs):  # the real sampler; keeps each window's context and result
+        out = real(*args, **kwargs)
+        seen.append((kwargs["context"], out))
+        return out
+
+    monkeypatch.setattr(sampling, "sample", recording)
+    frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.settings, style=["tiles"])
+    assert frames.shape[0] == s.video.fps
+    exemplar = style_exemplar(models, models.settings, ["tiles"], models.settings.render.seed)
+    assert len(seen) > 3
+    for i, (context, _) in enumerate(seen):
+        past = exemplar[-2:] if i == 0 else seen[i - 1][1][0, -2:]
+        expected = torch.cat([exemplar[-1:], past[1:]]) if anchor else past
+        assert torch.allclose(context[0, :2], expected.float(), atol=1e-6), i

@@ -169,6 +169,7 @@ def diffusion_loss(
     generator: torch.Generator,
     style: torch.Tensor | None = None,
     predictor: nn.Module | None = None,
+    anchors: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
     [B, W + 2ctx, F] and multi-hot styles [B, S].
@@ -177,6 +178,9 @@ def diffusion_loss(
     timestep uniform in 0..``context_noise_max`` of the schedule (0: exactly clean); the loss covers only the frames to
     generate. With ``predictor`` (the EMA network) and ``diffusion.predicted_context`` > 0, that share of the
     windows with context take their context frames from ``predicted_context`` instead of the true latents.
+    With ``anchors`` (latents [B, C, h, w] of another moment of each window's clip), ``diffusion.anchor_prob``
+    of the windows with 2 or more context frames show their anchor as the first context frame, as render's
+    anchored context does (``render.anchor``).
     Audio and style are each dropped on their own
     (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
     """
@@ -200,6 +204,11 @@ def diffusion_loss(
                                       style[use] if style is not None else None)
             source = x0.clone()
             source[use] = guess.to(x0.dtype)
+    if anchors is not None and ds.anchor_prob > 0:
+        anchored = ((torch.rand(b, generator=generator) < ds.anchor_prob).to(device) & (ctx.sum(1) >= 2))
+        if anchored.any():
+            source = source.clone() if source is x0 else source
+            source[anchored, 0] = anchors[anchored].to(x0.dtype)
     x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, ctx_noise, t_ctx), source)
     x_t = torch.where(ctx5, x_ctx, schedule.q_sample(x0, noise, t))
     target = schedule.target(x0, noise, t)
@@ -448,12 +457,13 @@ def train_diffusion(
             windows = [pool.windows(micro, ds.window, ds.audio_context, gen) for _ in range(ts.grad_accum)]
 
             def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-                frames, features, styles = windows[i]  # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S]
+                # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S], uint8 [B, 3, H, W]
+                frames, features, styles, anchors = windows[i]
                 b, w = frames.shape[:2]
-                x0 = normalize(encode_frames(vae, frames.flatten(0, 1), device, ts.amp), stats)
-                x0 = x0.view(b, w, *x0.shape[1:])  # [B, W, C, h, w]
+                z = normalize(encode_frames(vae, torch.cat([frames.flatten(0, 1), anchors]), device, ts.amp), stats)
+                x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
                 loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
-                                                    style=styles.to(device), predictor=ema)
+                                                    style=styles.to(device), predictor=ema, anchors=z[b * w :])
                 if run.dist.is_main:
                     buckets.add(mse, t)
                 return loss, logs, b
