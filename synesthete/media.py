@@ -430,6 +430,8 @@ class VideoWriter:
             # A failed flush must not leave a temp file behind, nor rename a broken file into place.
             self._atomic.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
             if exc is None:
+                if not isinstance(close_exc, Exception):
+                    raise  # Ctrl-C or SIGTERM landed during the flush: an interruption, not a failed encode
                 raise OutputError(f"encoding {self.path} failed: {close_exc}") from close_exc
             return
         self._atomic.__exit__(exc_type, exc, tb)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from synesthete.errors import InputError, OutputError
+from synesthete.errors import InputError, OutputError, Terminated
 from synesthete.files import atomic_path, check_output
 from synesthete.media import AAC_FRAME, VideoWriter, audio_info, load_audio, load_video, write_video, write_wav
 
@@ -68,6 +68,24 @@ def test_interrupted_writer_leaves_nothing(tmp_path):
         with VideoWriter(out, 32, 32, 30, audio_sample_rate=16000) as writer:
             writer.add_frames(torch.rand(10, 3, 32, 32))
             raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, Terminated])
+def test_interruption_during_the_flush_is_not_an_encoding_failure(tmp_path, interruption):
+    """Ctrl-C or SIGTERM landing while the encoder flushes propagates as itself (the CLI's exit 130/143), not as
+    "encoding failed", and leaves nothing behind."""
+    out = tmp_path / "out.mp4"
+    with pytest.raises(interruption):
+        with VideoWriter(out, 32, 32, 30) as writer:
+            writer.add_frames(torch.rand(10, 3, 32, 32))
+            flush = writer._encoder.close
+
+            def flush_then_signal():  # the real flush, then the signal handler's exception
+                flush()
+                raise interruption
+
+            writer._encoder.close = flush_then_signal
     assert list(tmp_path.iterdir()) == []
 
 
