@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -268,6 +269,13 @@ def sample(
 
     was_training = model.training
     model.eval()
+    # Weights stored in bf16 (``checkpoint.load_models`` on bf16 hardware) run under autocast; the caller's
+    # autocast, if any, stands.
+    param = next(model.parameters(), None)
+    half = param is not None and param.dtype in (torch.bfloat16, torch.float16)
+    precision = contextlib.ExitStack()
+    if half and not torch.is_autocast_enabled(device.type):
+        precision.enter_context(torch.autocast(device_type=device.type, dtype=param.dtype))
     try:
         drop_audio, drop_style = flags(0), flags(1)
         feats_in = features.repeat(n_pass, 1, 1)
@@ -318,6 +326,7 @@ def sample(
                 callback(i + 1, len(timesteps))
         return x
     finally:
+        precision.close()
         model.train(was_training)
 
 

@@ -86,3 +86,12 @@ def test_loaded_dit_is_bf16_exactly_where_render_runs_it_under_autocast(monkeypa
     assert {p.dtype for p in models.vae.parameters()} == {torch.float32}
     frames = generate_frames(models, torch.randn(s.audio.sample_rate // 2) * 0.1, models.settings)
     assert frames.shape[0] == s.video.fps // 2 and torch.isfinite(frames.float()).all()
+    # sample() outside any autocast: bf16 weights bring their own autocast; the latents come out float32.
+    from synesthete.audio.features import num_features
+    from synesthete.sampling import sample
+
+    d = s.diffusion
+    shape = (1, d.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    latents = sample(models.dit, torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio)), shape, d,
+                     steps=2)
+    assert latents.dtype == torch.float32 and torch.isfinite(latents).all()
