@@ -143,14 +143,14 @@ class DiffusionSettings(_Section):
         "uniform in predicted_context_t): the DiT learns to pull its renders' drift back to the style instead of "
         "continuing it (exposure bias). 0 = always the true latents.",
     )
+    predicted_context_t: tuple[float, float] = Field(
+        (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
+        "made from: higher gives blurrier, blob-like context.",
+    )
     anchor_prob: float = Field(
         0.5, ge=0, le=1, description="Share of the training windows with 2 or more context frames whose first "
         "context frame is another moment of the same clip (an anchor), as render's anchored context is "
         "(render.anchor): the DiT learns to take the look from it and the motion from the frames after it.",
-    )
-    predicted_context_t: tuple[float, float] = Field(
-        (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
-        "made from: higher gives blurrier, blob-like context.",
     )
     context_noise: float = Field(
         0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
