@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Reproduce the committed default checkpoints (checkpoints/vae.pt, critic.pt, diffusion.pt) at the cpu preset.
 # Intermediate checkpoints and TensorBoard events stay under runs/ (ignored by git); only --export writes checkpoints/.
-# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS] [CRITIC_STEPS] [STYLE_STEPS]
+# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS] [CRITIC_STEPS] [STYLE_STEPS] [LONG_STEPS]
 #
-# The diffusion model is trained in two stages, as the committed one was: an audio-only stage from scratch, then a
-# stage that adds the style and clean-context conditioning, warm-started from the first (--init). To continue from
-# the committed weights instead, run only the last `train diffusion` line (it starts from checkpoints/diffusion.pt).
+# The diffusion model is trained in stages, as the committed one was: an audio-only stage from scratch, a stage
+# that adds the style and clean-context conditioning, then a long stage at a lower learning rate with noised,
+# predicted and anchored context (today's training defaults), each warm-started from the one before (--init). To
+# continue from the committed weights instead, run only the last `train diffusion` line (it starts from
+# checkpoints/diffusion.pt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS="${1:-3000}"
 DIFFUSION_STEPS="${2:-3300}"
 CRITIC_STEPS="${3:-2000}"
 STYLE_STEPS="${4:-2500}"
+LONG_STEPS="${5:-10000}"
 
 uv run synesthete train vae --preset cpu --seed 0 --run-name default-vae --max-steps "$VAE_STEPS" \
     --export checkpoints/
@@ -22,6 +25,10 @@ uv run synesthete train diffusion --preset cpu --seed 0 --run-name default-diffu
     --vae checkpoints/vae.pt --export checkpoints/
 # Stage 2: style and clean-context conditioning, warm-started from stage 1.
 uv run synesthete train diffusion --preset cpu --seed 1 --run-name default-style --max-steps "$STYLE_STEPS" \
+    --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
+# Stages 3-4: the committed DiT had 6,000 steps with noised context, then 1,501 with predicted context and 4,000
+# with predicted and anchored context (the model card); the defaults now do all three.
+uv run synesthete train diffusion --preset cpu --seed 3 --run-name default-long --max-steps "$LONG_STEPS" --lr 2e-4 \
     --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
     --overwrite

@@ -138,7 +138,7 @@ class DiffusionSettings(_Section):
         "0 = always clean).",
     )
     predicted_context: float = Field(
-        0.0, ge=0, le=1, description="Share of the training windows with context whose context frames are the "
+        0.5, ge=0, le=1, description="Share of the training windows with context whose context frames are the "
         "EMA network's own one-step prediction from a noised copy, not the true latents (noised to a timestep "
         "uniform in predicted_context_t): the DiT learns to pull its renders' drift back to the style instead of "
         "continuing it (exposure bias). 0 = always the true latents.",
@@ -256,7 +256,7 @@ class RenderSettings(_Section):
         "visualizer on a fixed synthetic clip, given as clean context and never shown.",
     )
     anchor: int = Field(
-        0, ge=0, description="Of the overlap context frames, how many hold the style exemplar's last frames for "
+        1, ge=0, description="Of the overlap context frames, how many hold the style exemplar's last frames for "
         "the whole song instead of the previous window's frames: a fixed reference of the look that keeps long "
         "renders from drifting off style (0 = all context frames are the previous window's; needs exemplar).",
     )
