@@ -460,10 +460,13 @@ def train_diffusion(
                 # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S], uint8 [B, 3, H, W]
                 frames, features, styles, anchors = windows[i]
                 b, w = frames.shape[:2]
-                z = normalize(encode_frames(vae, torch.cat([frames.flatten(0, 1), anchors]), device, ts.amp), stats)
+                # The anchors are encoded with the window, in one VAE pass, only when training uses them.
+                seen = torch.cat([frames.flatten(0, 1), anchors]) if ds.anchor_prob > 0 else frames.flatten(0, 1)
+                z = normalize(encode_frames(vae, seen, device, ts.amp), stats)
                 x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
                 loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
-                                                    style=styles.to(device), predictor=ema, anchors=z[b * w :])
+                                                    style=styles.to(device), predictor=ema,
+                                                    anchors=z[b * w :] if ds.anchor_prob > 0 else None)
                 if run.dist.is_main:
                     buckets.add(mse, t)
                 return loss, logs, b
