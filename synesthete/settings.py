@@ -152,6 +152,11 @@ class DiffusionSettings(_Section):
         "context frame is another moment of the same clip (an anchor), as render's anchored context is "
         "(render.anchor): the DiT learns to take the look from it and the motion from the frames after it.",
     )
+    bridge_prob: float = Field(
+        0.2, ge=0, le=1, description="Share of the training windows that also get clean context frames at their "
+        "end (1..max_context of them, at least one frame left to generate): the DiT learns to fill a gap "
+        "between a past and a future, as render's bridges between lanes need (render.lanes).",
+    )
     context_noise: float = Field(
         0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
         "(0 = give them clean); keep it within context_noise_max.",

@@ -126,10 +126,21 @@ def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, settings: Settings) -
 
 
 def context_masks(batch: int, window: int, settings: Settings, generator: torch.Generator) -> torch.Tensor:
-    """[B, W] bool: the first k frames of each window are clean context, k uniform in 0..max_context."""
-    most = min(settings.diffusion.max_context, window - 1)
+    """[B, W] bool: the first k frames of each window are clean context, k uniform in 0..max_context; a
+    ``diffusion.bridge_prob`` share of the windows also has its last j frames as context (a bridge), j uniform
+    in 1..max_context, capped so that at least one frame is left to generate."""
+    ds = settings.diffusion
+    most = min(ds.max_context, window - 1)
     k = torch.randint(0, most + 1, (batch,), generator=generator)
-    return torch.arange(window)[None] < k[:, None]
+    positions = torch.arange(window)[None]
+    mask = positions < k[:, None]
+    if ds.bridge_prob > 0 and ds.max_context > 0:
+        bridge = torch.rand(batch, generator=generator) < ds.bridge_prob
+        room = (window - 1 - k).clamp(max=ds.max_context)  # trailing frames that still leave one to generate
+        j = (torch.rand(batch, generator=generator) * room).floor().long() + 1  # uniform in 1..room
+        j = torch.where(bridge & (room > 0), j, torch.zeros_like(j))
+        mask |= positions >= window - j[:, None]
+    return mask
 
 
 @torch.no_grad()
@@ -174,12 +185,13 @@ def diffusion_loss(
     """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
     [B, W + 2ctx, F] and multi-hot styles [B, S].
 
-    A random number of leading frames per window (``context_masks``) are given as context, noised to a
+    A random number of leading frames per window, and in some windows trailing frames too
+    (``context_masks``), are given as context, noised to a
     timestep uniform in 0..``context_noise_max`` of the schedule (0: exactly clean); the loss covers only the frames to
     generate. With ``predictor`` (the EMA network) and ``diffusion.predicted_context`` > 0, that share of the
     windows with context take their context frames from ``predicted_context`` instead of the true latents.
     With ``anchors`` (latents [B, C, h, w] of another moment of each window's clip), ``diffusion.anchor_prob``
-    of the windows with 2 or more context frames show their anchor as the first context frame, as render's
+    of the windows with 2 or more leading context frames show their anchor as the first context frame, as render's
     anchored context does (``render.anchor``).
     Audio and style are each dropped on their own
     (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
@@ -205,7 +217,8 @@ def diffusion_loss(
             source = x0.clone()
             source[use] = guess.to(x0.dtype)
     if anchors is not None and ds.anchor_prob > 0:
-        anchored = ((torch.rand(b, generator=generator) < ds.anchor_prob).to(device) & (ctx.sum(1) >= 2))
+        leading = ctx.long().cumprod(1).sum(1)  # context frames at the start of each window
+        anchored = ((torch.rand(b, generator=generator) < ds.anchor_prob).to(device) & (leading >= 2))
         if anchored.any():
             source = source.clone() if source is x0 else source
             source[anchored, 0] = anchors[anchored].to(x0.dtype)
