@@ -68,7 +68,8 @@ def encoded_scores(frames: torch.Tensor, wave: torch.Tensor, settings) -> dict:
 def picture_metrics(frames: torch.Tensor, settings, device) -> dict:
     """Every picture metric of one video (critic loaded once, outside the timing)."""
     from synesthete.evaluate import video_picture
-    from synesthete.metrics.picture import frechet_distance, seam_score, window_joins
+    from synesthete.metrics.picture import frechet_distance, seam_score
+    from synesthete.render import window_layout
     from synesthete.train.critic import critic_outputs
 
     critic = CRITIC.setdefault("critic", load_critic(settings.critic_path, device))
@@ -76,7 +77,8 @@ def picture_metrics(frames: torch.Tensor, settings, device) -> dict:
     feats = critic_outputs(critic[0], frames)[1]
     half = feats.shape[0] // 2
     out["fsd_halves"] = frechet_distance(feats[:half], feats[half:])
-    out["seam_score"] = seam_score(frames, window_joins(frames.shape[0], settings.diffusion.window, 2))
+    joins = window_layout(frames.shape[0], settings.diffusion.window, 2, exemplar=False).joins()
+    out["seam_score"] = seam_score(frames, joins)
     return out
 
 

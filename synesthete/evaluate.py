@@ -511,7 +511,7 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     from synesthete.data import feature_extractor, make_clip, seed_for
     from synesthete.media import to_uint8
     from synesthete.metrics import picture
-    from synesthete.render import generate_frames
+    from synesthete.render import generate_frames, window_layout
     from synesthete.styles import clip_style, style_name
     from synesthete.visual import render_frames
 
@@ -519,7 +519,8 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     out: dict[str, Any] = {}
     # A held-out seed past the scored clips, so the long song is not one of them.
     seed = seed_for(ev.clips + 1, settings, "heldout")
-    joins_of = lambda n: picture.window_joins(n, d.window, settings.render.overlap)  # noqa: E731
+    r = settings.render
+    joins_of = lambda n: window_layout(n, d.window, r.overlap, r.lanes, r.exemplar).joins()  # noqa: E731
     if ev.long_seconds > 0:
         clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)
         style = clip_style(clip["meta"])

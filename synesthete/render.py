@@ -28,7 +28,7 @@ import contextlib  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Protocol  # noqa: E402
@@ -131,6 +131,80 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int)
     return models.encode(frames.to(_device(models)))
 
 
+MIN_LANE_WINDOWS = 8  # a lane (render.lanes) runs at least this many windows: shorter songs get fewer lanes
+DECODE_BATCH = 48  # latents the VAE decodes at a time once the lanes are done
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """Where the windows of a render fall in the song's ``total`` frames (made by ``window_layout``).
+
+    ``lanes`` stretches of ``lane_frames`` frames, starting at ``starts``, are generated side by side: window m
+    of every lane runs in one batched sample. A lane's first window gives ``first`` = window - lead new frames
+    (it continues ``lead`` context frames: the style exemplar's, or none) and each later one ``stride`` =
+    window - overlap. Between lane i and lane i + 1 a bridge window makes the ``gap`` = window - 2 overlap
+    frames in between: its context is lane i's last ``overlap`` frames and lane i + 1's first ``overlap``. The
+    last lane may run past the song's end; those frames are dropped.
+    """
+
+    total: int
+    window: int
+    overlap: int
+    lead: int
+    lanes: int
+    windows: int  # windows per lane
+
+    @property
+    def stride(self) -> int:
+        return self.window - self.overlap
+
+    @property
+    def first(self) -> int:
+        return self.window - self.lead
+
+    @property
+    def gap(self) -> int:
+        return self.window - 2 * self.overlap
+
+    @property
+    def lane_frames(self) -> int:
+        return self.first + (self.windows - 1) * self.stride
+
+    @property
+    def starts(self) -> list[int]:
+        return [i * (self.lane_frames + self.gap) for i in range(self.lanes)]
+
+    def joins(self) -> list[int]:
+        """Frames i (0 < i < total) where a new window's frames begin, so the pair (i - 1, i) spans a join:
+        between a lane's windows, and at both ends of every bridge."""
+        out = []
+        for i, start in enumerate(self.starts):
+            if i:
+                out += [start - self.gap, start]  # into the bridge, out of it into the lane
+            out += [start + self.first + m * self.stride for m in range(self.windows - 1)]
+        return sorted(j for j in out if 0 < j < self.total)
+
+
+def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exemplar: bool = True) -> WindowLayout:
+    """The layout of a render of ``total`` frames in windows of ``window`` frames continuing ``overlap`` context
+    frames, in up to ``lanes`` lanes (``render.lanes``), each of at least ``MIN_LANE_WINDOWS`` windows.
+
+    Lanes need context to join through (overlap >= 1) and room for a bridge (window > 2 overlap); otherwise,
+    or for a short song, there is one lane: windows one after another, as ``lanes=1`` gives.
+    """
+    overlap = max(0, min(overlap, window - 1))
+    lead = overlap if exemplar else 0
+    stride, first, gap = window - overlap, window - lead, window - 2 * overlap
+    lanes = max(1, lanes) if overlap >= 1 and gap >= 1 else 1
+    while True:
+        per_lane = math.ceil((total - (lanes - 1) * gap) / lanes)  # frames each lane must cover
+        windows = 1 + max(0, math.ceil((per_lane - first) / stride))
+        layout = WindowLayout(total, window, overlap, lead, lanes, windows)
+        if lanes == 1 or (windows >= MIN_LANE_WINDOWS and layout.starts[-1] < total):
+            return layout
+        lanes -= 1
+
+
 @torch.no_grad()
 def iter_windows(
     models: Any,
@@ -140,6 +214,8 @@ def iter_windows(
     style: list[str] | None = None,
     exemplar: torch.Tensor | None = None,
     timings: dict[str, float] | None = None,
+    generated: Callable[[int], None] | None = None,
+    tuner: threads.ThreadTuner | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
@@ -150,78 +226,111 @@ def iter_windows(
     holds for every window. With ``exemplar`` latents [k, C, h, w] (``style_exemplar``) the first window
     continues them too: they stand for the k frames before the song starts. Then the first a =
     ``render.anchor`` context frames of every window (at most k - 1) are the exemplar's last a frames, not the
-    previous window's: a fixed reference of the look, against drift. ``timings`` (if given)
-    accumulates the seconds spent in the network ("network") and in the VAE decoder ("vae_decode"). Both
-    run under bf16 autocast where the device has native bf16 and ``render.amp`` is on (``device.autocast``);
-    latents and frames come out float32. Latents are scaled by ``Models.encode``/``Models.decode``.
+    previous window's: a fixed reference of the look, against drift.
+
+    The song is cut into ``render.lanes`` lanes (``window_layout``) whose windows run side by side in one
+    batched sample each, every lane starting from the exemplar; then one batched sample makes the bridges,
+    windows whose context is the end of one lane (first frames) and the start of the next (last frames), so
+    the lanes join as windows do. Lane 0 is decoded and yielded as it goes; the later lanes' latents
+    (2 KB a frame) wait until the bridges are made. ``generated(n)`` (if given) hears the number of the
+    song's frames generated so far after every batched sample (progress). ``tuner`` (CPU) times each batched
+    sample of the lanes as one unit and picks the thread count (``threads.ThreadTuner``).
+
+    ``timings`` (if given) accumulates the seconds spent in the network ("network") and in the VAE decoder
+    ("vae_decode"). Both run under bf16 autocast where the device has native bf16 and ``render.amp`` is on
+    (``device.autocast``); latents and frames come out float32. Latents are scaled by
+    ``Models.encode``/``Models.decode``.
     """
     from synesthete.sampling import sample
     from synesthete.styles import style_vector
 
     cfg = models.dit.config
     window, ctx = cfg.window, cfg.audio_context
-    overlap = min(settings.render.overlap, window - 1)
-    stride = window - overlap
+    total = features.shape[0]
+    layout = window_layout(total, window, settings.render.overlap, settings.render.lanes, exemplar is not None)
+    overlap, stride, lead, lanes, starts = layout.overlap, layout.stride, layout.lead, layout.lanes, layout.starts
     # Anchored context frames hold the exemplar's last frames all song long; at least one frame stays the past.
     anchor = min(settings.render.anchor, overlap - 1) if exemplar is not None else 0
     device = _device(models)
-    total = features.shape[0]
-    # Pad with silence: ctx frames before, a full window + ctx after (the last window may run past the end).
-    lead = overlap if exemplar is not None and overlap > 0 else 0  # exemplar frames before the song's frame 0
-    padded = F.pad(features.to(device), (0, 0, ctx + lead, window + ctx))  # [lead + T + W + 2ctx, F]
-    shape = (1, window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
+    # Pad with silence: ctx + lead frames before the song, and after it as far as the last lane reaches.
+    reach = starts[-1] + layout.lane_frames
+    padded = F.pad(features.to(device), (0, 0, ctx + lead, max(0, reach - total) + ctx))
+    latent = (cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
 
-    prev: torch.Tensor | None = None  # [1, W, C, h, w] scaled latents of the previous window
-    if lead:
-        prev = torch.zeros(shape, device=device)
-        prev[0, stride:] = exemplar[-overlap:].to(device)  # the first window continues the exemplar
-    emitted = 0
-    start = 0
-    while emitted < total:
-        feats = padded[start : start + window + 2 * ctx].unsqueeze(0)  # [1, W + 2ctx, F]
-        context = context_mask = None
-        if prev is not None and overlap > 0:
-            context = torch.zeros(shape, device=device)
-            context[:, :overlap] = prev[:, stride:]
-            if anchor > 0:
-                context[0, :anchor] = exemplar[-anchor:].to(device)
-            context_mask = torch.zeros(1, window, dtype=torch.bool, device=device)
-            context_mask[:, :overlap] = True
+    def run(firsts: list[int], context: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """One batched sample of the windows whose frame 0 is song frame ``firsts[b]`` -> latents [B, W, ...]."""
+        feats = torch.stack([padded[q + lead : q + lead + window + 2 * ctx] for q in firsts])  # [B, W + 2ctx, F]
+        if context is not None and anchor > 0:
+            context[:, :anchor] = exemplar[-anchor:].to(device)
         t0 = time.perf_counter()
         with autocast(device, settings.render.amp):
-            latents = sample(
-                models.dit, feats, shape, settings.diffusion, generator=generator, style=style_vec,
-                context=context, context_mask=context_mask,
-            ).float()  # [1, W, C, h, w]
-        first_new = 0 if prev is None else overlap
-        n_new = min(window - first_new, total - emitted)
-        t1 = time.perf_counter()
-        with autocast(device, settings.render.amp):
-            frames = models.decode(latents[0, first_new : first_new + n_new]).float().cpu()  # [n, 3, H, W]
+            out = sample(
+                models.dit, feats, (len(firsts), window, *latent), settings.diffusion, generator=generator,
+                style=style_vec.repeat(len(firsts), 1) if style_vec is not None else None,
+                context=context, context_mask=mask,
+            ).float()
         if timings is not None:
-            timings["network"] = timings.get("network", 0.0) + t1 - t0
-            timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t1
-        yield frames
-        emitted += n_new
+            timings["network"] = timings.get("network", 0.0) + time.perf_counter() - t0
+        return out
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        with autocast(device, settings.render.amp):
+            frames = models.decode(latents).float().cpu()  # [n, 3, H, W]
+        if timings is not None:
+            timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t0
+        return frames
+
+    prev: torch.Tensor | None = None  # [L, W, C, h, w] scaled latents of each lane's previous window
+    if lead:
+        prev = torch.zeros(lanes, window, *latent, device=device)
+        prev[:, stride:] = exemplar[-overlap:].to(device)  # each lane's first window continues the exemplar
+    held: list[list[torch.Tensor]] = [[] for _ in range(lanes)]  # new latents of lanes 1.. (lane 0 is yielded)
+    emitted = made = 0
+    for m in range(layout.windows):
+        context = mask = None
+        if prev is not None and overlap > 0:
+            context = torch.zeros(lanes, window, *latent, device=device)
+            context[:, :overlap] = prev[:, stride:]
+            mask = torch.zeros(lanes, window, dtype=torch.bool, device=device)
+            mask[:, :overlap] = True
+        with tuner.unit() if tuner is not None else contextlib.nullcontext():
+            latents = run([start - lead + m * stride for start in starts], context, mask)
+        new = latents[:, 0 if prev is None else overlap :]  # [L, n, C, h, w]
+        for lane in range(1, lanes):
+            held[lane].append(new[lane].clone())  # not a view: the round's whole batch would stay alive
+        made = min(total, made + new.shape[0] * new.shape[1])
+        if generated is not None:
+            generated(made)
+        n0 = min(new.shape[1], total - emitted)
+        if n0 > 0:
+            yield decode(new[0, :n0])
+            emitted += n0
         prev = latents
-        start += stride  # window k starts at frame k * stride
+    if lanes == 1 or prev is None:
+        return
+    heads = torch.stack([torch.cat(held[lane])[:overlap] for lane in range(1, lanes)])  # [L-1, k, C, h, w]
+    context = torch.zeros(lanes - 1, window, *latent, device=device)
+    context[:, :overlap] = prev[: lanes - 1, -overlap:]  # the end of each lane but the last
+    context[:, window - overlap :] = heads  # the start of the next
+    mask = torch.zeros(lanes - 1, window, dtype=torch.bool, device=device)
+    mask[:, :overlap] = mask[:, window - overlap :] = True
+    bridges = run([start - layout.gap - overlap for start in starts[1:]], context, mask)
+    if generated is not None:
+        generated(total)
+    for lane in range(1, lanes):
+        rest = torch.cat([bridges[lane - 1, overlap : overlap + layout.gap], *held[lane]])
+        held[lane] = []
+        for block in rest[: max(0, total - emitted)].split(DECODE_BATCH):  # larger batches decode faster
+            yield decode(block)
+            emitted += block.shape[0]
 
 
 def _generator(settings: Settings, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device=device if device.type != "mps" else "cpu")
     gen.manual_seed(settings.render.seed)
     return gen
-
-
-def _tuned(blocks: Iterator[torch.Tensor], tuner: threads.ThreadTuner | None) -> Iterator[torch.Tensor]:
-    """``blocks``, with the thread tuner timing each one (CPU only; ``None`` passes them through)."""
-    while True:
-        with tuner.unit() if tuner is not None else contextlib.nullcontext():
-            block = next(blocks, None)
-        if block is None:
-            return
-        yield block
 
 
 def generate_frames(
@@ -242,15 +351,13 @@ def generate_frames(
     exemplar = None
     if style and settings.render.exemplar:
         exemplar = style_exemplar(models, settings, style, settings.render.seed)
-    blocks = []
+    blocks: list[torch.Tensor] = []
     tuner = threads.ThreadTuner() if device.type == "cpu" else None
     try:
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("generating", total=features.shape[0], info="")
-            windows = iter_windows(models, features, settings, generator, style, exemplar)
-            for block in _tuned(windows, tuner):
-                blocks.append(block)
-                bar.advance(task, block.shape[0])
+            blocks = list(iter_windows(models, features, settings, generator, style, exemplar,
+                                       generated=lambda n: bar.update(task, completed=n), tuner=tuner))
     finally:
         if tuner is not None:
             tuner.restore()
@@ -555,17 +662,20 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
             exemplar = style_exemplar(models, settings, job.style, settings.render.seed)
         bar.update(task, description=label, completed=0, info=pace.line(0))
         pace.begin()
-        blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings)
+        def generated(n: int) -> None:  # frames the network has made, in all lanes
+            bar.update(task, completed=n, info=pace.line(n))
+
+        blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings,
+                              generated=generated, tuner=tuner)
         sink = _Memory() if job.out is None else _Mp4(job, settings, width, height)
         with sink:
-            for block in _tuned(blocks, tuner):
+            for block in blocks:
                 t0 = time.perf_counter()
                 if settings.render.size:
                     block = F.interpolate(block, size=(height, width), mode="bilinear", align_corners=False)
                 sink.add(block)
                 done += block.shape[0]
                 timings["encode_mux"] += time.perf_counter() - t0
-                bar.update(task, completed=done, info=pace.line(done))
             t0 = time.perf_counter()
         timings["encode_mux"] += time.perf_counter() - t0  # the rest of the audio and the encoder's flush
     wall = time.perf_counter() - t_start

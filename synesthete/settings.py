@@ -265,6 +265,12 @@ class RenderSettings(_Section):
         "the whole song instead of the previous window's frames: a fixed reference of the look that keeps long "
         "renders from drifting off style (0 = all context frames are the previous window's; needs exemplar).",
     )
+    lanes: int = Field(
+        4, ge=1, description="Stretches of the song generated side by side, one batched forward for all (a small "
+        "network runs far more frames per second in a batch); each starts from the style exemplar, and a bridge "
+        "window, continuing one and leading into the next, fills the gap between them. Songs too short for "
+        "lanes of MIN_LANE_WINDOWS windows get fewer. 1 = one window after another.",
+    )
     size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
     x264_preset: str = Field(

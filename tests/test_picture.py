@@ -12,6 +12,7 @@ from synesthete import media
 from synesthete.checkpoint import read_checkpoint, save_checkpoint
 from synesthete.data import make_clip, seed_for
 from synesthete.metrics import picture
+from synesthete.render import window_layout
 from synesthete.settings import load_settings
 from synesthete.train.critic import critic_outputs, gaussian_blur, h264_roundtrip
 
@@ -89,7 +90,7 @@ def test_critic_works_through_h264(critic, clips):
 
 def test_seam_score_is_one_on_oracle_video_and_high_with_jumps(clips):
     frames = torch.cat([c["frames"] for c in clips[:2]])  # [180, 3, H, W]
-    joins = picture.window_joins(frames.shape[0], window=8, overlap=2)
+    joins = window_layout(frames.shape[0], window=8, overlap=2, exemplar=False).joins()
     assert joins[:3] == [8, 14, 20]
     assert 0.7 <= picture.seam_score(frames, joins) <= 1.3
     # Every window drawn from another clip's time: the picture jumps at each join and nowhere else.

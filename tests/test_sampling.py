@@ -271,6 +271,7 @@ def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more(
 
     s = load_settings("tiny").updated(diffusion={
         "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
+        "bridge_prob": 0.0,
     })
     model = Recorder(perturbed_dit(s, 0))
     x0, _, feats, _ = dummy_inputs(s, batch=12)
@@ -285,3 +286,37 @@ def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more(
             assert torch.equal(seen["x"][i, 0], anchors[i]) and torch.equal(seen["x"][i, 1 : k[i]], x0[i, 1 : k[i]])
         elif k[i] == 1:
             assert torch.equal(seen["x"][i, 0], x0[i, 0])
+
+
+def test_bridge_windows_get_clean_context_at_both_ends():
+    """diffusion.bridge_prob = 1: every window also shows its own last j frames as clean context (1 <= j, at least
+    one frame left to generate), and an anchor replaces only a leading context frame."""
+    from synesthete.train.diffusion import context_masks, diffusion_loss
+
+    s = load_settings("tiny", diffusion={"window": 8}).updated(diffusion={
+        "bridge_prob": 1.0, "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0,
+        "max_context": 3, "hinge_weight": 0.0,
+    })
+    masks = context_masks(400, 8, s, torch.Generator().manual_seed(0))
+    assert masks[:, -1].all() and (~masks).any(1).all()
+    trailing = masks.flip(1).long().cumprod(1).sum(1)
+    assert set(trailing.tolist()) == {1, 2, 3} and (masks.long().cumprod(1).sum(1) == 0).any()
+    none = context_masks(400, 8, s.updated(diffusion={"bridge_prob": 0.0}), torch.Generator().manual_seed(0))
+    assert not none[:, -1].any()
+
+    model = Recorder(perturbed_dit(s, 0))
+    x0, _, feats, _ = dummy_inputs(s, batch=12)
+    anchors = torch.randn(12, *x0.shape[2:]) + 5
+    diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
+                   style=torch.zeros(12, 7), anchors=anchors)
+    seen = model.seen[0]
+    mask = seen["context_mask"]
+    for i in range(12):
+        lead = int(mask[i].long().cumprod(0).sum())
+        tail = int(mask[i].flip(0).long().cumprod(0).sum())
+        assert tail >= 1 and lead + tail < 8
+        assert torch.equal(seen["x"][i, 8 - tail :], x0[i, 8 - tail :])  # the future, as it is
+        if lead >= 2:
+            assert torch.equal(seen["x"][i, 0], anchors[i])
+        elif lead == 0:
+            assert not torch.equal(seen["x"][i, 0], anchors[i])

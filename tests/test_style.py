@@ -146,3 +146,82 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
         past = exemplar[-2:] if i == 0 else seen[i - 1][1][0, -2:]
         expected = torch.cat([exemplar[-1:], past[1:]]) if anchor else past
         assert torch.allclose(context[0, :2], expected.float(), atol=1e-6), i
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("exemplar", [True, False])
+def test_window_layout_covers_every_frame_once(lanes, exemplar):
+    """Lanes and bridges tile the song: every frame is made exactly once, and the joins are where a new window's
+    frames begin; a short song gets fewer lanes, each of at least MIN_LANE_WINDOWS windows."""
+    from synesthete.render import MIN_LANE_WINDOWS, window_layout
+
+    for total in (5, 60, 180, 300, 1801):
+        layout = window_layout(total, 8, 2, lanes, exemplar)
+        assert 1 <= layout.lanes <= lanes and (layout.lanes == 1 or layout.windows >= MIN_LANE_WINDOWS)
+        made, joins = [], []
+        for i, start in enumerate(layout.starts):
+            if i:
+                made += range(start - layout.gap, start)  # the bridge
+                joins += [start - layout.gap, start]
+            first = layout.first
+            made += range(start, start + first)
+            for m in range(1, layout.windows):
+                joins.append(start + first + (m - 1) * layout.stride)
+                made += range(joins[-1], joins[-1] + layout.stride)
+        assert [f for f in made if f < total] == list(range(total)), (total, lanes)
+        assert layout.joins() == sorted(j for j in joins if 0 < j < total)
+    assert window_layout(300, 8, 2, 4, True).lanes == 4
+    assert window_layout(300, 8, 4, 4, True).lanes == 1  # no room for a bridge between 4 + 4 context frames
+    assert window_layout(300, 8, 2, 1, False).joins()[:3] == [8, 14, 20]  # no exemplar: the first window gives 8
+
+
+def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
+    """render.lanes = 2: every batched sample runs window m of both lanes, each lane starting from the exemplar;
+    then one bridge window continues lane 0's end (after the anchor) and leads into lane 1's first frames, and
+    its new frames are the ones between the lanes. The render is deterministic and as long as the song."""
+    from conftest import tiny_checkpoints
+
+    import synesthete.sampling as sampling
+    from synesthete.checkpoint import load_models
+    from synesthete.device import autocast
+    from synesthete.render import generate_frames, style_exemplar, window_layout
+
+    s = load_settings("tiny", diffusion={"window": 8}).updated(
+        render={"lanes": 2, "overlap": 2, "anchor": 1}, device="cpu")
+    models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
+    s = models.settings
+    seen: list[dict] = []
+    real = sampling.sample
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append({**kwargs, "out": out})
+        return out
+
+    monkeypatch.setattr(sampling, "sample", recording)
+    wave = torch.randn(int(3.5 * s.audio.sample_rate), generator=torch.Generator().manual_seed(0)) * 0.1
+    frames = generate_frames(models, wave, s, style=["tiles"])
+    total = round(3.5 * s.video.fps)
+    assert frames.shape[0] == total
+    layout = window_layout(total, 8, 2, 2, True)
+    assert layout.lanes == 2 and len(seen) == layout.windows + 1
+    exemplar = style_exemplar(models, s, ["tiles"], s.render.seed)
+    rounds, bridge = seen[:-1], seen[-1]
+    for m, call in enumerate(rounds):
+        assert call["out"].shape[0] == 2 and call["context_mask"][:, :2].all() and not call["context_mask"][:, 2:].any()
+        for lane in range(2):
+            past = exemplar[-1] if m == 0 else rounds[m - 1]["out"][lane, -1]
+            assert torch.allclose(call["context"][lane, 0], exemplar[-1]), (m, lane)  # the anchor
+            assert torch.allclose(call["context"][lane, 1], past), (m, lane)
+    mask = bridge["context_mask"]
+    assert bridge["out"].shape[0] == 1 and mask[0].tolist() == [True, True, False, False, False, False, True, True]
+    assert torch.allclose(bridge["context"][0, 0], exemplar[-1])
+    assert torch.allclose(bridge["context"][0, 1], rounds[-1]["out"][0, -1])  # lane 0's last frame
+    assert torch.allclose(bridge["context"][0, 6:], rounds[0]["out"][1, 2:4])  # lane 1's first two frames
+    start = layout.starts[1]
+    with autocast(torch.device("cpu"), s.render.amp):
+        between = models.decode(bridge["out"][0, 2:6]).float()
+        lane1 = models.decode(rounds[0]["out"][1, 2:8]).float()
+    assert torch.allclose(frames[start - 4 : start], between, atol=2e-2)
+    assert torch.allclose(frames[start : start + 6], lane1, atol=2e-2)
+    assert torch.equal(frames, generate_frames(models, wave, s, style=["tiles"]))

@@ -121,16 +121,6 @@ def frame_changes(frames: torch.Tensor) -> torch.Tensor:
     return (x[1:] - x[:-1]).abs().flatten(1).mean(1)
 
 
-def window_joins(total: int, window: int, overlap: int) -> list[int]:
-    """Indices i of the frames that start a new render window (the pair (i - 1, i) spans a join)."""
-    overlap = min(overlap, window - 1)
-    joins, i = [], window
-    while i < total:
-        joins.append(i)
-        i += window - overlap
-    return joins
-
-
 def seam_score(frames: torch.Tensor, joins: list[int]) -> float:
     """Mean frame-to-frame change at the joins over the mean change elsewhere (1 = invisible seams)."""
     change = frame_changes(frames)  # change[i - 1] is the pair (i - 1, i)
