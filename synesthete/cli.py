@@ -535,6 +535,11 @@ def render(
         typer.Option("--sampler", help=_help("ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M)).",
                                              "diffusion.sampler")),
     ] = None,
+    lanes: Annotated[
+        int | None,
+        typer.Option("--lanes", min=1, help=_help("Stretches of the song generated side by side (faster; 1 = one "
+                                                  "window after another).", "render.lanes")),
+    ] = None,
     start: Annotated[float, typer.Option("--start", help="Start of the excerpt (s).")] = 0.0,
     duration: Annotated[
         float | None, typer.Option("--duration", help=_help("Length of the excerpt (s).", shown="to the end"))
@@ -562,7 +567,7 @@ def render(
         preset, device=device,
         video={"fps": fps},
         diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
-        render={"seed": seed, "size": size, "style": style},
+        render={"seed": seed, "size": size, "style": style, "lanes": lanes},
         paths={"checkpoints": checkpoint_dir},
     )
     if len(songs) == 1 and not songs[0].is_dir() and not out.is_dir():

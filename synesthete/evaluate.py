@@ -511,7 +511,7 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     from synesthete.data import feature_extractor, make_clip, seed_for
     from synesthete.media import to_uint8
     from synesthete.metrics import picture
-    from synesthete.render import generate_frames, window_layout
+    from synesthete.render import generate_frames, song_layout
     from synesthete.styles import clip_style, style_name
     from synesthete.visual import render_frames
 
@@ -519,8 +519,11 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     out: dict[str, Any] = {}
     # A held-out seed past the scored clips, so the long song is not one of them.
     seed = seed_for(ev.clips + 1, settings, "heldout")
-    r = settings.render
-    joins_of = lambda n: window_layout(n, d.window, r.overlap, r.lanes, r.exemplar).joins()  # noqa: E731
+    extract = feature_extractor(settings)
+
+    def joins_of(wave: torch.Tensor) -> list[int]:  # where render's windows of this audio join
+        return song_layout(extract(wave), settings, d.window, settings.render.exemplar).joins()
+
     if ev.long_seconds > 0:
         clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)
         style = clip_style(clip["meta"])
@@ -528,7 +531,7 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
         out["long"] = {
             "seconds": ev.long_seconds, "style": style_name(style),
             "model": {**video_picture(critic, video, style),
-                      "seam_score": picture.seam_score(video, joins_of(len(video)))},
+                      "seam_score": picture.seam_score(video, joins_of(clip["audio"]))},
             "oracle": video_picture(critic, clip["frames"], style),
         }
         out["_long_video"] = video
@@ -540,9 +543,9 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
         oracle = to_uint8(render_frames(feature_extractor(settings)(wave), wave, clip["meta"]["visual"], settings))
         out["probe"] = {
             "seconds": ev.probe_seconds, "style": style_name(style),
-            "model": {"seam_score": picture.seam_score(video, joins_of(len(video))),
+            "model": {"seam_score": picture.seam_score(video, joins_of(wave)),
                       "style_stability": picture.style_stability(_critic_view(critic, video)[0])},
-            "oracle": {"seam_score": picture.seam_score(oracle, joins_of(len(oracle)))},
+            "oracle": {"seam_score": picture.seam_score(oracle, joins_of(wave))},
         }
     return out
 

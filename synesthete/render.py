@@ -139,20 +139,23 @@ DECODE_BATCH = 48  # latents the VAE decodes at a time once the lanes are done
 class WindowLayout:
     """Where the windows of a render fall in the song's ``total`` frames (made by ``window_layout``).
 
-    ``lanes`` stretches of ``lane_frames`` frames, starting at ``starts``, are generated side by side: window m
-    of every lane runs in one batched sample. A lane's first window gives ``first`` = window - lead new frames
-    (it continues ``lead`` context frames: the style exemplar's, or none) and each later one ``stride`` =
-    window - overlap. Between lane i and lane i + 1 a bridge window makes the ``gap`` = window - 2 overlap
-    frames in between: its context is lane i's last ``overlap`` frames and lane i + 1's first ``overlap``. The
-    last lane may run past the song's end; those frames are dropped.
+    Lane i, ``windows[i]`` windows long, covers ``lane_frames(i)`` frames from ``starts[i]``; the lanes are
+    generated side by side, window m of every lane that has one in one batched sample. A lane's first window
+    gives ``first`` = window - lead new frames (it continues ``lead`` context frames: the style exemplar's, or
+    none) and each later one ``stride`` = window - overlap. Between lane i and lane i + 1 a bridge window makes
+    the ``gap`` = window - 2 overlap frames in between: its context is lane i's last ``overlap`` frames and lane
+    i + 1's first ``overlap``. The last lane may run past the song's end; those frames are dropped.
     """
 
     total: int
     window: int
     overlap: int
     lead: int
-    lanes: int
-    windows: int  # windows per lane
+    windows: tuple[int, ...]  # windows of each lane
+
+    @property
+    def lanes(self) -> int:
+        return len(self.windows)
 
     @property
     def stride(self) -> int:
@@ -166,13 +169,20 @@ class WindowLayout:
     def gap(self) -> int:
         return self.window - 2 * self.overlap
 
-    @property
-    def lane_frames(self) -> int:
-        return self.first + (self.windows - 1) * self.stride
+    def lane_frames(self, lane: int) -> int:
+        return self.first + (self.windows[lane] - 1) * self.stride
 
     @property
     def starts(self) -> list[int]:
-        return [i * (self.lane_frames + self.gap) for i in range(self.lanes)]
+        out = [0]
+        for lane in range(self.lanes - 1):
+            out.append(out[-1] + self.lane_frames(lane) + self.gap)
+        return out
+
+    @property
+    def end(self) -> int:
+        """The frame after the last lane's last (it may lie past ``total``)."""
+        return self.starts[-1] + self.lane_frames(self.lanes - 1)
 
     def joins(self) -> list[int]:
         """Frames i (0 < i < total) where a new window's frames begin, so the pair (i - 1, i) spans a join:
@@ -181,28 +191,76 @@ class WindowLayout:
         for i, start in enumerate(self.starts):
             if i:
                 out += [start - self.gap, start]  # into the bridge, out of it into the lane
-            out += [start + self.first + m * self.stride for m in range(self.windows - 1)]
+            out += [start + self.first + m * self.stride for m in range(self.windows[i] - 1)]
         return sorted(j for j in out if 0 < j < self.total)
 
 
-def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exemplar: bool = True) -> WindowLayout:
+def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exemplar: bool = True,
+                  quiet: torch.Tensor | None = None) -> WindowLayout:
     """The layout of a render of ``total`` frames in windows of ``window`` frames continuing ``overlap`` context
-    frames, in up to ``lanes`` lanes (``render.lanes``), each of at least ``MIN_LANE_WINDOWS`` windows.
+    frames, in up to ``lanes`` lanes (``render.lanes``) of about equal length, each at least
+    ``MIN_LANE_WINDOWS`` windows long.
 
-    Lanes need context to join through (overlap >= 1) and room for a bridge (window > 2 overlap); otherwise,
-    or for a short song, there is one lane: windows one after another, as ``lanes=1`` gives.
+    ``quiet`` (bool [T], ``settled_silence``) keeps bridges out of silences: a bridge joins two lanes that
+    were generated apart, and the picture, at rest in a silence, would move there. Each lane boundary moves
+    by up to a quarter of a lane from its even spot to where the bridge and both its joins fall in sound; a
+    boundary with no such spot is dropped (one lane fewer, a longer one). Of such layouts for 1..``lanes``
+    lanes, the one that takes the fewest batched samples wins (then the fewest lanes). Lanes need context to
+    join through (overlap >= 1) and room for a bridge (window > 2 overlap); otherwise, or for a short song,
+    there is one lane: windows one after another, as ``lanes=1`` gives.
     """
     overlap = max(0, min(overlap, window - 1))
     lead = overlap if exemplar else 0
     stride, first, gap = window - overlap, window - lead, window - 2 * overlap
-    lanes = max(1, lanes) if overlap >= 1 and gap >= 1 else 1
-    while True:
-        per_lane = math.ceil((total - (lanes - 1) * gap) / lanes)  # frames each lane must cover
-        windows = 1 + max(0, math.ceil((per_lane - first) / stride))
-        layout = WindowLayout(total, window, overlap, lead, lanes, windows)
-        if lanes == 1 or (windows >= MIN_LANE_WINDOWS and layout.starts[-1] < total):
-            return layout
-        lanes -= 1
+
+    def covering(frames: int) -> int:  # windows of a lane that covers ``frames`` frames
+        return 1 + max(0, math.ceil((frames - first) / stride))
+
+    def even(lanes: int) -> int:  # windows per lane of ``lanes`` even lanes; 0 if they would be too short
+        each = covering(math.ceil((total - (lanes - 1) * gap) / lanes))
+        fits = each >= MIN_LANE_WINDOWS and (lanes - 1) * (first + (each - 1) * stride + gap) < total
+        return each if lanes == 1 or fits else 0
+
+    def place(lanes: int, each: int) -> tuple[int, ...]:  # boundaries moved out of silences, or dropped
+        spacing = first + (each - 1) * stride + gap  # from one lane's start to the next, evenly
+        reach = max(1, each // 4) * stride  # how far a boundary may move
+        windows: list[int] = []
+        start = 0  # of the lane being laid out
+        for i in range(1, lanes):
+            options = []
+            for n in range(1, covering(total) + 1):
+                nxt = start + first + (n - 1) * stride + gap  # the next lane's start after n windows of this one
+                if abs(nxt - i * spacing) <= reach and nxt + first < total:
+                    if quiet is None or not bool(quiet[max(0, nxt - gap) : nxt + 1].any()):
+                        options.append((abs(nxt - i * spacing), n))
+            if options:
+                windows.append(min(options)[1])
+                start += first + (windows[-1] - 1) * stride + gap
+        return (*windows, covering(total - start))
+
+    most = max(1, lanes) if overlap >= 1 and gap >= 1 else 1
+    # Of the layouts with 1..most lanes, the one that takes the fewest batched samples (then the fewest lanes).
+    layouts = [place(n, even(n)) for n in range(1, most + 1) if even(n)]
+    best = min(layouts, key=lambda w: (max(w), len(w)))
+    return WindowLayout(total, window, overlap, lead, best)
+
+
+def settled_silence(features: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """bool [T]: frames in a silence (loudness feature under ``eval.silence_db``) that has lasted
+    ``eval.settle_seconds``, as the eval's silence response counts them: the visualizers are at rest there."""
+    from synesthete.audio.features import DB_FLOOR, feature_names
+
+    level = (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR  # the loudness channel maps DB_FLOOR..0 dB to 0..1
+    loud = (features[:, feature_names(settings.audio).index("loudness")] >= level).long().cumsum(0)  # [T]
+    settle = round(settings.eval.settle_seconds * settings.video.fps)
+    before = F.pad(loud, (settle + 1, 0))[: loud.shape[0]]  # loud frames up to settle + 1 frames back
+    return (loud - before) == 0
+
+
+def song_layout(features: torch.Tensor, settings: Settings, window: int, exemplar: bool) -> WindowLayout:
+    """The layout ``iter_windows`` uses for a song's features [T, F] (bridges kept out of its silences)."""
+    quiet = settled_silence(features, settings) if settings.render.lanes > 1 else None
+    return window_layout(features.shape[0], window, settings.render.overlap, settings.render.lanes, exemplar, quiet)
 
 
 @torch.no_grad()
@@ -247,14 +305,13 @@ def iter_windows(
     cfg = models.dit.config
     window, ctx = cfg.window, cfg.audio_context
     total = features.shape[0]
-    layout = window_layout(total, window, settings.render.overlap, settings.render.lanes, exemplar is not None)
+    layout = song_layout(features, settings, window, exemplar is not None)
     overlap, stride, lead, lanes, starts = layout.overlap, layout.stride, layout.lead, layout.lanes, layout.starts
     # Anchored context frames hold the exemplar's last frames all song long; at least one frame stays the past.
     anchor = min(settings.render.anchor, overlap - 1) if exemplar is not None else 0
     device = _device(models)
     # Pad with silence: ctx + lead frames before the song, and after it as far as the last lane reaches.
-    reach = starts[-1] + layout.lane_frames
-    padded = F.pad(features.to(device), (0, 0, ctx + lead, max(0, reach - total) + ctx))
+    padded = F.pad(features.to(device), (0, 0, ctx + lead, max(0, layout.end - total) + ctx))
     latent = (cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
 
@@ -282,47 +339,51 @@ def iter_windows(
             timings["vae_decode"] = timings.get("vae_decode", 0.0) + time.perf_counter() - t0
         return frames
 
-    prev: torch.Tensor | None = None  # [L, W, C, h, w] scaled latents of each lane's previous window
+    prev: list[torch.Tensor | None] = [None] * lanes  # latents [W, C, h, w] of each lane's previous window
     if lead:
-        prev = torch.zeros(lanes, window, *latent, device=device)
-        prev[:, stride:] = exemplar[-overlap:].to(device)  # each lane's first window continues the exemplar
+        for lane in range(lanes):  # each lane's first window continues the exemplar
+            prev[lane] = torch.zeros(window, *latent, device=device)
+            prev[lane][stride:] = exemplar[-overlap:].to(device)
     held: list[list[torch.Tensor]] = [[] for _ in range(lanes)]  # new latents of lanes 1.. (lane 0 is yielded)
     emitted = made = 0
-    for m in range(layout.windows):
+    for m in range(max(layout.windows)):
+        active = [lane for lane in range(lanes) if layout.windows[lane] > m]  # lanes with a window m
+        continuing = prev[active[0]] is not None
         context = mask = None
-        if prev is not None and overlap > 0:
-            context = torch.zeros(lanes, window, *latent, device=device)
-            context[:, :overlap] = prev[:, stride:]
-            mask = torch.zeros(lanes, window, dtype=torch.bool, device=device)
+        if continuing and overlap > 0:
+            context = torch.zeros(len(active), window, *latent, device=device)
+            context[:, :overlap] = torch.stack([prev[lane][stride:] for lane in active])
+            mask = torch.zeros(len(active), window, dtype=torch.bool, device=device)
             mask[:, :overlap] = True
         with tuner.unit() if tuner is not None else contextlib.nullcontext():
-            latents = run([start - lead + m * stride for start in starts], context, mask)
-        new = latents[:, 0 if prev is None else overlap :]  # [L, n, C, h, w]
-        for lane in range(1, lanes):
-            held[lane].append(new[lane].clone())  # not a view: the round's whole batch would stay alive
+            latents = run([starts[lane] - lead + m * stride for lane in active], context, mask)
+        new = latents[:, overlap if continuing else 0 :]  # [B, n, C, h, w]
+        for row, lane in enumerate(active):
+            prev[lane] = latents[row].clone()  # not views: the round's whole batch would stay alive
+            if lane:
+                held[lane].append(new[row].clone())
         made = min(total, made + new.shape[0] * new.shape[1])
         if generated is not None:
             generated(made)
-        n0 = min(new.shape[1], total - emitted)
+        n0 = min(new.shape[1], total - emitted) if active[0] == 0 else 0
         if n0 > 0:
             yield decode(new[0, :n0])
             emitted += n0
-        prev = latents
-    if lanes == 1 or prev is None:
+    if lanes == 1:
         return
-    heads = torch.stack([torch.cat(held[lane])[:overlap] for lane in range(1, lanes)])  # [L-1, k, C, h, w]
     context = torch.zeros(lanes - 1, window, *latent, device=device)
-    context[:, :overlap] = prev[: lanes - 1, -overlap:]  # the end of each lane but the last
-    context[:, window - overlap :] = heads  # the start of the next
+    for lane in range(1, lanes):
+        context[lane - 1, :overlap] = prev[lane - 1][window - overlap :]  # the end of the lane before
+        context[lane - 1, window - overlap :] = torch.cat(held[lane])[:overlap]  # the start of this one
     mask = torch.zeros(lanes - 1, window, dtype=torch.bool, device=device)
     mask[:, :overlap] = mask[:, window - overlap :] = True
     bridges = run([start - layout.gap - overlap for start in starts[1:]], context, mask)
     if generated is not None:
         generated(total)
     for lane in range(1, lanes):
-        rest = torch.cat([bridges[lane - 1, overlap : overlap + layout.gap], *held[lane]])
+        latents = torch.cat([bridges[lane - 1, overlap : overlap + layout.gap], *held[lane]])
         held[lane] = []
-        for block in rest[: max(0, total - emitted)].split(DECODE_BATCH):  # larger batches decode faster
+        for block in latents[: max(0, total - emitted)].split(DECODE_BATCH):  # larger batches decode faster
             yield decode(block)
             emitted += block.shape[0]
 
@@ -435,6 +496,7 @@ class RenderResult:
     seed: int
     sampler: str
     steps: int
+    lanes: int  # lanes the song was generated in (``window_layout``: short songs get fewer than render.lanes)
     guidance: float
     style_guidance: float
     checkpoints: Path
@@ -685,6 +747,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         output=job.out, frames=sink.frames() if isinstance(sink, _Memory) else None,
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
         style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
+        lanes=song_layout(features, settings, models.dit.config.window, exemplar is not None).lanes,
         guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe() if tuner is not None else None, timings=timings, wall=wall, rtf=wall / job.seconds,

@@ -180,7 +180,7 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
         "time split (s)": ", ".join(f"{label} {result.timings.get(key, 0.0):.1f}" for key, label in TIME_SPLIT),
         "style": result.style,
         "seed": result.seed,
-        "sampler": f"{result.sampler}, {result.steps} steps",
+        "sampler": f"{result.sampler}, {result.steps} steps, {result.lanes} lane{'s' if result.lanes > 1 else ''}",
         "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}",
         "checkpoints": str(result.checkpoints),
         "device": device,

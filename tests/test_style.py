@@ -148,6 +148,20 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
         assert torch.allclose(context[0, :2], expected.float(), atol=1e-6), i
 
 
+def _made_and_joins(layout):
+    """Every frame a layout makes, in order of making within lanes and bridges, and where windows begin."""
+    made, joins = [], []
+    for i, start in enumerate(layout.starts):
+        if i:
+            made += range(start - layout.gap, start)  # the bridge
+            joins += [start - layout.gap, start]
+        made += range(start, start + layout.first)
+        for m in range(1, layout.windows[i]):
+            joins.append(start + layout.first + (m - 1) * layout.stride)
+            made += range(joins[-1], joins[-1] + layout.stride)
+    return made, joins
+
+
 @pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("exemplar", [True, False])
 def test_window_layout_covers_every_frame_once(lanes, exemplar):
@@ -157,22 +171,34 @@ def test_window_layout_covers_every_frame_once(lanes, exemplar):
 
     for total in (5, 60, 180, 300, 1801):
         layout = window_layout(total, 8, 2, lanes, exemplar)
-        assert 1 <= layout.lanes <= lanes and (layout.lanes == 1 or layout.windows >= MIN_LANE_WINDOWS)
-        made, joins = [], []
-        for i, start in enumerate(layout.starts):
-            if i:
-                made += range(start - layout.gap, start)  # the bridge
-                joins += [start - layout.gap, start]
-            first = layout.first
-            made += range(start, start + first)
-            for m in range(1, layout.windows):
-                joins.append(start + first + (m - 1) * layout.stride)
-                made += range(joins[-1], joins[-1] + layout.stride)
+        assert 1 <= layout.lanes <= lanes and (layout.lanes == 1 or min(layout.windows) >= MIN_LANE_WINDOWS)
+        made, joins = _made_and_joins(layout)
         assert [f for f in made if f < total] == list(range(total)), (total, lanes)
         assert layout.joins() == sorted(j for j in joins if 0 < j < total)
+        assert len(set(layout.windows[:-1])) <= 1 and layout.windows[-1] <= layout.windows[0]  # even lanes
     assert window_layout(300, 8, 2, 4, True).lanes == 4
     assert window_layout(300, 8, 4, 4, True).lanes == 1  # no room for a bridge between 4 + 4 context frames
     assert window_layout(300, 8, 2, 1, False).joins()[:3] == [8, 14, 20]  # no exemplar: the first window gives 8
+
+
+def test_bridges_stay_out_of_silences():
+    """A bridge would fall in a silence: it moves to where the music plays, or, if the silence is too long to
+    leave, that boundary goes and the lanes are fewer. Either way every frame is still made once."""
+    from synesthete.render import window_layout
+
+    even = window_layout(600, 8, 2, 4, True)
+    quiet = torch.zeros(600, dtype=torch.bool)
+    quiet[even.starts[2] - 10 : even.starts[2] + 10] = True  # a short silence over the second boundary
+    moved = window_layout(600, 8, 2, 4, True, quiet)
+    assert moved.lanes == 4 and moved.starts[1] == even.starts[1] and moved.starts[2] != even.starts[2]
+    for start in moved.starts[1:]:
+        assert not quiet[start - moved.gap : start + 1].any()
+    quiet[even.starts[2] - 60 : even.starts[2] + 60] = True  # too long to leave within a quarter of a lane
+    fewer = window_layout(600, 8, 2, 4, True, quiet)
+    assert fewer.lanes == 3 and all(not quiet[s - fewer.gap : s + 1].any() for s in fewer.starts[1:])
+    for layout in (moved, fewer):
+        made, _ = _made_and_joins(layout)
+        assert [f for f in made if f < 600] == list(range(600))
 
 
 def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
@@ -204,19 +230,21 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     total = round(3.5 * s.video.fps)
     assert frames.shape[0] == total
     layout = window_layout(total, 8, 2, 2, True)
-    assert layout.lanes == 2 and len(seen) == layout.windows + 1
+    assert layout.lanes == 2 and len(seen) == max(layout.windows) + 1
     exemplar = style_exemplar(models, s, ["tiles"], s.render.seed)
     rounds, bridge = seen[:-1], seen[-1]
     for m, call in enumerate(rounds):
-        assert call["out"].shape[0] == 2 and call["context_mask"][:, :2].all() and not call["context_mask"][:, 2:].any()
-        for lane in range(2):
+        lanes = sum(n > m for n in layout.windows)  # lane 1 may be a window shorter
+        assert call["out"].shape[0] == lanes and lanes >= 1 + (m < min(layout.windows))
+        assert call["context_mask"][:, :2].all() and not call["context_mask"][:, 2:].any()
+        for lane in range(lanes):
             past = exemplar[-1] if m == 0 else rounds[m - 1]["out"][lane, -1]
             assert torch.allclose(call["context"][lane, 0], exemplar[-1]), (m, lane)  # the anchor
             assert torch.allclose(call["context"][lane, 1], past), (m, lane)
     mask = bridge["context_mask"]
     assert bridge["out"].shape[0] == 1 and mask[0].tolist() == [True, True, False, False, False, False, True, True]
     assert torch.allclose(bridge["context"][0, 0], exemplar[-1])
-    assert torch.allclose(bridge["context"][0, 1], rounds[-1]["out"][0, -1])  # lane 0's last frame
+    assert torch.allclose(bridge["context"][0, 1], rounds[layout.windows[0] - 1]["out"][0, -1])  # lane 0's last
     assert torch.allclose(bridge["context"][0, 6:], rounds[0]["out"][1, 2:4])  # lane 1's first two frames
     start = layout.starts[1]
     with autocast(torch.device("cpu"), s.render.amp):
