@@ -35,10 +35,11 @@ __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScor
 def _options(
     style: str | None = None, seed: int | None = None, steps: int | None = None, sampler: str | None = None,
     guidance: float | None = None, style_guidance: float | None = None, size: int | None = None,
+    lanes: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A render's options as settings sections (``None``: the pipeline's setting)."""
     diffusion = {"sample_steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
-    render = {"style": style, "seed": seed, "size": size}
+    render = {"style": style, "seed": seed, "size": size, "lanes": lanes}
     return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("diffusion", diffusion), ("render", render))
             if any(v is not None for v in d.values())}
 
@@ -124,6 +125,7 @@ class Synesthete:
         guidance: float | None = None,
         style_guidance: float | None = None,
         size: int | None = None,
+        lanes: int | None = None,
         start: float = 0.0,
         duration: float | None = None,
         overwrite: bool = False,
@@ -135,12 +137,13 @@ class Synesthete:
         existing file needs ``overwrite``), and the result holds no frames; without, ``result.frames`` is the
         video, uint8 [T, 3, H, W] at ``result.fps``. ``style`` (a visualizer family, '+'-joined families or
         'auto'), ``seed``, ``steps``, ``sampler`` ("ddpm", "ddim", "dpm++"), ``guidance`` (audio),
-        ``style_guidance`` and ``size`` (output width, 0: the model's) default to the settings. The same
-        seed gives the same frames at a fixed thread count. ``progress`` shows the progress line.
+        ``style_guidance``, ``size`` (output width, 0: the model's) and ``lanes`` (stretches generated side
+        by side) default to the settings. The same seed gives the same frames at a fixed thread count and
+        lane count. ``progress`` shows the progress line.
         """
         t_start = time.perf_counter()
         options = {"style": style, "seed": seed, "steps": steps, "sampler": sampler, "guidance": guidance,
-                   "style_guidance": style_guidance, "size": size}
+                   "style_guidance": style_guidance, "size": size, "lanes": lanes}
         if out is None:
             job = self.plan(song, None, start=start, duration=duration, **options)
             return self.run(job, progress=progress, since=t_start)
