@@ -132,7 +132,7 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int)
 
 
 MIN_LANE_WINDOWS = 8  # a lane (render.lanes) runs at least this many windows: shorter songs get fewer lanes
-DECODE_BATCH = 48  # latents the VAE decodes at a time once the lanes are done
+DECODE_BATCH = 12  # latents the VAE decodes at a time once the lanes are done (more is no faster, and costs memory)
 
 
 @dataclass(frozen=True)
@@ -383,7 +383,7 @@ def iter_windows(
     for lane in range(1, lanes):
         latents = torch.cat([bridges[lane - 1, overlap : overlap + layout.gap], *held[lane]])
         held[lane] = []
-        for block in latents[: max(0, total - emitted)].split(DECODE_BATCH):  # larger batches decode faster
+        for block in latents[: max(0, total - emitted)].split(DECODE_BATCH):
             yield decode(block)
             emitted += block.shape[0]
 

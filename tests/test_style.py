@@ -253,3 +253,23 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     assert torch.allclose(frames[start - 4 : start], between, atol=2e-2)
     assert torch.allclose(frames[start : start + 6], lane1, atol=2e-2)
     assert torch.equal(frames, generate_frames(models, wave, s, style=["tiles"]))
+
+
+def test_settled_silence_follows_the_eval_definition():
+    """settled_silence on a song's features marks the frames the eval counts as settled silence (sound, then
+    1 s of digital silence, then sound): none before the silence has lasted eval.settle_seconds."""
+    import numpy as np
+
+    from synesthete.audio.features import FeatureExtractor
+    from synesthete.metrics.quality import settled, silent_frames
+    from synesthete.render import settled_silence
+
+    s = load_settings()
+    sr, fps = s.audio.sample_rate, s.video.fps
+    wave = torch.randn(3 * sr, generator=torch.Generator().manual_seed(0)) * 0.2
+    wave[sr : 2 * sr] = 0
+    mine = settled_silence(FeatureExtractor(s.audio, fps)(wave), s).numpy()
+    theirs = settled(silent_frames(wave, sr, fps, 3 * fps, s.eval.silence_db), round(s.eval.settle_seconds * fps))
+    assert (mine == theirs).mean() >= 0.97 and 15 <= mine.sum() <= 30
+    assert not mine[: fps + round(s.eval.settle_seconds * fps)].any() and not mine[2 * fps + 2 :].any()
+    assert np.all(mine[fps + 12 : 2 * fps - 2])
