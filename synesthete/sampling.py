@@ -312,6 +312,8 @@ def sample(
                 out = parts[0]
                 for scale, part in zip(scales, parts[1:], strict=True):
                     out = out + scale * (parts[0] - part)
+                if cfg.guidance_rescale > 0:
+                    out = rescale_guidance(out, parts[0], cfg.guidance_rescale)
             else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
                 out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
                                                            drop_style, mask_in, context_t)).float()
@@ -328,6 +330,14 @@ def sample(
     finally:
         precision.close()
         model.train(was_training)
+
+
+def rescale_guidance(guided: torch.Tensor, conditional: torch.Tensor, share: float) -> torch.Tensor:
+    """Classifier-free guidance rescaled (Lin et al. 2024, eq. 15-16): the guided output [B, ...] scaled to the
+    conditional output's standard deviation per sample, mixed with the plain guided output by ``share``."""
+    dims = tuple(range(1, guided.ndim))
+    ratio = conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
+    return share * guided * ratio + (1 - share) * guided
 
 
 def _rows(n: int, *items: object) -> list[object]:

@@ -179,6 +179,11 @@ class DiffusionSettings(_Section):
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
     )
+    guidance_rescale: float = Field(
+        0.0, ge=0, le=1, description="Rescale the guided prediction toward the conditional one's standard "
+        "deviation by this share (Lin et al. 2024, 'Common diffusion noise schedules and sample steps are "
+        "flawed'; 0 = off): keeps strong guidance from overshooting into bursts.",
+    )
     guidance_low: float = Field(
         0.0, ge=0, le=1, description="Guidance (audio and style) applies only at steps whose noise level "
         "t/T is in [guidance_low, guidance_high]; other steps run the conditional pass alone (fewer FLOPs; on a "

@@ -320,3 +320,25 @@ def test_bridge_windows_get_clean_context_at_both_ends():
             assert torch.equal(seen["x"][i, 0], anchors[i])
         elif lead == 0:
             assert not torch.equal(seen["x"][i, 0], anchors[i])
+
+
+def test_guidance_rescale_matches_the_conditional_spread_and_share_zero_is_plain_guidance():
+    """rescale_guidance: share 1 gives each sample the conditional output's standard deviation and keeps its
+    direction; share 0 is plain guidance; sample() with diffusion.guidance_rescale changes the result."""
+    from synesthete.sampling import rescale_guidance
+
+    gen = torch.Generator().manual_seed(0)
+    cond = torch.randn(3, 4, 5, generator=gen)
+    guided = cond * torch.tensor([3.0, 0.5, 1.0]).view(3, 1, 1) + 0.1 * torch.randn(3, 4, 5, generator=gen)
+    full = rescale_guidance(guided, cond, 1.0)
+    assert torch.allclose(full.flatten(1).std(1), cond.flatten(1).std(1), rtol=1e-5)
+    assert torch.allclose(full / full.norm(dim=(1, 2), keepdim=True), guided / guided.norm(dim=(1, 2), keepdim=True),
+                          atol=1e-6)
+    assert torch.equal(rescale_guidance(guided, cond, 0.0), guided)
+
+    s = load_settings("tiny")
+    model = perturbed_dit(s, 0)
+    x0, _, feats, _ = dummy_inputs(s, batch=2)
+    outs = [sample(model, feats, x0.shape, s.diffusion.model_copy(update={"guidance_rescale": r}),
+                   generator=torch.Generator().manual_seed(1)) for r in (0.0, 0.0, 0.7)]
+    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
