@@ -264,21 +264,27 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     assert not torch.allclose(shown, x0[ctx], atol=1e-2)
 
 
-def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more():
-    """diffusion.anchor_prob = 1: every window with >= 2 context frames shows its anchor latent as context frame
-    0 and its own next frames after it; windows with fewer context frames are untouched."""
+def _loss_with_anchors(s) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """One diffusion_loss call on 12 random windows with anchors: (what the network saw, x0, anchors)."""
     from synesthete.train.diffusion import diffusion_loss
 
-    s = load_settings("tiny").updated(diffusion={
-        "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
-        "bridge_prob": 0.0,
-    })
     model = Recorder(perturbed_dit(s, 0))
     x0, _, feats, _ = dummy_inputs(s, batch=12)
     anchors = torch.randn(12, *x0.shape[2:]) + 5
     diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
                    style=torch.zeros(12, 7), anchors=anchors)
-    seen = model.seen[0]
+    return model.seen[0], x0, anchors
+
+
+def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more():
+    """diffusion.anchor_prob = 1: every window with >= 2 context frames shows its anchor latent as context frame
+    0 and its own next frames after it; windows with fewer context frames are untouched."""
+
+    s = load_settings("tiny").updated(diffusion={
+        "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
+        "bridge_prob": 0.0,
+    })
+    seen, x0, anchors = _loss_with_anchors(s)
     k = seen["context_mask"].sum(1)
     assert (k >= 2).any() and (k == 1).any()
     for i in range(12):
@@ -291,7 +297,7 @@ def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more(
 def test_bridge_windows_get_clean_context_at_both_ends():
     """diffusion.bridge_prob = 1: every window also shows its own last j frames as clean context (1 <= j, at least
     one frame left to generate), and an anchor replaces only a leading context frame."""
-    from synesthete.train.diffusion import context_masks, diffusion_loss
+    from synesthete.train.diffusion import context_masks
 
     s = load_settings("tiny", diffusion={"window": 8}).updated(diffusion={
         "bridge_prob": 1.0, "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0,
@@ -304,12 +310,7 @@ def test_bridge_windows_get_clean_context_at_both_ends():
     none = context_masks(400, 8, s.updated(diffusion={"bridge_prob": 0.0}), torch.Generator().manual_seed(0))
     assert not none[:, -1].any()
 
-    model = Recorder(perturbed_dit(s, 0))
-    x0, _, feats, _ = dummy_inputs(s, batch=12)
-    anchors = torch.randn(12, *x0.shape[2:]) + 5
-    diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
-                   style=torch.zeros(12, 7), anchors=anchors)
-    seen = model.seen[0]
+    seen, x0, anchors = _loss_with_anchors(s)
     mask = seen["context_mask"]
     for i in range(12):
         lead = int(mask[i].long().cumprod(0).sum())
