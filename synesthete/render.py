@@ -750,7 +750,8 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         lanes=song_layout(features, settings, models.dit.config.window, exemplar is not None).lanes,
         guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
-        threads=tuner.describe() if tuner is not None else None, timings=timings, wall=wall, rtf=wall / job.seconds,
+        threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
+        rtf=wall / job.seconds,
     )
 
 
