@@ -26,8 +26,9 @@ uv run synesthete train diffusion --preset cpu --seed 0 --run-name default-diffu
 # Stage 2: style and clean-context conditioning, warm-started from stage 1.
 uv run synesthete train diffusion --preset cpu --seed 1 --run-name default-style --max-steps "$STYLE_STEPS" \
     --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
-# Stages 3-4: the committed DiT had 6,000 steps with noised context, then 1,501 with predicted context and 4,000
-# with predicted and anchored context (the model card); the defaults now do all three.
+# Stages 3-5: the committed DiT had 6,000 steps with noised context, then 1,501 with predicted context, 4,000
+# with predicted and anchored context and 2,000 that also had bridge windows (the model card); the defaults now
+# do all four.
 uv run synesthete train diffusion --preset cpu --seed 3 --run-name default-long --max-steps "$LONG_STEPS" --lr 2e-4 \
     --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
