@@ -249,12 +249,11 @@ def settled_silence(features: torch.Tensor, settings: Settings) -> torch.Tensor:
     """bool [T]: frames in a silence (loudness feature under ``eval.silence_db``) that has lasted
     ``eval.settle_seconds``, as the eval's silence response counts them: the visualizers are at rest there."""
     from synesthete.audio.features import DB_FLOOR, feature_names
+    from synesthete.metrics.quality import settled
 
     level = (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR  # the loudness channel maps DB_FLOOR..0 dB to 0..1
-    loud = (features[:, feature_names(settings.audio).index("loudness")] >= level).long().cumsum(0)  # [T]
-    settle = round(settings.eval.settle_seconds * settings.video.fps)
-    before = F.pad(loud, (settle + 1, 0))[: loud.shape[0]]  # loud frames up to settle + 1 frames back
-    return (loud - before) == 0
+    silent = (features[:, feature_names(settings.audio).index("loudness")] < level).cpu().numpy()  # [T]
+    return torch.from_numpy(settled(silent, round(settings.eval.settle_seconds * settings.video.fps)))
 
 
 def song_layout(features: torch.Tensor, settings: Settings, window: int, exemplar: bool) -> WindowLayout:
@@ -274,6 +273,7 @@ def iter_windows(
     timings: dict[str, float] | None = None,
     generated: Callable[[int], None] | None = None,
     tuner: threads.ThreadTuner | None = None,
+    layout: WindowLayout | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
@@ -292,7 +292,8 @@ def iter_windows(
     the lanes join as windows do. Lane 0 is decoded and yielded as it goes; the later lanes' latents
     (2 KB a frame) wait until the bridges are made. ``generated(n)`` (if given) hears the number of the
     song's frames generated so far after every batched sample (progress). ``tuner`` (CPU) times each batched
-    sample of the lanes as one unit and picks the thread count (``threads.ThreadTuner``).
+    sample of the lanes as one unit and picks the thread count (``threads.ThreadTuner``). ``layout`` is the
+    caller's ``song_layout`` of these features, if it already made one.
 
     ``timings`` (if given) accumulates the seconds spent in the network ("network") and in the VAE decoder
     ("vae_decode"). Both run under bf16 autocast where the device has native bf16 and ``render.amp`` is on
@@ -305,7 +306,7 @@ def iter_windows(
     cfg = models.dit.config
     window, ctx = cfg.window, cfg.audio_context
     total = features.shape[0]
-    layout = song_layout(features, settings, window, exemplar is not None)
+    layout = layout or song_layout(features, settings, window, exemplar is not None)
     overlap, stride, lead, lanes, starts = layout.overlap, layout.stride, layout.lead, layout.lanes, layout.starts
     # Anchored context frames hold the exemplar's last frames all song long; at least one frame stays the past.
     anchor = min(settings.render.anchor, overlap - 1) if exemplar is not None else 0
@@ -727,8 +728,9 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         def generated(n: int) -> None:  # frames the network has made, in all lanes
             bar.update(task, completed=n, info=pace.line(n))
 
+        layout = song_layout(features, settings, models.dit.config.window, exemplar is not None)
         blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings,
-                              generated=generated, tuner=tuner)
+                              generated=generated, tuner=tuner, layout=layout)
         sink = _Memory() if job.out is None else _Mp4(job, settings, width, height)
         with sink:
             for block in blocks:
@@ -747,7 +749,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         output=job.out, frames=sink.frames() if isinstance(sink, _Memory) else None,
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
         style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
-        lanes=song_layout(features, settings, models.dit.config.window, exemplar is not None).lanes,
+        lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
