@@ -438,6 +438,12 @@ def train_diffusion_cmd(
         typer.Option("--init", help="Start a new run from these diffusion weights: a checkpoint, an export folder "
                                     "or a run folder (e.g. checkpoints/)."),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option("--teacher", help="Guidance distillation: the student learns these diffusion weights' "
+                                       "audio-guided output and samples in one pass per step instead of two "
+                                       "(starts from them unless --init says otherwise)."),
+    ] = None,
     preset: Preset = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -445,6 +451,7 @@ def train_diffusion_cmd(
     """Train the audio-conditioned Diffusion Transformer on frozen-VAE latents."""
     vae = model_file(vae, "vae.pt", "--vae")
     init = model_file(init, "diffusion.pt", "--init")
+    teacher = model_file(teacher, "diffusion.pt", "--teacher")
     settings = _train_settings(
         preset, resume, device=device,
         diffusion={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
@@ -453,7 +460,7 @@ def train_diffusion_cmd(
     _check_export(export)
     from synesthete.train.diffusion import train_diffusion  # torch: after the checks
 
-    summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export, init=init)
+    summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export, init=init, teacher=teacher)
     if summary:  # empty on torchrun ranks other than 0
         print_summary("train diffusion", summary)
 

@@ -500,6 +500,7 @@ class RenderResult:
     lanes: int  # lanes the song was generated in (``window_layout``: short songs get fewer than render.lanes)
     guidance: float
     style_guidance: float
+    guidance_distilled: bool  # the DiT takes the audio scale as an input (one pass per step, not two)
     checkpoints: Path
     device: str
     precision: str  # "bf16" (autocast on hardware with native bf16) or "float32"
@@ -750,7 +751,9 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
         style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
         lanes=layout.lanes,
-        guidance=d.guidance, style_guidance=d.style_guidance, checkpoints=Path(settings.paths.checkpoints),
+        guidance=d.guidance, style_guidance=d.style_guidance,
+        guidance_distilled=bool(getattr(models.dit.config, "guidance_embed", False)),
+        checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
         rtf=wall / job.seconds,

@@ -230,6 +230,9 @@ def sample(
     with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
     exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
     share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
+    A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale instead: the
+    audio term then costs no pass (w = ``guidance`` inside the interval, 1 outside), and ``guidance_rescale``,
+    which needs the conditional pass beside the guided one, does not apply.
     ``callback(step, total)`` is called after every step (progress bars).
     """
     if not isinstance(cfg, DiffusionSettings):
@@ -252,7 +255,8 @@ def sample(
     # The passes of one step: (drop audio, drop style) for the conditional pass and each guidance term.
     passes = [(False, False)]
     scales = []
-    if guidance != 1.0:
+    distilled = bool(getattr(getattr(model, "config", None), "guidance_embed", False))
+    if guidance != 1.0 and not distilled:
         passes.append((True, False))
         scales.append(guidance - 1.0)
     if style_guidance != 1.0 and style is not None:
@@ -304,19 +308,23 @@ def sample(
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            if n_pass > 1 and low <= t / last_t <= high:  # every pass, batched, and the guidance terms
+            guided = low <= t / last_t <= high
+            w_in = None
+            if distilled:  # the audio scale is an input: every pass gets it
+                w_in = torch.full((batch * n_pass,), guidance if guided else 1.0, device=device)
+            if n_pass > 1 and guided:  # every pass, batched, and the guidance terms
                 x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
                 out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
-                                 drop_style, mask_in, context_t).float()
+                                 drop_style, mask_in, context_t, w_in).float()
                 parts = out.chunk(n_pass)
                 out = parts[0]
                 for scale, part in zip(scales, parts[1:], strict=True):
                     out = out + scale * (parts[0] - part)
-                if cfg.guidance_rescale > 0:
+                if cfg.guidance_rescale > 0 and not distilled:
                     out = rescale_guidance(out, parts[0], cfg.guidance_rescale)
             else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
                 out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
-                                                           drop_style, mask_in, context_t)).float()
+                                                           drop_style, mask_in, context_t, w_in)).float()
             x0 = schedule.predict_x0(x, t_batch, out)
             if cfg.clip_x0 > 0:
                 x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
@@ -358,13 +366,16 @@ def model_call(
     model: nn.Module, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor, drop: torch.Tensor,
     audio: object | None, style: torch.Tensor | None = None, drop_style: torch.Tensor | None = None,
     context_mask: torch.Tensor | None = None, context_t: torch.Tensor | None = None,
+    guidance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One network evaluation, with the precomputed audio condition when the model supports it.
 
-    Style and context reach only networks that take them (the DiT); a plain ``model(x, t, features, drop)``
-    works too (tests, simple denoisers).
+    Style, context and the guidance scale (``guidance`` [B], guidance-distilled DiTs) reach only networks that
+    take them; a plain ``model(x, t, features, drop)`` works too (tests, simple denoisers).
     """
     extra = {}
+    if guidance is not None:
+        extra["guidance"] = guidance
     if style is not None:
         extra.update(style=style, drop_style=drop_style)
     if context_mask is not None:

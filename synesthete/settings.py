@@ -190,6 +190,14 @@ class DiffusionSettings(_Section):
         "2-core CPU the small forward is overhead-bound and barely gets faster).",
     )
     guidance_high: float = Field(1.0, ge=0, le=1, description="Upper end of the guidance interval (see guidance_low).")
+    guidance_embed: bool = Field(
+        False, description="The DiT takes the audio guidance scale as an input: a guidance-distilled student "
+        "(`train diffusion --teacher`), which sampling runs in one pass per step instead of two.",
+    )
+    distill_guidance: tuple[float, float] = Field(
+        (1.0, 3.0), description="Audio guidance scales (low, high) that distillation draws from, one per "
+        "window: the student learns its teacher's guided prediction at each (`train diffusion --teacher`).",
+    )
     clip_x0: float = Field(
         10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
         "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
@@ -204,6 +212,10 @@ class DiffusionSettings(_Section):
         if self.guidance_low > self.guidance_high:
             raise ValueError(f"diffusion.guidance_low={self.guidance_low} is above diffusion.guidance_high="
                              f"{self.guidance_high}: the guidance interval is [low, high]")
+        low, high = self.distill_guidance
+        if not 0 <= low <= high <= 20:
+            raise ValueError(f"diffusion.distill_guidance={self.distill_guidance} must be (low, high) with "
+                             "0 <= low <= high <= 20")
         return self
 
 

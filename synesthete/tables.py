@@ -181,7 +181,8 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
         "style": result.style,
         "seed": result.seed,
         "sampler": f"{result.sampler}, {result.steps} steps, {result.lanes} lane{'s' if result.lanes > 1 else ''}",
-        "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}",
+        "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}"
+        + (" (audio distilled: one pass)" if result.guidance_distilled else ""),
         "checkpoints": str(result.checkpoints),
         "device": device,
     }

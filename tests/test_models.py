@@ -222,3 +222,11 @@ def test_configs_round_trip_and_name_their_differences():
     assert "dim" in diffs and "num_styles" not in diffs
     with pytest.raises(ValueError, match="unknown"):
         DiTConfig.from_dict({**cfg.to_dict(), "extra": 1})
+
+
+def test_configs_of_older_checkpoints_take_the_defaults_of_fields_added_since():
+    cfg = DiTConfig.from_settings(load_settings("tiny"))
+    older = {k: v for k, v in cfg.to_dict().items() if k != "guidance_embed"}  # a checkpoint from before it
+    assert DiTConfig.from_dict(older) == cfg and not cfg.guidance_embed
+    with pytest.raises(ValueError, match="missing"):  # a field without a default is still required
+        DiTConfig.from_dict({k: v for k, v in older.items() if k != "dim"})

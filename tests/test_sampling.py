@@ -219,6 +219,10 @@ class Recorder(nn.Module):
         self.dit = dit
         self.seen: list[dict] = []
 
+    @property
+    def config(self):
+        return self.dit.config
+
     def forward(self, x, t, features, drop_audio, **kw):
         self.seen.append({"x": x.detach().clone(), "t": t.clone(), **kw})
         return self.dit(x, t, features, drop_audio, **kw)
@@ -343,3 +347,92 @@ def test_guidance_rescale_matches_the_conditional_spread_and_share_zero_is_plain
     outs = [sample(model, feats, x0.shape, s.diffusion.model_copy(update={"guidance_rescale": r}),
                    generator=torch.Generator().manual_seed(1)) for r in (0.0, 0.0, 0.7)]
     assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
+
+
+# --------------------------------------------------------------------------------------------- guidance distillation
+def _student_of(teacher: DiT, settings) -> DiT:
+    """A guidance-embedding DiT warm-started from ``teacher``, as `train diffusion --teacher` starts it."""
+    from synesthete.checkpoint import warm_start
+
+    student = DiT.from_settings(settings.updated(diffusion={"guidance_embed": True}))
+    new = warm_start(student, teacher.state_dict(), "teacher")
+    assert new and all(name.startswith("guidance_embedder.") for name in new)
+    return student
+
+
+def test_a_fresh_student_is_its_teachers_conditional_prediction_at_every_scale():
+    s = load_settings("tiny")
+    teacher = perturbed_dit(s, 3).eval()
+    student = _student_of(teacher, s).eval()
+    x, t, feats, drop = dummy_inputs(s, batch=3)
+    style = torch.zeros(3, 7)
+    style[:, 2] = 1
+    want = teacher(x, t, feats, drop, style=style)
+    for w in (1.0, 2.0, 3.0):
+        got = student(x, t, feats, drop, style=style, guidance=torch.full((3,), w))
+        assert torch.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="guidance"):  # a plain DiT is never silently given a scale
+        teacher(x, t, feats, drop, guidance=torch.ones(3))
+
+
+def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale_inside_the_interval():
+    s = load_settings("tiny")
+    teacher = perturbed_dit(s, 4)
+    student = _student_of(teacher, s)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # give the scale an effect, so that the test sees which scale each step got
+        for p in student.guidance_embedder.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    recorder = Recorder(student)
+    feats = dummy_inputs(s, batch=2)[2]
+    size = s.latent_size
+    shape = (2, s.diffusion.window, s.vae.latent_channels, size, size)
+    style = torch.zeros(2, 7)
+    style[:, 0] = 1
+
+    def run(model, **kw):
+        return sample(model, feats, shape, s.diffusion, steps=4, guidance=2.5, style=style,
+                      generator=torch.Generator().manual_seed(7), guidance_interval=(0.0, 0.5), **kw)
+
+    out = run(recorder)
+    assert [call["x"].shape[0] for call in recorder.seen] == [2] * 4  # one pass per step, not two
+    scales = [call["guidance"].tolist() for call in recorder.seen]
+    assert scales == [[1.0, 1.0]] * 2 + [[2.5, 2.5]] * 2  # guided only where t/T <= 0.5 (the last steps)
+    assert torch.equal(out, run(student))  # deterministic for a seed
+    # At zero-initialised guidance weights the student is its teacher's conditional prediction: the same
+    # samples as the teacher without guidance.
+    plain = sample(teacher, feats, shape, s.diffusion, steps=4, guidance=1.0, style=style,
+                   generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(run(_student_of(teacher, s)), plain, atol=1e-5)
+
+
+def test_distillation_targets_the_teachers_guided_output():
+    """diffusion_loss with a teacher: the target is e(a) + (w - 1)(e(a) - e(0)) of the teacher on the same
+    inputs, so a fresh student (its teacher's conditional prediction) has no error at w = 1 and some at w = 3."""
+    from synesthete.train.diffusion import diffusion_loss, guided_target
+
+    base = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
+    teacher = perturbed_dit(base, 5).eval()
+    x0, _, feats, _ = dummy_inputs(base, batch=6)
+    style = torch.zeros(6, 7)
+    style[:, 3] = 1
+    errors = {}
+    for w in (1.0, 3.0):
+        s = base.updated(diffusion={"distill_guidance": (w, w)})
+        recorder = Recorder(_student_of(teacher, base))
+        _, logs, _, _ = diffusion_loss(recorder, NoiseSchedule(s.diffusion), x0, feats, s,
+                                       torch.Generator().manual_seed(2), style=style, teacher=teacher)
+        seen = recorder.seen[0]
+        assert torch.equal(seen["guidance"], torch.full((6,), w))
+        errors[w] = float(logs["mse"])
+        # The target, recomputed by hand from the teacher's two passes on what the student saw.
+        t = seen["t"]
+        none, every = torch.zeros(6, dtype=torch.bool), torch.ones(6, dtype=torch.bool)
+        kw = {k: seen[k] for k in ("style", "drop_style", "context_mask", "context_t")}
+        with torch.no_grad():
+            cond = teacher(seen["x"], t, feats, none, **kw)
+            uncond = teacher(seen["x"], t, feats, every, **kw)
+            target = guided_target(teacher, seen["x"], t, feats, none, torch.full((6,), w), style,
+                                   kw["drop_style"], kw["context_mask"], kw["context_t"])
+        assert torch.allclose(target, cond + (w - 1) * (cond - uncond), atol=1e-5)
+    assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -125,6 +126,64 @@ def test_exported_models_load_and_generate(overfit_runs: Path):
     shape = (2, d.window, tiny.vae.latent_channels, size, size)
     latents = sample(models.dit, features, shape, tiny.diffusion, generator=torch.Generator().manual_seed(0))
     assert latents.shape == shape and torch.isfinite(latents).all()
+
+
+def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
+    """Mean distillation MSE of ``dit`` against ``teacher``'s guided output on fixed windows and noise."""
+    from synesthete.sampling import NoiseSchedule
+    from synesthete.train.diffusion import diffusion_loss
+
+    s = settings.updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
+    errors = []
+    for seed in range(4):
+        with torch.no_grad():
+            _, logs, _, _ = diffusion_loss(dit, NoiseSchedule(s.diffusion), latents, features, s,
+                                           torch.Generator().manual_seed(seed), style=styles, teacher=teacher)
+        errors.append(float(logs["mse"]))
+    return sum(errors) / len(errors)
+
+
+def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
+    """`train diffusion --teacher`: the student starts from the teacher, learns its guided output (lower
+    distillation error on the teacher's training windows than at the start), is exported with the guidance
+    embedding in its config, samples in one pass, and a resumed run finds its teacher without --teacher."""
+    from synesthete.checkpoint import load_checkpoint, load_vae
+    from synesthete.data import ClipPool
+    from synesthete.models import DiT
+    from synesthete.train.diffusion import encode_frames, normalize
+
+    monkeypatch.chdir(overfit_runs)
+    for key, value in {**FAST, "SYNESTHETE_TRAIN__OVERFIT": "true"}.items():
+        monkeypatch.setenv(key, value)
+    _cli("train", "diffusion", "--preset", "tiny", "--max-steps", "30", "--lr", "3e-3", "--batch-size", "8",
+         "--run-name", "distill", "--vae", "exported", "--teacher", "exported", "--export", "distilled")
+    ckpt = read_checkpoint("runs/distill/ckpt_latest.pt")
+    assert ckpt["config"]["guidance_embed"] and Path(ckpt["teacher"]) == Path("exported/diffusion.pt")
+    # The teacher is in the checkpoint: no --teacher.
+    _cli("train", "diffusion", "--resume", "runs/distill", "--vae", "exported", "--max-steps", "32")
+    assert read_checkpoint("runs/distill/ckpt_latest.pt")["step"] == 32
+
+    tiny = load_settings("tiny")
+    teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
+    teacher = DiT.from_settings(tiny).eval()
+    teacher.load_state_dict({k: v.float() for k, v in teacher_ckpt["model"].items()})
+    fresh = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
+    fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
+    student = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
+    student.load_state_dict({k: v.float() for k, v in load_checkpoint("distilled/diffusion.pt", "diffusion")
+                             ["model"].items()})
+    # The windows it was trained on (train.overfit repeats the first batch of the stream).
+    vae, _ = load_vae("exported/vae.pt", "cpu")
+    pool = ClipPool(tiny, 0, SimpleNamespace(rank=0, world_size=1), print)
+    pool.refresh()
+    frames, features, styles, _ = pool.windows(8, tiny.diffusion.window, tiny.diffusion.audio_context,
+                                               torch.Generator().manual_seed(0))
+    stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
+    latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)
+    latents = latents.view(*frames.shape[:2], *latents.shape[1:])
+    before = _distill_error(fresh, teacher, tiny, latents, features, styles)
+    after = _distill_error(student, teacher, tiny, latents, features, styles)
+    assert after < 0.8 * before, (before, after)
 
 
 @pytest.mark.parametrize("kind", ["vae", "diffusion"])

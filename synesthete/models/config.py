@@ -32,9 +32,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Rebuild a config from ``to_dict()``'s output; an unknown or missing field is a ValueError."""
+        """Rebuild a config from ``to_dict()``'s output; an unknown field, or a missing one without a default
+        (fields added later have defaults that mean what older checkpoints did), is a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        unknown, missing = sorted(set(data) - names), sorted(required - set(data))
         if unknown or missing:
             raise ValueError(f"{cls.__name__} does not match: unknown {unknown}, missing {missing}")
         return cls(**data)

@@ -19,6 +19,11 @@ Two more conditions drive the per-frame adaLN vector:
   (Diffusion Forcing's simplest case). Training noises the context at random levels so that the network
   learns to continue imperfect frames (its own, at render time) instead of copying their flaws: noise
   augmentation of the context, as GameNGen uses against autoregressive drift.
+
+A guidance-distilled DiT (``guidance_embed``; Meng et al. 2023, "On distillation of guided diffusion
+models") also takes the audio guidance scale w [B] as an input, embedded like the timestep through a
+zero-initialised MLP and added to the same per-frame vector. Trained to output its teacher's guided
+prediction (``train diffusion --teacher``), it gives in one pass what classifier-free guidance needs two for.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ POS_EMBED_STD = 0.02  # init std of learned embeddings (temporal position, null 
 # audio vectors it is added to. The gain is a per-parameter learning-rate multiplier in disguise: measured
 # on the cpu preset, the style embedding's norm per family was 0.03-0.08 after 300 steps without it.
 COND_EMBED_GAIN = 30.0
+# The guidance scale w enters the sinusoidal embedding as (w - 1) * this: w in 1..3 spans the low
+# frequencies the way timesteps 0..200 do (w = 1, the plain conditional prediction, embeds as timestep 0).
+GUIDANCE_EMBED_SCALE = 100.0
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -243,6 +251,7 @@ class DiTConfig(ModelConfig):
     num_train_timesteps: int
     schedule: str
     prediction: str
+    guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
 
     @classmethod
     def from_settings(
@@ -263,6 +272,7 @@ class DiTConfig(ModelConfig):
             audio_features=len(BASE_FEATURES) + s["audio"]["n_bands"], audio_context=d["audio_context"],
             audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
             num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
+            guidance_embed=bool(d.get("guidance_embed", False)),
         )
 
     @property
@@ -306,6 +316,9 @@ class DiT(nn.Module):
         self.style_embed = nn.Linear(self.num_styles, dim, bias=False)
         self.null_style = nn.Parameter(torch.zeros(dim))
         self.context_embed = nn.Parameter(torch.zeros(dim))
+        # The audio guidance scale of a guidance-distilled student; its output layer starts at zero, so a
+        # student warm-started from its teacher begins as the teacher's conditional prediction at every w.
+        self.guidance_embedder = TimestepEmbedder(dim) if cfg.guidance_embed else None
 
         self.blocks = nn.ModuleList([DiTBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final = FinalLayer(dim, self.patch, self.channels)
@@ -335,6 +348,10 @@ class DiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         nn.init.zeros_(self.style_embed.weight)
+        if self.guidance_embedder is not None:
+            nn.init.normal_(self.guidance_embedder.mlp[0].weight, std=POS_EMBED_STD)
+            nn.init.zeros_(self.guidance_embedder.mlp[2].weight)
+            nn.init.zeros_(self.guidance_embedder.mlp[2].bias)
 
     def embed_audio(self, features: torch.Tensor, drop_audio: torch.Tensor | None = None) -> AudioCondition:
         """Encode features [B, W + 2*ctx, F] once; dropped samples get the learned null embeddings."""
@@ -370,13 +387,16 @@ class DiT(nn.Module):
         drop_style: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
         context_t: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, W, C, h, w], t [B], features [B, W + 2*ctx, F], drop_audio [B] bool -> [B, W, C, h, w].
 
         Pass a precomputed ``audio`` (from ``embed_audio``) instead of ``features`` to skip the audio encoder,
         e.g. in the sampler, which encodes the audio once for all its steps. ``style`` [B, S] multi-hot with
         ``drop_style`` [B] bool; ``context_mask`` [B, W] bool marks context frames in ``x``,
-        noised to timestep ``context_t`` [B] (None: clean, timestep 0).
+        noised to timestep ``context_t`` [B] (None: clean, timestep 0). ``guidance`` [B] is the audio guidance
+        scale of a guidance-distilled DiT (``config.guidance_embed``; None: 1, the conditional prediction);
+        other DiTs refuse it.
         """
         b, w, c, h, wd = x.shape
         if audio is None:
@@ -394,6 +414,11 @@ class DiT(nn.Module):
             t_emb = torch.where(context_mask.to(t_emb.device, torch.bool)[..., None], ctx_emb[:, None], t_emb)
         style_emb = self.embed_style(style, drop_style, b)[:, None]  # [B, 1, D]
         cond = t_emb + audio.vector + style_emb  # [B, W, D]: per-frame conditioning
+        if self.guidance_embedder is not None:
+            w_in = torch.ones(b, device=t.device) if guidance is None else guidance.to(t.device, torch.float32)
+            cond = cond + self.guidance_embedder((w_in - 1) * GUIDANCE_EMBED_SCALE)[:, None]
+        elif guidance is not None:
+            raise ValueError("this DiT was not guidance-distilled (config.guidance_embed): it takes no guidance")
         for block in self.blocks:
             tokens = block(tokens, cond, audio.tokens)
         out = self.final(tokens, cond)  # [B, W, N, p*p*C]

@@ -25,6 +25,7 @@ exported checkpoint use.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,14 @@ from torch import nn
 from synesthete.checkpoint import (
     Models,
     check_config,
+    checkpoint_config,
     export_checkpoint,
     load_checkpoint,
     load_vae,
+    load_weights,
     make_checkpoint,
     raw_state_dict,
+    read_checkpoint,
     vae_fingerprint,
     warm_start,
 )
@@ -52,7 +56,7 @@ from synesthete.models import count_params
 from synesthete.models.dit import DiT
 from synesthete.sampling import NoiseSchedule, sample
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer
+from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, resolve_resume
 
 ENCODE_CHUNK = 256  # frames per VAE forward when measuring latent statistics (bounds memory)
 EMA_WARMUP = 10  # EMA decay ramps as (1 + step) / (EMA_WARMUP + step) up to diffusion.ema_decay
@@ -181,6 +185,7 @@ def diffusion_loss(
     style: torch.Tensor | None = None,
     predictor: nn.Module | None = None,
     anchors: torch.Tensor | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
     [B, W + 2ctx, F] and multi-hot styles [B, S].
@@ -194,7 +199,11 @@ def diffusion_loss(
     of the windows with 2 or more leading context frames show their anchor as the first context frame, as render's
     anchored context does (``render.anchor``).
     Audio and style are each dropped on their own
-    (``cfg_dropout``, ``style_dropout``). Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
+    (``cfg_dropout``, ``style_dropout``). With ``teacher`` (guidance distillation; ``model`` takes the guidance
+    scale, ``config.guidance_embed``), each window draws an audio guidance scale w uniform in
+    ``diffusion.distill_guidance`` and the target is the teacher's classifier-free-guided output at w for the
+    same inputs, e(a) + (w - 1) (e(a) - e(0)), instead of the true noise (or v).
+    Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
     """
     ds = settings.diffusion
     b, w, device = x0.shape[0], x0.shape[1], x0.device
@@ -225,6 +234,11 @@ def diffusion_loss(
     x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, ctx_noise, t_ctx), source)
     x_t = torch.where(ctx5, x_ctx, schedule.q_sample(x0, noise, t))
     target = schedule.target(x0, noise, t)
+    w_guide = None
+    if teacher is not None:
+        low, high = ds.distill_guidance
+        w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(device)  # [B]
+        target = guided_target(teacher, x_t, t, features, drop, w_guide, style, drop_style, ctx, t_ctx)
     gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
     weights = loss_weights(schedule, t, settings)  # [B]
 
@@ -236,8 +250,9 @@ def diffusion_loss(
     two = (lambda v: torch.cat([v, v])) if use_hinge else (lambda v: v)
     feats_in = torch.cat([features, features.roll(1, dims=0)]) if use_hinge else features
     # One batched forward: first half with the window's own audio, second half with the next window's.
+    extra = {"guidance": two(w_guide)} if w_guide is not None else {}
     pred = model(two(x_t), two(t), feats_in, two(drop), style=two(style) if style is not None else None,
-                 drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx)).float()
+                 drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx), **extra).float()
     if use_hinge:
         pred, pred_shuffled = pred.chunk(2)
     mse = window_mse(pred)  # [B]
@@ -257,6 +272,30 @@ def diffusion_loss(
         logs["hinge"] = hinge.detach()
         loss = loss + ds.hinge_weight * hinge
     return loss, logs, mse.detach(), t
+
+
+@torch.no_grad()
+def guided_target(
+    teacher: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    features: torch.Tensor,
+    drop: torch.Tensor,
+    w: torch.Tensor,
+    style: torch.Tensor | None,
+    drop_style: torch.Tensor,
+    ctx: torch.Tensor,
+    t_ctx: torch.Tensor,
+) -> torch.Tensor:
+    """The teacher's classifier-free-guided output [B, W, C, h, w] at audio scales ``w`` [B]: its conditional
+    and audio-dropped passes in one batched forward, as ``sampling.sample`` runs them. Windows whose audio is
+    dropped (``drop``) get the unconditional output, which guidance leaves as it is."""
+    two = lambda v: torch.cat([v, v])  # noqa: E731
+    drop_in = torch.cat([drop, torch.ones_like(drop)])
+    out = teacher(two(x_t), two(t), two(features), drop_in, style=two(style) if style is not None else None,
+                  drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx)).float()
+    cond, uncond = out.chunk(2)
+    return cond + (w.view(-1, *([1] * (cond.ndim - 1))) - 1) * (cond - uncond)
 
 
 class TimestepBuckets:
@@ -384,13 +423,29 @@ def train_diffusion(
     resume: str | Path | None = None,
     export: str | Path | None = None,
     init: str | Path | None = None,
+    teacher: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the DiT on frozen-VAE latents under runs/<run-name>/; optionally export ``export``/diffusion.pt.
 
     ``init`` warm-starts a new run from a diffusion checkpoint (e.g. the committed default): its weights
     (EMA if present) and latent statistics are taken where shapes allow, and parameters it lacks (new
     conditioning) keep their zero initialisation. The optimizer, schedule and data stream start fresh.
+
+    ``teacher`` (a diffusion checkpoint) makes the run a guidance distillation: the student takes the audio
+    guidance scale as an input (``diffusion.guidance_embed`` is set) and learns the teacher's guided output
+    (``diffusion_loss``), so that sampling needs one pass per step instead of two. Without ``init`` the
+    student starts from the teacher's weights. A resumed distillation finds its teacher in its checkpoint.
     """
+    teacher_ckpt = None
+    if resume is not None and teacher is None:
+        stored = read_checkpoint(resolve_resume(resume)).get("teacher")
+        teacher = Path(stored) if stored else None
+    if teacher is not None:
+        teacher_ckpt = load_checkpoint(teacher, "diffusion")
+        settings = settings.model_copy(update={"diffusion": settings.diffusion.model_copy(
+            update={"guidance_embed": True})})
+        if init is None and resume is None:
+            init = teacher
     ds, ts = settings.diffusion, settings.train
     vae_path = Path(vae_path) if vae_path is not None else Path(settings.paths.checkpoints) / "vae.pt"
     if not vae_path.exists():
@@ -426,7 +481,11 @@ def train_diffusion(
         if init_ckpt is not None:
             if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
                 raise CheckpointError(f"{init} was trained on the latents of a different VAE than {vae_path}")
-            check_config(init_ckpt, model.config, init, "settings of this run", settings.preset)
+            # A student may start from weights without the guidance embedding (its teacher's): it is new here.
+            wanted = model.config
+            if teacher_ckpt is not None and not checkpoint_config(init_ckpt, init).guidance_embed:
+                wanted = dataclasses.replace(wanted, guidance_embed=False)
+            check_config(init_ckpt, wanted, init, "settings of this run", settings.preset)
             weights = init_ckpt.get("ema") or init_ckpt["model"]
             kept = warm_start(model, weights, init)
             warm_start(ema, weights, init)
@@ -438,6 +497,22 @@ def train_diffusion(
         else:
             stats = latent_stats(vae, settings, device)
         schedule = NoiseSchedule(ds)
+        teacher_net = None
+        if teacher_ckpt is not None:
+            if teacher_ckpt.get("vae_fingerprint") not in (None, fingerprint):
+                raise CheckpointError(f"{teacher} was trained on the latents of a different VAE than {vae_path}")
+            if "latent_stats" in teacher_ckpt and not all(
+                torch.allclose(teacher_ckpt["latent_stats"][k].float().cpu(), stats[k].float().cpu())
+                for k in ("mean", "std")
+            ):
+                raise CheckpointError(f"{teacher} normalises latents differently from this run: start the "
+                                      "student from the teacher (no --init) so that they share latent statistics")
+            teacher_net = DiT(checkpoint_config(teacher_ckpt, teacher)).to(device)
+            load_weights(teacher_net, {k: v.float() for k, v in (teacher_ckpt.get("ema") or
+                                                                 teacher_ckpt["model"]).items()}, teacher)
+            teacher_net.eval().requires_grad_(False)
+            run.print(f"guidance distillation from {teacher} (step {teacher_ckpt.get('step', '?')}): audio scales "
+                      f"{ds.distill_guidance[0]:g}-{ds.distill_guidance[1]:g}")
         train_model: nn.Module = run.wrap(model)
         models = Models(vae=vae, dit=ema, latent_mean=stats["mean"].to(device), latent_std=stats["std"].to(device))
 
@@ -461,6 +536,7 @@ def train_diffusion(
                 "diffusion", model, settings, ema=raw_state_dict(ema), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), step=step, data_position=pool.position,
                 latent_stats={k: v.cpu() for k, v in stats.items()}, vae_fingerprint=fingerprint,
+                **({"teacher": str(teacher)} if teacher is not None else {}),
             )
 
         run.start_progress(step, ds.max_steps)
@@ -479,7 +555,8 @@ def train_diffusion(
                 x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
                 loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
                                                     style=styles.to(device), predictor=ema,
-                                                    anchors=z[b * w :] if ds.anchor_prob > 0 else None)
+                                                    anchors=z[b * w :] if ds.anchor_prob > 0 else None,
+                                                    teacher=teacher_net)
                 if run.dist.is_main:
                     buckets.add(mse, t)
                 return loss, logs, b
