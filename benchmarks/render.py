@@ -6,7 +6,8 @@ Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick p
   committed checkpoints, in this process (imports excluded; model loading included and also reported on
   its own), with its breakdown: set-up (audio checks, model loading), features, network (the DiT passes),
   VAE decode, encode+mux, and the lanes used. ``--sampler``/``--steps`` override the defaults; ``--grid``
-  measures several ``sampler:steps[:lanes]`` settings one after the other (``:10:1``: 10 steps, one lane).
+  measures several ``sampler:steps[:lanes[:checkpoints]]`` settings one after the other (``:10:1``: 10 steps,
+  one lane; ``::4:/tmp/teacher``: the defaults with 4 lanes and the checkpoints of that folder).
 * ``rss``: peak resident memory of a fresh ``synesthete render`` process for each length in ``--long``
   (30 s and 10 min). These renders use ``--rss-steps`` sampler steps (1): memory does not depend on the step
   count, time does.
@@ -63,7 +64,7 @@ def make_compressed(folder: Path, seconds: float = 420.0) -> dict[str, Path]:
 
 
 def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | None = None, lanes: int | None = None,
-                 **diffusion) -> dict:
+                 checkpoints: str | None = None, **diffusion) -> dict:
     """``render_song`` in this process; its numeric stats (wall time, RTF, time split, threads, lanes)."""
     import synesthete.render as render
     from synesthete.settings import load_settings
@@ -73,16 +74,21 @@ def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | No
         settings = settings.updated(diffusion={k: v for k, v in diffusion.items() if v is not None})
     if lanes is not None:
         settings = settings.updated(render={"lanes": lanes})
+    if checkpoints:
+        settings = settings.updated(paths={"checkpoints": checkpoints})
     result = render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False)
     return {"wall_s": result.wall, "seconds": result.duration, "frames": result.num_frames, "rtf": result.rtf,
             "split_s": dict(result.timings), "threads": result.threads, "sampler": f"{result.sampler} {result.steps}",
-            "lanes": result.lanes}
+            "lanes": result.lanes, "checkpoints": str(result.checkpoints),
+            "guidance_distilled": result.guidance_distilled}
 
 
 def _rounded(stats: dict) -> dict:
     return {
         "sampler": stats["sampler"],
         "lanes": stats["lanes"],
+        "checkpoints": stats["checkpoints"],
+        "guidance_distilled": stats["guidance_distilled"],
         "rtf": round(stats["rtf"], 3),
         "rtf_without_setup": round((stats["wall_s"] - stats["split_s"]["setup"]) / stats["seconds"], 3),
         "frames_per_s": round(stats["frames"] / stats["wall_s"], 2),
@@ -120,8 +126,8 @@ def part_rtf(tmp: Path, args) -> dict:
     grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
     rows = []
     for item in grid:
-        sampler, steps, lanes, *_ = (item.split(":") + ["", ""])[:3]
-        stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None,
+        sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
+        stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
                              sample_steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
         rows.append(_rounded(stats))
     return {"song_seconds": args.seconds, "runs": rows}
@@ -210,7 +216,8 @@ def main() -> None:
     parser.add_argument("--sampler", default=None, help="sampler (default: the settings')")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the settings')")
     parser.add_argument("--grid", nargs="*", default=None,
-                        help="sampler:steps[:lanes] for the rtf part, e.g. ddim:20 or dpm++:10:1")
+                        help="sampler:steps[:lanes[:checkpoints]] for the rtf part, e.g. ddim:20, dpm++:10:1 or "
+                        "::4:/tmp/teacher")
     parser.add_argument("--long", type=float, nargs="*", default=[30.0, 600.0], help="song lengths for peak RSS")
     parser.add_argument("--rss-steps", type=int, default=1, help="sampler steps for the peak-RSS renders")
     parser.add_argument("--paired-seconds", type=float, default=10.0, help="song length of the paired renders")

@@ -442,8 +442,7 @@ def train_diffusion(
         teacher = Path(stored) if stored else None
     if teacher is not None:
         teacher_ckpt = load_checkpoint(teacher, "diffusion")
-        settings = settings.model_copy(update={"diffusion": settings.diffusion.model_copy(
-            update={"guidance_embed": True})})
+        settings = settings.updated(diffusion={"guidance_embed": True})
         if init is None and resume is None:
             init = teacher
     ds, ts = settings.diffusion, settings.train
