@@ -726,7 +726,11 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
             exemplar = style_exemplar(models, settings, job.style, settings.render.seed)
         bar.update(task, description=label, completed=0, info=pace.line(0))
         pace.begin()
+        made = 0
+
         def generated(n: int) -> None:  # frames the network has made, in all lanes
+            nonlocal made
+            made = n
             bar.update(task, completed=n, info=pace.line(n))
 
         layout = song_layout(features, settings, models.dit.config.window, exemplar is not None)
@@ -740,6 +744,9 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
                     block = F.interpolate(block, size=(height, width), mode="bilinear", align_corners=False)
                 sink.add(block)
                 done += block.shape[0]
+                if made >= job.num_frames and done < job.num_frames:  # the later lanes, decoded after the last batch
+                    elapsed = _clock(time.perf_counter() - t_start)
+                    bar.update(task, info=f"writing the later lanes: {done}/{made} frames · {elapsed} elapsed")
                 timings["encode_mux"] += time.perf_counter() - t0
             t0 = time.perf_counter()
         timings["encode_mux"] += time.perf_counter() - t0  # the rest of the audio and the encoder's flush
