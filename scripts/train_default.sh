@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Reproduce the committed default checkpoints (checkpoints/vae.pt, critic.pt, diffusion.pt) at the cpu preset.
 # Intermediate checkpoints and TensorBoard events stay under runs/ (ignored by git); only --export writes checkpoints/.
-# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS] [CRITIC_STEPS] [STYLE_STEPS] [LONG_STEPS]
+# Usage: scripts/train_default.sh [VAE_STEPS] [DIFFUSION_STEPS] [CRITIC_STEPS] [STYLE_STEPS] [LONG_STEPS] [DISTILL_STEPS]
 #
 # The diffusion model is trained in stages, as the committed one was: an audio-only stage from scratch, a stage
 # that adds the style and clean-context conditioning, then a long stage at a lower learning rate with noised,
-# predicted and anchored context (today's training defaults), each warm-started from the one before (--init). To
-# continue from the committed weights instead, run only the last `train diffusion` line (it starts from
-# checkpoints/diffusion.pt).
+# predicted and anchored context (today's training defaults), each warm-started from the one before (--init),
+# and last a guidance distillation of that teacher (--teacher): the shipped diffusion.pt samples in one pass per
+# step, and its teacher is kept beside it as diffusion_teacher.pt. To continue from the committed weights
+# instead, run the last two `train diffusion` lines with --init checkpoints/diffusion_teacher.pt on the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS="${1:-3000}"
@@ -15,6 +16,7 @@ DIFFUSION_STEPS="${2:-3300}"
 CRITIC_STEPS="${3:-2000}"
 STYLE_STEPS="${4:-2500}"
 LONG_STEPS="${5:-10000}"
+DISTILL_STEPS="${6:-500}"  # the committed student is step 500 (of a run planned to 6,000 steps)
 
 uv run synesthete train vae --preset cpu --seed 0 --run-name default-vae --max-steps "$VAE_STEPS" \
     --export checkpoints/
@@ -31,5 +33,9 @@ uv run synesthete train diffusion --preset cpu --seed 1 --run-name default-style
 # do all four.
 uv run synesthete train diffusion --preset cpu --seed 3 --run-name default-long --max-steps "$LONG_STEPS" --lr 2e-4 \
     --vae checkpoints/vae.pt --init checkpoints/diffusion.pt --export checkpoints/
+# Stage 6: guidance distillation. The teacher is kept as diffusion_teacher.pt (what later stages warm-start from).
+cp checkpoints/diffusion.pt checkpoints/diffusion_teacher.pt
+uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-distill --max-steps "$DISTILL_STEPS" \
+    --lr 1e-4 --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --export checkpoints/
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
     --overwrite
