@@ -8,9 +8,9 @@ Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick p
   VAE decode, encode+mux, and the lanes used. ``--sampler``/``--steps`` override the defaults; ``--grid``
   measures several ``sampler:steps[:lanes[:checkpoints]]`` settings one after the other (``:10:1``: 10 steps,
   one lane; ``::4:/tmp/teacher``: the defaults with 4 lanes and the checkpoints of that folder).
-* ``rss``: peak resident memory of a fresh ``synesthete render`` process for each length in ``--long``
-  (30 s and 10 min). These renders use ``--rss-steps`` sampler steps (1): memory does not depend on the step
-  count, time does.
+* ``rss``: peak resident memory of a fresh ``synesthete render`` process (its own VmHWM on Linux) for each
+  length in ``--long`` (30 s and 10 min). These renders use ``--rss-steps`` sampler steps (1): memory does
+  not depend on the step count, time does.
 * ``seek``: ``render --start 0 --duration 20`` against ``--start 360 --duration 20`` on a 7-minute mp3 and
   ogg made here with the ffmpeg program; also the audio decoding alone, seeking (``media.AudioReader``)
   against torchcodec, which decodes from the file's start.
@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,17 +107,42 @@ def cli_render(song: Path, out: Path, *args: str, env: dict | None = None) -> su
     cmd = [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out), "--overwrite", *args]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc.started = time.perf_counter()  # type: ignore[attr-defined]
+    proc.peak_kb = 0  # type: ignore[attr-defined]
+    watcher = threading.Thread(target=_watch_peak, args=(proc,), daemon=True)
+    watcher.start()
+    proc.watcher = watcher  # type: ignore[attr-defined]
     return proc
 
 
+def _watch_peak(proc: subprocess.Popen) -> None:
+    """Keep the process's own peak RSS (VmHWM, Linux) in ``proc.peak_kb`` while it runs.
+
+    ``ru_maxrss`` from ``wait4`` is not the child's own figure on Linux: a forked child starts with its
+    parent's high-water mark and keeps it across ``exec``, so a render started by a parent that had rendered
+    in-process (the ``rtf`` part) reported the parent's 1.2 GB. VmHWM is reset by ``exec``.
+    """
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.returncode is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    proc.peak_kb = max(proc.peak_kb, int(line.split()[1]))  # type: ignore[attr-defined]
+        except (OSError, ValueError):  # gone, or not Linux
+            return
+        time.sleep(0.02)
+
+
 def finish(proc: subprocess.Popen) -> dict:
-    """Wait for a ``cli_render`` process: wall seconds and peak RSS (MB)."""
+    """Wait for a ``cli_render`` process: wall seconds and its own peak RSS (MB; ``ru_maxrss`` off Linux)."""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - proc.started  # type: ignore[attr-defined]
     proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.watcher.join()  # type: ignore[attr-defined]
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "render failed")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    peak_kb = proc.peak_kb or usage.ru_maxrss  # type: ignore[attr-defined]
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak_kb / 1024, 1),
+            "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def part_rtf(tmp: Path, args) -> dict:

@@ -146,7 +146,8 @@ def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
 def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     """`train diffusion --teacher`: the student starts from the teacher, learns its guided output (lower
     distillation error on the teacher's training windows than at the start), is exported with the guidance
-    embedding in its config, samples in one pass, and a resumed run finds its teacher without --teacher."""
+    embedding in its config, and a resumed run finds its teacher without --teacher (one-pass sampling:
+    test_sampling)."""
     from synesthete.checkpoint import load_checkpoint, load_vae
     from synesthete.data import ClipPool
     from synesthete.models import DiT
