@@ -703,6 +703,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
          t_start: float, progress: bool, label: str) -> RenderResult:
     """The streaming part of ``run_render``: features, then windows of frames into an mp4 or memory."""
     from synesthete.media import AudioReader
+    from synesthete.sampling import guidance_distilled
     from synesthete.styles import style_name
 
     fps = settings.video.fps
@@ -759,7 +760,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
         lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance,
-        guidance_distilled=bool(getattr(models.dit.config, "guidance_embed", False)),
+        guidance_distilled=guidance_distilled(models.dit),
         checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,

@@ -255,7 +255,7 @@ def sample(
     # The passes of one step: (drop audio, drop style) for the conditional pass and each guidance term.
     passes = [(False, False)]
     scales = []
-    distilled = bool(getattr(getattr(model, "config", None), "guidance_embed", False))
+    distilled = guidance_distilled(model)
     if guidance != 1.0 and not distilled:
         passes.append((True, False))
         scales.append(guidance - 1.0)
@@ -338,6 +338,12 @@ def sample(
     finally:
         precision.close()
         model.train(was_training)
+
+
+def guidance_distilled(model: nn.Module) -> bool:
+    """Whether ``model`` takes the audio guidance scale as an input (``config.guidance_embed``): one pass per
+    sampling step gives the guided output."""
+    return bool(getattr(getattr(model, "config", None), "guidance_embed", False))
 
 
 def rescale_guidance(guided: torch.Tensor, conditional: torch.Tensor, share: float) -> torch.Tensor:

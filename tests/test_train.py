@@ -148,7 +148,7 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     distillation error on the teacher's training windows than at the start), is exported with the guidance
     embedding in its config, and a resumed run finds its teacher without --teacher (one-pass sampling:
     test_sampling)."""
-    from synesthete.checkpoint import load_checkpoint, load_vae
+    from synesthete.checkpoint import build_model, load_checkpoint, load_vae
     from synesthete.data import ClipPool
     from synesthete.models import DiT
     from synesthete.train.diffusion import encode_frames, normalize
@@ -166,13 +166,10 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
 
     tiny = load_settings("tiny")
     teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
-    teacher = DiT.from_settings(tiny).eval()
-    teacher.load_state_dict({k: v.float() for k, v in teacher_ckpt["model"].items()})
+    teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
     fresh = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
     fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
-    student = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
-    student.load_state_dict({k: v.float() for k, v in load_checkpoint("distilled/diffusion.pt", "diffusion")
-                             ["model"].items()})
+    student = build_model(load_checkpoint("distilled/diffusion.pt", "diffusion"), "distilled/diffusion.pt")
     # The windows it was trained on (train.overfit repeats the first batch of the stream).
     vae, _ = load_vae("exported/vae.pt", "cpu")
     pool = ClipPool(tiny, 0, SimpleNamespace(rank=0, world_size=1), print)

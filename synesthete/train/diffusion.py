@@ -35,12 +35,12 @@ from torch import nn
 
 from synesthete.checkpoint import (
     Models,
+    build_model,
     check_config,
     checkpoint_config,
     export_checkpoint,
     load_checkpoint,
     load_vae,
-    load_weights,
     make_checkpoint,
     raw_state_dict,
     read_checkpoint,
@@ -437,7 +437,7 @@ def train_diffusion(
     student starts from the teacher's weights. A resumed distillation finds its teacher in its checkpoint.
     """
     teacher_ckpt = None
-    if resume is not None and teacher is None:
+    if resume is not None and teacher is None:  # the run's settings may not say guidance_embed: ask its checkpoint
         stored = read_checkpoint(resolve_resume(resume)).get("teacher")
         teacher = Path(stored) if stored else None
     if teacher is not None:
@@ -456,7 +456,8 @@ def train_diffusion(
     if init is not None:
         if resume is not None:
             raise CheckpointError("--init starts a new run from weights; --resume continues a run: pass one")
-        init_ckpt = load_checkpoint(init, "diffusion")
+        # A student that starts from its teacher reads the file once.
+        init_ckpt = teacher_ckpt if init == teacher else load_checkpoint(init, "diffusion")
     with TrainingRun("diffusion", settings, resume) as run:
         device = run.device
         vae, vae_ckpt = load_vae(vae_path, device)
@@ -506,10 +507,7 @@ def train_diffusion(
             ):
                 raise CheckpointError(f"{teacher} normalises latents differently from this run: start the "
                                       "student from the teacher (no --init) so that they share latent statistics")
-            teacher_net = DiT(checkpoint_config(teacher_ckpt, teacher)).to(device)
-            load_weights(teacher_net, {k: v.float() for k, v in (teacher_ckpt.get("ema") or
-                                                                 teacher_ckpt["model"]).items()}, teacher)
-            teacher_net.eval().requires_grad_(False)
+            teacher_net = build_model(teacher_ckpt, teacher, device)
             run.print(f"guidance distillation from {teacher} (step {teacher_ckpt.get('step', '?')}): audio scales "
                       f"{ds.distill_guidance[0]:g}-{ds.distill_guidance[1]:g}")
         train_model: nn.Module = run.wrap(model)
