@@ -315,6 +315,12 @@ class _HeldoutTally:
         return summary, gap_out
 
 
+def clip_look(clip: dict, settings: Settings) -> dict | None:
+    """The look (visual parameters) a held-out clip's render starts from: the clip's own with
+    ``eval.clip_look`` (as the FSD floor assumes), else None (the render seed's, as ``render`` draws it)."""
+    return clip["meta"]["visual"] if settings.eval.clip_look else None
+
+
 def _render_heldout(models: Any, clips: list[dict], settings: Settings, bar: Any) -> list[torch.Tensor]:
     """The model's video of every clip, each with the same noise seed and the clip's true style."""
     from synesthete.render import generate_frames
@@ -323,7 +329,8 @@ def _render_heldout(models: Any, clips: list[dict], settings: Settings, bar: Any
     task = bar.add_task("rendering", total=len(clips), info="")
     renders = []
     for clip in clips:
-        renders.append(generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])))
+        renders.append(generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"]),
+                                       look=clip_look(clip, settings)))
         bar.advance(task)
     return renders
 
@@ -527,7 +534,8 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     if ev.long_seconds > 0:
         clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)
         style = clip_style(clip["meta"])
-        video = generate_frames(models, clip["audio"], settings, progress=progress, style=style)
+        video = generate_frames(models, clip["audio"], settings, progress=progress, style=style,
+                                look=clip_look(clip, settings))
         out["long"] = {
             "seconds": ev.long_seconds, "style": style_name(style),
             "model": {**video_picture(critic, video, style),
@@ -539,7 +547,7 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
         clip = make_clip(seed, settings, with_frames=False)
         style = clip_style(clip["meta"])
         wave = picture.aperiodic_probe(ev.probe_seconds, settings.audio.sample_rate, seed=seed)
-        video = generate_frames(models, wave, settings, progress=progress, style=style)
+        video = generate_frames(models, wave, settings, progress=progress, style=style, look=clip_look(clip, settings))
         oracle = to_uint8(render_frames(feature_extractor(settings)(wave), wave, clip["meta"]["visual"], settings))
         out["probe"] = {
             "seconds": ev.probe_seconds, "style": style_name(style),

@@ -107,7 +107,8 @@ def _device(models: Any) -> torch.device:
 
 
 @torch.no_grad()
-def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int) -> torch.Tensor:
+def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int,
+                   look: dict | None = None) -> torch.Tensor:
     """Latents [k, C, h, w] (standardised, ``Models.encode``) of k frames in ``style``, the first window's clean
     context.
 
@@ -115,6 +116,8 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int)
     counts), are driven by a fixed synthetic clip with drums, never by the song, and the last k =
     ``render.overlap`` frames are encoded by the VAE. The network was trained to continue clean frames,
     so it starts the song in this look and carries it on; the exemplar frames themselves are never shown.
+    ``look`` (visual parameters of ``style``, ``visual.compose.params_for``; a clip's ``meta["visual"]``)
+    gives the look instead of the seed: eval renders a held-out clip in the look its oracle was drawn in.
     """
     import random
 
@@ -124,7 +127,9 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int)
     from synesthete.visual.compose import params_for
 
     k = max(1, min(settings.render.overlap, models.dit.config.window - 1))
-    params = params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
+    if look is not None and [layer["name"] for layer in look["layers"]] != list(style):
+        raise ValueError(f"the look is of {look['visualizer']!r}, not of the style {'+'.join(style)!r}")
+    params = look if look is not None else params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
     wave, _ = synthesize(EXEMPLAR_SEED, settings, duration=EXEMPLAR_SECONDS, drums=True, silence=False,
                          dropout=False)  # [N]
     frames = render_frames(feature_extractor(settings)(wave), wave, params, settings)[-k:]  # [k, 3, H, W]
@@ -402,8 +407,12 @@ def generate_frames(
     generator: torch.Generator | None = None,
     progress: bool = False,
     style: list[str] | None = None,
+    look: dict | None = None,
 ) -> torch.Tensor:
-    """Render mono audio [N] at ``settings.audio.sample_rate`` to frames [T, 3, H, W] in [0, 1], in memory."""
+    """Render mono audio [N] at ``settings.audio.sample_rate`` to frames [T, 3, H, W] in [0, 1], in memory.
+
+    ``look`` (visual parameters of ``style``) draws the style exemplar in that look instead of the seed's
+    (``style_exemplar``)."""
     fps = settings.video.fps
     extractor = FeatureExtractor(settings.audio, fps)
     features = extractor(wave.float().cpu())  # [T, F]
@@ -412,7 +421,7 @@ def generate_frames(
         generator = _generator(settings, device)
     exemplar = None
     if style and settings.render.exemplar:
-        exemplar = style_exemplar(models, settings, style, settings.render.seed)
+        exemplar = style_exemplar(models, settings, style, settings.render.seed, look)
     blocks: list[torch.Tensor] = []
     tuner = threads.ThreadTuner() if device.type == "cpu" else None
     try:

@@ -147,6 +147,11 @@ class DiffusionSettings(_Section):
         (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
         "made from: higher gives blurrier, blob-like context.",
     )
+    predicted_context_steps: int = Field(
+        1, ge=1, le=20, description="DDIM steps in which the predicted context is denoised from its noised copy "
+        "(1 = the one-step estimate, soft; more: sharp, with the network's own details drawn in, as render's "
+        "frames are). Each step is one more no-grad pass over those windows.",
+    )
     anchor_prob: float = Field(
         0.5, ge=0, le=1, description="Share of the training windows with 2 or more context frames whose first "
         "context frame is another moment of the same clip (an anchor), as render's anchored context is "
@@ -327,6 +332,12 @@ class EvalSettings(_Section):
         0.25, ge=0, description="Silence must last this long before flicker and silence response count it."
     )
     quality_frames: int = Field(16, gt=0, description="Held-out frames per clip for VAE PSNR/SSIM.")
+    clip_look: bool = Field(
+        True, description="Render each held-out clip's style exemplar in the clip's own look (the visual "
+        "parameters its oracle was drawn with: colours, shapes, counts), as the FSD floor assumes; false: the "
+        "render seed's look, as `render --style` draws it (the visualizers themselves score about 5x the floor "
+        "then, drawing the same songs in that look).",
+    )
     long_seconds: float = Field(
         60.0, ge=0, description="Length of the long held-out render that measures style stability (0 = skip)."
     )

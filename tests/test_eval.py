@@ -136,3 +136,30 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
     assert math.isfinite(result["quality"]["vae_psnr_db"]) and 0 <= result["quality"]["vae_ssim"] <= 1
     write_json(tmp_path / "r.json", result)
     assert json.loads((tmp_path / "r.json").read_text())["rows"]["model"]["av_align"] >= 0
+
+
+@pytest.mark.parametrize("clip_look", [True, False])
+def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_look):
+    """eval.clip_look: every held-out render's style exemplar is drawn with its clip's visual parameters (the
+    look the FSD floor assumes); off, with the render seed's, as `render` draws it."""
+    import synesthete.render as render
+    from synesthete.checkpoint import Models
+    from synesthete.evaluate import heldout_clips
+    from synesthete.models.dit import DiT
+    from synesthete.models.vae import VAE
+
+    s = tiny.updated(eval={"clips": 2, "clip_look": clip_look})
+    torch.manual_seed(0)
+    c = s.vae.latent_channels
+    models = Models(vae=VAE.from_settings(s).eval(), dit=DiT.from_settings(s).eval(),
+                    latent_mean=torch.zeros(c), latent_std=torch.ones(c))
+    looks, real = [], render.style_exemplar
+
+    def recording(*args, **kwargs):
+        looks.append(args[4] if len(args) > 4 else kwargs.get("look"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "style_exemplar", recording)
+    evaluate_heldout(s, models=models, progress=False)
+    expected = [clip["meta"]["visual"] for clip in heldout_clips(s, 2)] if clip_look else [None, None]
+    assert looks == expected

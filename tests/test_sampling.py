@@ -268,6 +268,41 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     assert not torch.allclose(shown, x0[ctx], atol=1e-2)
 
 
+def test_predicted_context_in_several_steps_is_the_networks_own_ddim_sample():
+    """diffusion.predicted_context_steps = 2: the noised copy at t is denoised by a DDIM step to t // 2, and the
+    context shows the estimate of x0 from there: two passes of the predictor, the second fed the first one's
+    deterministic step."""
+    from synesthete.train.diffusion import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={
+        "predicted_context": 1.0, "predicted_context_t": (0.4, 0.6), "predicted_context_steps": 2,
+        "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
+    })
+    model, predictor = Recorder(perturbed_dit(s, 0)), Recorder(perturbed_dit(s, 1))
+    x0, _, feats, _ = dummy_inputs(s, batch=8)
+    style = torch.zeros(8, 7)
+    style[:, 2] = 1
+    schedule = NoiseSchedule(s.diffusion)
+    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style, predictor=predictor)
+    ctx = model.seen[0]["context_mask"]
+    with_ctx = ctx.any(1)
+    first, second = predictor.seen
+    assert torch.equal(second["t"], first["t"] // 2) and (second["t"] > 0).all()
+    none = torch.zeros(int(with_ctx.sum()), dtype=torch.bool)
+
+    def run(call: dict) -> torch.Tensor:
+        with torch.no_grad():
+            return predictor.dit(call["x"], call["t"], feats[with_ctx], none, style=style[with_ctx], drop_style=none)
+
+    out = run(first)
+    scale, sigma = schedule.coefficients(second["t"], first["x"])
+    stepped = scale * schedule.predict_x0(first["x"], first["t"], out) + sigma * schedule.predict_eps(
+        first["x"], first["t"], out)
+    assert torch.allclose(second["x"], stepped, atol=1e-5)
+    shown = model.seen[0]["x"][ctx]
+    assert torch.allclose(shown, schedule.predict_x0(second["x"], second["t"], run(second))[ctx[with_ctx]], atol=1e-5)
+
+
 def _loss_with_anchors(s) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One diffusion_loss call on 12 random windows with anchors: (what the network saw, x0, anchors)."""
     from synesthete.train.diffusion import diffusion_loss

@@ -117,6 +117,30 @@ def test_style_exemplar_is_the_styles_look_picked_by_the_seed():
         assert all(families()[int(i)] == name for i in top), (name, top)
 
 
+def test_style_exemplar_in_a_given_look_is_that_look(tmp_path):
+    """style_exemplar(look=params): the exemplar is the visualizers drawn with those parameters (a held-out
+    clip's own, as eval renders it), whatever the seed; a look of another style is refused."""
+    import random
+
+    from conftest import tiny_checkpoints
+
+    from synesthete.checkpoint import load_models
+    from synesthete.render import style_exemplar
+    from synesthete.visual.compose import params_for
+
+    models = load_models(load_settings("tiny"), tiny_checkpoints(tmp_path), "cpu")
+    s = models.settings
+    look = params_for(["tiles"], random.Random("a held-out clip"), s)
+    a = style_exemplar(models, s, ["tiles"], seed=1, look=look)
+    assert torch.equal(a, style_exemplar(models, s, ["tiles"], seed=2, look=look))  # the look, not the seed
+    assert not torch.allclose(a, style_exemplar(models, s, ["tiles"], seed=1))
+    look_of_seed = params_for(["tiles"], random.Random("synesthete-exemplar:1"), s)
+    assert torch.equal(style_exemplar(models, s, ["tiles"], seed=7, look=look_of_seed),
+                       style_exemplar(models, s, ["tiles"], seed=1))
+    with pytest.raises(ValueError, match="not of the style"):
+        style_exemplar(models, s, ["waveform"], seed=1, look=look)
+
+
 @pytest.mark.parametrize("anchor", [0, 1])
 def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_path, anchor):
     """With render.anchor = a, every window's first a context frames are the exemplar's last a latents and the

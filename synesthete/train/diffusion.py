@@ -157,22 +157,31 @@ def predicted_context(
     generator: torch.Generator,
     style: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The network's own one-step estimate of x0 [B, W, C, h, w] from a copy noised to a timestep uniform in
+    """The network's own estimate of x0 [B, W, C, h, w] from a copy noised to a timestep t uniform in
     ``diffusion.predicted_context_t`` (shares of the schedule), with the window's audio and style.
 
-    Such estimates are soft and drift from the style the way a long render's frames do; given as context
-    with the true continuation as the target, they teach the DiT to recover the look instead of continuing
-    the drift.
+    With ``diffusion.predicted_context_steps`` n = 1 it is the one-step estimate: soft, drifting from the style
+    the way a long render's frames do. With n > 1 the copy is denoised in n deterministic DDIM steps (t, then
+    (n-1)t/n, ..., t/n, then x0), as render's sampler does: the estimate is sharp and the network draws its
+    own details into it, such as a ring broken into a burst on a loud beat. Given as context with the true
+    continuation as the target, either teaches the DiT to recover the look instead of continuing the drift.
     """
     ds = settings.diffusion
     b, device = x0.shape[0], x0.device
     lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
     t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
     noise = torch.randn(x0.shape, generator=generator).to(device)
-    x_t = schedule.q_sample(x0, noise, t)
+    x = schedule.q_sample(x0, noise, t)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
-    out = predictor(x_t, t, features, keep, style=style, drop_style=keep if style is not None else None).float()
-    return schedule.predict_x0(x_t, t, out)
+    n = ds.predicted_context_steps
+    for i in range(n):
+        t_i = t * (n - i) // n
+        out = predictor(x, t_i, features, keep, style=style, drop_style=keep if style is not None else None).float()
+        estimate = schedule.predict_x0(x, t_i, out)
+        if i < n - 1:  # DDIM (eta 0) to the next timestep
+            scale, sigma = schedule.coefficients(t * (n - i - 1) // n, x)
+            x = scale * estimate + sigma * schedule.predict_eps(x, t_i, out)
+    return estimate
 
 
 def diffusion_loss(
@@ -393,11 +402,14 @@ def heldout_sync_metrics(videos: list[torch.Tensor] | None, clips: list[dict], s
 
 
 def render_heldout(models: Models, clips: list[dict], settings: Settings) -> list[torch.Tensor]:
-    """The EMA's renders [T, 3, H, W] of held-out clips, each in its true style."""
+    """The EMA's renders [T, 3, H, W] of held-out clips, each in its true style and look, as ``synesthete eval``
+    renders them."""
+    from synesthete.evaluate import clip_look
     from synesthete.render import generate_frames
     from synesthete.styles import clip_style
 
-    return [generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"])) for clip in clips]
+    return [generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"]),
+                            look=clip_look(clip, settings)) for clip in clips]
 
 
 def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clips: list[dict], step: int) -> None:
