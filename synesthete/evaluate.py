@@ -321,6 +321,24 @@ def clip_look(clip: dict, settings: Settings) -> dict | None:
     return clip["meta"]["visual"] if settings.eval.clip_look else None
 
 
+SEED_LOOK = "visualizers_in_the_seed_look"  # eval's FSD reference: what a perfect model in render's look scores
+
+
+def _seed_look_oracle(clips: list[dict], settings: Settings) -> list[torch.Tensor]:
+    """Each clip's audio drawn by its style's visualizers in the look the render seed picks (``render.seed_look``),
+    not the clip's own: the FSD of a perfect model that renders in that look, as ``render --style`` does."""
+    from synesthete.data import feature_extractor
+    from synesthete.media import to_uint8
+    from synesthete.render import seed_look
+    from synesthete.styles import clip_style
+    from synesthete.visual import render_frames
+
+    extract = feature_extractor(settings)
+    return [to_uint8(render_frames(extract(clip["audio"]), clip["audio"],
+                                   seed_look(clip_style(clip["meta"]), settings.render.seed, settings), settings))
+            for clip in clips]
+
+
 def _render_heldout(models: Any, clips: list[dict], settings: Settings, bar: Any) -> list[torch.Tensor]:
     """The model's video of every clip, each with the same noise seed and the clip's true style."""
     from synesthete.render import generate_frames
@@ -436,7 +454,8 @@ def evaluate_heldout(
     }
     if critic is not None:
         t_picture = time.perf_counter()
-        result["picture"] = heldout_picture(critic, renders[:k], clips[:k], settings)
+        result["picture"] = heldout_picture(critic, renders[:k], clips[:k], settings,
+                                            references={SEED_LOOK: _seed_look_oracle(clips[:k], settings)})
         result["picture"]["seconds"] = time.perf_counter() - t_picture
     if videos is not None:
         videos.update(model=renders[:k], oracle=[c["frames"] for c in clips[:k]])
@@ -474,13 +493,15 @@ def video_picture(
     }
 
 
-def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict], settings: Settings) -> dict:
+def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict], settings: Settings,
+                    references: dict[str, list[torch.Tensor]] | None = None) -> dict:
     """Picture metrics of the model's renders beside the oracle's frames of the same held-out clips.
 
     FSD compares the model's frames from the first half of every clip with the oracle's frames from the second
     half (and vice versa, averaged); its floor is the oracle's first halves against the oracle's second halves,
     the same comparison with perfect imitation. So model and floor share sample sizes, clips and styles, and
-    no frame is compared with itself.
+    no frame is compared with itself. ``references`` (name -> a video per clip) are scored the same way as the
+    model, under ``fsd["references"]`` as ratios to the floor.
     """
     from synesthete.metrics import picture
     from synesthete.styles import clip_style
@@ -502,11 +523,20 @@ def heldout_picture(critic: Any, renders: list[torch.Tensor], clips: list[dict],
     def half(who: str, part: int) -> torch.Tensor:
         return torch.cat([f[: len(f) // 2] if part == 0 else f[len(f) // 2 :] for f in feats[who]])
 
-    fsd = (picture.frechet_distance(half("model", 0), half("oracle", 1))
-           + picture.frechet_distance(half("model", 1), half("oracle", 0))) / 2
+    def against_oracle(who: str) -> float:
+        return (picture.frechet_distance(half(who, 0), half("oracle", 1))
+                + picture.frechet_distance(half(who, 1), half("oracle", 0))) / 2
+
+    def ratio(value: float) -> float:
+        return value / floor if floor and math.isfinite(floor) and floor > 0 else math.nan
+
     floor = picture.frechet_distance(half("oracle", 0), half("oracle", 1))
-    out["fsd"] = {"model": fsd, "floor_oracle_vs_oracle": floor,
-                  "ratio_to_floor": fsd / floor if floor and math.isfinite(floor) and floor > 0 else math.nan}
+    fsd = against_oracle("model")
+    out["fsd"] = {"model": fsd, "floor_oracle_vs_oracle": floor, "ratio_to_floor": ratio(fsd)}
+    if references:
+        for name, videos in references.items():
+            feats[name] = [_critic_view(critic, video)[1] for video in videos]
+        out["fsd"]["references"] = {name: ratio(against_oracle(name)) for name in references}
     oracle_sharp = out["oracle"]["sharpness"]
     out["sharpness_ratio"] = out["model"]["sharpness"] / oracle_sharp if oracle_sharp > 0 else math.nan
     return out

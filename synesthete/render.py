@@ -106,6 +106,15 @@ def _device(models: Any) -> torch.device:
     return next(models.dit.parameters()).device
 
 
+def seed_look(style: list[str], seed: int, settings: Settings) -> dict:
+    """The look (visual parameters of ``style``: colours, shapes, counts) that the render ``seed`` picks."""
+    import random
+
+    from synesthete.visual.compose import params_for
+
+    return params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
+
+
 @torch.no_grad()
 def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int,
                    look: dict | None = None) -> torch.Tensor:
@@ -119,17 +128,14 @@ def style_exemplar(models: Any, settings: Settings, style: list[str], seed: int,
     ``look`` (visual parameters of ``style``, ``visual.compose.params_for``; a clip's ``meta["visual"]``)
     gives the look instead of the seed: eval renders a held-out clip in the look its oracle was drawn in.
     """
-    import random
-
     from synesthete.audio.synth import synthesize
     from synesthete.data import feature_extractor
     from synesthete.visual import render_frames
-    from synesthete.visual.compose import params_for
 
     k = max(1, min(settings.render.overlap, models.dit.config.window - 1))
     if look is not None and [layer["name"] for layer in look["layers"]] != list(style):
         raise ValueError(f"the look is of {look['visualizer']!r}, not of the style {'+'.join(style)!r}")
-    params = look if look is not None else params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
+    params = look if look is not None else seed_look(style, seed, settings)
     wave, _ = synthesize(EXEMPLAR_SEED, settings, duration=EXEMPLAR_SECONDS, drums=True, silence=False,
                          dropout=False)  # [N]
     frames = render_frames(feature_extractor(settings)(wave), wave, params, settings)[-k:]  # [k, 3, H, W]

@@ -66,6 +66,21 @@ def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
     assert blur == sorted(blur) and blur[0] > base
 
 
+def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it(critic, clips):
+    """heldout_picture's references are scored as the model is: the oracle's own frames sit at the floor (1.0),
+    the same songs drawn by the same visualizers in the render seed's look above it."""
+    from synesthete.evaluate import SEED_LOOK, _seed_look_oracle, heldout_picture
+
+    settings = load_settings()
+    frames = [clip["frames"] for clip in clips]
+    other_look = _seed_look_oracle(clips, settings)
+    assert all(a.shape == b.shape and not torch.equal(a, b) for a, b in zip(other_look, frames, strict=True))
+    out = heldout_picture(critic, frames, clips, settings, references={"itself": frames, SEED_LOOK: other_look})
+    assert out["fsd"]["ratio_to_floor"] == pytest.approx(1.0, rel=1e-6)
+    assert out["fsd"]["references"]["itself"] == pytest.approx(1.0, rel=1e-6)
+    assert out["fsd"]["references"][SEED_LOOK] > 1.2  # 1.50 on these 4 clips of 3 s; 5.2 on eval's 8 of 6 s
+
+
 def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
     threshold = float(critic[1]["cut_threshold"])
     feats = [critic_outputs(critic[0], clip["frames"])[1] for clip in clips]
