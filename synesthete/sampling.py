@@ -116,10 +116,12 @@ class DDIMSampler:
 
 
 class DDPMSampler:
-    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps."""
+    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps; its fresh
+    noise is shared across a window's frames by ``correlation`` (``window_noise``), as the network was trained."""
 
-    def __init__(self, schedule: NoiseSchedule) -> None:
+    def __init__(self, schedule: NoiseSchedule, correlation: float = 0.0) -> None:
         self.schedule = schedule
+        self.correlation = correlation
 
     def step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -130,7 +132,7 @@ class DDPMSampler:
         if t_prev < 0:
             return mean
         variance = beta * (1 - ab_prev) / (1 - ab_t)
-        return mean + math.sqrt(variance) * randn_like(x_t, generator)
+        return mean + math.sqrt(variance) * window_noise(x_t, self.correlation, generator)
 
 
 class DPMSolverPP2MSampler:
@@ -181,6 +183,22 @@ SAMPLERS: dict[str, type[DDIMSampler] | type[DDPMSampler] | type[DPMSolverPP2MSa
     "ddpm": DDPMSampler,
     "dpm++": DPMSolverPP2MSampler,
 }
+
+
+def window_noise(x: torch.Tensor, correlation: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Diffusion noise shaped like windows ``x`` [B, W, ...]: standard normal per element, of which a share
+    ``correlation`` of the variance is one draw shared by all W frames of a window (``diffusion.noise_correlation``;
+    0 gives independent frames)."""
+    noise = randn_like(x, generator)
+    if correlation > 0:
+        shared = randn_like(x[:, :1], generator)
+        noise = math.sqrt(1 - correlation) * noise + math.sqrt(correlation) * shared
+    return noise
+
+
+def noise_correlation(model: nn.Module, cfg: DiffusionSettings) -> float:
+    """The noise correlation ``model`` was trained with (its config), else ``cfg``'s."""
+    return float(getattr(getattr(model, "config", None), "noise_correlation", cfg.noise_correlation))
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -244,7 +262,8 @@ def sample(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
     schedule = NoiseSchedule(cfg)
-    stepper = SAMPLERS[sampler](schedule)
+    correlation = noise_correlation(model, cfg)
+    stepper = DDPMSampler(schedule, correlation) if sampler == "ddpm" else SAMPLERS[sampler](schedule)
     device = _model_device(model)
     shape = tuple(shape)
     batch = shape[0]
@@ -287,7 +306,7 @@ def sample(
         audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
         style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
 
-        x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
+        x = window_noise(torch.empty(shape, device=device), correlation, generator)  # [B, W, C, h, w]
         mask_in = context_t = None
         if context is not None:
             if context_mask is None:

@@ -195,6 +195,12 @@ class DiffusionSettings(_Section):
         "2-core CPU the small forward is overhead-bound and barely gets faster).",
     )
     guidance_high: float = Field(1.0, ge=0, le=1, description="Upper end of the guidance interval (see guidance_low).")
+    noise_correlation: float = Field(
+        0.0, ge=0, lt=1, description="Share of the diffusion noise's variance that the frames of a window share "
+        "(mixed noise prior, Ge et al. 2023, 'Preserve your own correlation'): training noises windows and "
+        "sampling starts from such noise, so the network learns frames that change together rather than each on "
+        "its own. A property of the trained DiT (stored in its config; render and eval take it from there).",
+    )
     guidance_embed: bool = Field(
         False, description="The DiT takes the audio guidance scale as an input: a guidance-distilled student "
         "(`train diffusion --teacher`), which sampling runs in one pass per step instead of two.",

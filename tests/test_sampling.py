@@ -471,3 +471,54 @@ def test_distillation_targets_the_teachers_guided_output():
                                    kw["drop_style"], kw["context_mask"], kw["context_t"])
         assert torch.allclose(target, cond + (w - 1) * (cond - uncond), atol=1e-5)
     assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]
+
+
+def _frame_correlation(noise: torch.Tensor) -> float:
+    """Mean correlation between the frames of windows [B, W, ...] over all frame pairs (i != j)."""
+    flat = noise.flatten(2).transpose(1, 2).reshape(-1, noise.shape[1])  # [B * elements, W]
+    corr = torch.corrcoef(flat.T.double())
+    w = corr.shape[0]
+    return float((corr.sum() - w) / (w * w - w))
+
+
+def test_window_noise_shares_the_asked_share_of_its_variance_across_frames():
+    from synesthete.sampling import window_noise
+
+    x = torch.empty(64, 8, 4, 8, 8)
+    for a in (0.0, 0.3, 0.7):
+        noise = window_noise(x, a, torch.Generator().manual_seed(0))
+        assert noise.var().item() == pytest.approx(1.0, abs=0.03)
+        assert _frame_correlation(noise) == pytest.approx(a, abs=0.03)
+    same = window_noise(x, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(same, torch.randn(x.shape, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("sampler", ["dpm++", "ddpm"])
+def test_sampling_and_training_noise_windows_as_the_dits_config_says(sampler):
+    """A DiT whose config has noise_correlation a starts sampling from (and, with DDPM, keeps adding) noise whose
+    frames share a of its variance, whatever the settings say; training noises its windows the same way."""
+    import dataclasses
+
+    from synesthete.train.diffusion import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "max_context": 0, "predicted_context": 0.0,
+                                                 "cfg_dropout": 0.0})
+    dit = perturbed_dit(s, 0)
+    dit.config = dataclasses.replace(dit.config, noise_correlation=0.6)
+    model = Recorder(dit)
+    x0, _, feats, _ = dummy_inputs(s, batch=48)
+    sample(model, feats, x0.shape, s.diffusion, steps=3, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    first = model.seen[0]
+    assert _frame_correlation(first["x"]) == pytest.approx(0.6, abs=0.05)
+    if sampler == "ddpm":  # x_t of a later step: the model's prediction plus fresh noise, still shared
+        assert _frame_correlation(model.seen[1]["x"]) > 0.4
+    model.seen.clear()
+    schedule = NoiseSchedule(s.diffusion)
+    x0 = torch.zeros_like(x0)  # so x_t is the scaled noise alone
+    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(2))
+    noised = model.seen[0]["x"]
+    assert _frame_correlation(noised) == pytest.approx(0.6, abs=0.05)
+    dit.config = dataclasses.replace(dit.config, noise_correlation=0.0)
+    model.seen.clear()
+    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(2))
+    assert abs(_frame_correlation(model.seen[0]["x"])) < 0.05

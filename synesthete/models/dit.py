@@ -252,6 +252,7 @@ class DiTConfig(ModelConfig):
     schedule: str
     prediction: str
     guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
+    noise_correlation: float = 0.0  # share of the noise variance a window's frames share (diffusion.noise_correlation)
 
     @classmethod
     def from_settings(
@@ -273,6 +274,7 @@ class DiTConfig(ModelConfig):
             audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
             num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
             guidance_embed=bool(d.get("guidance_embed", False)),
+            noise_correlation=float(d.get("noise_correlation", 0.0)),
         )
 
     @property

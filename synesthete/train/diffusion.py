@@ -54,7 +54,7 @@ from synesthete.media import to_unit
 from synesthete.metrics.quality import nanmean
 from synesthete.models import count_params
 from synesthete.models.dit import DiT
-from synesthete.sampling import NoiseSchedule, sample
+from synesthete.sampling import NoiseSchedule, noise_correlation, sample, window_noise
 from synesthete.settings import Settings
 from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, resolve_resume
 
@@ -170,7 +170,7 @@ def predicted_context(
     b, device = x0.shape[0], x0.device
     lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
     t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
+    noise = window_noise(x0, noise_correlation(predictor, ds), generator)
     x = schedule.q_sample(x0, noise, t)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
     n = ds.predicted_context_steps
@@ -216,7 +216,7 @@ def diffusion_loss(
     """
     ds = settings.diffusion
     b, w, device = x0.shape[0], x0.shape[1], x0.device
-    noise = torch.randn(x0.shape, generator=generator).to(device)
+    noise = window_noise(x0, noise_correlation(model, ds), generator)
     t = torch.randint(0, ds.num_train_timesteps, (b,), generator=generator).to(device)
     drop = (torch.rand(b, generator=generator) < ds.cfg_dropout).to(device)
     drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
@@ -454,7 +454,9 @@ def train_diffusion(
         teacher = Path(stored) if stored else None
     if teacher is not None:
         teacher_ckpt = load_checkpoint(teacher, "diffusion")
-        settings = settings.updated(diffusion={"guidance_embed": True})
+        # The student learns on its teacher's noise law: x_t is noised as the teacher was trained.
+        settings = settings.updated(diffusion={
+            "guidance_embed": True, "noise_correlation": checkpoint_config(teacher_ckpt, teacher).noise_correlation})
         if init is None and resume is None:
             init = teacher
     ds, ts = settings.diffusion, settings.train
@@ -495,8 +497,13 @@ def train_diffusion(
                 raise CheckpointError(f"{init} was trained on the latents of a different VAE than {vae_path}")
             # A student may start from weights without the guidance embedding (its teacher's): it is new here.
             wanted = model.config
-            if teacher_ckpt is not None and not checkpoint_config(init_ckpt, init).guidance_embed:
+            init_cfg = checkpoint_config(init_ckpt, init)
+            if teacher_ckpt is not None and not init_cfg.guidance_embed:
                 wanted = dataclasses.replace(wanted, guidance_embed=False)
+            if init_cfg.noise_correlation != wanted.noise_correlation:  # a new noise law to learn: allowed
+                run.print(f"noise correlation {init_cfg.noise_correlation:g} in {init}, "
+                          f"{wanted.noise_correlation:g} in this run")
+                wanted = dataclasses.replace(wanted, noise_correlation=init_cfg.noise_correlation)
             check_config(init_ckpt, wanted, init, "settings of this run", settings.preset)
             weights = init_ckpt.get("ema") or init_ckpt["model"]
             kept = warm_start(model, weights, init)
