@@ -324,6 +324,19 @@ def clip_look(clip: dict, settings: Settings) -> dict | None:
 SEED_LOOK = "visualizers_in_the_seed_look"  # eval's FSD reference: what a perfect model in render's look scores
 
 
+VAE_ROUNDTRIP = "vae_reconstructions_of_the_oracle"  # FSD reference: what the Eye alone keeps of the oracle
+
+
+@torch.no_grad()
+def _vae_roundtrip(models: Any, frames: torch.Tensor, device: torch.device, batch: int = 64) -> torch.Tensor:
+    """decode(encode(x)) of every oracle frame [T, 3, H, W] uint8 -> uint8: the best picture the DiT could
+    give through this VAE."""
+    from synesthete.media import to_uint8
+
+    return torch.cat([to_uint8(models.vae.decode(models.vae.encode(to_unit(part, device))[0]))
+                      for part in frames.split(batch)])
+
+
 def _seed_look_oracle(clips: list[dict], settings: Settings) -> list[torch.Tensor]:
     """Each clip's audio drawn by its style's visualizers in the look the render seed picks (``render.seed_look``),
     not the clip's own: the FSD of a perfect model that renders in that look, as ``render --style`` does."""
@@ -454,8 +467,10 @@ def evaluate_heldout(
     }
     if critic is not None:
         t_picture = time.perf_counter()
-        result["picture"] = heldout_picture(critic, renders[:k], clips[:k], settings,
-                                            references={SEED_LOOK: _seed_look_oracle(clips[:k], settings)})
+        references = {SEED_LOOK: _seed_look_oracle(clips[:k], settings)}
+        if models is not None:
+            references[VAE_ROUNDTRIP] = [_vae_roundtrip(models, c["frames"], device) for c in clips[:k]]
+        result["picture"] = heldout_picture(critic, renders[:k], clips[:k], settings, references=references)
         result["picture"]["seconds"] = time.perf_counter() - t_picture
     if videos is not None:
         videos.update(model=renders[:k], oracle=[c["frames"] for c in clips[:k]])

@@ -15,7 +15,7 @@ from rich import box
 from rich.table import Table
 
 from synesthete.console import console
-from synesthete.evaluate import ROW_KEYS
+from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
     from synesthete.render import RenderResult
@@ -98,8 +98,9 @@ def print_picture(picture: dict) -> None:
     table.add_row("FSD (floor: oracle vs oracle)", _fmt(fsd["model"], "{:.2f}"),
                   _fmt(fsd["floor_oracle_vs_oracle"], "{:.2f}"), "")
     table.add_row("FSD / floor", _fmt(fsd["ratio_to_floor"], "{:.2f}"), "1.00", "")
-    for name, value in fsd.get("references", {}).items():  # e.g. the visualizers in the render seed's look
-        table.add_row(f"FSD / floor, {name.replace('_', ' ')}", "", _fmt(value, "{:.2f}"), "")
+    labels = {SEED_LOOK: "visualizers, seed look", VAE_ROUNDTRIP: "VAE round trip"}
+    for name, value in fsd.get("references", {}).items():
+        table.add_row(f"FSD / floor, {labels.get(name, name.replace('_', ' '))}", "", _fmt(value, "{:.2f}"), "")
     table.add_row("sharpness / oracle", _fmt(picture["sharpness_ratio"], "{:.2f}"), "1.00", "")
     for name in ("long", "probe"):
         part = picture.get(name)

@@ -68,17 +68,25 @@ def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
 
 def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it(critic, clips):
     """heldout_picture's references are scored as the model is: the oracle's own frames sit at the floor (1.0),
-    the same songs drawn by the same visualizers in the render seed's look above it."""
-    from synesthete.evaluate import SEED_LOOK, _seed_look_oracle, heldout_picture
+    the committed VAE's reconstructions of them just above it, the same songs drawn by the same visualizers in
+    the render seed's look further above."""
+    from synesthete.checkpoint import load_models
+    from synesthete.evaluate import SEED_LOOK, VAE_ROUNDTRIP, _seed_look_oracle, _vae_roundtrip, heldout_picture
 
     settings = load_settings()
     frames = [clip["frames"] for clip in clips]
     other_look = _seed_look_oracle(clips, settings)
     assert all(a.shape == b.shape and not torch.equal(a, b) for a, b in zip(other_look, frames, strict=True))
-    out = heldout_picture(critic, frames, clips, settings, references={"itself": frames, SEED_LOOK: other_look})
+    models = load_models(settings, ROOT / "checkpoints", "cpu")
+    recon = [_vae_roundtrip(models, f, torch.device("cpu")) for f in frames]
+    assert all(r.dtype == torch.uint8 and r.shape == f.shape for r, f in zip(recon, frames, strict=True))
+    out = heldout_picture(critic, frames, clips, settings,
+                          references={"itself": frames, SEED_LOOK: other_look, VAE_ROUNDTRIP: recon})
+    ratios = out["fsd"]["references"]
     assert out["fsd"]["ratio_to_floor"] == pytest.approx(1.0, rel=1e-6)
-    assert out["fsd"]["references"]["itself"] == pytest.approx(1.0, rel=1e-6)
-    assert out["fsd"]["references"][SEED_LOOK] > 1.2  # 1.50 on these 4 clips of 3 s; 5.2 on eval's 8 of 6 s
+    assert ratios["itself"] == pytest.approx(1.0, rel=1e-6)
+    assert 1.0 < ratios[VAE_ROUNDTRIP] < ratios[SEED_LOOK]  # 1.11 and 1.50 here
+    assert ratios[SEED_LOOK] > 1.2  # 1.50 on these 4 clips of 3 s; 5.2 on eval's 8 of 6 s
 
 
 def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
