@@ -248,15 +248,19 @@ def heldout_clips(settings: Settings, count: int) -> list[dict]:
     ]
 
 
-def _oracle_for_audio(clip: dict, other: dict, settings: Settings) -> torch.Tensor:
-    """The clip's visualizer (same parameters) driven by ``other``'s audio -> uint8 [T, 3, H, W]."""
+def _visualizers(wave: torch.Tensor, params: dict, settings: Settings, frames: int | None = None) -> torch.Tensor:
+    """The visualizers of ``params`` (a visual spec) driven by mono audio ``wave`` -> uint8 [T, 3, H, W]
+    (T = ``frames`` if given, else what the audio's length makes)."""
     from synesthete.data import feature_extractor
     from synesthete.media import to_uint8
     from synesthete.visual import render_frames
 
-    wave = other["audio"]
-    features = feature_extractor(settings)(wave, clip["features"].shape[0])  # [T, F]
-    return to_uint8(render_frames(features, wave, clip["meta"]["visual"], settings))
+    return to_uint8(render_frames(feature_extractor(settings)(wave, frames), wave, params, settings))
+
+
+def _oracle_for_audio(clip: dict, other: dict, settings: Settings) -> torch.Tensor:
+    """The clip's visualizer (same parameters) driven by ``other``'s audio -> uint8 [T, 3, H, W]."""
+    return _visualizers(other["audio"], clip["meta"]["visual"], settings, clip["features"].shape[0])
 
 
 @torch.no_grad()
@@ -340,15 +344,10 @@ def _vae_roundtrip(models: Any, frames: torch.Tensor, device: torch.device, batc
 def _seed_look_oracle(clips: list[dict], settings: Settings) -> list[torch.Tensor]:
     """Each clip's audio drawn by its style's visualizers in the look the render seed picks (``render.seed_look``),
     not the clip's own: the FSD of a perfect model that renders in that look, as ``render --style`` does."""
-    from synesthete.data import feature_extractor
-    from synesthete.media import to_uint8
     from synesthete.render import seed_look
     from synesthete.styles import clip_style
-    from synesthete.visual import render_frames
 
-    extract = feature_extractor(settings)
-    return [to_uint8(render_frames(extract(clip["audio"]), clip["audio"],
-                                   seed_look(clip_style(clip["meta"]), settings.render.seed, settings), settings))
+    return [_visualizers(clip["audio"], seed_look(clip_style(clip["meta"]), settings.render.seed, settings), settings)
             for clip in clips]
 
 
@@ -561,11 +560,9 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     """Long renders: style stability and cut rate over ``eval.long_seconds`` of a held-out song, and the seam
     score on ``eval.probe_seconds`` of an aperiodic probe (noise, random hits), beside the oracle's."""
     from synesthete.data import feature_extractor, make_clip, seed_for
-    from synesthete.media import to_uint8
     from synesthete.metrics import picture
     from synesthete.render import generate_frames, song_layout
     from synesthete.styles import clip_style, style_name
-    from synesthete.visual import render_frames
 
     ev, d = settings.eval, settings.diffusion
     out: dict[str, Any] = {}
@@ -593,7 +590,7 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
         style = clip_style(clip["meta"])
         wave = picture.aperiodic_probe(ev.probe_seconds, settings.audio.sample_rate, seed=seed)
         video = generate_frames(models, wave, settings, progress=progress, style=style, look=clip_look(clip, settings))
-        oracle = to_uint8(render_frames(feature_extractor(settings)(wave), wave, clip["meta"]["visual"], settings))
+        oracle = _visualizers(wave, clip["meta"]["visual"], settings)
         out["probe"] = {
             "seconds": ev.probe_seconds, "style": style_name(style),
             "model": {"seam_score": picture.seam_score(video, joins_of(wave)),
