@@ -383,6 +383,24 @@ Resume = Annotated[
 Export = Annotated[
     Path | None, typer.Option("--export", help="After training, export compact weights into this folder.")
 ]
+Music = Annotated[
+    list[Path] | None,
+    typer.Option("--music", help=_help("A folder of real songs (subfolders too) whose excerpts join the procedural "
+                                       "clips; repeat for more folders.", "data.music_dirs")),
+]
+
+
+def _music_dirs(music: list[Path] | None) -> list[Path] | None:
+    """``--music`` folders, checked before torch is imported (a missing or empty folder is one line at once)."""
+    if not music:
+        return None
+    from synesthete.files import find_music
+
+    for folder in music:
+        find_music(folder)
+    return list(music)
+
+
 GradAccum = Annotated[
     int | None, typer.Option("--grad-accum", help=_help("Micro-batches per optimisation step.", "train.grad_accum"))
 ]
@@ -399,6 +417,7 @@ def train_vae_cmd(
     resume: Resume = None,
     export: Export = None,
     grad_accum: GradAccum = None,
+    music: Music = None,
     preset: Preset = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -408,6 +427,7 @@ def train_vae_cmd(
         preset, resume, device=device,
         vae={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
+        data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
     from synesthete.train.vae import train_vae  # torch: after the checks
@@ -444,6 +464,7 @@ def train_diffusion_cmd(
                                        "audio-guided output and samples in one pass per step instead of two "
                                        "(starts from them unless --init says otherwise)."),
     ] = None,
+    music: Music = None,
     preset: Preset = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -456,6 +477,7 @@ def train_diffusion_cmd(
         preset, resume, device=device,
         diffusion={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
+        data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
     from synesthete.train.diffusion import train_diffusion  # torch: after the checks
@@ -476,6 +498,7 @@ def train_critic_cmd(
     resume: Resume = None,
     export: Export = None,
     grad_accum: GradAccum = None,
+    music: Music = None,
     preset: Preset = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -485,6 +508,7 @@ def train_critic_cmd(
         preset, resume, device=device,
         critic={"max_steps": max_steps, "batch_size": batch_size, "lr": lr},
         train={"seed": seed, "run_name": run_name, "grad_accum": grad_accum},
+        data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
     from synesthete.train.critic import train_critic  # torch: after the checks

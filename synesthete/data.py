@@ -1,4 +1,7 @@
-"""The infinite data engine: procedural (music, features, frames) pairs generated in memory, never on disk.
+"""The infinite data engine: (music, features, frames) pairs generated in memory, never on disk.
+
+The music is procedural, mixed with excerpts of real songs when ``data.music_dirs`` names folders of them
+(``stream_clip``, ``synesthete.music``); the frames are the visualizers' drawing of that audio either way.
 
 A clip is a pure function of its seed and the settings (``make_clip``). The stream (``ClipStream``) maps a
 global clip index to a seed (``seed_for``) and deals the indices out to ``torchrun`` ranks and DataLoader
@@ -31,6 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from synesthete.audio.features import FeatureExtractor, cached_extractor, frames_for
 from synesthete.audio.synth import synthesize
 from synesthete.media import to_uint8
+from synesthete.music import SPEED, MusicLibrary, Song, excerpt, uses_music
 from synesthete.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,18 +77,57 @@ def make_clip(seed: int, settings: Settings, with_frames: bool = True, **synth_o
 
     ``synth_overrides`` go to ``synthesize`` (e.g. ``drums=True``, ``silence=True``, ``duration=6.0``).
     """
-    from synesthete.visual import render_frames, sample_params
-
     duration = synth_overrides.pop("duration", None)
     wave, score = synthesize(seed, settings, duration=duration, **synth_overrides)  # [N]
+    return draw_clip(seed, wave, score, settings, with_frames)
+
+
+@torch.no_grad()
+def make_music_clip(song: Song, seed: int, settings: Settings, with_frames: bool = True) -> dict:
+    """One training pair from a real song: an augmented excerpt (``music.excerpt``) drawn as ``make_clip`` draws.
+
+    ``meta["music"]`` says which file, where and how it was augmented; there are no exact beats.
+    """
+    wave, how = excerpt(song, seed, settings.audio.clip_seconds, settings.audio.sample_rate)
+    return draw_clip(seed, wave, {"music": how}, settings, with_frames)
+
+
+def draw_clip(seed: int, wave: torch.Tensor, meta: dict, settings: Settings, with_frames: bool) -> dict:
+    """Features [T, F] of ``wave`` [N] and, with ``with_frames``, the visualizers' frames in the look of ``seed``."""
+    from synesthete.visual import render_frames, sample_params
+
     num_frames = frames_for(wave.shape[0], settings.audio.sample_rate, settings.video.fps)
     features = feature_extractor(settings)(wave, num_frames)  # [T, F]
     params = sample_params(random.Random(f"synesthete-visual:{seed}"), settings)
-    clip = {"seed": int(seed), "audio": wave, "features": features, "meta": {**score, "visual": params}}
+    clip = {"seed": int(seed), "audio": wave, "features": features, "meta": {**meta, "visual": params}}
     if with_frames:
         frames = render_frames(features, wave, params, settings)  # [T, 3, H, W] float in [0, 1]
         clip["frames"] = to_uint8(frames)
     return clip
+
+
+def music_library(settings: Settings) -> MusicLibrary | None:
+    """The songs of ``data.music_dirs`` (None without any), scanned once per process and settings."""
+    data = settings.data
+    if not data.music_dirs:
+        return None
+    key = (tuple(str(p) for p in data.music_dirs), data.music_heldout, settings.audio.clip_seconds)
+    if key not in _LIBRARIES:
+        _LIBRARIES[key] = MusicLibrary.scan(list(data.music_dirs), data.music_heldout,
+                                            min_seconds=settings.audio.clip_seconds * (1 + SPEED) + 0.2)
+    return _LIBRARIES[key]
+
+
+_LIBRARIES: dict[tuple, MusicLibrary] = {}
+
+
+def stream_clip(seed: int, settings: Settings, split: str, library: MusicLibrary | None, with_frames: bool = True,
+                **synth_overrides: Any) -> dict:
+    """The stream's clip for ``seed``: a real-music excerpt for a ``data.music_share`` of the seeds when a
+    library is given, else (and otherwise) the procedural clip."""
+    if library is not None and not synth_overrides and uses_music(seed, settings.data.music_share):
+        return make_music_clip(library.pick(seed, split), seed, settings, with_frames)
+    return make_clip(seed, settings, with_frames=with_frames, **synth_overrides)
 
 
 def worker_init_fn(worker_id: int) -> None:
@@ -130,6 +173,7 @@ class ClipStream(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.batch_size = batch_size
         self.synth_overrides = synth_overrides
+        self.music = music_library(settings)  # scanned here, in the main process: a bad folder fails at once
 
     def positions(self, worker: int = 0, num_workers: int = 1) -> Iterator[int]:
         """Local stream positions (>= start_index) that DataLoader worker ``worker`` of ``num_workers`` makes."""
@@ -149,7 +193,7 @@ class ClipStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for position in self.positions(worker, num_workers):
             seed = seed_for(self.global_index(position), self.settings, self.split)
-            yield make_clip(seed, self.settings, with_frames=self.with_frames, **self.synth_overrides)
+            yield stream_clip(seed, self.settings, self.split, self.music, self.with_frames, **self.synth_overrides)
 
 
 def collate_clips(batch: list[dict]) -> dict:

@@ -221,8 +221,9 @@ def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = (
 # --------------------------------------------------------------------------------------------- songs
 # What a folder given to `render` contributes: audio files by extension (a video's soundtrack renders too,
 # but only when named: an output folder of mp4s inside the input folder must not become input).
+# Tracker modules (xm, mod, it, s3m) decode through FFmpeg's libopenmpt, as game soundtracks often ship them.
 AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif", ".aiff",
-                              ".wma"})
+                              ".wma", ".xm", ".mod", ".it", ".s3m"})
 
 
 def expand_songs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -275,3 +276,24 @@ def output_names(songs: list[Path]) -> list[str]:
         taken.add(name.casefold())
         names.append(name)
     return names
+
+
+def find_music(folder: str | Path) -> list[Path]:
+    """The audio files of a music library folder (``--music``): subfolders too (a library is Artist/Album/...),
+    hidden files and folders skipped, sorted by path. A missing or empty folder is an InputError."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"music folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"music folder {folder} is a file, not a folder")
+    found = []
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if any(p.startswith(".") for p in parts) or path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        if path.is_file():
+            found.append(path)
+    if not found:
+        kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
+        raise InputError(f"music folder {folder} holds no audio files ({kinds}), subfolders included")
+    return sorted(found)

@@ -79,7 +79,7 @@ class VideoSettings(_Section):
 
 
 class DataSettings(_Section):
-    """The infinite procedural data engine."""
+    """The infinite data engine: procedural music, optionally mixed with real songs."""
 
     seed: int = Field(0, ge=0, description="Base seed of the training stream.")
     heldout_seed_start: int = Field(HELDOUT_SEED_START, description="First seed of the held-out (eval-only) range.")
@@ -96,6 +96,17 @@ class DataSettings(_Section):
     augment: bool = Field(True, description="Apply light augmentation (flip, hue shift) to frames.")
     visualizers: list[str] = Field(
         default_factory=list, description="Visualizer names to draw from; empty means all registered ones."
+    )
+    music_dirs: list[Path] = Field(
+        default_factory=list, description="Folders of real songs (subfolders too) whose excerpts join the "
+        "procedural clips in training (`train ... --music DIR`); empty means procedural music only.",
+    )
+    music_share: float = Field(
+        0.5, ge=0, le=1, description="Share of the stream's clips cut from music_dirs (when it names folders)."
+    )
+    music_heldout: float = Field(
+        0.2, ge=0, lt=1, description="Share of the songs, chosen by a hash of each file's bytes, held out of "
+        "training for `eval --music`.",
     )
 
 
