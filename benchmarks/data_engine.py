@@ -1,8 +1,11 @@
 """Data engine throughput: clips/s and frames/s of make_clip, a per-stage breakdown, and a DataLoader figure.
 
-Usage: ``uv run python benchmarks/data_engine.py [--clips 60] [--workers 2] [--preset cpu] [--threads N]``;
-prints JSON. The figures are only meaningful on an otherwise idle machine: with more runnable processes
-than cores, torch's multi-threaded ops wait on descheduled threads and every stage slows down many-fold.
+Usage: ``uv run python benchmarks/data_engine.py [--clips 60] [--workers 2] [--preset cpu] [--threads N]
+[--music DIR ...]``; prints JSON. With ``--music`` it also times real-music clips (``data.make_music_clip``: a
+seek-decoded, augmented excerpt drawn by the visualizers) and gives the feature quantiles per channel of the
+procedural stream, of the folders' songs as they are, and of the augmented excerpts the stream trains on.
+The figures are only meaningful on an otherwise idle machine: with more runnable processes than cores,
+torch's multi-threaded ops wait on descheduled threads and every stage slows down many-fold.
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from synesthete.audio.features import frames_for
+from synesthete.audio.features import feature_names, frames_for
 from synesthete.audio.synth import synthesize
-from synesthete.data import ClipStream, collate_clips, feature_extractor, make_clip, seed_for, worker_init_fn
+from synesthete.data import (
+    ClipStream,
+    collate_clips,
+    feature_extractor,
+    make_clip,
+    make_music_clip,
+    music_library,
+    seed_for,
+    worker_init_fn,
+)
 from synesthete.media import to_uint8
+from synesthete.music import excerpt
 from synesthete.settings import load_settings
 from synesthete.visual import render_frames, sample_params
 
@@ -65,6 +78,49 @@ def _per_visualizer(settings, seeds: list[int]) -> dict[str, float]:
     return {key: round(sum(v) / len(v), 2) for key, v in sorted(times.items())}
 
 
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _quantiles(features: list[torch.Tensor], names: list[str]) -> dict[str, dict[str, float]]:
+    """Per feature channel, the 50/90/99th percentiles over every frame of ``features`` ([T, F] each)."""
+    frames = torch.cat(features)
+    q = torch.quantile(frames, torch.tensor(QUANTILES), dim=0)  # [3, F]
+    return {name: {f"p{round(p * 100)}": round(float(q[i, c]), 3) for i, p in enumerate(QUANTILES)}
+            for c, name in enumerate(names)}
+
+
+def _music(settings, folders: list[str], clips: int) -> dict:
+    """Real-music clips: their speed beside procedural ones, and the feature quantiles of three sources."""
+    settings = settings.updated(data={"music_dirs": folders})
+    t = time.perf_counter()
+    library = music_library(settings)
+    scan_s = time.perf_counter() - t
+    seeds = [seed_for(i, settings) for i in range(clips)]
+    songs = [library.pick(seed, "train") for seed in seeds]
+    make_music_clip(songs[0], seeds[0], settings)  # warm-up
+    per_clip, augmented = [], []
+    for song, seed in zip(songs, seeds, strict=True):
+        t = time.perf_counter()
+        augmented.append(make_music_clip(song, seed, settings)["features"])
+        per_clip.append(time.perf_counter() - t)
+    extract, sr = feature_extractor(settings), settings.audio.sample_rate
+    as_is = [extract(excerpt(song, seed, settings.audio.clip_seconds, sr, augment=False)[0])
+             for song, seed in zip(songs, seeds, strict=True)]
+    procedural = [make_clip(seed, settings, with_frames=False)["features"] for seed in seeds]
+    names = feature_names(settings.audio)
+    return {
+        "songs": library.describe(),
+        "scan_s": round(scan_s, 2),
+        "clips": clips,
+        "music_median_ms_per_clip": round(statistics.median(per_clip) * 1000, 2),
+        "feature_quantiles": {
+            "procedural": _quantiles(procedural, names),
+            "real_as_is": _quantiles(as_is, names),
+            "real_augmented": _quantiles(augmented, names),
+        },
+    }
+
+
 def main() -> None:
     """Run the benchmark and print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -74,6 +130,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="DataLoader batches timed after the first.")
     parser.add_argument("--preset", default="cpu", help="Settings preset (default: the shipped cpu defaults).")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default).")
+    parser.add_argument("--music", action="append", default=[], help="A folder of real songs (repeatable).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,6 +190,8 @@ def main() -> None:
             "frames_per_s": round(loader_frames / (t2 - t1), 1),
         },
     }
+    if args.music:
+        result["music"] = _music(settings, args.music, args.clips)
     print(json.dumps(result, indent=2))
 
 

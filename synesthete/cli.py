@@ -28,7 +28,7 @@ from typer.core import TyperOption  # noqa: E402
 
 from synesthete import __version__  # noqa: E402
 from synesthete.console import console, err_console, is_quiet, set_quiet  # noqa: E402
-from synesthete.errors import CheckpointError, ConfigError, SynestheteError, Terminated  # noqa: E402
+from synesthete.errors import CheckpointError, ConfigError, InputError, SynestheteError, Terminated  # noqa: E402
 
 # Typer 0.29 prints "<bool>" as the type of every on/off flag (--overwrite, --help): flags take no value,
 # so their help shows none.
@@ -401,6 +401,20 @@ def _music_dirs(music: list[Path] | None) -> list[Path] | None:
     return list(music)
 
 
+def _scan_music(settings: Any) -> None:
+    """Scan the music folders of ``data.music_dirs`` now (undecodable folders fail before any network is built)
+    and say what training will draw from; the scan is kept for the data engine (``data.music_library``)."""
+    if not settings.data.music_dirs:
+        return
+    from synesthete.data import music_library
+
+    library = music_library(settings)
+    console.print(f"music: {library.describe()}, {settings.data.music_share:.0%} of the clips")
+    if library.skipped:
+        err_console.print(f"[yellow]note:[/yellow] skipped {len(library.skipped)} files; first: "
+                          f"{library.skipped[0][1]}")
+
+
 GradAccum = Annotated[
     int | None, typer.Option("--grad-accum", help=_help("Micro-batches per optimisation step.", "train.grad_accum"))
 ]
@@ -430,6 +444,7 @@ def train_vae_cmd(
         data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
+    _scan_music(settings)
     from synesthete.train.vae import train_vae  # torch: after the checks
 
     summary = train_vae(settings, resume=resume, export=export)
@@ -480,6 +495,7 @@ def train_diffusion_cmd(
         data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
+    _scan_music(settings)
     from synesthete.train.diffusion import train_diffusion  # torch: after the checks
 
     summary = train_diffusion(settings, vae_path=vae, resume=resume, export=export, init=init, teacher=teacher)
@@ -511,6 +527,7 @@ def train_critic_cmd(
         data={"music_dirs": _music_dirs(music)},
     )
     _check_export(export)
+    _scan_music(settings)
     from synesthete.train.critic import train_critic  # torch: after the checks
 
     summary = train_critic(settings, resume=resume, export=export)
@@ -751,6 +768,17 @@ def eval_cmd(
         typer.Option("--probe-seconds", help=_help("Aperiodic probe render for the seam score (0 skips).",
                                                    "eval.probe_seconds")),
     ] = None,
+    family_table: Annotated[
+        bool, typer.Option("--families", help="Judge every visualizer family on its own: renders of held-out "
+                                              "excerpts in each family's look beside the visualizers' drawing "
+                                              "of the same audio (procedural songs, and real ones with --music).")
+    ] = False,
+    music: Annotated[
+        list[Path] | None,
+        typer.Option("--music", help="A folder of real songs (subfolders too): --families also scores its "
+                                     "held-out files (data.music_heldout of them, chosen by a hash of their "
+                                     "bytes); repeat for more folders."),
+    ] = None,
     device: Device = None,
     overwrite: Overwrite = False,
     preset: Preset = None,
@@ -765,8 +793,25 @@ def eval_cmd(
         diffusion={"sample_steps": steps},
         render={"seed": seed},
         paths={"checkpoints": checkpoint_dir, "critic": critic},
+        data={"music_dirs": _music_dirs(music)},
     )
     _refuse_inputs((out, plot, sheet), (video, audio, manifest))
+    if music or family_table:
+        if video is not None or plot is not None:
+            raise InputError("--families and --music score the checkpoints per family: leave out --video and --plot")
+        from synesthete import tables
+        from synesthete.family_eval import run_family_eval
+
+        result, written = run_family_eval(settings, json_out=out, sheet=sheet, overwrite=overwrite)
+        if as_json:
+            from synesthete.evaluate import json_safe
+
+            sys.stdout.write(json.dumps(json_safe(result), indent=2) + "\n")
+        else:
+            tables.print_families(result)
+        for path in written:
+            (err_console if as_json else console).print(f"wrote {path}")
+        return
     if video is not None:  # before torch is imported: a missing file is one line at once
         from synesthete.files import check_input
 

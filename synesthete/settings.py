@@ -362,6 +362,9 @@ class EvalSettings(_Section):
         20.0, ge=0, description="Length of the aperiodic probe render (noise, random hits) for seams (0 = skip)."
     )
     sheet_frames: int = Field(8, gt=0, description="Frames per row of the --sheet contact sheet.")
+    family_clips: int = Field(
+        2, gt=0, description="Excerpts per family and source in `eval --families` / `eval --music`."
+    )
 
 
 class PathSettings(_Section):

@@ -120,6 +120,33 @@ def print_picture(picture: dict) -> None:
     console.print(fit(table))
 
 
+def print_families(result: dict) -> None:
+    """Print the per-family table of ``family_eval``: one row per family and source, render beside visualizers."""
+    table = Table(title=f"every family ({result['clips_per_family']} excerpts of {result['clip_seconds']:g} s per "
+                        "family and source; render / visualizers on the same audio, in the same look)",
+                  title_justify="left")
+    for col in ("family", "source", "on style", "cut rate", "FSD / floor", "AV-Align", "silence/sound",
+                "long stability"):
+        table.add_column(col, justify="left" if col in ("family", "source") else "right")
+    for family, entry in result["families"].items():
+        long = entry.get("long")
+        for i, source in enumerate(result["sources"]):
+            part = entry[source]
+            m, v = part["model"], part["visualizers"]
+            table.add_row(
+                family if i == 0 else "", source,
+                f"{_fmt(m['on_style'], '{:.0%}')} / {_fmt(v['on_style'], '{:.0%}')}",
+                f"{_fmt(m['cut_rate'], '{:.1%}')} / {_fmt(v['cut_rate'], '{:.1%}')}",
+                _fmt(part["fsd_ratio_to_floor"], "{:.1f}"),
+                f"{_fmt(m['av_align'], '{:.2f}')} / {_fmt(v['av_align'], '{:.2f}')}",
+                f"{_fmt(m['silence_ratio'], '{:.2f}')} / {_fmt(v['silence_ratio'], '{:.2f}')}",
+                _fmt(long["style_stability"], "{:.0%}") if long and long["source"] == source else "",
+            )
+    console.print(fit(table))
+    if result.get("heldout_songs"):
+        console.print(f"held-out songs: {', '.join(result['heldout_songs'])}")
+
+
 def print_heldout(result: dict) -> None:
     """Print the held-out comparison table and the shuffle-gap/quality table."""
     title = (

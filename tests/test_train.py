@@ -18,6 +18,7 @@ from synesthete.checkpoint import load_models, read_checkpoint
 from synesthete.cli import main
 from synesthete.errors import TrainingError
 from synesthete.settings import load_settings
+from synesthete.styles import families
 from synesthete.train.diffusion import train_diffusion
 from synesthete.train.vae import train_vae
 
@@ -108,6 +109,9 @@ def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
     assert {"eval/av_align", "eval/bas", "eval_reference/av_align"} <= set(scalars)
     # The shipped style critic is found from the run's folder too: the held-out eval adds the picture metrics.
     assert {"picture/fsd", "picture/fsd_over_floor"} <= set(scalars)
+    # ... and every family on its own (procedural: this run has no music folder).
+    assert {f"families_procedural/{f}_on_style" for f in families()} <= set(scalars)
+    assert not any(tag.startswith("families_real/") for tag in scalars)
     assert sorted(events.Tags()["images"]) == ["diffusion/samples", "picture/contact_sheet"]
     image = events.Images("diffusion/samples")[-1]
     tiny = load_settings("tiny")

@@ -428,6 +428,25 @@ def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clip
     run.image("picture/contact_sheet", compose_sheet(heldout_sheet_rows(videos, run.settings)), step)
 
 
+def log_families(run: TrainingRun, models: Models, critic: Any, step: int) -> None:
+    """Eval hook: the per-family figures of ``eval --families`` (one excerpt per family and source, no long
+    render), on the music folders' held-out songs too when the run trains on real music."""
+    from synesthete.data import music_library
+    from synesthete.family_eval import evaluate_families
+
+    settings = run.settings.updated(eval={"family_clips": 1, "long_seconds": 0})
+    library = music_library(settings)
+    if library is not None and not library.songs("heldout"):
+        library = None
+    result = evaluate_families(models, critic, settings, library, progress=False)
+    for family, entry in result["families"].items():
+        for source in result["sources"]:
+            part = entry[source]
+            run.scalar(f"families_{source}/{family}_on_style", part["model"]["on_style"], step)
+            run.scalar(f"families_{source}/{family}_cut_rate_over_visualizers", part["cut_rate_ratio"], step)
+            run.scalar(f"families_{source}/{family}_fsd_over_floor", part["fsd_ratio_to_floor"], step)
+
+
 # --------------------------------------------------------------------------------------------- trainer
 def train_diffusion(
     settings: Settings,
@@ -599,6 +618,7 @@ def train_diffusion(
                         run.scalar(f"eval_reference/{key}", reference[key], step)
                     if critic is not None:
                         log_picture(run, critic, renders, eval_clips, step)
+                        log_families(run, models, critic, step)
             run.maybe_checkpoint(step, ds.max_steps, checkpoint)
 
         summary = run.summary(step, {"parameters": count_params(model)})
