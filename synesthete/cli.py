@@ -620,7 +620,7 @@ def _render_one(settings: Any, song: Path, out: Path, start: float, duration: fl
         from synesthete.pipeline import Synesthete
 
         pipe = Synesthete(settings)
-        job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite)
+        job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite, overwrite_flag="--overwrite")
         result = pipe.run(job, progress=True, since=t_start)  # loads the models
     print_summary("render", tables.render_summary(result))
 
@@ -663,7 +663,8 @@ def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, d
     jobs = []
     for song, name in zip(found, output_names(found), strict=True):  # every check first, before the models load
         try:
-            jobs.append(pipe.plan(song, folder / name, start=start, duration=duration, overwrite=overwrite))
+            jobs.append(pipe.plan(song, folder / name, start=start, duration=duration, overwrite=overwrite,
+                                  overwrite_flag="--overwrite"))
         except SynestheteError as exc:
             rows.append((song, None, _song_error(song, exc)))
     if jobs:
@@ -793,11 +794,9 @@ def eval_cmd(
 
 # ----------------------------------------------------------------------------------------------- entry
 def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or "settings"
-        parts.append(f"{field}: {err.get('msg')}")
-    return "invalid setting: " + "; ".join(parts)
+    from synesthete.settings import validation_message
+
+    return "invalid setting: " + validation_message(exc)
 
 
 def _terminate(signum: int, frame: Any) -> None:

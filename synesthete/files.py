@@ -201,12 +201,15 @@ def check_folder(path: str | Path, what: str) -> Path:
     return path
 
 
-def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written."""
+def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = (),
+                 flag: str = "--overwrite") -> Path:
+    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written.
+
+    ``flag`` is how the caller says "overwrite" (the CLI's ``--overwrite``, the API's ``overwrite=True``)."""
     path = Path(path)
     check_not_input(path, inputs)
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists (use --overwrite to replace it)")
+        raise OutputError(f"{path} already exists (use {flag} to replace it)")
     if path.exists() and path.is_dir():
         raise OutputError(f"{path} is a directory, not a file")
     parent = path.parent if str(path.parent) else Path(".")

@@ -1,0 +1,225 @@
+"""Issue 22, "nothing lost on the new surface": batch render, the Python API, tampered checkpoints, full disks.
+
+Each case of the probe that failed is reproduced with real files, real FFmpeg and tiny random-weight
+checkpoints (32x32 frames), through the real CLI (in this process, ``call_cli``, or in a process of its own
+where the process is under test) or the Python API. Full and read-only disks are real: a small tmpfs mounted
+in a private mount namespace (``unshare``) for one CLI process; where that is not allowed, those tests skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, assert_user_error, call_cli, cli_env, tiny_checkpoints
+
+from synesthete.errors import CheckpointError, ConfigError, InputError, OutputError, SynestheteError
+from synesthete.media import load_video, write_video, write_wav
+from synesthete.settings import load_settings
+
+TINY = ("--preset", "tiny", "--steps", "2")
+
+
+def tone(seconds: float, sample_rate: int = 16000, freq: float = 220.0) -> torch.Tensor:
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    return 0.3 * torch.sin(2 * torch.pi * freq * t)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory) -> Path:
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"))
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("song") / "song.wav"
+    write_wav(path, tone(1.0), 16000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(ckpt_dir):
+    from synesthete import Synesthete
+
+    return Synesthete.from_pretrained(ckpt_dir, device="cpu", diffusion={"sample_steps": 2})
+
+
+def render(ckpt_dir: Path, *args: str, env: dict[str, str] | None = None):
+    return call_cli("render", *args, *TINY, "--checkpoint-dir", str(ckpt_dir), env=env)
+
+
+def popen_cli(*args: str, sigint: bool = True) -> subprocess.Popen:
+    """``python -m synesthete ARGS`` in its own process group; ``sigint`` False starts it with SIGINT ignored
+    (as a shell's background job), True with the default handler (a terminal's foreground job)."""
+    disposition = signal.SIG_DFL if sigint else signal.SIG_IGN
+    return subprocess.Popen(
+        [sys.executable, "-m", "synesthete", *args], cwd=str(ROOT), env=cli_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
+    )
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 180.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended (rc {proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------------- tmpfs
+def _namespace() -> list[str] | None:
+    """A command prefix that runs in a private mount namespace where tmpfs can be mounted, or None."""
+    for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
+        try:
+            proc = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs -o size=64k none /mnt"], capture_output=True,
+                                  timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            return prefix
+    return None
+
+
+NAMESPACE = _namespace() if sys.platform.startswith("linux") else None
+needs_tmpfs = pytest.mark.skipif(NAMESPACE is None, reason="cannot mount a tmpfs in a private mount namespace")
+
+
+def cli_on_tmpfs(mount: Path, options: str, *args: str, env: dict[str, str] | None = None, before: str = "",
+                 after: str = "") -> subprocess.CompletedProcess:
+    """Run ``python -m synesthete ARGS`` with a tmpfs (``mount -o options``) at ``mount``, private to that process
+    and gone with it: shell ``before`` runs first, ``after`` (to look at the tmpfs) prints after a line "@@"."""
+    mount.mkdir(exist_ok=True)
+    script = (f"mount -t tmpfs -o {options} none {shlex.quote(str(mount))} || exit 99\n{before}\n"
+              f'"$@"; rc=$?\necho @@\n{after}\nexit $rc')
+    return subprocess.run([*NAMESPACE, "sh", "-c", script, "sh", sys.executable, "-m", "synesthete", *args],
+                          capture_output=True, text=True, env=cli_env(env), cwd=str(ROOT), timeout=600)
+
+
+def one_error_line(proc, *fragments: str) -> None:
+    """``assert_user_error`` with stdout split at the "@@" that ``cli_on_tmpfs`` prints after the command."""
+    stdout = proc.stdout.split("@@")[0]
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, proc.stderr)
+    assert_user_error(result, *fragments)
+
+
+def test_seeds_past_64_bits_are_one_line(ckpt_dir, song, pipe, tmp_path):
+    """4. `--seed 2**64` overflowed gen.manual_seed: a traceback from the CLI and the API."""
+    huge = str(2**64)
+    assert_user_error(render(ckpt_dir, str(song), "-o", str(tmp_path / "x.mp4"), "--seed", huge), "render.seed")
+    env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs")}
+    assert_user_error(call_cli("train", "vae", "--preset", "tiny", "--seed", huge, env=env), "train.seed")
+    assert_user_error(call_cli("gen-audio", "-n", "1", "-o", str(tmp_path / "d"), "--seed", huge), "data.seed")
+    with pytest.raises(InputError, match=r"^invalid option: seed: Input should be less than or equal to"):
+        pipe.render(song, seed=2**64)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "d").exists()
+    assert pipe.render(song, seed=2**63 - 1, duration=0.2).frames.shape[0] == 6  # the largest seed works
+
+
+def test_size_is_bounded(ckpt_dir, song, pipe, tmp_path):
+    """6. `render(size=100000)` to memory tried to allocate 720 GB; `--size 100000` got a raw encoder error."""
+    with pytest.raises(InputError, match="^invalid option: size: Input should be less than or equal to 4096$"):
+        pipe.render(song, size=100_000)
+    assert_user_error(render(ckpt_dir, str(song), "-o", str(tmp_path / "x.mp4"), "--size", "100000"),
+                      "render.size", "4096")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+# ================================================================================= the wrong exception
+@pytest.mark.parametrize(("options", "keyword"), [
+    ({"steps": 0}, "steps"), ({"steps": -1}, "steps"), ({"guidance": float("nan")}, "guidance"),
+    ({"guidance": float("inf")}, "guidance"), ({"style_guidance": float("nan")}, "style_guidance"),
+    ({"style_guidance": float("-inf")}, "style_guidance"), ({"lanes": 0}, "lanes"), ({"seed": -1}, "seed"),
+    ({"sampler": "bogus"}, "sampler"),
+])
+def test_api_option_errors_are_the_projects_own(pipe, song, options, keyword):
+    """7. They were pydantic's multi-line ValidationError (with a URL), which `except SynestheteError` missed."""
+    with pytest.raises(SynestheteError) as info:
+        pipe.render(song, **options)
+    assert isinstance(info.value, InputError)
+    message = str(info.value)
+    assert message.startswith(f"invalid option: {keyword}: ") and "\n" not in message and "http" not in message
+
+
+def test_api_setting_errors_are_config_errors(ckpt_dir, monkeypatch):
+    from synesthete import Synesthete
+
+    with pytest.raises(ConfigError, match=r"^invalid setting: diffusion\.sample_steps: "):
+        Synesthete.from_pretrained(ckpt_dir, device="cpu", diffusion={"sample_steps": 0})
+    monkeypatch.setenv("SYNESTHETE_RENDER__CRF", "99")
+    with pytest.raises(ConfigError, match=r"^invalid setting: render\.crf: "):
+        Synesthete()
+
+
+@pytest.mark.slow
+def test_existing_output_names_the_callers_own_overwrite(ckpt_dir, pipe, song, tmp_path):
+    """7. The API's message for an existing output said `--overwrite`; its keyword is `overwrite=True`."""
+    out = tmp_path / "song.mp4"
+    out.write_bytes(b"keep")
+    with pytest.raises(OutputError, match=r"use overwrite=True to replace it\)$"):
+        pipe.render(song, out)
+    assert_user_error(render(ckpt_dir, str(song), "-o", str(out)), "use --overwrite to replace it")
+    other = tmp_path / "other.wav"
+    write_wav(other, tone(0.2), 16000)
+    proc = render(ckpt_dir, str(song), str(other), "-o", str(tmp_path))  # song.mp4 exists: a batch
+    assert proc.returncode == 1 and "use --overwrite to replace it" in proc.stderr, proc.stderr
+    assert out.read_bytes() == b"keep"
+
+
+def test_x264_preset_is_checked_as_a_setting(ckpt_dir, song, tmp_path):
+    """9. `SYNESTHETE_RENDER__X264_PRESET=nosuch` reached the encoder, whose error never named the setting."""
+    proc = render(ckpt_dir, str(song), "-o", str(tmp_path / "x.mp4"), env={"SYNESTHETE_RENDER__X264_PRESET": "nosuch"})
+    assert_user_error(proc, "render.x264_preset", "veryfast")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_render_to_memory_is_estimated_and_refused_above_the_limit(ckpt_dir, song):
+    """10. A 2-hour song at 128 px to memory needed about 21 GB (frames gathered, then concatenated)."""
+    from synesthete import Synesthete
+    from synesthete.render import check_memory, memory_need
+
+    settings = load_settings()  # 128x128 frames at 30 fps
+    two_hours = 2 * 3600 * 30
+    assert memory_need(settings, two_hours) == two_hours * 3 * 128 * 128  # held once: 10.6 GB, not 21
+    with pytest.raises(OutputError, match=r"7200\.0 s at 128x128 would hold 10\.62 GB of frames, more than "
+                                          r"render\.memory_gb \(4 GB\): render to a file"):
+        check_memory(settings, two_hours)
+    check_memory(settings, 30 * 60)  # a minute is fine
+    small = Synesthete.from_pretrained(ckpt_dir, device="cpu", render={"memory_gb": 1e-5})
+    with pytest.raises(OutputError, match=r"would hold 0\.00 GB of frames, more than render\.memory_gb"):
+        small.render(song)  # 30 frames of 32x32: 92 kB, above 10 kB
+    assert small.render(song, duration=0.1, steps=1).frames.shape == (3, 3, 32, 32)  # 9 kB
+
+
+def test_render_to_memory_holds_its_frames_once():
+    """10. Frames go into one tensor, allocated at the start: no blocks joined at the end."""
+    from synesthete.render import _Memory
+
+    sink = _Memory(10, 4, 6)
+    for n in (4, 4, 2):
+        sink.add(torch.rand(n, 3, 4, 6))
+    frames = sink.frames()
+    assert frames.shape == (10, 3, 4, 6) and frames.dtype == torch.uint8
+    assert frames.untyped_storage().data_ptr() == sink.data.untyped_storage().data_ptr()
+    assert frames.untyped_storage().nbytes() == 10 * 3 * 4 * 6
