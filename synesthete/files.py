@@ -221,6 +221,24 @@ def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = (
     return path
 
 
+# --------------------------------------------------------------------------------------------- messages
+_LONG = 60  # characters of a user's text (a style name, a file name) that a one-line message repeats
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) written as escapes, so that a message or a
+    table row stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shorten(text: str, limit: int = _LONG) -> str:
+    """``text`` as a message repeats it: one line, and cut to ``limit`` characters (saying how long it was)."""
+    text = one_line(str(text))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 # --------------------------------------------------------------------------------------------- songs
 # What a folder given to `render` contributes: audio files by extension (a video's soundtrack renders too,
 # but only when named: an output folder of mp4s inside the input folder must not become input).

@@ -124,6 +124,45 @@ def one_error_line(proc, *fragments: str) -> None:
     assert_user_error(result, *fragments)
 
 
+# ================================================================================= tracebacks, exhaustion
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("dim", 100_000, "DiTConfig.dim=100000: must be in 1..4096"),
+    ("depth", 10**6, "DiTConfig.depth=1000000: must be in 1..128"),
+    ("dim", -8, "DiTConfig.dim=-8: must be in"),
+    ("heads", "2", "DiTConfig.heads='2': must be an integer"),
+    ("mlp_ratio", float("nan"), "must be a finite number"),
+    ("schedule", "x" * 100_000, "must be one of cosine, linear"),
+    ("depth", 100, "more than the 101,104 parameters the file holds"),  # within bounds, but not these weights
+])
+def test_tampered_checkpoint_config_is_refused_before_building(ckpt_dir, tmp_path, field, value, message):
+    """3. A stored config asking for a huge network was built before any check: dim 100000 allocated 40 GB,
+    depth 10^6 layers until the memory ran out, a negative dim gave a traceback."""
+    from synesthete.checkpoint import load_models, read_checkpoint, save_checkpoint
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "vae.pt").write_bytes((ckpt_dir / "vae.pt").read_bytes())
+    ckpt = read_checkpoint(ckpt_dir / "diffusion.pt")
+    ckpt["config"] = {**ckpt["config"], field: value}
+    save_checkpoint(ckpt, bad / "diffusion.pt")
+    with pytest.raises(CheckpointError, match="diffusion.pt") as info:
+        load_models(load_settings("tiny"), bad, "cpu")
+    assert message in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_tampered_checkpoint_is_one_line_from_the_cli(ckpt_dir, song, tmp_path):
+    from synesthete.checkpoint import read_checkpoint, save_checkpoint
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    ckpt = read_checkpoint(ckpt_dir / "vae.pt")
+    ckpt["config"] = {**ckpt["config"], "base_channels": -1}
+    save_checkpoint(ckpt, bad / "vae.pt")
+    (bad / "diffusion.pt").write_bytes((ckpt_dir / "diffusion.pt").read_bytes())
+    proc = render(bad, str(song), "-o", str(tmp_path / "out.mp4"))
+    assert_user_error(proc, "vae.pt", "VAEConfig.base_channels=-1")
+
+
 def test_seeds_past_64_bits_are_one_line(ckpt_dir, song, pipe, tmp_path):
     """4. `--seed 2**64` overflowed gen.manual_seed: a traceback from the CLI and the API."""
     huge = str(2**64)
