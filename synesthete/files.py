@@ -134,6 +134,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; a failed write (a full disk) is an OutputError naming the file."""
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 # --------------------------------------------------------------------------------------------- checks
 def check_input(path: str | Path, what: str = "an audio file") -> Path:
     """Fail when the input ``path`` does not exist or is a folder (``what`` names the file it should be)."""

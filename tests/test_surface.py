@@ -124,6 +124,47 @@ def one_error_line(proc, *fragments: str) -> None:
     assert_user_error(result, *fragments)
 
 
+def test_a_decoder_that_dies_partway_is_an_error_not_silence(tmp_path):
+    """2. FFmpeg dying mid-song (here: a real SIGINT to it) used to read as the end of the song."""
+    from synesthete.media import AudioReader
+
+    path = tmp_path / "long.wav"
+    write_wav(path, tone(30.0), 16000)
+    with AudioReader(path, 16000, 1) as reader:
+        assert reader.read(16000).shape[-1] == 16000
+        reader._proc.send_signal(signal.SIGINT)  # what a Ctrl-C to the process group does to it
+        reader._proc.wait()
+        with pytest.raises(InputError, match=r"long\.wav: the audio decoder \(FFmpeg\) failed at"):
+            while reader.read(16000).shape[-1]:
+                pass
+
+
+@pytest.mark.slow
+def test_render_whose_decoder_dies_fails_and_leaves_no_video(ckpt_dir, tmp_path):
+    """2. The issue's reproduction: SIGINT to the process group of a render started with SIGINT ignored. Only
+    the FFmpeg child dies; the last part of the song was silent, with exit 0."""
+    path = tmp_path / "long.wav"
+    write_wav(path, tone(60.0), 16000)
+    out = tmp_path / "out.mp4"
+    # FFmpeg, blocked on a full pipe, exits once the render reads on: a render that goes on makes it read soon.
+    proc = popen_cli("render", str(path), "-o", str(out), *TINY, "--checkpoint-dir", str(ckpt_dir), sigint=False)
+    try:
+        # Encoded video in the temporary mp4: FFmpeg has been decoding for a while (a signal before it set up its
+        # handler would find SIGINT ignored, as the render it inherits from has it).
+        wait_for(lambda: any(p.stat().st_size > 20_000 for p in tmp_path.glob(".out.*.tmp.mp4")), proc,
+                 "the first seconds of video")
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    errors = [line for line in stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith(f"error: {path}: the audio decoder (FFmpeg) failed at"), stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]  # no video, no temporary file
+
+
 # ================================================================================= tracebacks, exhaustion
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("dim", 100_000, "DiTConfig.dim=100000: must be in 1..4096"),
@@ -174,6 +215,38 @@ def test_seeds_past_64_bits_are_one_line(ckpt_dir, song, pipe, tmp_path):
         pipe.render(song, seed=2**64)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "d").exists()
     assert pipe.render(song, seed=2**63 - 1, duration=0.2).frames.shape[0] == 6  # the largest seed works
+
+
+@needs_tmpfs
+@pytest.mark.slow
+@pytest.mark.parametrize(("when", "file"), [("at the first checkpoint", "ckpt_latest.pt"),
+                                            ("from the start", "settings.json")])
+def test_training_onto_a_full_disk_is_one_line(tmp_path, when, file):
+    """5. `train` onto a full disk gave two tracebacks (Errno 28, then torch's zip writer); now one line, as
+    render gives, and no run folder or temporary file is left. A disk full from the start failed on the pid
+    in the run folder's lock file, then on settings.json."""
+    full = tmp_path / "full"
+    fill = f"mkdir {full}/runs; dd if=/dev/zero of={full}/fill bs=4k 2>/dev/null" if when == "from the start" else ""
+    proc = cli_on_tmpfs(full, "size=150k", "train", "vae", "--preset", "tiny", "--max-steps", "2",
+                        env={"SYNESTHETE_PATHS__RUNS": str(full / "runs")}, before=fill,
+                        after=f"ls -A {full}/runs 2>/dev/null")
+    one_error_line(proc, file, "no space left on device")
+    assert proc.stdout.split("@@")[1].split() == []  # the run folder it made is gone, with no temporary file
+
+
+@needs_tmpfs
+@pytest.mark.slow
+def test_rendering_onto_a_full_disk_is_one_line_and_keeps_the_old_file(ckpt_dir, tmp_path):
+    """5, 9. A full disk showed torchcodec's C++ source path (or a traceback) before "No space left on device"."""
+    song = tmp_path / "s.wav"
+    write_wav(song, tone(6.0), 16000)  # about 100 kB of video and AAC
+    full = tmp_path / "full"
+    proc = cli_on_tmpfs(full, "size=40k", "render", str(song), "-o", str(full / "x.mp4"), "--overwrite", *TINY,
+                        "--checkpoint-dir", str(ckpt_dir), before=f"printf keep > {full}/x.mp4",
+                        after=f"ls -A {full}; cat {full}/x.mp4 2>/dev/null")
+    one_error_line(proc, "x.mp4", "no space left on device")
+    assert ".cpp" not in proc.stderr and "__w" not in proc.stderr
+    assert proc.stdout.split("@@")[1].split() == ["x.mp4", "keep"]  # the old file, and no temporary file
 
 
 def test_size_is_bounded(ckpt_dir, song, pipe, tmp_path):
@@ -231,6 +304,38 @@ def test_x264_preset_is_checked_as_a_setting(ckpt_dir, song, tmp_path):
     proc = render(ckpt_dir, str(song), "-o", str(tmp_path / "x.mp4"), env={"SYNESTHETE_RENDER__X264_PRESET": "nosuch"})
     assert_user_error(proc, "render.x264_preset", "veryfast")
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.slow
+def test_mp3_with_junk_after_its_id3_tag_renders(ckpt_dir, tmp_path):
+    """9. torchcodec stopped at a block of junk after the ID3 tag ("SingleStreamDecoder.cpp ... Header missing")
+    where `ffmpeg -i` decodes the file with exit 0: decode what FFmpeg decodes."""
+    clean = tmp_path / "clean.mp3"
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=3", "-ar", "44100", "-b:a", "128k", "-id3v2_version", "3",
+           "-metadata", "title=x", str(clean))
+    data = clean.read_bytes()
+    assert data[:3] == b"ID3"
+    end = 10 + (data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9])  # the tag's syncsafe size
+    junk = random.Random(0).randbytes(200_000)
+    song = tmp_path / "junk.mp3"
+    song.write_bytes(data[:end] + junk + data[end:])
+    assert subprocess.run(["ffmpeg", "-v", "quiet", "-i", str(song), "-f", "null", "-"]).returncode == 0
+    out = tmp_path / "out.mp4"
+    proc = render(ckpt_dir, str(song), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ".cpp" not in proc.stderr
+    assert abs(load_video(out)[0].shape[0] - 90) <= 3
+
+
+def test_codec_errors_lose_their_cpp_source_location():
+    from synesthete.media import codec_message
+
+    raw = ("encodeVideoFrame, /__w/torchcodec/torchcodec/src/torchcodec/_core/Encoder.cpp:1504, Error in "
+           "av_interleaved_write_frame: No space left on device")
+    assert codec_message(RuntimeError(raw)) == "No space left on device"
+    raw = ("decodeAVFrame, /__w/torchcodec/src/torchcodec/_core/SingleStreamDecoder.cpp:1436, Could not push "
+           "packet to decoder: Invalid data found when processing input")
+    assert codec_message(RuntimeError(raw)) == raw.split(", ", 2)[2]
 
 
 def test_render_to_memory_is_estimated_and_refused_above_the_limit(ckpt_dir, song):
