@@ -124,6 +124,66 @@ def one_error_line(proc, *fragments: str) -> None:
     assert_user_error(result, *fragments)
 
 
+# ================================================================================= data loss
+def test_batch_output_names_never_name_an_input(tmp_path, monkeypatch):
+    """1. The rule (files.output_names): an input of the batch in the output folder takes its name."""
+    from synesthete.files import output_names
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("x", "y", "z"):
+        Path(folder).mkdir()
+    songs = [Path("x/a.wav"), Path("y/a.wav"), Path("x/a-2.mp4")]
+    assert output_names(songs) == ["a.mp4", "a-2.mp4", "a-2-2.mp4"]  # the second is named as the third input
+    assert output_names(songs, "x") == ["a.mp4", "a-3.mp4", "a-2-2.mp4"]
+    assert output_names(songs, tmp_path / "x") == output_names(songs, "y/../x")  # the same folder, any spelling
+    assert output_names(songs, "z") == output_names(songs)  # inputs elsewhere are not in the way
+    assert output_names([Path("x/a.wav"), Path("x/a.mp3"), Path("x/a_wav.mp4")], "x") == \
+        ["a_wav-2.mp4", "a_mp3.mp4", "a_wav-3.mp4"]
+    assert output_names([Path("x/a.wav"), Path("x/A-2.MP4"), Path("y/a.wav")], "x") == \
+        ["a.mp4", "A-2-2.mp4", "a-3.mp4"]  # without case
+
+
+@pytest.mark.slow
+def test_batch_never_overwrites_a_song_it_has_yet_to_read(ckpt_dir, tmp_path):
+    """1. `render x/a.wav y/a.wav x/a-2.mp4 -o x/ --overwrite` replaced the third input with the second song's
+    video before reading it, and said "3 of 3 songs rendered". The `_wav` names collided the same way. A hard
+    link to a song is refused as an output, not written through."""
+    x, y = tmp_path / "x", tmp_path / "y"
+    x.mkdir()
+    y.mkdir()
+    write_wav(x / "a.wav", tone(0.5, freq=220.0), 16000)
+    write_wav(y / "a.wav", tone(0.5, freq=330.0), 16000)
+    write_video(x / "a-2.mp4", torch.full((9, 3, 32, 32), 200, dtype=torch.uint8), 30,
+                audio=tone(0.3, freq=440.0).unsqueeze(0), sample_rate=16000)
+    write_wav(y / "b.wav", tone(0.5, freq=550.0), 16000)
+    os.link(y / "b.wav", x / "b.mp4")  # the output name of y/b.wav is a hard link to it
+    inputs = [x / "a.wav", y / "a.wav", x / "a-2.mp4", y / "b.wav"]
+    before = {p: digest(p) for p in inputs}
+    proc = render(ckpt_dir, *map(str, inputs), "-o", str(x), "--overwrite")
+    assert {p: digest(p) for p in inputs} == before  # no input changed
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # y/b.wav was refused
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "b.mp4 is the input" in errors[0], proc.stderr
+    assert "3 of 4 songs rendered" in proc.stdout
+    assert sorted(p.name for p in x.iterdir()) == ["a-2-2.mp4", "a-2.mp4", "a-3.mp4", "a.mp4", "a.wav", "b.mp4"]
+    assert load_video(x / "a-2-2.mp4")[0].shape[0] == 9  # the third song is the 0.3 s video, read intact
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name, freq in (("a.wav", 220.0), ("a.mp3", 330.0)):
+        write_wav(tmp_path / "tmp.wav", tone(0.5, freq=freq), 16000)
+        ffmpeg("-i", str(tmp_path / "tmp.wav"), str(folder / name))
+    write_video(folder / "a_wav.mp4", torch.zeros(6, 3, 32, 32, dtype=torch.uint8), 30,
+                audio=tone(0.2).unsqueeze(0), sample_rate=16000)
+    inputs = sorted(folder.iterdir())
+    before = {p: digest(p) for p in inputs}
+    proc = render(ckpt_dir, *map(str, inputs), "-o", str(folder), "--overwrite")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {p: digest(p) for p in inputs} == before
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".mp4") == \
+        ["a_mp3.mp4", "a_wav-2.mp4", "a_wav-3.mp4", "a_wav.mp4"]
+
+
 def test_a_decoder_that_dies_partway_is_an_error_not_silence(tmp_path):
     """2. FFmpeg dying mid-song (here: a real SIGINT to it) used to read as the end of the song."""
     from synesthete.media import AudioReader
@@ -249,6 +309,16 @@ def test_rendering_onto_a_full_disk_is_one_line_and_keeps_the_old_file(ckpt_dir,
     assert proc.stdout.split("@@")[1].split() == ["x.mp4", "keep"]  # the old file, and no temporary file
 
 
+@needs_tmpfs
+@pytest.mark.slow
+def test_read_only_file_system_is_named_in_a_batch(song, tmp_path):
+    """Cosmetic: a read-only file system was reported as "permission denied"."""
+    ro = tmp_path / "ro"
+    proc = cli_on_tmpfs(ro, "ro,size=64k", "render", str(song), str(song), "-o", str(ro / "videos"))
+    one_error_line(proc, "cannot write to", "read-only file system")
+    assert "permission denied" not in proc.stderr.lower()
+
+
 def test_size_is_bounded(ckpt_dir, song, pipe, tmp_path):
     """6. `render(size=100000)` to memory tried to allocate 720 GB; `--size 100000` got a raw encoder error."""
     with pytest.raises(InputError, match="^invalid option: size: Input should be less than or equal to 4096$"):
@@ -297,6 +367,34 @@ def test_existing_output_names_the_callers_own_overwrite(ckpt_dir, pipe, song, t
     proc = render(ckpt_dir, str(song), str(other), "-o", str(tmp_path))  # song.mp4 exists: a batch
     assert proc.returncode == 1 and "use --overwrite to replace it" in proc.stderr, proc.stderr
     assert out.read_bytes() == b"keep"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_batch_says_what_it_rendered_and_what_not(ckpt_dir, tmp_path, signum):
+    """8. Ctrl-C exited 130 with no line at all; SIGTERM said nothing of the songs that finished."""
+    first, long, last = tmp_path / "first.wav", tmp_path / "long.wav", tmp_path / "last.wav"
+    write_wav(first, tone(0.5), 16000)
+    write_wav(long, tone(120.0), 16000)
+    write_wav(last, tone(0.5), 16000)
+    out = tmp_path / "out"
+    proc = popen_cli("render", str(first), str(long), str(last), "-o", str(out), "--preset", "tiny",
+                     "--steps", "100", "--checkpoint-dir", str(ckpt_dir))
+    try:
+        wait_for(lambda: (out / "first.mp4").exists() and any(p.name.startswith(".long.") for p in out.iterdir()),
+                 proc, "the first video and the second's temporary file")
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (130 if signum == signal.SIGINT else 143), stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    why = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert lines[-1].startswith(f"error: {why}: stopped"), stderr
+    assert f"1 of 3 songs rendered ({out / 'first.mp4'}); not rendered: {long}, {last}" in lines[-1], stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first.mp4"]
 
 
 def test_x264_preset_is_checked_as_a_setting(ckpt_dir, song, tmp_path):
@@ -367,3 +465,74 @@ def test_render_to_memory_holds_its_frames_once():
     assert frames.shape == (10, 3, 4, 6) and frames.dtype == torch.uint8
     assert frames.untyped_storage().data_ptr() == sink.data.untyped_storage().data_ptr()
     assert frames.untyped_storage().nbytes() == 10 * 3 * 4 * 6
+
+
+# ================================================================================= cosmetic
+def test_style_messages(song, pipe):
+    with pytest.raises(InputError) as info:
+        pipe.render(song, style="+")
+    assert str(info.value).startswith("unknown style '+': it has no family name before or after a '+'")
+    with pytest.raises(InputError) as info:
+        pipe.render(song, style="z" * 100_000)
+    assert len(str(info.value)) < 400 and "(100002 characters)" in str(info.value)
+
+
+def test_folder_with_songs_only_in_subfolders_says_they_are_not_searched(ckpt_dir, tmp_path):
+    folder = tmp_path / "album"
+    (folder / "cd1").mkdir(parents=True)
+    write_wav(folder / "cd1" / "t.wav", tone(0.2), 16000)
+    out = tmp_path / "out"
+    proc = render(ckpt_dir, str(folder), "-o", str(out))
+    assert_user_error(proc, "holds no audio files", "subfolders are not searched", str(folder / "cd1"))
+    # A folder is not counted as a song; a batch that wrote nothing leaves no new folder.
+    assert "0 of 0 songs rendered; 1 folder gave none" in proc.stdout
+    assert not out.exists()
+
+
+def test_a_failed_batch_leaves_no_empty_folder(ckpt_dir, song, tmp_path):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"ID3" + bytes(range(256)) * 20)
+    out = tmp_path / "new" / "videos"
+    proc = render(ckpt_dir, str(bad), str(tmp_path / "missing.wav"), "-o", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "0 of 2 songs rendered" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp3"]
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_wav(folder / "a.wav", tone(0.3), 16000)
+    proc = render(ckpt_dir, str(folder), str(tmp_path / "empty-nothing"), "-o", str(out))
+    assert "1 of 2 songs rendered" in proc.stdout and sorted(p.name for p in out.iterdir()) == ["a.mp4"]
+
+
+def test_a_newline_in_a_file_name_keeps_its_row_and_line(ckpt_dir, tmp_path):
+    good, bad = tmp_path / "good\nsong.wav", tmp_path / "bad\n[red]x.mp3"
+    write_wav(good, tone(0.3), 16000)
+    bad.write_bytes(b"not audio")
+    proc = call_cli("render", good.name, bad.name, "-o", "out", *TINY, "--checkpoint-dir", str(ckpt_dir),
+                    cwd=tmp_path)  # short names: no table cell folds
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad\\n[red]x.mp3 could not be decoded" in errors[0], proc.stderr
+    assert "good\\nsong.wav" in proc.stdout and "bad\\n[red]x.mp3" in proc.stdout
+    for line in (proc.stdout + proc.stderr).splitlines():  # no row, progress line or message split in two
+        assert not line.strip(" │┃|").startswith(("song.", "[red]x.", "x.mp3")), proc.stdout + proc.stderr
+
+
+def test_symlink_loop_and_broken_link_are_named(ckpt_dir, tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.wav"
+    broken.symlink_to(tmp_path / "gone.wav")
+    assert_user_error(render(ckpt_dir, str(loop), "-o", str(tmp_path / "a.mp4")), "symbolic link loop")
+    assert_user_error(render(ckpt_dir, str(broken), "-o", str(tmp_path / "b.mp4")), "broken symbolic link",
+                      "gone.wav")
+
+
+@pytest.mark.slow
+def test_train_diffusion_with_a_vae_of_another_size_suggests_what_exists(ckpt_dir, tmp_path):
+    """`train diffusion` suggested `--size`, an option it does not have."""
+    env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs"), "SYNESTHETE_DEVICE": "cpu"}
+    proc = call_cli("train", "diffusion", "--preset", "cpu", "--vae", str(ckpt_dir / "vae.pt"), "--max-steps", "1",
+                    env=env)
+    assert_user_error(proc, "encodes 32x32 frames", "SYNESTHETE_VIDEO__WIDTH=32")
+    assert "--size" not in proc.stderr
