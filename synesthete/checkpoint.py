@@ -23,6 +23,7 @@ for diffusion), settings, versions and latent statistics: no optimizer, so they 
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from synesthete import __version__
 from synesthete.errors import CheckpointError
@@ -147,11 +149,17 @@ def _config_class(kind: str) -> type:
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
     """The config that builds the checkpoint's network: its own ``config``, or (older files) the config
     derived from the settings it stores."""
+    from synesthete.models.config import ConfigBoundsError
+
     cls = _config_class(ckpt["kind"])
     try:
         if "config" in ckpt:
+            if not isinstance(ckpt["config"], dict):
+                raise TypeError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
             return cls.from_dict(ckpt["config"])
         return cls.from_settings(ckpt.get("settings") or {})
+    except ConfigBoundsError as exc:  # a field of the wrong type, sign or size (a damaged or tampered file)
+        raise CheckpointError(f"{path} asks for a {ckpt['kind']} network that cannot be right: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} does not say how to build its {ckpt['kind']} network: {exc}") from exc
 
@@ -299,12 +307,51 @@ def build_model(ckpt: dict[str, Any], path: str | Path, device: torch.device | s
     from synesthete.models.vae import VAE
 
     cls = {"vae": VAE, "diffusion": DiT, "critic": StyleCritic}[ckpt["kind"]]
+    config = checkpoint_config(ckpt, path)  # every field checked: type, sign, bound
+    weights = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path} holds no weights (its model is not a dict of tensors)")
+    held = sum(t.numel() for t in weights.values())
     try:
-        model = cls(checkpoint_config(ckpt, path))
+        with _Budget(held + BUILD_SLACK) as budget:  # the config may not ask for more than the file holds
+            model = cls(config)
+    except _OverBudget:
+        raise CheckpointError(
+            f"{path} does not fit its own config: the network it describes has more than the {held:,} parameters "
+            f"the file holds (at least {budget.used:,}); the file is damaged or was changed"
+        ) from None
     except ValueError as exc:  # a config no network can be built from
         raise CheckpointError(f"{path}: {exc}") from exc
-    load_weights(model, ckpt.get("ema") or ckpt["model"], path)
+    load_weights(model, weights, path)
     return model.float().to(device).eval().requires_grad_(False)
+
+
+BUILD_SLACK = 1 << 20  # elements a network may make beyond its parameters while it is built (small buffers)
+_SIZED = (torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full)  # the size comes first
+
+
+class _OverBudget(Exception):
+    pass
+
+
+class _Budget(TorchFunctionMode):
+    """While a network is built from a checkpoint's config, count the elements of the new tensors it sizes
+    (``torch.empty``, ``zeros``, ``randn``...: every parameter is made so) and stop the build before the call
+    that would pass ``limit``. So a tampered config (``dim`` 100000, ``depth`` 10^6) allocates no more than
+    the weights the file really holds, and a network that fits them is built as before (same random draws)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.used = limit, 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _SIZED:
+            size = kwargs.get("size", args[0] if args and isinstance(args[0], tuple | list | torch.Size) else args)
+            self.used += math.prod(d for d in size if isinstance(d, int))
+            if self.used > self.limit:
+                raise _OverBudget
+        return func(*args, **kwargs)
 
 
 def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:

@@ -628,16 +628,17 @@ def _render_one(settings: Any, song: Path, out: Path, start: float, duration: fl
     """One song to one mp4: every check before the models load, then the render and its summary."""
     import time
 
+    from synesthete.files import new_folders
     from synesthete.locks import output_lock
 
-    with output_lock(out):  # a second render to the same file is refused while this one runs
+    with new_folders(out.parent), output_lock(out):  # a second render to the same file is refused meanwhile
         t_start = time.perf_counter()
         _check_render_files(song, out, overwrite)
         from synesthete import tables
         from synesthete.pipeline import Synesthete
 
         pipe = Synesthete(settings)
-        job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite)
+        job = pipe.plan(song, out, start=start, duration=duration, overwrite=overwrite, overwrite_flag="--overwrite")
         result = pipe.run(job, progress=True, since=t_start)  # loads the models
     print_summary("render", tables.render_summary(result))
 
@@ -656,49 +657,93 @@ def _check_render_files(song: Path, out: Path, overwrite: bool) -> None:
 def _render_many(settings: Any, songs: list[Path], folder: Path, start: float, duration: float | None,
                  overwrite: bool) -> None:
     """Songs (and folders of songs) into ``folder``, the models loaded once. A song that cannot be rendered is
-    one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table."""
+    one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table.
+
+    No output is named after an input of the batch (``files.output_names``), nor written onto one (the same
+    file through a link): a song is never replaced before the batch has read it. A batch that writes nothing
+    leaves no new folder; one stopped by Ctrl-C or SIGTERM says which songs it rendered and which not.
+    """
     from synesthete.errors import OutputError
-    from synesthete.files import check_folder, check_output, expand_songs, output_names
+    from synesthete.files import check_folder, check_output, expand_songs, new_folders, output_names
     from synesthete.locks import output_lock
 
     if folder.suffix.lower() == ".mp4" or (folder.exists() and not folder.is_dir()):
         what = "several songs" if len(songs) > 1 else f"a folder of songs ({songs[0]})"
         raise OutputError(f"-o {folder}: with {what}, -o must be a folder (each song becomes <song name>.mp4 in it)")
     check_folder(folder, "-o")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
-    from synesthete import tables  # torch: after the checks of -o
-    from synesthete.pipeline import Synesthete
-
     found, empty = expand_songs(songs)
-    rows: list[tuple[Path, Path | None, Any]] = [(path, None, message) for path, message in empty]
-    for _, message in empty:
-        err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    pipe = Synesthete(settings)
-    jobs = []
-    for song, name in zip(found, output_names(found), strict=True):  # every check first, before the models load
+    names = output_names(found, folder)  # before the folder exists: no input can be in a folder not yet made
+    with new_folders(folder):
         try:
-            jobs.append(pipe.plan(song, folder / name, start=start, duration=duration, overwrite=overwrite))
-        except SynestheteError as exc:
-            rows.append((song, None, _song_error(song, exc)))
-    if jobs:
-        pipe.load()  # a checkpoint error stops the whole batch (one red line, exit 1)
-    for i, job in enumerate(jobs, 1):
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+        from synesthete import tables  # torch: after the checks of -o
+        from synesthete.pipeline import Synesthete
+
+        rows: list[tuple[Path, Path | None, Any]] = [(path, None, message) for path, message in empty]
+        for _, message in empty:
+            _error_line(message)
+        pipe = Synesthete(settings)
+        jobs = []
+        for song, name in zip(found, names, strict=True):  # every check first, before the models load
+            try:
+                jobs.append(pipe.plan(song, folder / name, start=start, duration=duration, overwrite=overwrite,
+                                      overwrite_flag="--overwrite"))
+            except SynestheteError as exc:
+                rows.append((song, None, _song_error(song, exc)))
+        if jobs:
+            pipe.load()  # a checkpoint error stops the whole batch (one red line, exit 1)
+        pending = [job.song for job in jobs]
         try:
-            with output_lock(job.out):
-                check_output(job.out, overwrite, inputs=(job.song,))  # written meanwhile by someone else?
-                result = pipe.run(job, progress=True, label=f"{i}/{len(jobs)} {job.song.name}")
-            rows.append((job.song, job.out, result))
-        except SynestheteError as exc:
-            rows.append((job.song, None, _song_error(job.song, exc)))
+            for i, job in enumerate(jobs, 1):
+                try:
+                    with output_lock(job.out):
+                        # Written meanwhile by someone else? A link to a song of the batch?
+                        check_output(job.out, overwrite, inputs=tuple(found))
+                        result = pipe.run(job, progress=True, label=f"{i}/{len(jobs)} {_shown(job.song.name)}")
+                    rows.append((job.song, job.out, result))
+                except SynestheteError as exc:
+                    rows.append((job.song, None, _song_error(job.song, exc)))
+                pending.remove(job.song)
+        except (KeyboardInterrupt, Terminated):
+            _state["stopped"] = _batch_stopped(rows, pending, len(found))
+            raise
     order = {path: k for k, path in enumerate([p for p, _ in empty] + found)}
     rows.sort(key=lambda row: order.get(row[0], len(order)))
     if not is_quiet():
         tables.print_batch(rows)
     if any(isinstance(result, str) for *_, result in rows):
         raise typer.Exit(1)
+
+
+def _batch_stopped(rows: list[tuple[Path, Path | None, Any]], pending: list[Path], total: int) -> str:
+    """What a batch stopped by a signal did: the videos it wrote, and the songs it did not render."""
+    def listed(paths: list[Path], most: int = 5) -> str:
+        shown = ", ".join(str(p) for p in paths[:most])
+        return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+    made = [out for _, out, result in rows if out is not None and not isinstance(result, str)]
+    text = f"{len(made)} of {total} songs rendered"
+    if made:
+        text += f" ({listed(made)})"
+    if pending:
+        text += f"; not rendered: {listed(pending)}"
+    return text
+
+
+def _shown(text: str) -> str:
+    """``text`` (a file name) as rich prints it literally, on one line."""
+    from rich.markup import escape
+
+    from synesthete.files import one_line
+
+    return escape(one_line(text))
+
+
+def _error_line(message: str) -> None:
+    """One red error line (control characters in it, such as a newline in a file name, escaped)."""
+    err_console.print(f"[red]error:[/red] {_shown(message)}", soft_wrap=True)
 
 
 def _song_error(song: Path, exc: SynestheteError) -> str:
@@ -708,7 +753,7 @@ def _song_error(song: Path, exc: SynestheteError) -> str:
         message = f"{song}: {message}"
     if _state.get("verbose"):
         err_console.print_exception()
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    _error_line(message)
     return message
 
 
@@ -838,11 +883,9 @@ def eval_cmd(
 
 # ----------------------------------------------------------------------------------------------- entry
 def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or "settings"
-        parts.append(f"{field}: {err.get('msg')}")
-    return "invalid setting: " + "; ".join(parts)
+    from synesthete.settings import validation_message
+
+    return "invalid setting: " + validation_message(exc)
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -851,14 +894,26 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _ctrl_c(exc: SystemExit) -> bool:
+    """True when ``exc`` is Typer's exit 130 for a plain Ctrl-C (KeyboardInterrupt). Training's own stop
+    (a KeyboardInterrupt subclass) has said what it did already."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if type(seen) is KeyboardInterrupt:
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn user errors into one line and exit code 1."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     _state["verbose"] = False
+    _state.pop("stopped", None)
     set_quiet(False)
     try:
-        # Standalone mode: click prints usage errors itself (exit 2) and turns Ctrl-C into "Aborted!".
+        # Standalone mode: click prints usage errors itself (exit 2); Typer turns Ctrl-C into exit 130.
         app(args=argv)
     except SynestheteError as exc:
         _fail(str(exc), exc)
@@ -868,21 +923,35 @@ def main(argv: list[str] | None = None) -> None:
         if str(exc).startswith("environment variable"):
             _fail(str(exc), exc)
         raise
+    except SystemExit as exc:
+        if exc.code == 130 and _ctrl_c(exc):
+            _interrupted()
+        raise
     except KeyboardInterrupt:
-        err_console.print("[red]error:[/red] interrupted")
+        _interrupted()
         raise SystemExit(130) from None
     except Terminated:
-        err_console.print("[red]error:[/red] terminated (SIGTERM): stopped; unfinished files were removed")
+        _stopped("terminated (SIGTERM)")
         raise SystemExit(143) from None
     finally:
         set_quiet(False)
+
+
+def _interrupted() -> None:
+    _stopped("interrupted (Ctrl-C)")
+
+
+def _stopped(why: str) -> None:
+    """The one line of a command stopped by a signal: what it did (a batch: which songs), if it said."""
+    stopped = _state.get("stopped")
+    _error_line(f"{why}: stopped; unfinished files were removed" + (f"; {stopped}" if stopped else ""))
 
 
 def _fail(message: str, exc: BaseException) -> None:
     # A settings error's traceback would print the offending value (maybe a secret from .env): never show it.
     if _state.get("verbose") and not isinstance(exc, ValidationError):
         err_console.print_exception()
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    _error_line(message)
     raise SystemExit(1) from None
 
 

@@ -8,6 +8,7 @@ a second. ``synesthete.locks`` builds its locks on the helpers here; ``synesthet
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -134,12 +135,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; a failed write (a full disk) is an OutputError naming the file."""
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 # --------------------------------------------------------------------------------------------- checks
 def check_input(path: str | Path, what: str = "an audio file") -> Path:
     """Fail when the input ``path`` does not exist or is a folder (``what`` names the file it should be)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path} is a symbolic link loop (it leads back to itself), not {what}") from None
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise InputError(f"{path} is a broken symbolic link (to {target}, which does not exist)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise InputError(f"{path} does not exist") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if path.is_dir():
         raise InputError(f"{path} is a directory, not {what}")
     return path
@@ -173,15 +192,14 @@ def check_not_input(path: str | Path, inputs: tuple[str | Path, ...]) -> None:
 def check_writable(folder: str | Path) -> None:
     """Fail when a file cannot be created in the existing ``folder`` (permissions, read-only, /proc ...).
 
-    A probe file is created and removed: ``os.access`` alone says yes to root on folders that refuse files.
+    A probe file is created and removed: ``os.access`` says yes to root on folders that refuse files, and no
+    on a read-only file system as if it were a matter of permissions; the probe's error names the cause.
     """
     folder = Path(folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {folder}: permission denied")
     try:
         fd, name = tempfile.mkstemp(prefix=".synesthete-probe.", suffix=TEMP_TAG, dir=folder)
     except OSError as exc:
-        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write to {folder}: {(exc.strerror or str(exc)).lower()}") from exc
     os.close(fd)
     os.unlink(name)
 
@@ -201,12 +219,15 @@ def check_folder(path: str | Path, what: str) -> Path:
     return path
 
 
-def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written."""
+def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = (),
+                 flag: str = "--overwrite") -> Path:
+    """Fail early when ``path`` is one of ``inputs``, exists (without ``overwrite``) or cannot be written.
+
+    ``flag`` is how the caller says "overwrite" (the CLI's ``--overwrite``, the API's ``overwrite=True``)."""
     path = Path(path)
     check_not_input(path, inputs)
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists (use --overwrite to replace it)")
+        raise OutputError(f"{path} already exists (use {flag} to replace it)")
     if path.exists() and path.is_dir():
         raise OutputError(f"{path} is a directory, not a file")
     parent = path.parent if str(path.parent) else Path(".")
@@ -216,6 +237,41 @@ def check_output(path: Path, overwrite: bool, inputs: tuple[str | Path, ...] = (
         raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from exc
     check_writable(parent)
     return path
+
+
+@contextlib.contextmanager
+def new_folders(folder: str | Path) -> Iterator[None]:
+    """Around a job that writes into ``folder``: the folders it creates (``folder`` and missing parents) are
+    removed again at the end if they are still empty, so a job that wrote nothing leaves no empty folder."""
+    missing = []
+    path = Path(folder)
+    while str(path) not in ("", ".") and not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    try:
+        yield
+    finally:
+        for path in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only an empty folder goes
+
+
+# --------------------------------------------------------------------------------------------- messages
+_LONG = 60  # characters of a user's text (a style name, a file name) that a one-line message repeats
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) written as escapes, so that a message or a
+    table row stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shorten(text: str, limit: int = _LONG) -> str:
+    """``text`` as a message repeats it: one line, and cut to ``limit`` characters (saying how long it was)."""
+    text = one_line(str(text))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------------------------- songs
@@ -238,11 +294,14 @@ def expand_songs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
     seen: set[Path] = set()
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found = sorted(p for p in path.iterdir() if _is_audio(p))
             if not found:
                 kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
-                empty.append((path, f"{path} holds no audio files ({kinds})"))
+                message = f"{path} holds no audio files ({kinds}); subfolders are not searched"
+                deeper = _first_audio_folder(path)
+                if deeper is not None:
+                    message += f": name the subfolders with songs, e.g. {deeper}"
+                empty.append((path, message))
         else:
             found = [path]
         for song in found:
@@ -253,18 +312,47 @@ def expand_songs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
     return songs, empty
 
 
-def output_names(songs: list[Path]) -> list[str]:
+def _is_audio(path: Path) -> bool:
+    """A song a folder contributes: a visible file with one of ``AUDIO_EXTENSIONS`` (any case)."""
+    return not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+
+
+def _first_audio_folder(folder: Path, limit: int = 2000) -> Path | None:
+    """The first subfolder of ``folder`` (by name, any depth, hidden ones skipped) that holds audio files, looking
+    at no more than ``limit`` entries; None if there is none."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if Path(root) != folder and any(_is_audio(Path(root) / f) for f in sorted(files)):
+            return Path(root)
+        seen += len(dirs) + len(files)
+        if seen > limit:
+            return None
+    return None
+
+
+def _in_folder(path: Path, folder: Path) -> bool:
+    """True when ``path`` is an entry of ``folder`` (the same folder, also through symlinks)."""
+    return same_file(path.parent if str(path.parent) else Path("."), folder)
+
+
+def output_names(songs: list[Path], folder: str | Path | None = None) -> list[str]:
     """Stable mp4 names for the songs of a batch, in order: ``<stem>.mp4``.
 
     Songs that share a stem but not an extension (``a.mp3``, ``a.wav``) are told apart by it (``a_mp3.mp4``,
     ``a_wav.mp4``); a name that is still taken (the same file name in two folders) gets ``-2``, ``-3``, ...
-    in input order. Names are compared without case, as some file systems do.
+    in input order. Names are compared without case, as some file systems do. An input of the batch that
+    lies in the output ``folder`` takes its name: no output is ever named after an input, so no output
+    replaces a song that the batch has yet to read (``a.wav``, ``b/a.wav`` and ``a-2.mp4`` into ``./`` give
+    ``a.mp4``, ``a-3.mp4`` and ``a-2-2.mp4``).
     """
     extensions: dict[str, set[str]] = {}
     for song in songs:
         extensions.setdefault(song.stem.casefold(), set()).add(song.suffix.lower())
     names: list[str] = []
     taken: set[str] = set()
+    if folder is not None:
+        taken = {song.name.casefold() for song in songs if _in_folder(song, Path(folder))}
     for song in songs:
         base = song.stem
         if len(extensions[base.casefold()]) > 1 and song.suffix:

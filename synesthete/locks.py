@@ -52,8 +52,11 @@ class FileLock:
             if same:
                 break
             os.close(fd)  # the previous holder removed this file after we opened it: lock the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # a full disk: the flock holds all the same; the job's first real write says why it fails
+            pass
         self._fd = fd
         return self
 

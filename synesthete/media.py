@@ -6,8 +6,10 @@ torchcodec is imported lazily (it costs about 1.3 s) so that ``synesthete --help
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,14 +23,51 @@ from synesthete.files import atomic_path, check_input
 AAC_FRAME = 1024  # AAC pads the audio track to whole 1024-sample frames.
 
 
+# --------------------------------------------------------------------------------------------- messages
+# Where in its C++ sources torchcodec (or torch's zip writer) raised: "encodeVideoFrame, /__w/.../Encoder.cpp:1504, "
+# or "[enforce fail at inline_container.cc:672] . ". A user gets the reason, not the location.
+_CPP_LOCATION = re.compile(r"(?:\b\w+, )?\S*\.(?:cpp|cc|cxx|hpp|h):\d+\]?[,.]?\s*(?:\.\s+)?|\[enforce fail at\s*")
+
+
+def codec_message(exc: BaseException) -> str:
+    """The reason of a torchcodec (FFmpeg) or torch I/O error in one line, without C++ file names and lines;
+    the operating system's reason (``No space left on device``) where one is in the exception's chain."""
+    reason = _os_reason(exc)
+    if reason is not None:
+        return reason
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _CPP_LOCATION.sub("", text).strip(" ,.") or type(exc).__name__
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The strerror of the first OSError in ``exc``'s chain, or of an errno message FFmpeg passed on."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES):
+        if os.strerror(code) in str(exc):
+            return os.strerror(code)
+    return None
+
+
 # --------------------------------------------------------------------------------------------- atomic files
 def atomic_save(obj: object, path: str | Path) -> None:
-    """``torch.save`` through a temporary file and an atomic rename (fsynced before the rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """``torch.save`` through a temporary file and an atomic rename (fsynced before the rename).
+
+    A write that fails (a full disk, a quota, an I/O error) is an OutputError naming the file and the reason;
+    the temporary file goes and an existing file at ``path`` is kept."""
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as exc:
+        raise OutputError(f"cannot write {path}: {codec_message(exc)}") from exc
 
 
 # --------------------------------------------------------------------------------------------- decoding
@@ -67,7 +106,7 @@ def audio_info(path: str | Path) -> AudioInfo:
         except RuntimeError as exc:
             if "no audio frames were decoded" in str(exc).lower():
                 raise InputError(f"{path} has no audio samples (empty or zero-length)") from exc
-            raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
+            raise InputError(f"{path} could not be decoded as audio: {codec_message(exc)}") from exc
         duration = samples.data.shape[-1] / samples.sample_rate
     index = getattr(dec, "stream_index", None)
     return AudioInfo(
@@ -100,7 +139,7 @@ def load_audio(
     except (RuntimeError, ValueError) as exc:
         if "no audio frames were decoded" in str(exc).lower():
             raise InputError(f"{path} has no audio samples in the requested range (empty or zero-length)") from exc
-        raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
+        raise InputError(f"{path} could not be decoded as audio: {codec_message(exc)}") from exc
     data = samples.data.float()
     if data.ndim == 1:
         data = data.unsqueeze(0)
@@ -135,12 +174,18 @@ def decodable_duration(path: str | Path, header_duration: float) -> float:
                 return header_duration
         except (RuntimeError, ValueError):
             pass
+    if ffmpeg_binary() is not None:
+        # Decode the whole stream with FFmpeg, as a user's `ffmpeg -i` would: it skips junk (a block of garbage
+        # after an ID3 tag) that torchcodec's decoder stops at. Streamed, mono at 8 kHz: memory stays small.
+        with AudioReader(path, TAIL_CHECK_RATE, 1, check_finite=False) as reader:
+            got = sum(block.shape[-1] for block in reader.blocks(TAIL_CHECK_RATE * 10))
+        return min(header_duration, got / TAIL_CHECK_RATE)
     try:
         samples = _audio_decoder(path, sample_rate=8000, num_channels=1).get_all_samples()
     except (RuntimeError, ValueError) as exc:
         if "no audio frames were decoded" in str(exc).lower():
             return 0.0
-        raise InputError(f"{path} could not be decoded as audio: {exc}") from exc
+        raise InputError(f"{path} could not be decoded as audio: {codec_message(exc)}") from exc
     end = float(samples.pts_seconds) + samples.data.shape[-1] / samples.sample_rate
     return min(header_duration, end)
 
@@ -237,19 +282,32 @@ class AudioReader:
             self._skip -= len(dropped) // frame
         raw = self._proc.stdout.read(n * frame) if n > 0 else b""
         raw = raw[: len(raw) // frame * frame]
-        if len(raw) < n * frame:  # end of the stream: did FFmpeg fail?
-            if self._proc.wait() != 0 and self.position == 0 and not raw:
-                raise InputError(f"{self.path} could not be decoded as audio: {self._ffmpeg_error()}")
+        if len(raw) < n * frame:  # end of the stream: did FFmpeg fail? Then it is not the end of the song.
+            code = self._proc.wait()
+            if code != 0:
+                if self.position == 0 and not raw:
+                    raise InputError(f"{self.path} could not be decoded as audio: {self._ffmpeg_error()}")
+                at = self.start + (self.position + len(raw) // frame) / self.sample_rate
+                raise InputError(f"{self.path}: the audio decoder (FFmpeg) failed at {at:.2f} s "
+                                 f"({self._ffmpeg_error(code)}): the rest of the song could not be read")
         data = torch.frombuffer(bytearray(raw), dtype=torch.float32) if raw else torch.zeros(0)
         return data.view(-1, self.num_channels).t().contiguous()
 
-    def _ffmpeg_error(self) -> str:
+    def _ffmpeg_error(self, code: int | None = None) -> str:
+        """What FFmpeg said last on stderr (or how it ended, ``code``: its exit status or -signal)."""
+        import signal
+
         self._stderr.seek(0)
         text = self._stderr.read().decode(errors="replace")
         if "does not contain any stream" in text or "matches no streams" in text:
             return "it has no audio stream"
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return lines[-1] if lines else "no audio could be decoded"
+        if lines:
+            return lines[-1]
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                return f"it was stopped by {signal.Signals(-code).name}"
+        return "no audio could be decoded" if code is None else f"it exited with status {code}"
 
     # ------------------------------------------------------------------------------------------- torchcodec
     def _torchcodec_read(self, n: int) -> torch.Tensor:
@@ -264,8 +322,9 @@ class AudioReader:
             try:
                 wave, _ = load_audio(self.path, sample_rate=self.sample_rate, start=t0, duration=t1 - t0,
                                      num_channels=self.num_channels)
-            except InputError:
-                if self.position == 0 and self._buffer.shape[-1] == 0:
+            except InputError as exc:
+                # Past the last sample: the end of the file. Anything else mid-song is an error, not silence.
+                if self.position == 0 and self._buffer.shape[-1] == 0 or "no audio samples" not in str(exc):
                     raise
                 wave = torch.zeros(self.num_channels, 0)
             want = round((t1 - t0) * self.sample_rate)
@@ -400,17 +459,23 @@ class VideoWriter:
             self._encoder.open_file(str(self._tmp))
         except BaseException as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-            if isinstance(exc, (RuntimeError, ValueError)):
-                raise OutputError(f"cannot open {self.path} for encoding: {exc}") from exc
+            if isinstance(exc, (RuntimeError, ValueError, OSError)):
+                raise OutputError(f"cannot open {self.path} for encoding: {codec_message(exc)}") from exc
             raise
         return self
+
+    def _failed(self, exc: BaseException) -> OutputError:
+        return OutputError(f"encoding {self.path} failed: {codec_message(exc)}")
 
     def add_frames(self, frames: torch.Tensor) -> None:
         """Append frames: [T, 3, H, W], uint8 or float in [0, 1]."""
         frames = to_uint8(frames)
         if frames.shape[1:] != (3, self.height, self.width):
             raise ValueError(f"frames of shape {tuple(frames.shape)} do not match {self.width}x{self.height}")
-        self._video.add_frames(frames)
+        try:
+            self._video.add_frames(frames)
+        except (RuntimeError, OSError) as exc:  # a full disk, an I/O error
+            raise self._failed(exc) from exc
         self.frames_written += frames.shape[0]
 
     def add_audio(self, wave: torch.Tensor) -> None:
@@ -420,7 +485,10 @@ class VideoWriter:
         if wave.ndim == 1:
             wave = wave.unsqueeze(0)
         wave = wave.detach().float().cpu().clamp(-1, 1).contiguous()
-        self._audio.add_samples(wave)
+        try:
+            self._audio.add_samples(wave)
+        except (RuntimeError, OSError) as exc:
+            raise self._failed(exc) from exc
         self.samples_written += wave.shape[-1]
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -432,7 +500,7 @@ class VideoWriter:
             if exc is None:
                 if not isinstance(close_exc, Exception):
                     raise  # Ctrl-C or SIGTERM landed during the flush: an interruption, not a failed encode
-                raise OutputError(f"encoding {self.path} failed: {close_exc}") from close_exc
+                raise self._failed(close_exc) from close_exc
             return
         self._atomic.__exit__(exc_type, exc, tb)
 

@@ -25,11 +25,32 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 from synesthete.checkpoint import Models  # noqa: E402
+from synesthete.errors import ConfigError, InputError, SynestheteError  # noqa: E402
 from synesthete.evaluate import PictureScores, SyncScores, VideoScore  # noqa: E402
 from synesthete.render import RenderJob, RenderResult, plan_render, run_render  # noqa: E402
 from synesthete.settings import Settings  # noqa: E402
 
 __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
+
+
+# The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not diffusion.sample_steps).
+KEYWORDS = {"diffusion.sample_steps": "steps", "diffusion.sampler": "sampler", "diffusion.guidance": "guidance",
+            "diffusion.style_guidance": "style_guidance", "render.style": "style", "render.seed": "seed",
+            "render.size": "size", "render.lanes": "lanes"}
+
+
+def _updated(settings: Settings, error: type[SynestheteError], **sections: Any) -> Settings:
+    """``settings.updated(**sections)``, with an invalid value raised as ``error`` (one line naming the keyword
+    or setting), never as pydantic's ValidationError."""
+    from pydantic import ValidationError
+
+    from synesthete.settings import validation_message
+
+    try:
+        return settings.updated(**sections)
+    except ValidationError as exc:
+        what = "invalid option" if error is InputError else "invalid setting"
+        raise error(f"{what}: {validation_message(exc, KEYWORDS if error is InputError else None)}") from None
 
 
 def _options(
@@ -44,6 +65,18 @@ def _options(
             if any(v is not None for v in d.values())}
 
 
+def _load_settings() -> Settings:
+    """The settings of defaults, ``.env`` and ``SYNESTHETE_*`` variables; an invalid one is a ConfigError."""
+    from pydantic import ValidationError
+
+    from synesthete.settings import load_settings, validation_message
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid setting: {validation_message(exc)}") from None
+
+
 class Synesthete:
     """Music in, video out: the trained VAE and DiT, loaded once, and the style critic that scores videos.
 
@@ -55,9 +88,7 @@ class Synesthete:
     """
 
     def __init__(self, settings: Settings | None = None, models: Models | None = None) -> None:
-        from synesthete.settings import load_settings
-
-        self._base = settings if settings is not None else load_settings()
+        self._base = settings if settings is not None else _load_settings()
         self._models = models
         self._device: torch.device | None = None
         self._critic: Any = None
@@ -73,10 +104,8 @@ class Synesthete:
         ``settings`` (default: ``load_settings()``) and setting overrides by section, e.g.
         ``diffusion={"sample_steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
         """
-        from synesthete.settings import load_settings
-
-        base = settings if settings is not None else load_settings()
-        base = base.updated(device=device, paths={"checkpoints": path}, **overrides)
+        base = settings if settings is not None else _load_settings()
+        base = _updated(base, ConfigError, device=device, paths={"checkpoints": path}, **overrides)
         return cls(base).load()
 
     # ------------------------------------------------------------------------------------- state
@@ -135,11 +164,13 @@ class Synesthete:
 
         With ``out`` (an .mp4) the video is streamed into that file with the song's audio, atomically (an
         existing file needs ``overwrite``), and the result holds no frames; without, ``result.frames`` is the
-        video, uint8 [T, 3, H, W] at ``result.fps``. ``style`` (a visualizer family, '+'-joined families or
+        video, uint8 [T, 3, H, W] at ``result.fps`` (refused before it starts if it would take more than
+        ``render.memory_gb``: ``render.check_memory``). ``style`` (a visualizer family, '+'-joined families or
         'auto'), ``seed``, ``steps``, ``sampler`` ("ddpm", "ddim", "dpm++"), ``guidance`` (audio),
         ``style_guidance``, ``size`` (output width, 0: the model's) and ``lanes`` (stretches generated side
         by side) default to the settings. The same seed gives the same frames at a fixed thread count and
-        lane count. ``progress`` shows the progress line.
+        lane count. ``progress`` shows the progress line. A bad file or option raises the project's own
+        errors (``synesthete.errors``: InputError, OutputError, CheckpointError, ...), never pydantic's.
         """
         t_start = time.perf_counter()
         options = {"style": style, "seed": seed, "steps": steps, "sampler": sampler, "guidance": guidance,
@@ -154,19 +185,22 @@ class Synesthete:
             return self.run(job, progress=progress, since=t_start)
 
     def plan(self, song: str | Path, out: str | Path | None = None, *, start: float = 0.0,
-             duration: float | None = None, overwrite: bool = False, **options: Any) -> RenderJob:
+             duration: float | None = None, overwrite: bool = False, overwrite_flag: str = "overwrite=True",
+             **options: Any) -> RenderJob:
         """Check a render without running it (``render.plan_render``): the song, the excerpt, the output and
-        the options (``render``'s keywords). Needs no network, so the models need not be loaded yet."""
+        the options (``render``'s keywords; a bad one is an InputError naming it). Needs no network, so the
+        models need not be loaded yet. ``overwrite_flag`` is how an error tells the caller to overwrite."""
         sections = _options(**options)
-        settings = self.settings.updated(**sections) if sections else self.settings
-        return plan_render(settings, song, out, start, duration, overwrite, options=sections)
+        settings = _updated(self.settings, InputError, **sections) if sections else self.settings
+        return plan_render(settings, song, out, start, duration, overwrite, options=sections,
+                           overwrite_flag=overwrite_flag)
 
     def run(self, job: RenderJob, *, progress: bool = False, since: float | None = None,
             label: str = "rendering") -> RenderResult:
         """Run a planned render (loading the models first if needed). Wall time and RTF count from ``since``
         (a ``time.perf_counter()``; default: now). Does not lock the output (``render`` does)."""
         models = self.models
-        settings = self.settings.updated(**job.options) if job.options else self.settings
+        settings = _updated(self.settings, InputError, **job.options) if job.options else self.settings
         return run_render(models, settings, job, progress=progress, since=since, label=label)
 
     # ------------------------------------------------------------------------------------- score

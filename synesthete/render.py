@@ -553,12 +553,15 @@ def plan_render(
     duration: float | None = None,
     overwrite: bool = False,
     options: dict[str, Any] | None = None,
+    overwrite_flag: str = "overwrite=True",
 ) -> RenderJob:
     """Check everything about a render that needs no model: the excerpt, the song, the output, the style.
 
     So a bad option or file fails in one line before any heavy work. ``out`` None renders to memory (no
-    output checks). A truncated song (its header promises more than decodes) is rendered as far as it
-    decodes, with a warning. ``options`` (settings sections) are recorded in the job for ``run_render``.
+    output checks, but the frames must fit in ``render.memory_gb``: ``check_memory``). A truncated song (its
+    header promises more than decodes) is rendered as far as it decodes, with a warning. ``options``
+    (settings sections) are recorded in the job for ``run_render``. ``overwrite_flag`` is what the error
+    for an existing output tells the caller to pass (the CLI's ``--overwrite``, the API's keyword).
     """
     from synesthete.files import check_mp4, check_output
     from synesthete.media import audio_info, decodable_duration
@@ -586,12 +589,53 @@ def plan_render(
         raise InputError(f"--start {start:g}s is past the end of {song} ({info.duration:.2f}s)")
     seg = info.duration - start if duration is None else min(duration, info.duration - start)
     if out is not None:
-        check_output(out, overwrite, inputs=(song,))
+        check_output(out, overwrite, inputs=(song,), flag=overwrite_flag)
     style = resolve_style(settings.render.style, settings.render.seed)  # validated before any heavy work
     if (settings.render.size or settings.video.width) % 2:
         raise OutputError(f"--size {settings.render.size} must be even for H.264 yuv420p")
-    return RenderJob(song=song, out=out, start=start, seconds=seg, num_frames=max(1, round(seg * settings.video.fps)),
+    num_frames = max(1, round(seg * settings.video.fps))
+    if out is None:
+        check_memory(settings, num_frames)
+    return RenderJob(song=song, out=out, start=start, seconds=seg, num_frames=num_frames,
                      info=info, style=style, options=dict(options or {}))
+
+
+def memory_need(settings: Settings, num_frames: int) -> int:
+    """Bytes the frames of a render to memory take: ``num_frames`` uint8 frames at the output size, held once
+    (``_Memory`` fills one tensor in place; nothing is concatenated)."""
+    width, height = _output_size(settings)
+    return num_frames * 3 * height * width
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux ``MemAvailable``); None where it cannot be asked."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(settings: Settings, num_frames: int) -> None:
+    """Refuse a render to memory whose frames (``memory_need``) would pass ``render.memory_gb`` or the memory
+    the system has available, before it starts: an OutputError that says what to do instead."""
+    need = memory_need(settings, num_frames)
+    limit = settings.render.memory_gb * 1e9
+    free = available_memory()
+    if need <= limit and (free is None or need <= free):
+        return
+    width, height = _output_size(settings)
+    seconds = num_frames / settings.video.fps
+    over = (f"more than render.memory_gb ({settings.render.memory_gb:g} GB)" if need > limit
+            else f"more than the {free / 1e9:.2f} GB of memory available")
+    raise OutputError(
+        f"a render to memory of {seconds:.1f} s at {width}x{height} would hold {need / 1e9:.2f} GB of frames, "
+        f"{over}: render to a file (out=...), a shorter excerpt (duration=...) or a smaller size, or raise "
+        "render.memory_gb"
+    )
 
 
 class AudioMuxer:
@@ -649,10 +693,12 @@ def run_render(
 
 
 class _Memory:
-    """Where a render to memory puts its frames: uint8 blocks, joined at the end."""
+    """Where a render to memory puts its frames: one uint8 tensor [T, 3, H, W], filled in place as blocks come
+    (blocks gathered and then concatenated would need the frames' memory twice at the end)."""
 
-    def __init__(self) -> None:
-        self.blocks: list[torch.Tensor] = []
+    def __init__(self, num_frames: int, height: int, width: int) -> None:
+        self.data = torch.empty(num_frames, 3, height, width, dtype=torch.uint8)
+        self.filled = 0
 
     def __enter__(self) -> _Memory:
         return self
@@ -663,10 +709,13 @@ class _Memory:
     def add(self, block: torch.Tensor) -> None:
         from synesthete.media import to_uint8
 
-        self.blocks.append(to_uint8(block))
+        block = to_uint8(block)
+        n = min(block.shape[0], self.data.shape[0] - self.filled)
+        self.data[self.filled : self.filled + n] = block[:n]
+        self.filled += n
 
     def frames(self) -> torch.Tensor:
-        return torch.cat(self.blocks)
+        return self.data[: self.filled]
 
 
 class _Mp4:
@@ -723,6 +772,8 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
 
     fps = settings.video.fps
     width, height = _output_size(settings)
+    if job.out is None:
+        check_memory(settings, job.num_frames)  # as plan_render did, now at the models' frame size
     timings = {"setup": time.perf_counter() - t_start, "features": 0.0, "network": 0.0, "vae_decode": 0.0,
                "encode_mux": 0.0}
     pace = _Pace(t_start, job.num_frames, job.seconds)
@@ -752,7 +803,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         layout = song_layout(features, settings, models.dit.config.window, exemplar is not None)
         blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings,
                               generated=generated, tuner=tuner, layout=layout)
-        sink = _Memory() if job.out is None else _Mp4(job, settings, width, height)
+        sink = _Memory(job.num_frames, height, width) if job.out is None else _Mp4(job, settings, width, height)
         with sink:
             for block in blocks:
                 t0 = time.perf_counter()

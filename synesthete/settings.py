@@ -21,6 +21,16 @@ PresetName = Literal["tiny", "cpu", "gpu"]
 # Seeds at or above this value are reserved for evaluation; the training stream never draws them.
 HELDOUT_SEED_START = 1_000_000_000
 
+# The largest seed (torch generators take 64-bit seeds; int64 leaves room for seed + k).
+MAX_SEED = 2**63 - 1
+
+# The largest output side (render.size): 4096 px is 4K; a render to memory is bounded by render.memory_gb too.
+MAX_SIZE = 4096
+
+# x264's speed presets (render.x264_preset): anything else fails inside the encoder, far from the setting.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
 # Names the env file Settings reads instead of ./.env; the empty string means none.
 ENV_FILE_VARIABLE = "SYNESTHETE_ENV_FILE"
 
@@ -81,7 +91,7 @@ class VideoSettings(_Section):
 class DataSettings(_Section):
     """The infinite data engine: procedural music, optionally mixed with real songs."""
 
-    seed: int = Field(0, ge=0, description="Base seed of the training stream.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Base seed of the training stream.")
     heldout_seed_start: int = Field(HELDOUT_SEED_START, description="First seed of the held-out (eval-only) range.")
     epoch_size: int = Field(1000, gt=0, description="Clips that make up one nominal epoch.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
@@ -263,7 +273,7 @@ class CriticSettings(_Section):
 class TrainSettings(_Section):
     """What both trainers share: logging, checkpoints, precision, distribution."""
 
-    seed: int = Field(0, ge=0, description="Seed for weights, noise and the data stream.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for weights, noise and the data stream.")
     run_name: str = Field("", description="Run folder name under paths.runs; empty means a timestamp.")
     checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
     log_every: int = Field(10, gt=0, description="Steps between TensorBoard scalar logs.")
@@ -310,15 +320,21 @@ class RenderSettings(_Section):
         "window, continuing one and leading into the next, fills the gap between them. Songs too short for "
         "lanes of MIN_LANE_WINDOWS windows get fewer. 1 = one window after another.",
     )
-    size: int = Field(0, ge=0, description="Output size in pixels (square upscale); 0 keeps the model's size.")
+    size: int = Field(
+        0, ge=0, le=MAX_SIZE, description="Output size in pixels (square upscale); 0 keeps the model's size."
+    )
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
-    x264_preset: str = Field(
+    x264_preset: Literal[X264_PRESETS] = Field(  # type: ignore[valid-type]
         "veryfast", description="x264 speed/size preset of the H.264 output (ultrafast ... veryslow); "
         "not to be confused with --preset, the model size.",
     )
     audio_sample_rate: int = Field(48000, gt=0, description="Sample rate of the AAC track in the output.")
     chunk_seconds: float = Field(10.0, gt=0, description="Audio decoded per streaming step.")
-    seed: int = Field(0, ge=0, description="Noise seed of the render.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Noise seed of the render.")
+    memory_gb: float = Field(
+        4.0, gt=0, description="Most memory (GB) the frames of a render to memory (the Python API without an "
+        "output file) may take; a longer render is refused before it starts: render to a file, or an excerpt.",
+    )
     amp: bool = Field(True, description="bf16 autocast of the networks in render and eval where the hardware "
                       "has native bf16 (CUDA, x86 CPUs with AVX512-BF16 or AMX); float32 elsewhere.")
 
@@ -523,6 +539,16 @@ class Settings(BaseSettings):
     def clip_frames(self) -> int:
         """Video frames in one training clip."""
         return round(self.audio.clip_seconds * self.video.fps)
+
+
+def validation_message(exc: Any, names: dict[str, str] | None = None) -> str:
+    """One line for a pydantic ValidationError: each field (``names`` renames dotted fields, e.g. the API's
+    keywords) and what is wrong with it. Never the value: it may be a secret from .env."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or "settings"
+        parts.append(f"{(names or {}).get(field, field)}: {err.get('msg')}")
+    return "; ".join(parts)
 
 
 def load_settings(preset: str | None = None, **overrides: Any) -> Settings:

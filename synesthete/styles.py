@@ -34,15 +34,20 @@ def describe() -> dict[str, str]:
 
 def parse_style(name: str) -> list[str]:
     """``"spectrum+kaleido"`` -> ``["spectrum", "kaleido"]`` (registry order, no repeats); unknown -> InputError."""
+    from synesthete.files import shorten
+
     valid = families()
     parts = [p.strip().lower() for p in str(name).split("+")]
+    use = (f"use one of {', '.join(valid)}, a '+'-joined composition of them, or '{AUTO}' ('synesthete styles' "
+           "describes them)")
+    if not all(parts):
+        raise InputError(f"unknown style {shorten(repr(str(name)))}: it has no family name before or after a "
+                         f"'+'; {use}")
     unknown = [p for p in parts if p not in valid]
-    if not parts or unknown:
-        shown = ", ".join(repr(p) for p in unknown) or repr(name)
-        raise InputError(
-            f"unknown style {shown}: use one of {', '.join(valid)}, a '+'-joined composition of them, "
-            f"or '{AUTO}' ('synesthete styles' describes them)"
-        )
+    if unknown:
+        shown = ", ".join(shorten(repr(p)) for p in unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3
+                                                                   else "")
+        raise InputError(f"unknown style {shown}: {use}")
     return [f for f in valid if f in parts]
 
 

@@ -219,15 +219,26 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
 
 
 def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> None:
-    """The summary of a batch render: per song its output and the result, or why it failed."""
+    """The summary of a batch render: per song its output and the result, or why it failed; a folder that gave
+    no songs has a row too, but is not counted as a song. Names are shown on one line each (``one_line``)."""
+    from rich.markup import escape
+
+    from synesthete.files import one_line
+
     done = sum(1 for *_, r in rows if not isinstance(r, str))
-    table = Table(title=f"render: {done} of {len(rows)} songs rendered", title_justify="left")
+    folders = sum(1 for song, _, r in rows if isinstance(r, str) and song.is_dir())
+    title = f"render: {done} of {len(rows) - folders} songs rendered"
+    if folders:
+        title += f"; {folders} folder{'s' if folders > 1 else ''} gave none"
+    table = Table(title=title, title_justify="left")
     table.add_column("song", overflow="fold")
     table.add_column("output", overflow="fold")
     table.add_column("result", overflow="fold")
     for song, out, result in rows:
+        name = escape(one_line(str(song)))
         if isinstance(result, str):
-            table.add_row(str(song), "", f"[red]failed[/red]: {result}")
+            table.add_row(name, "", f"[red]failed[/red]: {escape(one_line(result))}")
         else:
-            table.add_row(str(song), str(out), f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
+            table.add_row(name, escape(one_line(str(out))),
+                          f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
     console.print(fit(table))

@@ -39,6 +39,12 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The float32 path on every machine: bf16 autocast (train.amp, render.amp) runs only where the CPU has native
+# bf16, so with the defaults the suite's numbers would depend on the CPU it runs on. The bf16 path has tests of
+# its own that mock the CPU flags (test_device.py, test_train.py) and so need no bf16 hardware.
+FLOAT32 = {"SYNESTHETE_TRAIN__AMP": "false", "SYNESTHETE_RENDER__AMP": "false"}
+
+
 def _is_ours(key: str) -> bool:
     """A variable Settings reads (pydantic-settings matches the prefix case-insensitively)."""
     return key.upper().startswith("SYNESTHETE_")
@@ -46,26 +52,31 @@ def _is_ours(key: str) -> bool:
 
 @pytest.fixture(scope="session", autouse=True)
 def hermetic_environment():
-    """Neither the developer's ``SYNESTHETE_*`` variables nor a ``.env`` reach Settings.
+    """Neither the developer's ``SYNESTHETE_*`` variables nor a ``.env`` reach Settings, nor the CPU's bf16.
 
     For the whole session (so module-scoped fixtures are covered too) every ``SYNESTHETE_*`` variable is
-    removed from ``os.environ`` and ``SYNESTHETE_ENV_FILE`` is set empty (read no env file). Subprocesses
-    inherit that. Tests change settings through ``monkeypatch.setenv`` or ``run_cli(env=...)``; a test that
-    exercises ``.env`` itself passes ``run_cli(..., dotenv=True)``.
+    removed from ``os.environ``, ``SYNESTHETE_ENV_FILE`` is set empty (read no env file) and ``FLOAT32`` is set
+    (train and render in float32 whatever the CPU). Subprocesses inherit that. Tests change settings through
+    ``monkeypatch.setenv`` or ``run_cli(env=...)``; a test that exercises ``.env`` itself passes
+    ``run_cli(..., dotenv=True)``.
     """
     with pytest.MonkeyPatch.context() as mp:
         for key in [key for key in os.environ if _is_ours(key)]:
             mp.delenv(key)
         mp.setenv(ENV_FILE_VARIABLE, "")
+        for key, value in FLOAT32.items():
+            mp.setenv(key, value)
         yield
 
 
 def cli_env(env: dict[str, str] | None = None, dotenv: bool = False) -> dict[str, str]:
-    """The environment of a CLI subprocess: ``os.environ`` without ``SYNESTHETE_*`` variables, plus ``env``.
+    """The environment of a CLI subprocess: ``os.environ`` without ``SYNESTHETE_*`` variables but ``FLOAT32``,
+    plus ``env``.
 
     It reads no env file unless ``dotenv`` (then ``.env`` in its working directory, as a user's would).
     """
     full_env = {k: v for k, v in os.environ.items() if not _is_ours(k)}
+    full_env.update(FLOAT32)
     if not dotenv:
         full_env[ENV_FILE_VARIABLE] = ""
     full_env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})

@@ -54,6 +54,22 @@ def test_cpu_autocast_only_with_native_bf16(monkeypatch, flags, enabled, expecte
     assert dev.precision(torch.device("cpu"), enabled) == ("bf16" if expected == torch.bfloat16 else "float32")
 
 
+def test_the_suite_runs_float32_whatever_the_cpu(monkeypatch):
+    """conftest's FLOAT32: on a CPU with native bf16 the suite still trains and renders in float32 (in process
+    and in the CLI's subprocesses), so its numbers do not depend on the machine; the bf16 path is tested by
+    mocking the flags, as here and in test_train.py."""
+    from conftest import cli_env
+
+    from synesthete.settings import load_settings
+
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    cpu = torch.device("cpu")
+    s = load_settings()
+    assert dev.precision(cpu, s.train.amp) == dev.precision(cpu, s.render.amp) == "float32"
+    assert cli_env()["SYNESTHETE_TRAIN__AMP"] == cli_env()["SYNESTHETE_RENDER__AMP"] == "false"
+    assert dev.precision(cpu, s.updated(train={"amp": True}).train.amp) == "bf16"  # the path itself is there
+
+
 def test_native_bf16_is_off_for_mps_and_absent_cuda(monkeypatch):
     assert not dev.native_bf16(torch.device("mps"))
     if not torch.cuda.is_available():

@@ -147,33 +147,47 @@ def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
     return sum(errors) / len(errors)
 
 
-def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
+@pytest.mark.parametrize("path", ["float32", "bf16"])
+def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, path: str):
     """`train diffusion --teacher`: the student starts from the teacher, learns its guided output (lower
     distillation error on the teacher's training windows than at the start), is exported with the guidance
     embedding in its config, and a resumed run finds its teacher without --teacher (one-pass sampling:
-    test_sampling)."""
+    test_sampling).
+
+    Both precision paths learn, whatever this CPU has: "bf16" mocks a CPU with native bf16 (emulated where
+    there is none). The audio scales are 4-8, not the default 1-3: a 30-step teacher's guided and conditional
+    outputs differ little at 1-3, so 30 steps of learning its small difference were within the noise of the
+    measure (a 5 % cut in float32, where the test asked for 20 %); at 4-8 both paths cut it to about 0.36."""
+    from synesthete import device
     from synesthete.checkpoint import build_model, load_checkpoint, load_vae
     from synesthete.data import ClipPool
     from synesthete.models import DiT
     from synesthete.train.diffusion import encode_frames, normalize
 
     monkeypatch.chdir(overfit_runs)
-    for key, value in {**FAST, "SYNESTHETE_TRAIN__OVERFIT": "true"}.items():
+    scales = {"SYNESTHETE_DIFFUSION__DISTILL_GUIDANCE": "[4, 8]"}
+    for key, value in {**FAST, **scales, "SYNESTHETE_TRAIN__OVERFIT": "true"}.items():
         monkeypatch.setenv(key, value)
+    if path == "bf16":
+        monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+        monkeypatch.setenv("SYNESTHETE_TRAIN__AMP", "true")
+    run, export = f"distill-{path}", f"distilled-{path}"
     _cli("train", "diffusion", "--preset", "tiny", "--max-steps", "30", "--lr", "3e-3", "--batch-size", "8",
-         "--run-name", "distill", "--vae", "exported", "--teacher", "exported", "--export", "distilled")
-    ckpt = read_checkpoint("runs/distill/ckpt_latest.pt")
+         "--run-name", run, "--vae", "exported", "--teacher", "exported", "--export", export)
+    ckpt = read_checkpoint(f"runs/{run}/ckpt_latest.pt")
     assert ckpt["config"]["guidance_embed"] and Path(ckpt["teacher"]) == Path("exported/diffusion.pt")
+    assert ckpt["settings"]["train"]["amp"] == (path == "bf16")
     # The teacher is in the checkpoint: no --teacher.
-    _cli("train", "diffusion", "--resume", "runs/distill", "--vae", "exported", "--max-steps", "32")
-    assert read_checkpoint("runs/distill/ckpt_latest.pt")["step"] == 32
+    _cli("train", "diffusion", "--resume", f"runs/{run}", "--vae", "exported", "--max-steps", "32")
+    assert read_checkpoint(f"runs/{run}/ckpt_latest.pt")["step"] == 32
 
     tiny = load_settings("tiny")
+    assert tiny.diffusion.distill_guidance == (4.0, 8.0)
     teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
     teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
     fresh = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
     fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
-    student = build_model(load_checkpoint("distilled/diffusion.pt", "diffusion"), "distilled/diffusion.pt")
+    student = build_model(load_checkpoint(f"{export}/diffusion.pt", "diffusion"), f"{export}/diffusion.pt")
     # The windows it was trained on (train.overfit repeats the first batch of the stream).
     vae, _ = load_vae("exported/vae.pt", "cpu")
     pool = ClipPool(tiny, 0, SimpleNamespace(rank=0, world_size=1), print)
@@ -185,7 +199,7 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     latents = latents.view(*frames.shape[:2], *latents.shape[1:])
     before = _distill_error(fresh, teacher, tiny, latents, features, styles)
     after = _distill_error(student, teacher, tiny, latents, features, styles)
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.6 * before, (before, after)
 
 
 @pytest.mark.parametrize("kind", ["vae", "diffusion"])

@@ -14,6 +14,7 @@ vector) and the encoder keeps that distinction intact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,8 @@ class AudioEncoderConfig(ModelConfig):
     num_features: int
     context: int
     dim: int
+
+    BOUNDS: ClassVar[dict[str, Any]] = {"num_features": (int, 1, 1024), "context": (int, 0, 256), "dim": (int, 1, 4096)}
 
 
 class AudioEncoder(nn.Module):

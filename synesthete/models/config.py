@@ -10,11 +10,24 @@ checkpoints written before configs existed carry.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+import math
+from typing import Any, ClassVar, TypeVar
 
+from synesthete.errors import ConfigError
 from synesthete.settings import Settings
 
 C = TypeVar("C", bound="ModelConfig")
+
+
+class ConfigBoundsError(ConfigError, ValueError):
+    """A config field of the wrong type, sign or size: a ConfigError (one line at the CLI) from settings, and
+    a ValueError that loading a checkpoint turns into a CheckpointError naming the file."""
+
+
+# A field's rule in ``ModelConfig.BOUNDS``: (int, low, high), (float, low, high), bool, or a tuple of the strings
+# it may be. The bounds are far above every preset (gpu: dim 384, depth 12) and keep a tampered checkpoint from
+# asking for a network that fills the memory before its weights are even compared (``checkpoint.build_model``).
+Rule = Any
 
 
 def settings_dict(settings: Settings | dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +37,38 @@ def settings_dict(settings: Settings | dict[str, Any]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Base of the network configs: plain fields only, so they round-trip through ``weights_only`` loads."""
+    """Base of the network configs: plain fields only, so they round-trip through ``weights_only`` loads.
+
+    Every field is checked when a config is made (``BOUNDS``: type, sign, a sane bound), from settings or from a
+    checkpoint, before any network is built from it."""
+
+    BOUNDS: ClassVar[dict[str, Rule]] = {}
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise a ConfigBoundsError naming the first field whose type or value ``BOUNDS`` does not allow."""
+        from synesthete.files import shorten
+
+        for f in dataclasses.fields(self):
+            value, rule = getattr(self, f.name), self.BOUNDS.get(f.name)
+            if rule is None:
+                continue
+            shown = f"{type(self).__name__}.{f.name}={shorten(repr(value), 40)}"
+            if rule is bool:
+                if not isinstance(value, bool):
+                    raise ConfigBoundsError(f"{shown}: must be true or false")
+            elif isinstance(rule[0], str):
+                if value not in rule:
+                    raise ConfigBoundsError(f"{shown}: must be one of {', '.join(rule)}")
+            else:
+                kind, low, high = rule
+                number = isinstance(value, int) if kind is int else isinstance(value, int | float)
+                if isinstance(value, bool) or not number or not math.isfinite(value):
+                    raise ConfigBoundsError(f"{shown}: must be {'an integer' if kind is int else 'a finite number'}")
+                if not low <= value <= high:
+                    raise ConfigBoundsError(f"{shown}: must be in {low}..{high}")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (what a checkpoint stores)."""

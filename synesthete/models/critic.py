@@ -13,7 +13,7 @@ SiLU, twice each), global average pooling, and a linear head. The network is bui
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,10 @@ class CriticConfig(ModelConfig):
     width: int
     feature_dim: int
     num_families: int
+
+    BOUNDS: ClassVar[dict[str, Any]] = {
+        "size": (int, 8, 1024), "width": (int, 1, 1024), "feature_dim": (int, 1, 4096), "num_families": (int, 1, 1024),
+    }
 
     @classmethod
     def from_settings(cls, settings: Settings | dict[str, Any]) -> CriticConfig:

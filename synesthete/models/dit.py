@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from synesthete.models.audio_encoder import AudioEncoder, AudioEncoderConfig
-from synesthete.models.config import ModelConfig, settings_dict
+from synesthete.models.config import ConfigBoundsError, ModelConfig, settings_dict
 from synesthete.settings import Settings
 from synesthete.styles import families
 
@@ -229,6 +229,9 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+MAX_POSITION_TABLE = 1 << 24  # tokens per frame x dim: e.g. a 64x64 latent in patches of 2 at dim 16384
+
+
 @dataclass(frozen=True)
 class DiTConfig(ModelConfig):
     """What builds a DiT, and what its weights mean: the latent it denoises, its size, the audio it hears, the
@@ -253,6 +256,28 @@ class DiTConfig(ModelConfig):
     prediction: str
     guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
     noise_correlation: float = 0.0  # share of the noise variance a window's frames share (diffusion.noise_correlation)
+
+    BOUNDS: ClassVar[dict[str, Any]] = {
+        "latent_channels": (int, 1, 256), "latent_height": (int, 1, 512), "latent_width": (int, 1, 512),
+        "window": (int, 1, 1024), "patch_size": (int, 1, 64), "dim": (int, 1, 4096), "depth": (int, 1, 128),
+        "heads": (int, 1, 128), "mlp_ratio": (float, 0.01, 16), "audio_features": (int, 1, 1024),
+        "audio_context": (int, 0, 256), "audio_dim": (int, 1, 4096), "num_styles": (int, 1, 1024),
+        "fps": (float, 0.01, 240), "num_train_timesteps": (int, 1, 100_000), "schedule": ("cosine", "linear"),
+        "prediction": ("eps", "v"), "guidance_embed": bool, "noise_correlation": (float, 0, 0.999),
+    }
+
+    def check(self) -> None:
+        """Each field (``BOUNDS``), then the shapes they must agree on."""
+        super().check()
+        if self.dim % self.heads:
+            raise ConfigBoundsError(f"DiTConfig.dim={self.dim} must be divisible by heads={self.heads}")
+        if self.latent_height % self.patch_size or self.latent_width % self.patch_size:
+            raise ConfigBoundsError(f"the latent ({self.latent_height}x{self.latent_width}) must be a multiple of "
+                                    f"the patch size {self.patch_size}")
+        tokens = (self.latent_height // self.patch_size) * (self.latent_width // self.patch_size)
+        if tokens * self.dim > MAX_POSITION_TABLE:  # the spatial position table, a buffer no checkpoint holds
+            raise ConfigBoundsError(f"DiTConfig: {tokens} tokens per frame x dim {self.dim} is too large (at most "
+                                    f"{MAX_POSITION_TABLE:,} values)")
 
     @classmethod
     def from_settings(
@@ -287,12 +312,7 @@ class DiT(nn.Module):
     """The Brain: predicts noise (or v) for a window of latent frames, given the window's audio features."""
 
     def __init__(self, cfg: DiTConfig) -> None:
-        super().__init__()
-        if cfg.latent_height % cfg.patch_size or cfg.latent_width % cfg.patch_size:
-            raise ValueError(
-                f"the latent ({cfg.latent_height}x{cfg.latent_width}) must be a multiple of the patch size "
-                f"{cfg.patch_size}"
-            )
+        super().__init__()  # the config checked its shapes (DiTConfig.check)
         self.config = cfg
         self.channels = cfg.latent_channels
         self.patch = cfg.patch_size

@@ -10,13 +10,13 @@ at full resolution. See docs/model_architecture.md for the measured figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synesthete.models.config import ModelConfig, settings_dict
+from synesthete.models.config import ConfigBoundsError, ModelConfig, settings_dict
 from synesthete.settings import Settings
 
 NUM_STAGES = 4  # four stride-2 stages: H -> H / 16
@@ -40,6 +40,19 @@ class VAEConfig(ModelConfig):
     latent_channels: int
     base_channels: int
     max_channels: int
+
+    BOUNDS: ClassVar[dict[str, Any]] = {
+        "height": (int, 16, 8192), "width": (int, 16, 8192), "latent_channels": (int, 1, 256),
+        "base_channels": (int, 1, 1024), "max_channels": (int, 1, 4096),
+    }
+
+    def check(self) -> None:
+        """Each field (``BOUNDS``), then the frame size the four stride-2 stages need."""
+        super().check()
+        for name in ("height", "width"):
+            if getattr(self, name) % 2**NUM_STAGES:
+                raise ConfigBoundsError(f"VAEConfig.{name}={getattr(self, name)} must be a multiple of "
+                                        f"{2**NUM_STAGES}")
 
     @classmethod
     def from_settings(cls, settings: Settings | dict[str, Any]) -> VAEConfig:

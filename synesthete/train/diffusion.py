@@ -498,7 +498,8 @@ def train_diffusion(
         if (vae.config.height, vae.config.width) != frame:
             raise CheckpointError(
                 f"{vae_path} encodes {vae.config.width}x{vae.config.height} frames, the settings make "
-                f"{frame[1]}x{frame[0]}: train with the VAE's size (--size) or another --vae"
+                f"{frame[1]}x{frame[0]}: set video.width and video.height to the VAE's (SYNESTHETE_VIDEO__WIDTH="
+                f"{vae.config.width} SYNESTHETE_VIDEO__HEIGHT={vae.config.height}), or pass another --vae"
             )
         fingerprint = vae_fingerprint(vae_ckpt["model"])
         if run.resume_ckpt is not None and run.resume_ckpt.get("vae_fingerprint") != fingerprint:

@@ -42,7 +42,7 @@ from synesthete.console import err_console, make_train_progress
 from synesthete.data import ClipPool
 from synesthete.device import autocast, precision
 from synesthete.errors import CheckpointError, OutputError, TrainingError
-from synesthete.files import check_folder, remove_stale_temps
+from synesthete.files import check_folder, remove_stale_temps, write_text
 from synesthete.locks import FileLock, run_folder_lock
 from synesthete.settings import Settings
 from synesthete.train.dist import StopRequest, any_rank, setup_distributed
@@ -211,7 +211,7 @@ class TrainingRun:
                         f"{self.folder}, or pick another --run-name"
                     )
                 remove_stale_temps(self.folder / LATEST)  # left by a run killed mid-save (kill -9)
-                (self.folder / "settings.json").write_text(self.settings.model_dump_json(indent=2) + "\n")
+                write_text(self.folder / "settings.json", self.settings.model_dump_json(indent=2) + "\n")
             except BaseException:
                 self._cleanup(failed=True)
                 raise
