@@ -337,6 +337,12 @@ def gen_audio(
     height: Annotated[int | None, typer.Option("--height", help=_help("Frame height (even).", "video.height"))] = None,
     fps: Annotated[int | None, typer.Option("--fps", help=_help("Frames per second.", "video.fps"))] = None,
     audio_only: Annotated[bool, typer.Option("--audio-only", help="Write only .wav files and the manifest.")] = False,
+    form: Annotated[
+        bool,
+        typer.Option("--form", help="Whole songs of sections (parts of 4 or 8 bars with their own instruments, "
+                                    "some repeated), as long as their form unless --duration says; the manifest "
+                                    "adds downbeats and sections."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder.")] = False,
     preset: Preset = None,
     verbose: Verbose = False,
@@ -345,10 +351,10 @@ def gen_audio(
     """Write a sample dataset: .wav + .mp4 (H.264 + AAC) per clip and a manifest.jsonl."""
     from synesthete.gen import generate_dataset
 
-    settings = build_settings(preset, data={"seed": seed}, audio={"clip_seconds": duration})
+    settings = build_settings(preset, data={"seed": seed}, audio={"clip_seconds": None if form else duration})
     summary = generate_dataset(
         settings, num=num, out=out, audio_only=audio_only, overwrite=overwrite,
-        width=width, height=height, fps=fps,
+        width=width, height=height, fps=fps, form=form, duration=duration if form else None,
     )
     print_summary("gen-audio", summary)
 
