@@ -715,6 +715,47 @@ def styles(verbose: Verbose = False, quiet: Quiet = False) -> None:
     console.print(table)
 
 
+# ----------------------------------------------------------------------------------------------- analyze
+@app.command()
+def analyze(
+    song: Annotated[
+        Path, typer.Argument(help="A song: any audio FFmpeg decodes.", metavar="SONG", show_default=False)
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON on stdout: tempo, sections, and every beat and downbeat time.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG of the novelty curve with the section boundaries.")
+    ] = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Tell what synesthete hears in a song: tempo, beats, downbeats and sections (repeats share a letter)."""
+    from synesthete.errors import OutputError
+    from synesthete.files import check_input, check_output
+
+    check_input(song)  # before torch is imported: a missing file is one line at once
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise OutputError(f"--plot {plot}: the plot must be a .png file")
+        check_output(plot, overwrite, inputs=(song,))
+    from synesthete import tables
+    from synesthete.audio.analysis import analyse_song
+
+    result = analyse_song(song, progress=not as_json)
+    if plot is not None:
+        from synesthete.metrics.plot import plot_analysis
+
+        plot_analysis(plot, result, title=song.name)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(times=True), indent=2) + "\n")
+    elif not is_quiet():
+        tables.print_analysis(song, result)
+    if plot is not None:
+        (err_console if as_json else console).print(f"wrote {plot}")
+
+
 # ----------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(

@@ -18,6 +18,7 @@ from synesthete.console import console
 from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
+    from synesthete.audio.analysis import SongAnalysis
     from synesthete.render import RenderResult
 
 # Per-row metric columns after AV-Align and its ratio: (key in SyncAnalysis.metrics(), header, format).
@@ -203,4 +204,33 @@ def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> Non
             table.add_row(str(song), "", f"[red]failed[/red]: {result}")
         else:
             table.add_row(str(song), str(out), f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
+    console.print(fit(table))
+
+
+# --------------------------------------------------------------------------------------------- analyze
+def clock(seconds: float) -> str:
+    """Seconds as m:ss.s (a song position)."""
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def print_analysis(song: Path, a: SongAnalysis) -> None:
+    """`synesthete analyze`'s tables: what was heard, and the sections with their times."""
+    head = Table(title=f"analysis of {song}", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    bar = 60.0 * a.beats_per_bar / a.tempo if a.tempo else 0.0
+    head.add_row("tempo", f"{a.tempo:.1f} BPM" if a.tempo else "– (no beat found)")
+    head.add_row("beats", f"{len(a.beats)}")
+    head.add_row("downbeats", f"{len(a.downbeats)} (bars of {a.beats_per_bar} beats)")
+    head.add_row("sections", f"{len(a.sections)}: {'-'.join(s.label for s in a.sections)}")
+    head.add_row("duration", f"{clock(a.duration)} ({a.duration:.1f} s)")
+    head.add_row("analysed in", f"{a.seconds:.2f} s ({a.duration / a.seconds:.0f}x real time)" if a.seconds else "–")
+    console.print(fit(head))
+    table = Table(title="sections", title_justify="left")
+    for name in ("section", "start", "end", "length"):
+        table.add_column(name, justify="left" if name == "section" else "right")
+    for s in a.sections:
+        bars = f", {round((s.end - s.start) / bar)} bars" if bar else ""
+        table.add_row(s.label, clock(s.start), clock(s.end), f"{s.end - s.start:.1f} s{bars}")
     console.print(fit(table))

@@ -12,10 +12,6 @@ import numpy as np
 from synesthete.metrics.av_align import pick_peaks
 from synesthete.metrics.onsets import OnsetEnvelope
 
-# Tempo search range and prior (librosa's beat tracker uses a log-normal prior around 120 BPM, 1 octave wide).
-MIN_BPM, MAX_BPM = 50.0, 240.0
-PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
-
 
 def gaussian_smooth(curve: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian filter (sigma in samples, edges reflected); sigma 0 returns the curve unchanged."""
@@ -47,29 +43,10 @@ def beat_alignment(music_beats: np.ndarray, visual: np.ndarray, sigma_seconds: f
 
 
 def estimate_tempo(envelope: OnsetEnvelope) -> float:
-    """Tempo (BPM) from the autocorrelation of the onset envelope, weighted by a log-normal prior."""
-    env = envelope.values - envelope.values.mean()
-    h = envelope.hop_seconds
-    min_lag = max(1, int(np.floor(60.0 / MAX_BPM / h)))
-    max_lag = min(len(env) - 1, int(np.ceil(60.0 / MIN_BPM / h)))
-    if max_lag <= min_lag or not np.any(env):
-        return PRIOR_BPM
-    n = len(env)
-    spectrum = np.fft.rfft(env, 2 * n)
-    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
-    lags = np.arange(min_lag, max_lag + 1)
-    acf = acf[lags] / (n - lags)  # unbiased
-    bpm = 60.0 / (lags * h)
-    prior = np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
-    score = acf * prior
-    k = int(np.argmax(score))
-    lag = float(lags[k])
-    if 0 < k < len(score) - 1:  # parabolic interpolation: sub-frame lag, so the beat grid does not drift
-        y0, y1, y2 = score[k - 1], score[k], score[k + 1]
-        curvature = y0 - 2 * y1 + y2
-        if curvature < 0:
-            lag += 0.5 * (y0 - y2) / curvature
-    return float(60.0 / (lag * h))
+    """Tempo (BPM) of an onset envelope: the song analysis's estimate (``audio.analysis.estimate_tempo``)."""
+    from synesthete.audio.analysis import estimate_tempo as tempo_of
+
+    return tempo_of(envelope.values, envelope.hop_seconds)
 
 
 def estimate_beats(envelope: OnsetEnvelope, duration: float) -> tuple[float, np.ndarray]:
