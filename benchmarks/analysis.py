@@ -17,6 +17,10 @@ beats, downbeats and sections. Figures:
 * ``speed_x_realtime``: seconds of audio analysed per second of wall time, in this process (the wave in
   memory: frames, tempo, beats, downbeats, sections), summed over the songs; ``--music`` reports the speed of
   ``analyse_file`` too (FFmpeg decoding included).
+* ``--renders N``: N held-out songs with a form, ``--render-seconds`` long, rendered with the shipped
+  checkpoints (``--render-steps`` sampler steps): the share of their cuts within one frame of a downbeat the
+  render's analysis found (the bar: 100 %), of an exact downbeat, and the look changes the style critic sees
+  in the frames and how many land on a downbeat (what `synesthete eval --video` reports).
 
 What else runs on the machine changes the speed: say what did when you quote it.
 """
@@ -91,16 +95,75 @@ def procedural(songs: int, split: str, first: int = 0) -> dict:
     }
 
 
+def renders(count: int, seconds: float, steps: int) -> dict:
+    """Cuts of renders of ``count`` held-out songs with a form (``seconds`` long each) with the shipped
+    checkpoints: on the render's own downbeats (the bar), on the exact ones, and as `eval --video` sees them
+    (look changes found by the style critic, against the downbeats of the analysis of the audio)."""
+    import tempfile
+
+    import numpy as np
+
+    from synesthete.audio.analysis import analyse_file
+    from synesthete.audio.synth import synthesize
+    from synesthete.data import seed_for
+    from synesthete.evaluate import section_scores
+    from synesthete.media import write_wav
+    from synesthete.metrics.picture import load_critic
+    from synesthete.pipeline import Synesthete
+    from synesthete.settings import load_settings
+    from synesthete.train.critic import critic_outputs
+
+    settings = load_settings()
+    pipe = Synesthete.from_pretrained(device="cpu", diffusion={"sample_steps": steps})
+    critic = load_critic(pipe.settings.critic_path)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(count):
+            seed = seed_for(i, settings, "heldout")
+            wave, score = synthesize(seed, settings, form=True, duration=seconds)
+            path = Path(folder) / f"song{i}.wav"
+            write_wav(path, wave, settings.audio.sample_rate)
+            result = pipe.render(path)
+            fps = result.fps
+            detected = analyse_file(path).downbeats  # what the render cut on (the same analysis)
+
+            def on(frames: list[int], downbeats, fps: float = fps) -> int:
+                d = np.asarray(downbeats, dtype=float)
+                return sum(bool(d.size) and float(np.abs(d - f / fps).min()) <= 1 / fps + 1e-6 for f in frames)
+
+            seen = section_scores(critic_outputs(critic[0], result.frames)[1], float(critic[1]["cut_threshold"]),
+                                  analyse_file(path), fps, result.num_frames)
+            rows.append({"seed": seed, "tempo": score["tempo"], "form": score["form"], "cuts": result.cuts,
+                         "on_detected_downbeat": on(result.cuts, detected),
+                         "on_exact_downbeat": on(result.cuts, score["downbeats"]),
+                         "true_boundaries": [round(s["start"] * fps) for s in score["sections"][1:]],
+                         "look_changes_seen": seen.cut_frames, "seen_on_downbeat": seen.on_downbeats,
+                         "rtf": round(result.rtf, 2)})
+    cuts = sum(len(r["cuts"]) for r in rows)
+    seen = sum(len(r["look_changes_seen"]) for r in rows)
+    return {"songs": count, "seconds": seconds, "steps": steps, "cuts": cuts,
+            "cuts_on_detected_downbeats": round(sum(r["on_detected_downbeat"] for r in rows) / max(cuts, 1), 4),
+            "cuts_on_exact_downbeats": round(sum(r["on_exact_downbeat"] for r in rows) / max(cuts, 1), 4),
+            "look_changes_seen_by_eval": seen,
+            "seen_on_downbeats": round(sum(r["seen_on_downbeat"] for r in rows) / max(seen, 1), 4),
+            "per_song": rows}
+
+
 def real_music(folders: list[Path], plot: Path | None) -> dict:
     """Tempo, sections and speed of ``analyse_file`` on every song under ``folders``."""
     from synesthete.audio.analysis import analyse_file
+    from synesthete.errors import InputError
     from synesthete.files import find_music
 
-    rows, audio_s, wall_s = [], 0.0, 0.0
+    rows, skipped, audio_s, wall_s = [], [], 0.0, 0.0
     for folder in folders:
         for path in find_music(folder):
             t0 = time.perf_counter()
-            a = analyse_file(path)
+            try:
+                a = analyse_file(path)
+            except InputError as exc:  # a file FFmpeg cannot decode: listed, not analysed
+                skipped.append(f"{folder.name}/{path.name}: {exc}")
+                continue
             wall_s += time.perf_counter() - t0
             audio_s += a.duration
             rows.append({"song": f"{folder.name}/{path.name}", "seconds": round(a.duration, 1),
@@ -111,7 +174,7 @@ def real_music(folders: list[Path], plot: Path | None) -> dict:
                 from synesthete.metrics.plot import plot_analysis
 
                 plot_analysis(plot, a, title=rows[0]["song"])
-    return {"songs": len(rows), "audio_seconds": round(audio_s, 1),
+    return {"songs": len(rows), "skipped": skipped, "audio_seconds": round(audio_s, 1),
             "speed_x_realtime_with_decoding": round(audio_s / wall_s, 1) if wall_s else None,
             "sections_per_song": round(statistics.fmean(r["sections"] for r in rows), 2) if rows else None,
             "per_song": rows}
@@ -124,12 +187,18 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="index of the first song of the split")
     parser.add_argument("--music", type=Path, action="append", default=[], help="a folder of real songs")
     parser.add_argument("--plot", type=Path, help="with --music: the analysis plot of its first song")
+    parser.add_argument("--renders", type=int, default=0,
+                        help="also render this many held-out songs with the shipped checkpoints and score their cuts")
+    parser.add_argument("--render-seconds", type=float, default=20.0)
+    parser.add_argument("--render-steps", type=int, default=4)
     parser.add_argument("--brief", action="store_true", help="leave out the per-song rows")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     out = {"procedural": procedural(args.songs, args.split, args.first)} if args.songs else {}
+    if args.renders:
+        out["renders"] = renders(args.renders, args.render_seconds, args.render_steps)
     if args.music:
         out["music"] = real_music(args.music, args.plot)
     if args.brief:

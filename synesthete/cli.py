@@ -18,6 +18,7 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+from enum import StrEnum  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
@@ -532,8 +533,17 @@ CheckpointDir = Annotated[
 ]
 Steps = Annotated[int | None, typer.Option("--steps", help=_help("Sampler steps.", "diffusion.sample_steps"))]
 RenderSeed = Annotated[
-    int | None, typer.Option("--seed", help=_help("Noise seed (and the style for 'auto').", "render.seed"))
+    int | None,
+    typer.Option("--seed", help=_help("Noise seed, and the seed of the looks (and of the style 'auto').",
+                                      shown="drawn from a hash of the song file; 0 in eval")),
 ]
+
+
+class OnOff(StrEnum):
+    """A switch option's two values."""
+
+    on = "on"
+    off = "off"
 
 
 @app.command()
@@ -558,8 +568,15 @@ def render(
     ] = None,
     style: Annotated[
         str | None,
-        typer.Option("--style", help=_help("Visualizer family, '+'-joined families, 'auto' (from the seed) or "
-                                           "'list'.", "render.style")),
+        typer.Option("--style", help=_help("Visualizer family, '+'-joined families, 'auto' (from the seed: a "
+                                           "family per kind of section) or 'list'.", "render.style")),
+    ] = None,
+    sections: Annotated[
+        OnOff | None,
+        typer.Option("--sections", case_sensitive=False,
+                     help=_help("Follow the song's form: a new look on the downbeat that starts each section, a "
+                                "repeated section in its earlier look (see `synesthete analyze`); off: one look "
+                                "for the whole song.", shown="on")),
     ] = None,
     style_guidance: Annotated[
         float | None,
@@ -604,7 +621,8 @@ def render(
         preset, device=device,
         video={"fps": fps},
         diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
-        render={"seed": seed, "size": size, "style": style, "lanes": lanes},
+        render={"seed": seed, "size": size, "style": style, "lanes": lanes,
+                "sections": None if sections is None else sections == OnOff.on},
         paths={"checkpoints": checkpoint_dir},
     )
     if len(songs) == 1 and not songs[0].is_dir() and not out.is_dir():

@@ -74,6 +74,16 @@ def print_video(result: dict) -> None:
             ("style stability", _fmt(pic["style_stability"], "{:.1%}")),
             ("sharpness (mean gradient)", _fmt(pic["sharpness"], "{:.4f}")),
         ]
+    sec = result.get("sections")
+    if sec:
+        rows += [
+            ("song (analysis)", f"{sec['tempo']:.1f} BPM, {sec['downbeats']} downbeats, {sec['sections']} sections"),
+            ("look changes (cuts)", f"{sec['look_changes']}" + (f" at frames {', '.join(map(str, sec['cut_frames']))}"
+                                                                if sec["cut_frames"] else "")),
+            ("cuts on a downbeat", f"{sec['on_downbeats']} of {sec['look_changes']} "
+                                   f"({_fmt(sec['on_downbeat_share'], '{:.0%}')}; at random "
+                                   f"{_fmt(sec['chance_share'], '{:.0%}')})"),
+        ]
     for key, value in rows:
         table.add_row(key, value)
     console.print(fit(table))
@@ -165,8 +175,8 @@ def print_heldout(result: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- render
-TIME_SPLIT = (("setup", "setup"), ("features", "features"), ("network", "network"), ("vae_decode", "VAE decode"),
-              ("encode_mux", "encode+mux"), ("other", "other"))
+TIME_SPLIT = (("setup", "setup"), ("analysis", "analysis"), ("features", "features"), ("network", "network"),
+              ("vae_decode", "VAE decode"), ("encode_mux", "encode+mux"), ("other", "other"))
 
 
 def render_summary(result: RenderResult) -> dict[str, Any]:
@@ -183,7 +193,11 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
         "real-time factor": round(result.rtf, 3),
         "time split (s)": ", ".join(f"{label} {result.timings.get(key, 0.0):.1f}" for key, label in TIME_SPLIT),
         "style": result.style,
-        "seed": result.seed,
+        **({"sections": "; ".join(f"{sec.label} {clock(sec.start)}-{clock(sec.end)} {sec.style}"
+                                  for sec in result.sections),
+            "analysis": f"{result.tempo:.1f} BPM; {len(result.cuts)} cut{'' if len(result.cuts) == 1 else 's'}, "
+                        "each on the downbeat that starts a section"} if result.sections else {}),
+        "seed": f"{result.seed} (from the song's hash)" if result.seed_from_song else result.seed,
         "sampler": f"{result.sampler}, {result.steps} steps, {result.lanes} lane{'s' if result.lanes > 1 else ''}",
         "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}"
         + (" (audio distilled: one pass)" if result.guidance_distilled else ""),

@@ -32,11 +32,13 @@ import numpy as np
 import torch
 import torchaudio
 
+ANALYSIS_RATE = 16000  # Hz: songs are decoded (waves resampled) at this rate, mono, for the analysis
 HOP_SECONDS = 0.01  # analysis frame rate: 100 frames per second
 WINDOW_SECONDS = 0.064  # STFT window (1024 samples at 16 kHz)
 N_MELS = 64
 MEL_RANGE = (30.0, 8000.0)  # Hz (capped at Nyquist)
-LOW_HZ = 200.0  # the bass band of the accent envelope
+LOW_HZ = 200.0  # the bass band of the beat tracker's envelope
+ACCENT_HZ = 130.0  # the band of the downbeat accent: kick and bass, under a snare's body (~185 Hz)
 CHROMA_RANGE = (100.0, 4000.0)  # Hz
 DB_FLOOR = -80.0  # dB (full-scale sine = 0 dB) below which a band counts as silent
 N_MFCC = 13
@@ -45,6 +47,7 @@ N_MFCC = 13
 MIN_BPM, MAX_BPM = 50.0, 240.0
 PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
 OFFBEAT_RATIO = 0.5  # off-beats this strong (loudness flux, against the beats) make the tempo twice as fast
+MAX_LEVEL_BPM = 200.0  # the metrical checks make no tempo faster than this (the eighths of a fast song are no beat)
 TIGHTNESS = 400.0  # the DP's penalty on beat spacings away from the period (librosa: 100; see docs/analysis.md)
 BEAT_DELAY = 0.01  # seconds from a beat's flux frame to the beat: log-mel flux peaks about 10 ms early (measured)
 
@@ -210,7 +213,7 @@ def _bar_repeat(acf: np.ndarray, tempo: float, hop: float) -> float:
 
 def metrical_level(tempo: float, pulse: np.ndarray, loud: np.ndarray, hop: float) -> tuple[float, np.ndarray]:
     """The beat level of a tempo estimate, and its beats (frames, ``track_beats``): two checks the
-    autocorrelation alone gets wrong.
+    autocorrelation alone gets wrong, neither of which makes a tempo above MAX_LEVEL_BPM.
 
     * A syncopated bass (kicks on steps 0 and 6 of the bar) can make a dotted quarter look like the beat: of
       ``tempo`` and 1.5 x ``tempo``, the one whose 4-beat bar repeats more is the tempo (a 4/4 bar repeats).
@@ -219,10 +222,10 @@ def metrical_level(tempo: float, pulse: np.ndarray, loud: np.ndarray, hop: float
       eighths (hi-hats, a passing note): the tempo is twice as fast.
     """
     acf = _autocorrelation(pulse)
-    if 1.5 * tempo <= MAX_BPM and _bar_repeat(acf, 1.5 * tempo, hop) > _bar_repeat(acf, tempo, hop):
+    if 1.5 * tempo <= MAX_LEVEL_BPM and _bar_repeat(acf, 1.5 * tempo, hop) > _bar_repeat(acf, tempo, hop):
         tempo *= 1.5
     beats = track_beats(pulse, hop, tempo)
-    if len(beats) < 4 or 2 * tempo > MAX_BPM:
+    if len(beats) < 4 or 2 * tempo > MAX_LEVEL_BPM:
         return tempo, beats
     mids = (beats[1:] + beats[:-1]) // 2
     on = _strength(loud, beats[:-1]).mean()
@@ -309,7 +312,7 @@ class BeatFeatures:
     bass: np.ndarray  # [K, b] log-mel bands below LOW_HZ
     level: np.ndarray  # [K] mean log-mel level (dB)
     density: np.ndarray  # [K] mean onset flux
-    accent: np.ndarray  # [K] bass onset strength at the beat
+    accent: np.ndarray  # [K] onset strength below ACCENT_HZ at the beat
 
 
 def beat_features(frames: Frames, beats: np.ndarray, low_env: np.ndarray, flux: np.ndarray) -> BeatFeatures:
@@ -323,7 +326,9 @@ def beat_features(frames: Frames, beats: np.ndarray, low_env: np.ndarray, flux: 
     low = frames.mel_hz < LOW_HZ
     bass = _pool(frames.mel_db[:, low] if low.any() else frames.mel_db[:, :1], bounds)
     reach = 3  # frames either side of a beat where its accent is read
-    padded = np.pad(low_env, reach)
+    kick = frames.mel_db[:, frames.mel_hz < ACCENT_HZ]
+    rise = np.diff(kick, axis=0, prepend=kick[:1]).clip(min=0).mean(1) if kick.shape[1] else low_env
+    padded = np.pad(rise, reach)
     accent = np.array([padded[b : b + 2 * reach + 1].max() for b in beats])
     return BeatFeatures(
         timbre=_zscore(mfcc[:, 1:]), chroma=chroma, bass=bass, level=mfcc[:, 0],
@@ -332,22 +337,20 @@ def beat_features(frames: Frames, beats: np.ndarray, low_env: np.ndarray, flux: 
 
 
 def downbeat_phase(feats: BeatFeatures) -> int:
-    """Which beat of every BEATS_PER_BAR starts a bar: the phase whose beats carry the most bass accent and the
-    most change of bass spectrum, harmony and timbre (the bar is where chords change and the kick lands)."""
+    """Which beat of every BEATS_PER_BAR starts a bar: the phase whose beats carry the most onset strength below
+    ACCENT_HZ (the kick) and the most change of the bass spectrum from the beat before (the bass moves to the
+    bar's chord), each z-scored over the song."""
     k = len(feats.accent)
     if k < 2 * BEATS_PER_BAR:
         return 0
-
-    def change(x: np.ndarray) -> np.ndarray:  # distance between the beat before and the beat from k on
-        d = np.zeros(len(x))
-        d[1:] = np.linalg.norm(x[1:] - x[:-1], axis=1)
-        return d
 
     def z(x: np.ndarray) -> np.ndarray:
         std = x.std()
         return (x - x.mean()) / std if std > 0 else x * 0
 
-    cue = 2 * z(feats.accent) + z(change(feats.bass)) + 0.5 * z(change(feats.chroma)) + z(change(feats.timbre))
+    bass_change = np.zeros(k)
+    bass_change[1:] = np.linalg.norm(feats.bass[1:] - feats.bass[:-1], axis=1)
+    cue = z(feats.accent) + z(bass_change)
     return int(np.argmax([cue[p::BEATS_PER_BAR].mean() for p in range(BEATS_PER_BAR)]))
 
 
@@ -518,19 +521,18 @@ def analyse_frames(frames: Frames) -> SongAnalysis:
 
 
 def analyse_wave(wave: torch.Tensor, sample_rate: int) -> SongAnalysis:
-    """Analyse a mono wave [N] (or [C, N], downmixed) in memory."""
+    """Analyse a mono wave [N] (or [C, N], downmixed) in memory, resampled to ANALYSIS_RATE as a file is."""
     import time
 
     t0 = time.perf_counter()
     wave = wave.float()
     if wave.ndim == 2:
         wave = wave.mean(0)
-    out = analyse_frames(frame_features(wave, sample_rate))
+    if sample_rate != ANALYSIS_RATE:
+        wave = torchaudio.functional.resample(wave, sample_rate, ANALYSIS_RATE)
+    out = analyse_frames(frame_features(wave, ANALYSIS_RATE))
     out.seconds = time.perf_counter() - t0
     return out
-
-
-ANALYSIS_RATE = 16000  # Hz: songs are decoded at this rate, mono, for the analysis
 
 
 def analyse_file(path: str | Path, sample_rate: int = ANALYSIS_RATE, progress: Any = None) -> SongAnalysis:

@@ -1,4 +1,4 @@
-"""Beat Alignment Score (AI Choreographer / Bailando) and a simple tempo and beat estimate.
+"""Beat Alignment Score (AI Choreographer / Bailando).
 
 BAS = mean over music beats b of exp(-min_v (b - v)^2 / (2 sigma^2)), where v are visual beats: local
 maxima of the smoothed motion curve (visualizers flash and jump on beats; dance metrics use the minima of
@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from synesthete.metrics.av_align import pick_peaks
-from synesthete.metrics.onsets import OnsetEnvelope
 
 
 def gaussian_smooth(curve: np.ndarray, sigma: float) -> np.ndarray:
@@ -40,29 +39,3 @@ def beat_alignment(music_beats: np.ndarray, visual: np.ndarray, sigma_seconds: f
         return 0.0
     nearest = np.abs(music[:, None] - visual[None, :]).min(1)
     return float(np.exp(-(nearest**2) / (2 * sigma_seconds**2)).mean())
-
-
-def estimate_tempo(envelope: OnsetEnvelope) -> float:
-    """Tempo (BPM) of an onset envelope: the song analysis's estimate (``audio.analysis.estimate_tempo``)."""
-    from synesthete.audio.analysis import estimate_tempo as tempo_of
-
-    return tempo_of(envelope.values, envelope.hop_seconds)
-
-
-def estimate_beats(envelope: OnsetEnvelope, duration: float) -> tuple[float, np.ndarray]:
-    """(tempo BPM, beat times in s): a constant-tempo grid whose phase collects the most onset strength."""
-    tempo = estimate_tempo(envelope)
-    env = envelope.values
-    h = envelope.hop_seconds
-    period = 60.0 / tempo / h  # envelope frames per beat
-    if env.size == 0:
-        return tempo, np.zeros(0)
-    phases = np.arange(int(np.ceil(period)))
-    # beat k of phase p falls on envelope frame round(p + k * period)
-    k = np.arange(int(np.ceil(len(env) / period)) + 1)
-    idx = np.rint(phases[:, None] + k[None, :] * period).astype(np.int64)  # [P, K]
-    valid = idx < len(env)
-    strength = np.where(valid, env[np.minimum(idx, len(env) - 1)], 0.0).sum(1) / np.maximum(valid.sum(1), 1)
-    best = int(np.argmax(strength))
-    beats = idx[best][valid[best]] * h
-    return tempo, beats[beats < duration]
