@@ -18,6 +18,7 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+from enum import StrEnum  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
@@ -337,6 +338,12 @@ def gen_audio(
     height: Annotated[int | None, typer.Option("--height", help=_help("Frame height (even).", "video.height"))] = None,
     fps: Annotated[int | None, typer.Option("--fps", help=_help("Frames per second.", "video.fps"))] = None,
     audio_only: Annotated[bool, typer.Option("--audio-only", help="Write only .wav files and the manifest.")] = False,
+    form: Annotated[
+        bool,
+        typer.Option("--form", help="Whole songs of sections (parts of 4 or 8 bars with their own instruments, "
+                                    "some repeated), as long as their form unless --duration says; the manifest "
+                                    "adds downbeats and sections."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder.")] = False,
     preset: Preset = None,
     verbose: Verbose = False,
@@ -345,10 +352,10 @@ def gen_audio(
     """Write a sample dataset: .wav + .mp4 (H.264 + AAC) per clip and a manifest.jsonl."""
     from synesthete.gen import generate_dataset
 
-    settings = build_settings(preset, data={"seed": seed}, audio={"clip_seconds": duration})
+    settings = build_settings(preset, data={"seed": seed}, audio={"clip_seconds": None if form else duration})
     summary = generate_dataset(
         settings, num=num, out=out, audio_only=audio_only, overwrite=overwrite,
-        width=width, height=height, fps=fps,
+        width=width, height=height, fps=fps, form=form, duration=duration if form else None,
     )
     print_summary("gen-audio", summary)
 
@@ -543,8 +550,17 @@ CheckpointDir = Annotated[
 ]
 Steps = Annotated[int | None, typer.Option("--steps", help=_help("Sampler steps.", "diffusion.sample_steps"))]
 RenderSeed = Annotated[
-    int | None, typer.Option("--seed", help=_help("Noise seed (and the style for 'auto').", "render.seed"))
+    int | None,
+    typer.Option("--seed", help=_help("Noise seed, and the seed of the looks (and of the style 'auto').",
+                                      shown="drawn from a hash of the song file; 0 in eval")),
 ]
+
+
+class OnOff(StrEnum):
+    """A switch option's two values."""
+
+    on = "on"
+    off = "off"
 
 
 @app.command()
@@ -569,8 +585,15 @@ def render(
     ] = None,
     style: Annotated[
         str | None,
-        typer.Option("--style", help=_help("Visualizer family, '+'-joined families, 'auto' (from the seed) or "
-                                           "'list'.", "render.style")),
+        typer.Option("--style", help=_help("Visualizer family, '+'-joined families, 'auto' (from the seed: a "
+                                           "family per kind of section) or 'list'.", "render.style")),
+    ] = None,
+    sections: Annotated[
+        OnOff | None,
+        typer.Option("--sections", case_sensitive=False,
+                     help=_help("Follow the song's form: a new look on the downbeat that starts each section, a "
+                                "repeated section in its earlier look (see `synesthete analyze`); off: one look "
+                                "for the whole song.", shown="on")),
     ] = None,
     style_guidance: Annotated[
         float | None,
@@ -615,7 +638,8 @@ def render(
         preset, device=device,
         video={"fps": fps},
         diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
-        render={"seed": seed, "size": size, "style": style, "lanes": lanes},
+        render={"seed": seed, "size": size, "style": style, "lanes": lanes,
+                "sections": None if sections is None else sections == OnOff.on},
         paths={"checkpoints": checkpoint_dir},
     )
     if len(songs) == 1 and not songs[0].is_dir() and not out.is_dir():
@@ -769,6 +793,47 @@ def styles(verbose: Verbose = False, quiet: Quiet = False) -> None:
     for name, text in describe().items():
         table.add_row(name, text)
     console.print(table)
+
+
+# ----------------------------------------------------------------------------------------------- analyze
+@app.command()
+def analyze(
+    song: Annotated[
+        Path, typer.Argument(help="A song: any audio FFmpeg decodes.", metavar="SONG", show_default=False)
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON on stdout: tempo, sections, and every beat and downbeat time.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG of the novelty curve with the section boundaries.")
+    ] = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Tell what synesthete hears in a song: tempo, beats, downbeats and sections (repeats share a letter)."""
+    from synesthete.errors import OutputError
+    from synesthete.files import check_input, check_output
+
+    check_input(song)  # before torch is imported: a missing file is one line at once
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise OutputError(f"--plot {plot}: the plot must be a .png file")
+        check_output(plot, overwrite, inputs=(song,))
+    from synesthete import tables
+    from synesthete.audio.analysis import analyse_song
+
+    result = analyse_song(song, progress=not as_json)
+    if plot is not None:
+        from synesthete.metrics.plot import plot_analysis
+
+        plot_analysis(plot, result, title=song.name)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(times=True), indent=2) + "\n")
+    elif not is_quiet():
+        tables.print_analysis(song, result)
+    if plot is not None:
+        (err_console if as_json else console).print(f"wrote {plot}")
 
 
 # ----------------------------------------------------------------------------------------------- eval

@@ -175,6 +175,41 @@ class PictureScores:
     sharpness: float  # mean image gradient
 
 
+@dataclass(frozen=True)
+class SectionScores:
+    """Whether a video's cuts follow its song: the look changes the style critic sees (``picture.look_changes``)
+    against the downbeats the song analysis finds in the audio."""
+
+    look_changes: int  # cuts from one look to another
+    on_downbeats: int  # of them within one frame of a downbeat
+    on_downbeat_share: float  # on_downbeats / look_changes (NaN without look changes)
+    chance_share: float  # the share of frames within one frame of a downbeat: what cuts at random would score
+    tempo: float  # BPM, of the analysis
+    downbeats: int
+    sections: int  # sections the analysis finds in the audio
+    cut_frames: list[int] = dataclasses.field(default_factory=list)
+
+
+def section_scores(feats: torch.Tensor, threshold: float, song: Any, fps: float, frames: int) -> SectionScores:
+    """``SectionScores`` of a video's critic features [T, D] (cut ``threshold``) and its song's analysis."""
+    from synesthete.metrics.picture import LOOK_WINDOW, look_changes
+
+    cuts = look_changes(feats, threshold)
+    down = np.asarray(song.downbeats, dtype=np.float64)
+
+    def near(frame: int) -> bool:  # within one frame of a downbeat
+        return bool(down.size) and float(np.abs(down - frame / fps).min()) <= 1.0 / fps + 1e-6
+
+    on = sum(near(c) for c in cuts)
+    candidates = range(LOOK_WINDOW, max(LOOK_WINDOW, frames - LOOK_WINDOW + 1))  # where a look change can be found
+    chance = float(np.mean([near(i) for i in candidates])) if len(candidates) else math.nan
+    return SectionScores(
+        look_changes=len(cuts), on_downbeats=on, on_downbeat_share=on / len(cuts) if cuts else math.nan,
+        chance_share=chance, tempo=float(song.tempo), downbeats=int(len(down)), sections=len(song.sections),
+        cut_frames=cuts,
+    )
+
+
 @dataclass
 class VideoScore:
     """The eval figures of one video file: what `synesthete eval --video` prints (``Synesthete.score``)."""
@@ -195,6 +230,7 @@ class VideoScore:
     sync: SyncScores
     picture: PictureScores
     notes: list[str] = dataclasses.field(default_factory=list)
+    sections: SectionScores | None = None  # cuts against downbeats (with estimated beats: no manifest)
 
     def to_dict(self) -> dict[str, Any]:
         """The results as ``run_eval`` returns them and ``--json`` prints them."""
@@ -205,6 +241,7 @@ class VideoScore:
             "peak_threshold": self.peak_threshold, "beats": self.beats, "tempo_bpm": self.tempo_bpm,
             "metrics": dataclasses.asdict(self.sync), "notes": list(self.notes), "kind": "video",
             "picture": dataclasses.asdict(self.picture),
+            "sections": dataclasses.asdict(self.sections) if self.sections is not None else None,
         }
 
 
@@ -224,13 +261,20 @@ def score_file(
         critic = load_critic(settings.critic_path, resolve_device(settings.device))
     result, analysis = score_video(settings, Path(video), audio, manifest)
     frames = result.pop("_frames")
+    outputs = _critic_view(critic, frames)
+    song = analysis.song
+    if song is None:  # exact beats from a manifest: the downbeats still come from the analysis of the audio
+        from synesthete.audio.analysis import analyse_file
+
+        song = analyse_file(Path(audio) if audio is not None else Path(video))
+    sections = section_scores(outputs[1], float(critic[1]["cut_threshold"]), song, result["fps"], result["frames"])
     score = VideoScore(
         video=Path(result["video"]), audio=Path(result["audio"]), fps=result["fps"], frames=result["frames"],
         width=result["size"][0], height=result["size"][1], video_seconds=result["video_seconds"],
         audio_seconds=result["audio_seconds"], scored_seconds=result["scored_seconds"], strict=result["strict"],
         peak_threshold=result["peak_threshold"], beats=result["beats"], tempo_bpm=result["tempo_bpm"],
-        sync=SyncScores(**result["metrics"]), picture=PictureScores(**video_picture(critic, frames)),
-        notes=list(result["notes"]),
+        sync=SyncScores(**result["metrics"]), picture=PictureScores(**video_picture(critic, frames, outputs=outputs)),
+        notes=list(result["notes"]), sections=sections,
     )
     return score, frames, analysis
 
@@ -344,10 +388,11 @@ def _vae_roundtrip(models: Any, frames: torch.Tensor, device: torch.device, batc
 def _seed_look_oracle(clips: list[dict], settings: Settings) -> list[torch.Tensor]:
     """Each clip's audio drawn by its style's visualizers in the look the render seed picks (``render.seed_look``),
     not the clip's own: the FSD of a perfect model that renders in that look, as ``render --style`` does."""
-    from synesthete.render import seed_look
+    from synesthete.render import render_seed, seed_look
     from synesthete.styles import clip_style
 
-    return [_visualizers(clip["audio"], seed_look(clip_style(clip["meta"]), settings.render.seed, settings), settings)
+    seed = render_seed(settings)
+    return [_visualizers(clip["audio"], seed_look(clip_style(clip["meta"]), seed, settings), settings)
             for clip in clips]
 
 

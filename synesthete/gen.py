@@ -75,8 +75,17 @@ def generate_dataset(
     width: int | None = None,
     height: int | None = None,
     fps: int | None = None,
+    form: bool = False,
+    duration: float | None = None,
 ) -> dict[str, Any]:
-    """Write ``num`` clips (wav, mp4 unless ``audio_only``) and ``manifest.jsonl`` into ``out``; return a summary."""
+    """Write ``num`` clips (wav, mp4 unless ``audio_only``) and ``manifest.jsonl`` into ``out``; return a summary.
+
+    ``form``: each clip is a whole song of sections (``synthesize(form=True)``), ``duration`` seconds long if
+    given, else as long as its form; the manifest adds its downbeats and sections. Without ``form`` a clip is
+    ``audio.clip_seconds`` long, as the training stream's are.
+    """
+    if duration is not None and not duration > 0:
+        raise InputError(f"--duration must be positive, got {duration}")
     if num <= 0:
         raise InputError(f"--num must be at least 1, got {num}")
     if settings.audio.clip_seconds <= 0:
@@ -87,8 +96,9 @@ def generate_dataset(
 
     start = time.perf_counter()
     lines: list[str] = []
+    synth = {"form": True, "duration": duration} if form else {}
     try:
-        _write_clips(settings, num, out, audio_only, lines)
+        _write_clips(settings, num, out, audio_only, lines, synth)
     except (KeyboardInterrupt, Terminated):
         # Ctrl-C or SIGTERM: the clip being written was removed (atomic writes); the finished ones stay,
         # and the manifest lists exactly them.
@@ -104,7 +114,8 @@ def generate_dataset(
         "clips": num,
         "folder": str(out),
         "files": "wav + manifest" if audio_only else "wav + mp4 + manifest",
-        "clip seconds": settings.audio.clip_seconds,
+        "clip seconds": (duration or "a whole song each") if form else settings.audio.clip_seconds,
+        **({"form": ", ".join(json.loads(line)["form"] for line in lines)} if form else {}),
         "size": "audio only" if audio_only else f"{video.width}x{video.height} @ {video.fps} fps",
         "stream seed (--seed)": settings.data.seed,
         "clip seeds": _seed_list([json.loads(line)["seed"] for line in lines]),
@@ -127,8 +138,10 @@ def _write_manifest(out: Path, lines: list[str]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, lines: list[str]) -> None:
-    """Write the clips one by one, appending each finished clip's manifest line to ``lines``."""
+def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, lines: list[str],
+                 synth: dict[str, Any]) -> None:
+    """Write the clips one by one, appending each finished clip's manifest line to ``lines``; ``synth`` are
+    ``synthesize`` overrides (a song form)."""
     # The clip engine (and torch) is imported here, after generate_dataset's checks: a bad option or
     # folder is one line without it.
     from synesthete.audio.synth import synthesize
@@ -146,10 +159,10 @@ def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, line
             line: str | None = None
             try:
                 if audio_only:
-                    wave, score = synthesize(seed, settings)  # [N]
+                    wave, score = synthesize(seed, settings, **synth)  # [N]
                     meta = score
                 else:
-                    clip = make_clip(seed, settings)
+                    clip = make_clip(seed, settings, **synth)
                     wave, meta = clip["audio"], clip["meta"]
                     written.append(out / f"{stem}.mp4")  # before it exists: a signal may land right after
                     write_video(out / f"{stem}.mp4", clip["frames"], video.fps, audio=wave, sample_rate=sr)

@@ -56,11 +56,11 @@ def _updated(settings: Settings, error: type[SynestheteError], **sections: Any) 
 def _options(
     style: str | None = None, seed: int | None = None, steps: int | None = None, sampler: str | None = None,
     guidance: float | None = None, style_guidance: float | None = None, size: int | None = None,
-    lanes: int | None = None,
+    lanes: int | None = None, sections: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A render's options as settings sections (``None``: the pipeline's setting)."""
     diffusion = {"sample_steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
-    render = {"style": style, "seed": seed, "size": size, "lanes": lanes}
+    render = {"style": style, "seed": seed, "size": size, "lanes": lanes, "sections": sections}
     return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("diffusion", diffusion), ("render", render))
             if any(v is not None for v in d.values())}
 
@@ -155,6 +155,7 @@ class Synesthete:
         style_guidance: float | None = None,
         size: int | None = None,
         lanes: int | None = None,
+        sections: bool | None = None,
         start: float = 0.0,
         duration: float | None = None,
         overwrite: bool = False,
@@ -167,14 +168,22 @@ class Synesthete:
         video, uint8 [T, 3, H, W] at ``result.fps`` (refused before it starts if it would take more than
         ``render.memory_gb``: ``render.check_memory``). ``style`` (a visualizer family, '+'-joined families or
         'auto'), ``seed``, ``steps``, ``sampler`` ("ddpm", "ddim", "dpm++"), ``guidance`` (audio),
-        ``style_guidance``, ``size`` (output width, 0: the model's) and ``lanes`` (stretches generated side
-        by side) default to the settings. The same seed gives the same frames at a fixed thread count and
-        lane count. ``progress`` shows the progress line. A bad file or option raises the project's own
-        errors (``synesthete.errors``: InputError, OutputError, CheckpointError, ...), never pydantic's.
+        ``style_guidance``, ``size`` (output width, 0: the model's), ``lanes`` (stretches generated side
+        by side) and ``sections`` default to the settings. The same seed gives the same frames at a fixed
+        thread count and lane count. ``progress`` shows the progress line. A bad file or option raises the
+        project's own errors (``synesthete.errors``: InputError, OutputError, CheckpointError, ...), never
+        pydantic's.
+
+        As `synesthete render` does: ``sections`` (``render.sections``, on by default) follows the song's form:
+        the whole song is analysed (``audio.analysis``), and the picture cuts to a new look on the downbeat
+        that starts each section, a repeated section coming back in its earlier look (``result.sections``,
+        ``result.cuts``); off, one look holds for the whole song. Without ``seed`` (and ``render.seed``
+        empty) the seed, and with it the style ``auto`` and the looks, is drawn from a hash of the song file
+        (``result.seed``): two songs get two looks, the same song always the same.
         """
         t_start = time.perf_counter()
         options = {"style": style, "seed": seed, "steps": steps, "sampler": sampler, "guidance": guidance,
-                   "style_guidance": style_guidance, "size": size, "lanes": lanes}
+                   "style_guidance": style_guidance, "size": size, "lanes": lanes, "sections": sections}
         if out is None:
             job = self.plan(song, None, start=start, duration=duration, **options)
             return self.run(job, progress=progress, since=t_start)

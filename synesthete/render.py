@@ -4,12 +4,18 @@ A render is planned, then run: ``plan_render`` checks everything that needs no n
 song, the output, the style) and gives a ``RenderJob``; ``run_render`` runs it with loaded models and gives a
 ``RenderResult``. ``synesthete.Synesthete`` (the Python API) and the CLI drive these; ``render_song`` plans,
 loads the models and runs, for one song. The data path of a run:
+0. With ``render.sections`` (the default), analyse the whole song (``audio.analysis.analyse_file``: tempo,
+   beats, downbeats, sections; streamed, about 200x real time) and give each kind of section of the excerpt
+   its look (``section_looks``): a style (``auto``: a family per kind) and a style exemplar drawn from the
+   render seed, which is ``render.seed`` or, when that is empty, a hash of the song file (``song_seed``).
 1. Decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the model's
    rate, mono, and compute the frame-aligned features chunk by chunk (48 bytes per video frame are kept:
    1 MB for a 10-minute song).
-2. Generate latents window by window, in one style (a set of visualizer families) for the whole song: each
-   window of ``diffusion.window`` frames is denoised jointly, and continues from the previous window's last
-   ``render.overlap`` latents, given as clean context, so windows join without seams or jumps.
+2. Generate latents window by window: each window of ``diffusion.window`` frames is denoised jointly, and
+   continues from the previous window's last ``render.overlap`` latents, given as clean context, so windows
+   join without seams or jumps. A section is a segment of lanes of its own that starts from its look's
+   exemplar on the frame of its first downbeat, with no bridge from the section before: the picture cuts
+   there (``window_layout``'s cuts). Without sections one look holds for the whole song.
 3. Decode each window's new latents with the VAE and stream them, with the original audio (a second
    streamed decode at its own rate and channels, interleaved by an ``AudioMuxer``), into an H.264 + AAC mp4
    written to a temporary file and renamed at the end; or keep them, as uint8, for a render to memory.
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Protocol  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -106,13 +113,26 @@ def _device(models: Any) -> torch.device:
     return next(models.dit.parameters()).device
 
 
-def seed_look(style: list[str], seed: int, settings: Settings) -> dict:
-    """The look (visual parameters of ``style``: colours, shapes, counts) that the render ``seed`` picks."""
+def seed_look(style: list[str], seed: int, settings: Settings, label: str = "A") -> dict:
+    """The look (visual parameters of ``style``: colours, shapes, counts) that the render ``seed`` picks; for a
+    kind of section other than A (``label``, ``render.sections``), another look drawn from the same seed."""
     import random
 
     from synesthete.visual.compose import params_for
 
-    return params_for(style, random.Random(f"synesthete-exemplar:{seed}"), settings)
+    key = f"synesthete-exemplar:{seed}" + ("" if label == "A" else f":{label}")
+    return params_for(style, random.Random(key), settings)
+
+
+SONG_SEEDS = 1_000_000  # seeds drawn from a song's hash are below this
+
+
+def song_seed(song: str | Path) -> int:
+    """The render seed a song draws when none is given: from a hash of the file's bytes (SHA-256), so each song
+    gets its own looks and noise and the same file always the same."""
+    from synesthete.music import file_digest
+
+    return int(file_digest(Path(song))[:12], 16) % SONG_SEEDS
 
 
 @torch.no_grad()
@@ -150,12 +170,15 @@ DECODE_BATCH = 12  # latents the VAE decodes at a time once the lanes are done (
 class WindowLayout:
     """Where the windows of a render fall in the song's ``total`` frames (made by ``window_layout``).
 
-    Lane i, ``windows[i]`` windows long, covers ``lane_frames(i)`` frames from ``starts[i]``; the lanes are
-    generated side by side, window m of every lane that has one in one batched sample. A lane's first window
-    gives ``first`` = window - lead new frames (it continues ``lead`` context frames: the style exemplar's, or
-    none) and each later one ``stride`` = window - overlap. Between lane i and lane i + 1 a bridge window makes
-    the ``gap`` = window - 2 overlap frames in between: its context is lane i's last ``overlap`` frames and lane
-    i + 1's first ``overlap``. The last lane may run past the song's end; those frames are dropped.
+    The song is cut at ``cuts`` (frames where a section starts, in a new look) into segments, ``segments[g]``
+    lanes each (all lanes in one segment without cuts). Lane i, ``windows[i]`` windows long, covers
+    ``lane_frames(i)`` frames from ``starts[i]``; the lanes are generated side by side, window m of every lane
+    that has one in one batched sample. A lane's first window gives ``first`` = window - lead new frames (it
+    continues ``lead`` context frames: its look's style exemplar, or none) and each later one ``stride`` =
+    window - overlap. Between two lanes of a segment a bridge window makes the ``gap`` = window - 2 overlap
+    frames in between: its context is the first lane's last ``overlap`` frames and the next one's first
+    ``overlap``. A segment's first lane starts on its cut, with no bridge: the picture cuts there. A segment's
+    last lane may run past the segment's end (``limit``); those frames are dropped.
     """
 
     total: int
@@ -163,6 +186,8 @@ class WindowLayout:
     overlap: int
     lead: int
     windows: tuple[int, ...]  # windows of each lane
+    cuts: tuple[int, ...] = ()  # frames where a segment (a section, in its own look) starts, 0 < cut < total
+    segments: tuple[int, ...] = ()  # lanes of each segment; () = all lanes in one
 
     @property
     def lanes(self) -> int:
@@ -184,44 +209,55 @@ class WindowLayout:
         return self.first + (self.windows[lane] - 1) * self.stride
 
     @property
+    def segment_lanes(self) -> tuple[int, ...]:
+        return self.segments or (self.lanes,)
+
+    def segment_of(self, lane: int) -> int:
+        """The segment (0 before the first cut) that ``lane`` belongs to."""
+        return int(np.searchsorted(np.cumsum(self.segment_lanes), lane, side="right"))
+
+    def bridged(self, lane: int) -> bool:
+        """Whether a bridge leads into ``lane`` (it is not the first lane of its segment)."""
+        return lane > 0 and self.segment_of(lane - 1) == self.segment_of(lane)
+
+    @property
     def starts(self) -> list[int]:
-        out = [0]
-        for lane in range(self.lanes - 1):
-            out.append(out[-1] + self.lane_frames(lane) + self.gap)
+        out: list[int] = []
+        for lane in range(self.lanes):
+            if lane and self.bridged(lane):
+                out.append(out[-1] + self.lane_frames(lane - 1) + self.gap)
+            else:
+                out.append(0 if lane == 0 else self.cuts[self.segment_of(lane) - 1])
         return out
+
+    def limit(self, lane: int) -> int:
+        """The frame after the last of ``lane``'s frames that the render shows (the next lane's bridge, the next
+        cut, or the song's end)."""
+        if lane + 1 < self.lanes:
+            start = self.starts[lane + 1]
+            return start - self.gap if self.bridged(lane + 1) else start
+        return self.total
 
     @property
     def end(self) -> int:
-        """The frame after the last lane's last (it may lie past ``total``)."""
-        return self.starts[-1] + self.lane_frames(self.lanes - 1)
+        """The frame after the farthest lane's last (it may lie past ``total``)."""
+        return max(start + self.lane_frames(i) for i, start in enumerate(self.starts))
 
     def joins(self) -> list[int]:
         """Frames i (0 < i < total) where a new window's frames begin, so the pair (i - 1, i) spans a join:
-        between a lane's windows, and at both ends of every bridge."""
+        between a lane's windows, and at both ends of every bridge (not at cuts: those are meant to be seen)."""
         out = []
         for i, start in enumerate(self.starts):
-            if i:
+            if self.bridged(i):
                 out += [start - self.gap, start]  # into the bridge, out of it into the lane
-            out += [start + self.first + m * self.stride for m in range(self.windows[i] - 1)]
+            out += [j for j in (start + self.first + m * self.stride for m in range(self.windows[i] - 1))
+                    if j < self.limit(i)]
         return sorted(j for j in out if 0 < j < self.total)
 
 
-def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exemplar: bool = True,
-                  quiet: torch.Tensor | None = None) -> WindowLayout:
-    """The layout of a render of ``total`` frames in windows of ``window`` frames continuing ``overlap`` context
-    frames, in up to ``lanes`` lanes (``render.lanes``) of about equal length, each at least
-    ``MIN_LANE_WINDOWS`` windows long.
-
-    ``quiet`` (bool [T], ``settled_silence``) keeps bridges out of silences: a bridge joins two lanes that
-    were generated apart, and the picture, at rest in a silence, would move there. Each lane boundary moves
-    by up to a quarter of a lane from its even spot to where the bridge and both its joins fall in sound; a
-    boundary with no such spot is dropped (one lane fewer, a longer one). Of such layouts for 1..``lanes``
-    lanes, the one that takes the fewest batched samples wins (then the fewest lanes). Lanes need context to
-    join through (overlap >= 1) and room for a bridge (window > 2 overlap); otherwise, or for a short song,
-    there is one lane: windows one after another, as ``lanes=1`` gives.
-    """
-    overlap = max(0, min(overlap, window - 1))
-    lead = overlap if exemplar else 0
+def _lane_options(total: int, window: int, overlap: int, lead: int, lanes: int,
+                  quiet: torch.Tensor | None) -> list[tuple[int, ...]]:
+    """Candidate lane layouts (windows per lane) of a stretch of ``total`` frames with 1..``lanes`` lanes."""
     stride, first, gap = window - overlap, window - lead, window - 2 * overlap
 
     def covering(frames: int) -> int:  # windows of a lane that covers ``frames`` frames
@@ -250,10 +286,42 @@ def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exempla
         return (*windows, covering(total - start))
 
     most = max(1, lanes) if overlap >= 1 and gap >= 1 else 1
-    # Of the layouts with 1..most lanes, the one that takes the fewest batched samples (then the fewest lanes).
-    layouts = [place(n, even(n)) for n in range(1, most + 1) if even(n)]
-    best = min(layouts, key=lambda w: (max(w), len(w)))
-    return WindowLayout(total, window, overlap, lead, best)
+    return [place(n, even(n)) for n in range(1, most + 1) if even(n)]
+
+
+def window_layout(total: int, window: int, overlap: int, lanes: int = 1, exemplar: bool = True,
+                  quiet: torch.Tensor | None = None, cuts: tuple[int, ...] | list[int] = ()) -> WindowLayout:
+    """The layout of a render of ``total`` frames in windows of ``window`` frames continuing ``overlap`` context
+    frames, in up to ``lanes`` lanes (``render.lanes``) of about equal length, each at least
+    ``MIN_LANE_WINDOWS`` windows long.
+
+    ``quiet`` (bool [T], ``settled_silence``) keeps bridges out of silences: a bridge joins two lanes that
+    were generated apart, and the picture, at rest in a silence, would move there. Each lane boundary moves
+    by up to a quarter of a lane from its even spot to where the bridge and both its joins fall in sound; a
+    boundary with no such spot is dropped (one lane fewer, a longer one). Of such layouts for 1..``lanes``
+    lanes, the one that takes the fewest batched samples wins (then the fewest lanes). Lanes need context to
+    join through (overlap >= 1) and room for a bridge (window > 2 overlap); otherwise, or for a short song,
+    there is one lane: windows one after another, as ``lanes=1`` gives.
+
+    ``cuts`` (frames, ``render.sections``) split the song into segments that start in a look of their own:
+    each is laid out as a song of its own, up to ``lanes`` lanes, no bridge across a cut. The longest segment
+    decides how many batched samples the render takes; every other segment takes the fewest lanes that fit
+    in as many.
+    """
+    overlap = max(0, min(overlap, window - 1))
+    lead = overlap if exemplar else 0
+    cuts = tuple(sorted({int(c) for c in cuts if 0 < c < total}))
+    if not cuts:
+        layouts = _lane_options(total, window, overlap, lead, lanes, quiet)
+        best = min(layouts, key=lambda w: (max(w), len(w)))  # the fewest batched samples, then the fewest lanes
+        return WindowLayout(total, window, overlap, lead, best)
+    bounds = [0, *cuts, total]
+    options = [_lane_options(b - a, window, overlap, lead, lanes, quiet[a:b] if quiet is not None else None)
+               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    rounds = max(min(max(w) for w in opts) for opts in options)
+    chosen = [min((w for w in opts if max(w) <= rounds), key=len) for opts in options]
+    return WindowLayout(total, window, overlap, lead, tuple(n for w in chosen for n in w), cuts,
+                        tuple(len(w) for w in chosen))
 
 
 def settled_silence(features: torch.Tensor, settings: Settings) -> torch.Tensor:
@@ -267,10 +335,23 @@ def settled_silence(features: torch.Tensor, settings: Settings) -> torch.Tensor:
     return torch.from_numpy(settled(silent, round(settings.eval.settle_seconds * settings.video.fps)))
 
 
-def song_layout(features: torch.Tensor, settings: Settings, window: int, exemplar: bool) -> WindowLayout:
-    """The layout ``iter_windows`` uses for a song's features [T, F] (bridges kept out of its silences)."""
+def song_layout(features: torch.Tensor, settings: Settings, window: int, exemplar: bool,
+                cuts: tuple[int, ...] | list[int] = ()) -> WindowLayout:
+    """The layout ``iter_windows`` uses for a song's features [T, F] (bridges kept out of its silences), cut at
+    ``cuts`` (frames where a section starts in its own look)."""
     quiet = settled_silence(features, settings) if settings.render.lanes > 1 else None
-    return window_layout(features.shape[0], window, settings.render.overlap, settings.render.lanes, exemplar, quiet)
+    return window_layout(features.shape[0], window, settings.render.overlap, settings.render.lanes, exemplar, quiet,
+                         cuts)
+
+
+@dataclass
+class Look:
+    """What a stretch of the render looks like: its style (visualizer families) and the style exemplar latents
+    [k, C, h, w] it starts from (``style_exemplar``); ``label`` names the kind of section it is the look of."""
+
+    style: list[str] | None
+    exemplar: torch.Tensor | None
+    label: str = "A"
 
 
 @torch.no_grad()
@@ -285,6 +366,7 @@ def iter_windows(
     generated: Callable[[int], None] | None = None,
     tuner: threads.ThreadTuner | None = None,
     layout: WindowLayout | None = None,
+    looks: list[Look] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield decoded frame blocks [n, 3, H, W] in [0, 1] covering all T frames of ``features`` [T, F], in order.
 
@@ -306,6 +388,11 @@ def iter_windows(
     sample of the lanes as one unit and picks the thread count (``threads.ThreadTuner``). ``layout`` is the
     caller's ``song_layout`` of these features, if it already made one.
 
+    A layout with cuts (sections, ``render.sections``) takes ``looks``, one per segment (``layout.cuts`` + 1):
+    each segment's lanes are generated in its look's style, start from its look's exemplar and hold its
+    anchor, in the same batched samples as the others; no bridge crosses a cut, so the picture cuts there
+    from one look to the next. Without ``looks`` every segment has ``style`` and ``exemplar``.
+
     ``timings`` (if given) accumulates the seconds spent in the network ("network") and in the VAE decoder
     ("vae_decode"). Both run under bf16 autocast where the device has native bf16 and ``render.amp`` is on
     (``device.autocast``); latents and frames come out float32. Latents are scaled by
@@ -319,24 +406,34 @@ def iter_windows(
     total = features.shape[0]
     layout = layout or song_layout(features, settings, window, exemplar is not None)
     overlap, stride, lead, lanes, starts = layout.overlap, layout.stride, layout.lead, layout.lanes, layout.starts
+    if looks is None:
+        looks = [Look(style, exemplar)] * len(layout.segment_lanes)
+    if len(looks) != len(layout.segment_lanes):
+        raise ValueError(f"{len(layout.segment_lanes)} segments of the song but {len(looks)} looks")
+    look = [looks[layout.segment_of(lane)] for lane in range(lanes)]  # each lane's look
+    has_exemplar = all(lk.exemplar is not None for lk in looks)
     # Anchored context frames hold the exemplar's last frames all song long; at least one frame stays the past.
-    anchor = min(settings.render.anchor, overlap - 1) if exemplar is not None else 0
+    anchor = min(settings.render.anchor, overlap - 1) if has_exemplar else 0
     device = _device(models)
     # Pad with silence: ctx + lead frames before the song, and after it as far as the last lane reaches.
     padded = F.pad(features.to(device), (0, 0, ctx + lead, max(0, layout.end - total) + ctx))
     latent = (cfg.latent_channels, cfg.latent_height, cfg.latent_width)
-    style_vec = style_vector(style).unsqueeze(0) if style else None  # [1, S]
+    styled = all(lk.style for lk in looks)
+    style_rows = [style_vector(lk.style).to(device) if styled else None for lk in look]  # [S] per lane
 
-    def run(firsts: list[int], context: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-        """One batched sample of the windows whose frame 0 is song frame ``firsts[b]`` -> latents [B, W, ...]."""
+    def run(rows: list[int], firsts: list[int], context: torch.Tensor | None,
+            mask: torch.Tensor | None) -> torch.Tensor:
+        """One batched sample of the windows of lanes ``rows`` whose frame 0 is song frame ``firsts[b]`` ->
+        latents [B, W, ...]."""
         feats = torch.stack([padded[q + lead : q + lead + window + 2 * ctx] for q in firsts])  # [B, W + 2ctx, F]
         if context is not None and anchor > 0:
-            context[:, :anchor] = exemplar[-anchor:].to(device)
+            for b, lane in enumerate(rows):
+                context[b, :anchor] = look[lane].exemplar[-anchor:].to(device)
         t0 = time.perf_counter()
         with autocast(device, settings.render.amp):
             out = sample(
                 models.dit, feats, (len(firsts), window, *latent), settings.diffusion, generator=generator,
-                style=style_vec.repeat(len(firsts), 1) if style_vec is not None else None,
+                style=torch.stack([style_rows[lane] for lane in rows]) if styled else None,
                 context=context, context_mask=mask,
             ).float()
         if timings is not None:
@@ -353,10 +450,11 @@ def iter_windows(
 
     prev: list[torch.Tensor | None] = [None] * lanes  # latents [W, C, h, w] of each lane's previous window
     if lead:
-        for lane in range(lanes):  # each lane's first window continues the exemplar
+        for lane in range(lanes):  # each lane's first window continues its look's exemplar
             prev[lane] = torch.zeros(window, *latent, device=device)
-            prev[lane][stride:] = exemplar[-overlap:].to(device)
+            prev[lane][stride:] = look[lane].exemplar[-overlap:].to(device)
     held: list[list[torch.Tensor]] = [[] for _ in range(lanes)]  # new latents of lanes 1.. (lane 0 is yielded)
+    shown = layout.limit(0)  # lane 0's frames that the render shows
     emitted = made = 0
     for m in range(max(layout.windows)):
         active = [lane for lane in range(lanes) if layout.windows[lane] > m]  # lanes with a window m
@@ -368,7 +466,7 @@ def iter_windows(
             mask = torch.zeros(len(active), window, dtype=torch.bool, device=device)
             mask[:, :overlap] = True
         with tuner.unit() if tuner is not None else contextlib.nullcontext():
-            latents = run([starts[lane] - lead + m * stride for lane in active], context, mask)
+            latents = run(active, [starts[lane] - lead + m * stride for lane in active], context, mask)
         new = latents[:, overlap if continuing else 0 :]  # [B, n, C, h, w]
         for row, lane in enumerate(active):
             prev[lane] = latents[row].clone()  # not views: the round's whole batch would stay alive
@@ -377,32 +475,45 @@ def iter_windows(
         made = min(total, made + new.shape[0] * new.shape[1])
         if generated is not None:
             generated(made)
-        n0 = min(new.shape[1], total - emitted) if active[0] == 0 else 0
+        n0 = min(new.shape[1], shown - emitted) if active[0] == 0 else 0
         if n0 > 0:
             yield decode(new[0, :n0])
             emitted += n0
     if lanes == 1:
         return
-    context = torch.zeros(lanes - 1, window, *latent, device=device)
-    for lane in range(1, lanes):
-        context[lane - 1, :overlap] = prev[lane - 1][window - overlap :]  # the end of the lane before
-        context[lane - 1, window - overlap :] = torch.cat(held[lane])[:overlap]  # the start of this one
-    mask = torch.zeros(lanes - 1, window, dtype=torch.bool, device=device)
-    mask[:, :overlap] = mask[:, window - overlap :] = True
-    bridges = run([start - layout.gap - overlap for start in starts[1:]], context, mask)
+    bridged = [lane for lane in range(1, lanes) if layout.bridged(lane)]
+    bridges = None
+    if bridged:
+        context = torch.zeros(len(bridged), window, *latent, device=device)
+        for row, lane in enumerate(bridged):
+            context[row, :overlap] = prev[lane - 1][window - overlap :]  # the end of the lane before
+            context[row, window - overlap :] = torch.cat(held[lane])[:overlap]  # the start of this one
+        mask = torch.zeros(len(bridged), window, dtype=torch.bool, device=device)
+        mask[:, :overlap] = mask[:, window - overlap :] = True
+        bridges = run(bridged, [starts[lane] - layout.gap - overlap for lane in bridged], context, mask)
     if generated is not None:
         generated(total)
     for lane in range(1, lanes):
-        latents = torch.cat([bridges[lane - 1, overlap : overlap + layout.gap], *held[lane]])
+        parts = held[lane]
+        if layout.bridged(lane):
+            parts = [bridges[bridged.index(lane), overlap : overlap + layout.gap], *parts]
+        first = starts[lane] - (layout.gap if layout.bridged(lane) else 0)  # the song frame the parts begin at
+        latents = torch.cat(parts)[: max(0, min(layout.limit(lane), total) - first)]
         held[lane] = []
-        for block in latents[: max(0, total - emitted)].split(DECODE_BATCH):
+        for block in latents.split(DECODE_BATCH):
             yield decode(block)
             emitted += block.shape[0]
 
 
-def _generator(settings: Settings, device: torch.device) -> torch.Generator:
+def render_seed(settings: Settings) -> int:
+    """The render seed of a render that has no song file to draw one from (eval, training previews): the
+    setting, or 0 when it is empty."""
+    return 0 if settings.render.seed is None else settings.render.seed
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device=device if device.type != "mps" else "cpu")
-    gen.manual_seed(settings.render.seed)
+    gen.manual_seed(seed)
     return gen
 
 
@@ -424,10 +535,10 @@ def generate_frames(
     features = extractor(wave.float().cpu())  # [T, F]
     device = _device(models)
     if generator is None:
-        generator = _generator(settings, device)
+        generator = _generator(render_seed(settings), device)
     exemplar = None
     if style and settings.render.exemplar:
-        exemplar = style_exemplar(models, settings, style, settings.render.seed, look)
+        exemplar = style_exemplar(models, settings, style, render_seed(settings), look)
     blocks: list[torch.Tensor] = []
     tuner = threads.ThreadTuner() if device.type == "cpu" else None
     try:
@@ -489,15 +600,29 @@ class _Pace:
 
 
 # --------------------------------------------------------------------------------------------- render
+@dataclass(frozen=True)
+class RenderSection:
+    """A section of the song in a render: [start, end) in song seconds, its label (A, B, ...; a repeated
+    section shares its letter, and its look), the style it is drawn in, and the render frame it starts at."""
+
+    start: float
+    end: float
+    label: str
+    style: str
+    frame: int
+
+
 @dataclass
 class RenderResult:
     """What one render made and how: the typed result of ``Synesthete.render`` (and ``render_song``).
 
     ``frames`` holds the video as uint8 [T, 3, H, W] (as ``media.load_video`` gives; ``media.to_unit`` makes
     floats in [0, 1]) when it was rendered to memory, and is ``None`` when it was written to ``output``.
-    ``timings`` are seconds: "setup" (checking the song, loading the models when this call did), "features",
-    "network" (the DiT), "vae_decode", "encode_mux" (H.264 + AAC; 0 in memory) and "other"; they add up to
-    ``wall``. ``rtf`` (real-time factor) is ``wall`` over ``duration``.
+    ``timings`` are seconds: "setup" (checking the song, loading the models when this call did), "analysis"
+    (the song's beats and sections), "features", "network" (the DiT), "vae_decode", "encode_mux" (H.264 + AAC;
+    0 in memory) and "other"; they add up to ``wall``. ``rtf`` (real-time factor) is ``wall`` over ``duration``.
+    With ``render.sections``, ``sections`` are the song's sections in the excerpt, each with its look, and
+    ``cuts`` the frames where the picture cuts to the next one (each on the downbeat that starts it).
     """
 
     output: Path | None
@@ -523,6 +648,10 @@ class RenderResult:
     timings: dict[str, float]
     wall: float
     rtf: float
+    seed_from_song: bool = False  # ``seed`` was drawn from the song's hash (no seed was given)
+    tempo: float | None = None  # BPM, from the analysis (None without render.sections)
+    sections: list[RenderSection] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
 
     def __repr__(self) -> str:  # no tensor dump
         frames = "None" if self.frames is None else f"<{tuple(self.frames.shape)} {self.frames.dtype}>"
@@ -543,6 +672,8 @@ class RenderJob:
     info: AudioInfo  # of the song (its duration possibly cut to what decodes)
     style: list[str]  # the visualizer families, resolved (``auto`` drawn from the seed)
     options: dict[str, Any] = field(default_factory=dict)  # settings sections laid over the pipeline's
+    seed: int = 0  # the render seed: render.seed, or drawn from the song's hash (``song_seed``)
+    seed_from_song: bool = False
 
 
 def plan_render(
@@ -562,6 +693,8 @@ def plan_render(
     header promises more than decodes) is rendered as far as it decodes, with a warning. ``options``
     (settings sections) are recorded in the job for ``run_render``. ``overwrite_flag`` is what the error
     for an existing output tells the caller to pass (the CLI's ``--overwrite``, the API's keyword).
+    The job's seed is ``render.seed``, or, when that is empty, drawn from a hash of the song file
+    (``song_seed``): the style ``auto`` and the looks come from it.
     """
     from synesthete.files import check_mp4, check_output
     from synesthete.media import audio_info, decodable_duration
@@ -590,14 +723,16 @@ def plan_render(
     seg = info.duration - start if duration is None else min(duration, info.duration - start)
     if out is not None:
         check_output(out, overwrite, inputs=(song,), flag=overwrite_flag)
-    style = resolve_style(settings.render.style, settings.render.seed)  # validated before any heavy work
+    seed = settings.render.seed if settings.render.seed is not None else song_seed(song)
+    style = resolve_style(settings.render.style, seed)  # validated before any heavy work
     if (settings.render.size or settings.video.width) % 2:
         raise OutputError(f"--size {settings.render.size} must be even for H.264 yuv420p")
     num_frames = max(1, round(seg * settings.video.fps))
     if out is None:
         check_memory(settings, num_frames)
     return RenderJob(song=song, out=out, start=start, seconds=seg, num_frames=num_frames,
-                     info=info, style=style, options=dict(options or {}))
+                     info=info, style=style, options=dict(options or {}), seed=seed,
+                     seed_from_song=settings.render.seed is None)
 
 
 def memory_need(settings: Settings, num_frames: int) -> int:
@@ -774,12 +909,21 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
     width, height = _output_size(settings)
     if job.out is None:
         check_memory(settings, job.num_frames)  # as plan_render did, now at the models' frame size
-    timings = {"setup": time.perf_counter() - t_start, "features": 0.0, "network": 0.0, "vae_decode": 0.0,
-               "encode_mux": 0.0}
+    timings = {"setup": time.perf_counter() - t_start, "analysis": 0.0, "features": 0.0, "network": 0.0,
+               "vae_decode": 0.0, "encode_mux": 0.0}
     pace = _Pace(t_start, job.num_frames, job.seconds)
     done = 0
     with _progress_bar(disable=not progress) as bar:
         task = bar.add_task("audio", total=job.num_frames, info="reading the song")
+        analysis = None
+        if settings.render.sections:
+            from synesthete.audio.analysis import analyse_file
+
+            t0 = time.perf_counter()
+            whole = job.info.duration
+            analysis = analyse_file(job.song, progress=lambda sec: bar.update(
+                task, info=f"analysing the song (beats, sections): {min(sec, whole):.0f} of {whole:.0f} s"))
+            timings["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with AudioReader(job.song, settings.audio.sample_rate, 1, **_reader_options(job, settings)) as reader:
             features = song_features(reader, job.seconds, settings)  # [T, F]
@@ -787,10 +931,9 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         if features.shape[0] != job.num_frames:
             raise RuntimeError(f"feature frames {features.shape[0]} != {job.num_frames}")
 
-        generator = _generator(settings, device)
-        exemplar = None
-        if settings.render.exemplar:
-            exemplar = style_exemplar(models, settings, job.style, settings.render.seed)
+        generator = _generator(job.seed, device)
+        plan = section_plan(analysis, job.start, job.seconds, fps, job.num_frames) if analysis is not None else []
+        looks = section_looks(models, settings, job, plan, analysis)
         bar.update(task, description=label, completed=0, info=pace.line(0))
         pace.begin()
         made = 0
@@ -800,9 +943,10 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
             made = n
             bar.update(task, completed=n, info=pace.line(n))
 
-        layout = song_layout(features, settings, models.dit.config.window, exemplar is not None)
-        blocks = iter_windows(models, features, settings, generator, job.style, exemplar, timings=timings,
-                              generated=generated, tuner=tuner, layout=layout)
+        cuts = [frame for frame, _ in plan[1:]]
+        layout = song_layout(features, settings, models.dit.config.window, settings.render.exemplar, cuts)
+        blocks = iter_windows(models, features, settings, generator, timings=timings, generated=generated,
+                              tuner=tuner, layout=layout, looks=looks)
         sink = _Memory(job.num_frames, height, width) if job.out is None else _Mp4(job, settings, width, height)
         with sink:
             for block in blocks:
@@ -820,18 +964,70 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
     wall = time.perf_counter() - t_start
     timings["other"] = max(0.0, wall - sum(timings.values()))
     d = settings.diffusion
+    sections = [RenderSection(round(max(sec.start, job.start), 3), round(min(sec.end, job.start + job.seconds), 3),
+                              sec.label, style_name(look.style), frame)
+                for (frame, sec), look in zip(plan, looks, strict=True)] if plan else []
+    styles = list(dict.fromkeys(sec.style for sec in sections)) or [style_name(job.style)]
     return RenderResult(
         output=job.out, frames=sink.frames() if isinstance(sink, _Memory) else None,
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
-        style=style_name(job.style), seed=settings.render.seed, sampler=d.sampler, steps=d.sample_steps,
+        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.sample_steps,
         lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance,
         guidance_distilled=guidance_distilled(models.dit),
         checkpoints=Path(settings.paths.checkpoints),
         device=str(device), precision=precision(device, settings.render.amp),
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
-        rtf=wall / job.seconds,
+        rtf=wall / job.seconds, seed_from_song=job.seed_from_song,
+        tempo=analysis.tempo if analysis is not None else None, sections=sections, cuts=list(layout.cuts),
     )
+
+
+MIN_SECTION_FRAMES = 15  # a section that would last fewer frames at an end of the excerpt keeps its neighbour's look
+
+
+def section_plan(analysis: Any, start: float, seconds: float, fps: float, total: int) -> list[tuple[int, Any]]:
+    """The song's sections (``SongAnalysis.sections``) that play in the excerpt [start, start + seconds), as
+    (first frame, section): the one playing at the excerpt's start from frame 0, each later one from the frame
+    nearest the downbeat it starts on. A sliver of a section at either end of the excerpt (under
+    MIN_SECTION_FRAMES) goes to its neighbour instead of cutting twice in a moment."""
+    out: list[tuple[int, Any]] = []
+    for sec in analysis.sections:
+        if sec.end <= start or sec.start >= start + seconds:
+            continue
+        frame = 0 if not out else round((sec.start - start) * fps)
+        if out and frame <= 0:
+            out[0] = (0, sec)  # it starts with the excerpt
+        elif frame < total:
+            out.append((frame, sec))
+    if len(out) > 1 and out[1][0] < MIN_SECTION_FRAMES:
+        out = [(0, out[1][1]), *out[2:]]
+    if len(out) > 1 and total - out[-1][0] < MIN_SECTION_FRAMES:
+        out = out[:-1]
+    return out
+
+
+def section_looks(models: Any, settings: Settings, job: RenderJob, plan: list[tuple[int, Any]],
+                  analysis: Any) -> list[Look]:
+    """The look of each section of ``plan`` (one look for the song without sections): its style
+    (``styles.section_styles``: with auto a family per kind of section) and its exemplar, in the look
+    ``seed_look`` draws for its label from the job's seed. Sections of the same kind share one look."""
+    from synesthete.styles import section_styles
+
+    if not plan:
+        exemplar = style_exemplar(models, settings, job.style, job.seed) if settings.render.exemplar else None
+        return [Look(job.style, exemplar)]
+    styles = section_styles(settings.render.style, job.seed, [sec.label for sec in analysis.sections])
+    made: dict[str, Look] = {}
+    for _, sec in plan:
+        if sec.label not in made:
+            style = styles[sec.label]
+            exemplar = None
+            if settings.render.exemplar:
+                look = seed_look(style, job.seed, settings, sec.label)
+                exemplar = style_exemplar(models, settings, style, job.seed, look=look)
+            made[sec.label] = Look(style, exemplar, sec.label)
+    return [made[sec.label] for _, sec in plan]
 
 
 def render_song(

@@ -304,7 +304,15 @@ class RenderSettings(_Section):
     overlap: int = Field(
         2, ge=0, description="Clean context frames: each window continues from the previous window's last frames."
     )
-    style: str = Field("auto", description="Visualizer family or '+'-joined families; auto draws one from the seed.")
+    style: str = Field(
+        "auto", description="Visualizer family or '+'-joined families; auto draws one from the seed (one per kind "
+        "of section with render.sections).",
+    )
+    sections: bool = Field(
+        True, description="Follow the song's form (`synesthete analyze`): a new look (colours, shapes; with style "
+        "auto also a new family) on the downbeat that starts each section, and a repeated section in its earlier "
+        "look; false: one look for the whole song.",
+    )
     exemplar: bool = Field(
         True, description="Start the first window from a style exemplar: frames of the style drawn by its "
         "visualizer on a fixed synthetic clip, given as clean context and never shown.",
@@ -330,7 +338,11 @@ class RenderSettings(_Section):
     )
     audio_sample_rate: int = Field(48000, gt=0, description="Sample rate of the AAC track in the output.")
     chunk_seconds: float = Field(10.0, gt=0, description="Audio decoded per streaming step.")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Noise seed of the render.")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Noise seed of the render, and the seed its looks are drawn from; empty: "
+        "drawn from a hash of the song file's bytes (each song its own look, the same song always the same; the "
+        "render summary says which), and 0 where there is no file (eval, training previews).",
+    )
     memory_gb: float = Field(
         4.0, gt=0, description="Most memory (GB) the frames of a render to memory (the Python API without an "
         "output file) may take; a longer render is refused before it starts: render to a file, or an excerpt.",
@@ -342,6 +354,14 @@ class RenderSettings(_Section):
     def preset(self) -> str:
         """Old name of ``x264_preset`` (read-only), kept while code still reads ``render.preset``."""
         return self.x264_preset
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _empty_seed_is_none(cls, value: Any) -> Any:
+        """An empty value (or ``null``, as .env.example writes it) means: drawn from the song."""
+        if isinstance(value, str) and value.strip().lower() in ("", "null"):
+            return None
+        return value
 
 
 class EvalSettings(_Section):

@@ -76,3 +76,23 @@ def resolve_style(name: str, seed: int) -> list[str]:
     if str(name).strip().lower() == AUTO:
         return [random.Random(f"synesthete-style:{seed}").choice(families())]
     return parse_style(name)
+
+
+def section_styles(name: str, seed: int, labels: list[str]) -> dict[str, list[str]]:
+    """The style of each kind of section (``labels``, A, B, ...: letters of ``audio.analysis``). A named style
+    holds for all. ``auto`` gives A what it gives the whole song (``resolve_style``) and each further letter
+    the next family of an order drawn from ``seed``, so that sections of different kinds differ in family as
+    long as there are families to go round, and a kind that comes back gets its family again."""
+    if str(name).strip().lower() != AUTO:
+        fixed = parse_style(name)
+        return {label: fixed for label in labels}
+    first = resolve_style(AUTO, seed)[0]
+    others = [f for f in families() if f != first]
+    random.Random(f"synesthete-style:{seed}:sections").shuffle(others)
+    order = [first, *others]
+    return {label: [order[i % len(order)]] for i, label in enumerate(sorted(set(labels), key=_label_key))}
+
+
+def _label_key(label: str) -> tuple[int, str]:
+    """Letters in the analysis's order: A..Z, then AA, AB, ..."""
+    return len(label), label

@@ -18,6 +18,7 @@ from synesthete.console import console
 from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
+    from synesthete.audio.analysis import SongAnalysis
     from synesthete.render import RenderResult
 
 # Per-row metric columns after AV-Align and its ratio: (key in SyncAnalysis.metrics(), header, format).
@@ -72,6 +73,16 @@ def print_video(result: dict) -> None:
             ("cut rate", _fmt(pic["cut_rate"], "{:.2%}")),
             ("style stability", _fmt(pic["style_stability"], "{:.1%}")),
             ("sharpness (mean gradient)", _fmt(pic["sharpness"], "{:.4f}")),
+        ]
+    sec = result.get("sections")
+    if sec:
+        rows += [
+            ("song (analysis)", f"{sec['tempo']:.1f} BPM, {sec['downbeats']} downbeats, {sec['sections']} sections"),
+            ("look changes (cuts)", f"{sec['look_changes']}" + (f" at frames {', '.join(map(str, sec['cut_frames']))}"
+                                                                if sec["cut_frames"] else "")),
+            ("cuts on a downbeat", f"{sec['on_downbeats']} of {sec['look_changes']} "
+                                   f"({_fmt(sec['on_downbeat_share'], '{:.0%}')}; at random "
+                                   f"{_fmt(sec['chance_share'], '{:.0%}')})"),
         ]
     for key, value in rows:
         table.add_row(key, value)
@@ -191,8 +202,8 @@ def print_heldout(result: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- render
-TIME_SPLIT = (("setup", "setup"), ("features", "features"), ("network", "network"), ("vae_decode", "VAE decode"),
-              ("encode_mux", "encode+mux"), ("other", "other"))
+TIME_SPLIT = (("setup", "setup"), ("analysis", "analysis"), ("features", "features"), ("network", "network"),
+              ("vae_decode", "VAE decode"), ("encode_mux", "encode+mux"), ("other", "other"))
 
 
 def render_summary(result: RenderResult) -> dict[str, Any]:
@@ -209,7 +220,11 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
         "real-time factor": round(result.rtf, 3),
         "time split (s)": ", ".join(f"{label} {result.timings.get(key, 0.0):.1f}" for key, label in TIME_SPLIT),
         "style": result.style,
-        "seed": result.seed,
+        **({"sections": "; ".join(f"{sec.label} {clock(sec.start)}-{clock(sec.end)} {sec.style}"
+                                  for sec in result.sections),
+            "analysis": f"{result.tempo:.1f} BPM; {len(result.cuts)} cut{'' if len(result.cuts) == 1 else 's'}, "
+                        "each on the downbeat that starts a section"} if result.sections else {}),
+        "seed": f"{result.seed} (from the song's hash)" if result.seed_from_song else result.seed,
         "sampler": f"{result.sampler}, {result.steps} steps, {result.lanes} lane{'s' if result.lanes > 1 else ''}",
         "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}"
         + (" (audio distilled: one pass)" if result.guidance_distilled else ""),
@@ -241,4 +256,33 @@ def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> Non
         else:
             table.add_row(name, escape(one_line(str(out))),
                           f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
+    console.print(fit(table))
+
+
+# --------------------------------------------------------------------------------------------- analyze
+def clock(seconds: float) -> str:
+    """Seconds as m:ss.s (a song position)."""
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def print_analysis(song: Path, a: SongAnalysis) -> None:
+    """`synesthete analyze`'s tables: what was heard, and the sections with their times."""
+    head = Table(title=f"analysis of {song}", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    bar = 60.0 * a.beats_per_bar / a.tempo if a.tempo else 0.0
+    head.add_row("tempo", f"{a.tempo:.1f} BPM" if a.tempo else "– (no beat found)")
+    head.add_row("beats", f"{len(a.beats)}")
+    head.add_row("downbeats", f"{len(a.downbeats)} (bars of {a.beats_per_bar} beats)")
+    head.add_row("sections", f"{len(a.sections)}: {'-'.join(s.label for s in a.sections)}")
+    head.add_row("duration", f"{clock(a.duration)} ({a.duration:.1f} s)")
+    head.add_row("analysed in", f"{a.seconds:.2f} s ({a.duration / a.seconds:.0f}x real time)" if a.seconds else "–")
+    console.print(fit(head))
+    table = Table(title="sections", title_justify="left")
+    for name in ("section", "start", "end", "length"):
+        table.add_column(name, justify="left" if name == "section" else "right")
+    for s in a.sections:
+        bars = f", {round((s.end - s.start) / bar)} bars" if bar else ""
+        table.add_row(s.label, clock(s.start), clock(s.end), f"{s.end - s.start:.1f} s{bars}")
     console.print(fit(table))

@@ -85,7 +85,7 @@ def test_render_to_memory(pipe, songs):
     assert (result.guidance, result.style_guidance) == (2.0, 1.0)
     assert result.lanes == 1  # the tiny DiT's window of 4 leaves no room for a bridge between 2 + 2 context frames
     assert result.precision in ("bf16", "float32") and result.device == "cpu"
-    assert set(result.timings) == {"setup", "features", "network", "vae_decode", "encode_mux", "other"}
+    assert set(result.timings) == {"setup", "analysis", "features", "network", "vae_decode", "encode_mux", "other"}
     assert all(isinstance(v, float) and v >= 0 for v in result.timings.values())
     assert sum(result.timings.values()) == pytest.approx(result.wall, rel=1e-6)
     assert result.rtf == pytest.approx(result.wall / result.duration)
@@ -104,6 +104,40 @@ def test_render_is_deterministic_for_a_seed(pipe, songs):
     # The one-call library function renders the same frames as the pipeline.
     settings = pipe.settings.updated(render={"seed": 11})
     assert torch.equal(render_song(settings, songs["wav"], None, duration=0.5, progress=False).frames, a.frames)
+
+
+@pytest.fixture(scope="module")
+def two_parts(tmp_path_factory) -> tuple[Path, dict]:
+    """A generated song of two sections (AB, 4 bars each at 128 BPM, 13.8 s) as a wav, and its score."""
+    from synesthete.audio.synth import synthesize
+
+    wave, score = synthesize(3, load_settings(), form="AB", tempo=128.0)
+    path = tmp_path_factory.mktemp("form") / "ab.wav"
+    write_wav(path, wave, 16000)
+    return path, score
+
+
+def test_render_follows_the_sections_with_the_same_rules_as_the_cli(pipe, two_parts):
+    """Synesthete.render(sections=...) as `render --sections`: on (the default), an excerpt across the A-B boundary
+    cuts once, on the frame of the downbeat that starts B, and lists both sections with their looks; off, no cut
+    and one look. Without a seed the seed is the song's own (its hash), the same for the same song."""
+    from synesthete.render import song_seed
+
+    path, score = two_parts
+    boundary = score["sections"][1]["start"]
+    result = pipe.render(path, start=boundary - 2.0, duration=4.0)
+    assert result.seed == song_seed(path) and result.seed_from_song
+    assert [sec.label for sec in result.sections] == ["A", "B"] and result.sections[1].start == pytest.approx(
+        boundary, abs=0.011)
+    assert result.cuts == [result.sections[1].frame] and abs(result.cuts[0] - 2.0 * result.fps) <= 1
+    assert result.tempo == pytest.approx(128.0, rel=0.02) and result.timings["analysis"] > 0
+    assert result.style == " / ".join(dict.fromkeys(sec.style for sec in result.sections))
+    off = pipe.render(path, start=boundary - 2.0, duration=4.0, sections=False)
+    assert off.sections == [] and off.cuts == [] and off.tempo is None and off.timings["analysis"] == 0
+    assert off.seed == result.seed and off.frames.shape == result.frames.shape
+    assert not torch.equal(off.frames[result.cuts[0]:], result.frames[result.cuts[0]:])  # B is another look
+    given = pipe.render(path, start=boundary - 2.0, duration=1.0, seed=5)
+    assert given.seed == 5 and not given.seed_from_song
 
 
 def test_render_excerpt_and_size(pipe, songs):

@@ -170,7 +170,7 @@ def _option_line(help_text: str, option: str) -> str:
     ("command", "options"),
     [
         (("render",), {"--steps": "diffusion.sample_steps", "--guidance": "diffusion.guidance",
-                       "--seed": "render.seed", "--fps": "video.fps", "--size": "render.size",
+                       "--lanes": "render.lanes", "--fps": "video.fps", "--size": "render.size",
                        "--device": "device", "--preset": "preset"}),
         (("train", "vae"), {"--max-steps": "vae.max_steps", "--lr": "vae.lr", "--seed": "train.seed"}),
         (("eval",), {"--steps": "diffusion.sample_steps", "--clips": "eval.clips"}),
@@ -182,6 +182,9 @@ def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, optio
     for option, dotted in options.items():
         assert f"[default: {setting_default(dotted)}]" in _option_line(proc.stdout, option), option
     assert "<bool>" not in proc.stdout
+    if command == ("render",):  # no number: an empty render.seed is drawn from the song
+        assert "hash of the song" in _option_line(proc.stdout, "--seed")
+        assert "[default: on]" in _option_line(proc.stdout, "--sections")
     assert re.search(r"--overwrite\s+Replace", proc.stdout) or command == ("train", "vae")
     assert "--verbose" in proc.stdout and "--quiet" in proc.stdout
 

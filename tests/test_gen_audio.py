@@ -125,3 +125,15 @@ def test_library_errors_are_domain_errors(tiny, tmp_path):
     with pytest.raises(InputError):
         generate_dataset(tiny, num=1, out=tmp_path / "a", width=31)
     assert torch.is_tensor(make_clip(0, tiny, with_frames=False)["audio"])
+
+
+def test_gen_audio_form_writes_songs_with_sections(tmp_path):
+    """--form: each clip is a song of sections, as long as asked; the manifest has its downbeats and sections."""
+    out = tmp_path / "songs"
+    proc = call_cli("gen-audio", "-n", "1", "-o", str(out), "--form", "--duration", "8", "--audio-only",
+                    "--preset", "tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry,) = _manifest(out)
+    assert entry["duration"] == 8.0 and entry["sections"] and entry["downbeats"] and entry["form"] in proc.stdout
+    wav, _ = load_audio(out / entry["wav"])
+    assert wav.shape[1] == round(8.0 * entry["sample_rate"])

@@ -195,3 +195,29 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in stdout + stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+
+
+def test_a_song_of_two_sections_renders_with_one_cut_on_the_downbeat_at_the_boundary(tmp_path):
+    """A generated song of two sections (AB: 4 bars each at 128 BPM), rendered across the boundary with the
+    shipped checkpoints: the summary lists both sections and one cut, and the picture changes look there, on
+    the frame of the downbeat that starts B: the mean picture of the half second before that frame and of the
+    half second from it differ far more than the same half seconds a half second earlier or later. (Where the
+    cut falls exactly is checked on the result, in tests/test_api.py.)"""
+    from synesthete.media import to_unit
+
+    wave, score = synthesize(3, load_settings(), form="AB", tempo=128.0)
+    song, out = tmp_path / "ab.wav", tmp_path / "ab.mp4"
+    write_wav(song, wave, 16000)
+    boundary = score["sections"][1]["start"]  # a downbeat
+    start = 4.8
+    proc = render(str(song), "-o", str(out), *FAST, "--start", str(start), "--duration", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 cut," in proc.stdout and "from the song's hash" in proc.stdout
+    assert " A 0:04.8-0:06.3 " in proc.stdout.replace("│", " ") and "B 0:06.3-0:07.8" in proc.stdout
+    x = to_unit(_check_output(out, 3.0)).double()
+
+    def change(i: int, w: int = 15) -> float:  # mean picture of frames [i - w, i) against [i, i + w)
+        return float((x[i - w : i].mean(0) - x[i : i + w].mean(0)).abs().mean())
+
+    cut = round((boundary - start) * 30)
+    assert max(change(i) for i in (cut - 1, cut, cut + 1)) > 1.5 * max(change(cut - 15), change(cut + 15))

@@ -149,7 +149,7 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
 
     import synesthete.sampling as sampling
     from synesthete.checkpoint import load_models
-    from synesthete.render import generate_frames, style_exemplar
+    from synesthete.render import generate_frames, render_seed, style_exemplar
 
     s = load_settings("tiny").updated(render={"anchor": anchor, "overlap": 2}, device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
@@ -164,7 +164,7 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
     monkeypatch.setattr(sampling, "sample", recording)
     frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.settings, style=["tiles"])
     assert frames.shape[0] == s.video.fps
-    exemplar = style_exemplar(models, models.settings, ["tiles"], models.settings.render.seed)
+    exemplar = style_exemplar(models, models.settings, ["tiles"], render_seed(models.settings))
     assert len(seen) > 3
     for i, (context, _) in enumerate(seen):
         past = exemplar[-2:] if i == 0 else seen[i - 1][1][0, -2:]
@@ -234,7 +234,7 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     import synesthete.sampling as sampling
     from synesthete.checkpoint import load_models
     from synesthete.device import autocast
-    from synesthete.render import generate_frames, style_exemplar, window_layout
+    from synesthete.render import generate_frames, render_seed, style_exemplar, window_layout
 
     s = load_settings("tiny", diffusion={"window": 8}).updated(
         render={"lanes": 2, "overlap": 2, "anchor": 1}, device="cpu")
@@ -255,7 +255,7 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     assert frames.shape[0] == total
     layout = window_layout(total, 8, 2, 2, True)
     assert layout.lanes == 2 and len(seen) == max(layout.windows) + 1
-    exemplar = style_exemplar(models, s, ["tiles"], s.render.seed)
+    exemplar = style_exemplar(models, s, ["tiles"], render_seed(s))
     rounds, bridge = seen[:-1], seen[-1]
     for m, call in enumerate(rounds):
         lanes = sum(n > m for n in layout.windows)  # lane 1 may be a window shorter
@@ -297,3 +297,122 @@ def test_settled_silence_follows_the_eval_definition():
     assert (mine == theirs).mean() >= 0.97 and 15 <= mine.sum() <= 30
     assert not mine[: fps + round(s.eval.settle_seconds * fps)].any() and not mine[2 * fps + 2 :].any()
     assert np.all(mine[fps + 12 : 2 * fps - 2])
+
+
+def _shown(layout):
+    """The song frames each lane (with the bridge into it) puts on screen, lane by lane."""
+    out = []
+    for lane, start in enumerate(layout.starts):
+        first = start - (layout.gap if layout.bridged(lane) else 0)
+        out.append(list(range(first, min(layout.limit(lane), layout.total))))
+    return out
+
+
+def test_cut_layout_tiles_every_frame_once_and_never_bridges_a_cut():
+    """With cuts (sections) every frame is still shown once; a segment's first lane starts on its cut with no
+    bridge into it (the picture cuts there); no join is listed at a cut; the longest segment sets the number
+    of batched samples and shorter segments use no more lanes than that needs."""
+    from synesthete.render import window_layout
+
+    for total, cuts in ((600, (200, 430)), (300, (50,)), (1801, (400, 900, 1500)), (90, (30, 60))):
+        layout = window_layout(total, 8, 2, 4, True, cuts=cuts)
+        assert layout.cuts == cuts and sum(layout.segment_lanes) == layout.lanes
+        assert [f for lane in _shown(layout) for f in lane] == list(range(total)), (total, cuts)
+        firsts = [lane for lane in range(layout.lanes) if not layout.bridged(lane)]
+        assert [layout.starts[lane] for lane in firsts] == [0, *cuts]
+        assert not set(cuts) & set(layout.joins())
+        bounds = [0, *cuts, total]
+        rounds = max(max(window_layout(b - a, 8, 2, 4, True).windows) for a, b in zip(bounds, bounds[1:], strict=False))
+        assert max(layout.windows) == rounds
+    assert window_layout(600, 8, 2, 4, True, cuts=()) == window_layout(600, 8, 2, 4, True)
+
+
+def test_section_plan_cuts_on_the_downbeats_of_the_excerpt():
+    """The sections that play in an excerpt, from the frame nearest the downbeat each starts on; slivers of a
+    section at either end of the excerpt keep their neighbour's look."""
+    from synesthete.audio.analysis import Section
+    from synesthete.render import MIN_SECTION_FRAMES, section_plan
+
+    class Song:
+        sections = [Section(0.0, 10.0, "A"), Section(10.0, 20.0, "B"), Section(20.0, 30.0, "A")]
+
+    plan = section_plan(Song, 8.0, 14.0, 30, 420)
+    assert [(f, s.label) for f, s in plan] == [(0, "A"), (60, "B"), (360, "A")]
+    assert [(f, s.label) for f, s in section_plan(Song, 9.9, 5.0, 30, 150)] == [(0, "B")]  # a 3-frame sliver of A
+    tail = section_plan(Song, 15.0, 5.0 + (MIN_SECTION_FRAMES - 1) / 30, 30, 150 + MIN_SECTION_FRAMES - 1)
+    assert [s.label for _, s in tail] == ["B"]
+    assert [(f, s.label) for f, s in section_plan(Song, 0.0, 30.0, 30, 900)] == [(0, "A"), (300, "B"), (600, "A")]
+
+
+@pytest.mark.slow
+def test_each_section_starts_from_its_own_look(monkeypatch, tmp_path):
+    """Two segments, two looks: the lanes of each are sampled with their look's style and start from (and hold as
+    anchor) their look's exemplar, in the same batched samples; the render is as long as the song."""
+    from conftest import tiny_checkpoints
+
+    import synesthete.sampling as sampling
+    from synesthete.checkpoint import load_models
+    from synesthete.render import Look, iter_windows, style_exemplar, window_layout
+    from synesthete.styles import style_vector
+
+    s = load_settings("tiny", diffusion={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
+                                                              device="cpu")
+    models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
+    s = models.settings
+    looks = [Look(["tiles"], style_exemplar(models, s, ["tiles"], 1), "A"),
+             Look(["waveform"], style_exemplar(models, s, ["waveform"], 1), "B")]
+    seen: list[dict] = []
+    real = sampling.sample
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append({**kwargs, "out": out})
+        return out
+
+    monkeypatch.setattr(sampling, "sample", recording)
+    features = torch.rand(150, 12)
+    layout = window_layout(150, 8, 2, 2, True, cuts=(70,))
+    frames = torch.cat(list(iter_windows(models, features, s, torch.Generator().manual_seed(0), layout=layout,
+                                         looks=looks)))
+    assert frames.shape[0] == 150 and layout.lanes >= 2 and layout.cuts == (70,)
+    rounds = seen[: max(layout.windows)]
+    for m, call in enumerate(rounds):
+        active = [lane for lane in range(layout.lanes) if layout.windows[lane] > m]
+        for row, lane in enumerate(active):
+            look = looks[layout.segment_of(lane)]
+            assert torch.equal(call["style"][row], style_vector(look.style)), (m, lane)
+            assert torch.allclose(call["context"][row, 0], look.exemplar[-1]), (m, lane)  # its own look's anchor
+    for call in seen[max(layout.windows) :]:  # bridges (within segments) keep their segment's look
+        assert call["style"].shape[0] == sum(layout.bridged(lane) for lane in range(layout.lanes))
+
+
+@pytest.mark.slow
+def test_auto_gives_two_songs_two_looks_and_a_song_always_its_own(tmp_path):
+    """--style auto with no seed: the seed, and with it the style and the looks, come from a hash of the song
+    file: another song gets another, the same song (or a copy of it) the same; --seed overrides; sections of
+    different kinds get different families, a repeated kind its own again."""
+    from synesthete.audio.synth import synthesize
+    from synesthete.pipeline import Synesthete
+    from synesthete.render import seed_look
+    from synesthete.styles import resolve_style, section_styles
+
+    s = load_settings()
+    songs = []
+    for seed in (1, 2):
+        wave, _ = synthesize(seed, s, duration=2.0)
+        songs.append(tmp_path / f"song{seed}.wav")
+        media.write_wav(songs[-1], wave, s.audio.sample_rate)
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(songs[0].read_bytes())
+    pipe = Synesthete(s)
+    a, b, again, twin = (pipe.plan(p) for p in (songs[0], songs[1], songs[0], copy))
+    assert a.seed_from_song and a.seed != b.seed and again.seed == a.seed == twin.seed
+    looks = {song: (job.style, seed_look(job.style, job.seed, s)) for song, job in (("a", a), ("b", b))}
+    assert looks["a"] != looks["b"]
+    assert (again.style, seed_look(again.style, again.seed, s)) == looks["a"]
+    given = pipe.plan(songs[0], seed=7)
+    assert given.seed == 7 and not given.seed_from_song and given.style == resolve_style("auto", 7)
+    styles = section_styles("auto", a.seed, list("ABACB"))
+    assert styles["A"] == resolve_style("auto", a.seed) and len({styles[k][0] for k in "ABC"}) == 3
+    assert section_styles("tiles", a.seed, list("AB")) == {"A": ["tiles"], "B": ["tiles"]}
+    assert seed_look(["tiles"], 3, s, "A") == seed_look(["tiles"], 3, s) != seed_look(["tiles"], 3, s, "B")

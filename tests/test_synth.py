@@ -164,3 +164,38 @@ def _onset_ratio(onset: torch.Tensor, times: list[float], fps: float) -> float:
         near[max(0, i - 2) : i + 3] = True
     return (onset[at].mean() / (onset[~near].mean() + 1e-6)).item()
 
+
+
+def test_a_song_form_is_sections_of_parts_on_bar_lines(cpu):
+    """form=True: a whole song of sections, each a part of whole bars starting on a downbeat; distinct parts play
+    distinct instruments, a repeated part plays the same notes again; no probes unless asked; the score's
+    downbeats are every fourth beat. The clip of the same seed without form is untouched by all this."""
+    sr = cpu.audio.sample_rate
+    for seed in (3, 8):
+        wave, score = synthesize(seed, cpu, form=True)
+        assert wave.shape == (round(score["duration"] * sr),)
+        sections = score["sections"]
+        assert sections[0]["start"] == 0 and sections[-1]["end"] == pytest.approx(score["duration"], abs=1 / sr)
+        assert all(a["end"] == b["start"] for a, b in zip(sections, sections[1:], strict=False))
+        assert score["form"] == "".join(s["label"] for s in sections) and len(set(score["form"])) >= 2
+        assert all(a["label"] != b["label"] for a, b in zip(sections, sections[1:], strict=False))
+        assert score["downbeats"] == score["beats"][score["beats"].index(score["downbeats"][0]) :: 4]
+        assert all(s["start"] in score["downbeats"] for s in sections[1:])
+        assert score["silences"] == [] and score["dropouts"] == {}
+        parts: dict[str, dict] = {}
+        for s in sections:
+            notes = [round(t - s["start"], 4) for t in score["onsets"]["melody"] if s["start"] <= t < s["end"]]
+            kicks = [t for t in score["onsets"]["kick"] if s["start"] <= t < s["end"]]
+            assert bool(kicks) == ("drums" in s["tracks"])
+            if s["label"] in parts and s["end"] - s["start"] == pytest.approx(parts[s["label"]]["length"]):
+                assert notes == parts[s["label"]]["notes"] and s["tracks"] == parts[s["label"]]["tracks"]
+            parts.setdefault(s["label"], {"notes": notes, "tracks": s["tracks"], "length": s["end"] - s["start"]})
+        assert len({tuple(p["tracks"]) for p in parts.values()}) == len(parts)  # distinct parts, distinct instruments
+        # Parts differ in loudness too (instruments come and go): the RMS of the sections is not one level.
+        rms = [wave[round(s["start"] * sr) : round(s["end"] * sr)].pow(2).mean().sqrt().item() for s in sections]
+        assert max(rms) > 1.2 * min(rms)
+    _, ab = synthesize(5, cpu, form="AB", duration=30.0)
+    assert ab["form"].startswith("AB") and ab["duration"] == 30.0
+    assert synthesize(5, cpu, form=False)[1] == synthesize(5, cpu)[1]
+    with pytest.raises(ValueError, match="form must be"):
+        synthesize(5, cpu, form="ab")

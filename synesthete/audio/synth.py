@@ -59,8 +59,18 @@ KICK_PATTERNS = ((0, 8), (0, 4, 8, 12), (0, 6, 8), (0, 7, 10), (0, 10))
 SNARE_PATTERNS = ((4, 12), (4, 12, 14), (8,), (4, 11, 12))
 HAT_PATTERNS = (tuple(range(0, 16, 2)), tuple(range(16)), (2, 6, 10, 14), tuple(range(0, 16, 4)))
 
-OVERRIDES = ("drums", "chords", "silence", "dropout", "tempo", "scale", "root")
+OVERRIDES = ("drums", "chords", "silence", "dropout", "tempo", "scale", "root", "form")
 TRACKS = ("drums", "bass", "melody")
+
+# Song form (opt-in, ``form=``): an arrangement of parts, each PART_BARS long, in the order of a template whose
+# letters name the parts; a letter that comes back is the same part again (a second chorus), note for note.
+FORM_TEMPLATES = ("ABAB", "ABAC", "ABCB", "ABCA", "ABACA", "ABCAB", "ABABCB", "ABCBA")
+PART_BARS = (4, 8)
+# What a part plays, from sparse to full: distinct parts of a song get distinct arrangements, so every change
+# of part changes the instrumentation (and the melody's density and register change with it).
+ARRANGEMENTS = (("bass", "melody"), ("drums", "bass"), ("drums", "melody"), ("drums", "bass", "melody"), ("melody",))
+# Melody note-length weights (eighth, quarter, whole) of a part: sparse, the seed's, dense.
+MELODY_DENSITIES = ((0.1, 0.5, 0.4), MELODY_WEIGHTS, (0.7, 0.3, 0.0))
 
 
 @dataclass
@@ -294,14 +304,20 @@ def _bass(seed: int, grid: _Grid, root: int, scale: tuple, keep: Callable[[float
     bass_fifth = b.random() < 0.5
     adsr = (b.uniform(0.004, 0.015), b.uniform(0.1, 0.3), b.uniform(0.5, 0.9), b.uniform(0.05, 0.15))
     bass = _Notes()
-    for k in range(0, grid.num_steps, BASS_STEPS):
-        degree = progression[(k // STEPS_PER_BAR) % len(progression)]
+    _bass_notes(bass, grid, 0, grid.num_steps, progression, bass_fifth, root, scale, keep)
+    return bass, adsr
+
+
+def _bass_notes(bass: _Notes, grid: _Grid, k0: int, k1: int, progression: tuple, bass_fifth: bool, root: int,
+                scale: tuple, keep: Callable[[float, str], bool]) -> None:
+    """Half notes on grid steps [k0, k1) (k0 a bar start): the progression from its first chord at k0."""
+    for k in range(k0, k1, BASS_STEPS):
+        degree = progression[((k - k0) // STEPS_PER_BAR) % len(progression)]
         if bass_fifth and (k % STEPS_PER_BAR) == BASS_STEPS:
             degree += 4
         midi = root - 12 + _degree_to_semitones(scale, degree)
         if keep(grid.time_of(k), "bass"):
             bass.add(grid.time_of(k), BASS_STEPS * grid.step * LEGATO, _midi_to_hz(midi), BASS_GAIN)
-    return bass, adsr
 
 
 def _melody(
@@ -311,19 +327,31 @@ def _melody(
     m = _rng(seed, "melody")
     adsr = (m.uniform(0.003, 0.012), m.uniform(0.05, 0.2), m.uniform(0.4, 0.8), m.uniform(0.03, 0.12))
     melody = _Notes()
-    degree, k = m.randrange(len(scale)), 0
-    while k < grid.num_steps:
-        steps = m.choices(MELODY_STEPS, MELODY_WEIGHTS)[0]
+    _melody_walk(m, melody, grid, 0, grid.num_steps, root, scale, chords, MELODY_WEIGHTS, keep)
+    return melody, adsr
+
+
+def _melody_walk(m: random.Random, melody: _Notes, grid: _Grid, k0: int, k1: int, root: int, scale: tuple,
+                 chords: bool, weights: tuple, keep: Callable[[float, str], bool], octave: int = 0,
+                 within: bool = False) -> None:
+    """A random walk on the scale from step k0 to k1, drawn from ``m``. ``within`` (a song form's sections) ends
+    the last note's gate at k1 instead of letting it run its length, and pairs the eighth notes, so that every
+    note but the second of a pair starts on a beat, as a tune's do (a clip's walk may go off the beat)."""
+    degree, k = m.randrange(len(scale)), k0
+    while k < k1:
+        steps = m.choices(MELODY_STEPS, weights)[0]
+        if within and (k - k0) % STEPS_PER_BEAT:
+            steps = STEPS_PER_BEAT - (k - k0) % STEPS_PER_BEAT  # the second eighth of a pair: back on the beat
         rest = m.random() < MELODY_REST_PROB
         degree = max(-3, min(10, degree + m.choice((-2, -1, -1, 0, 1, 1, 2))))
         if not rest and keep(grid.time_of(k), "melody"):
+            length = min(steps, k1 - k) if within else steps
             voices = (degree, degree + 2, degree + 4) if chords and steps >= 4 else (degree,)
             for voice in voices:
-                midi = root + 12 + _degree_to_semitones(scale, voice)
-                melody.add(grid.time_of(k), steps * grid.step * LEGATO, _midi_to_hz(midi),
+                midi = root + 12 + octave + _degree_to_semitones(scale, voice)
+                melody.add(grid.time_of(k), length * grid.step * LEGATO, _midi_to_hz(midi),
                            MELODY_GAIN / len(voices) ** 0.5)
         k += steps
-    return melody, adsr
 
 
 def _drums(seed: int, grid: _Grid, on: bool, keep: Callable[[float, str], bool]) -> tuple[dict, dict]:
@@ -332,11 +360,111 @@ def _drums(seed: int, grid: _Grid, on: bool, keep: Callable[[float, str], bool])
     patterns = {"kick": d.choice(KICK_PATTERNS), "snare": d.choice(SNARE_PATTERNS), "hat": d.choice(HAT_PATTERNS)}
     onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hat": []}
     if on:
-        for k in range(grid.num_steps):
-            for kind, pattern in patterns.items():
-                if k % STEPS_PER_BAR in pattern and keep(grid.time_of(k), "drums"):
-                    onsets[kind].append(grid.time_of(k))
+        _drum_hits(onsets, grid, 0, grid.num_steps, patterns, keep)
     return patterns, onsets
+
+
+def _drum_hits(onsets: dict[str, list[float]], grid: _Grid, k0: int, k1: int, patterns: dict,
+               keep: Callable[[float, str], bool]) -> None:
+    """The bar ``patterns`` on grid steps [k0, k1), appended to ``onsets`` per kind."""
+    for k in range(k0, k1):
+        for kind, pattern in patterns.items():
+            if k % STEPS_PER_BAR in pattern and keep(grid.time_of(k), "drums"):
+                onsets[kind].append(grid.time_of(k))
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of a song form: what it plays and how (drawn once, so a repeat plays it again)."""
+
+    label: str
+    bars: int
+    tracks: tuple[str, ...]
+    patterns: dict
+    progression: tuple[int, ...]
+    bass_fifth: bool
+    density: int  # index into MELODY_DENSITIES
+    chords: bool
+    octave: int  # the melody's register, semitones above the default
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One occurrence of a part: grid steps [k0, k1) (bar starts)."""
+
+    part: _Part
+    k0: int
+    k1: int
+
+
+def _parts(seed: int, template: str, settings: Settings, overrides: dict[str, Any]) -> dict[str, _Part]:
+    """The parts a template names, each with its own arrangement (distinct parts, distinct arrangements)."""
+    labels = list(dict.fromkeys(template))
+    if len(labels) > len(ARRANGEMENTS):
+        raise ValueError(f"a form has at most {len(ARRANGEMENTS)} distinct parts, got {template!r}")
+    arrangements = _rng(seed, "form:arrangement").sample(ARRANGEMENTS, len(labels))
+    parts = {}
+    for label, tracks in zip(labels, arrangements, strict=True):
+        p = _rng(seed, f"form:part:{label}")
+        bars = p.choice(PART_BARS)
+        patterns = {"kick": p.choice(KICK_PATTERNS), "snare": p.choice(SNARE_PATTERNS), "hat": p.choice(HAT_PATTERNS)}
+        progression, bass_fifth = p.choice(PROGRESSIONS), p.random() < 0.5
+        density, chords = p.randrange(len(MELODY_DENSITIES)), p.random() < settings.data.chords_prob
+        octave = p.choice((0, 12))
+        if "drums" in overrides:  # forced on or off in every part
+            on = bool(overrides["drums"])
+            tracks = tuple(t for t in TRACKS if t in tracks or (on and t == "drums"))
+            tracks = tuple(t for t in tracks if on or t != "drums") or ("melody",)
+        if "chords" in overrides:
+            chords = bool(overrides["chords"])
+        parts[label] = _Part(label, bars, tracks, patterns, progression, bass_fifth, density, chords, octave)
+    return parts
+
+
+def _form(seed: int, form: Any, grid_t0: float, step: float, duration: float | None, settings: Settings,
+          overrides: dict[str, Any]) -> tuple[list[_Section], float]:
+    """The sections of a song form and the song's duration: the template's parts in order from bar 0 (which
+    starts at ``grid_t0``, at or before the clip's start), repeated as far as ``duration`` needs; without a
+    duration the song is the template once through, ending with its last part."""
+    if form is True:
+        template = _rng(seed, "form").choice(FORM_TEMPLATES)
+    elif isinstance(form, str) and form.isalpha() and form.isupper():
+        template = form
+    else:
+        raise ValueError(f"form must be True or a template of capital letters such as 'ABAB', got {form!r}")
+    parts = _parts(seed, template, settings, overrides)
+    bar = STEPS_PER_BAR * step
+    if duration is None:
+        duration = grid_t0 + sum(parts[label].bars for label in template) * bar
+    sections, k, i = [], 0, 0
+    while grid_t0 + k * step < duration:
+        part = parts[template[i % len(template)]]
+        sections.append(_Section(part, k, k + part.bars * STEPS_PER_BAR))
+        k, i = k + part.bars * STEPS_PER_BAR, i + 1
+    return sections, duration
+
+
+def _form_notes(seed: int, sections: list[_Section], grid: _Grid, root: int, scale: tuple,
+                keep: Callable[[float, str], bool]) -> tuple[_Notes, tuple, _Notes, tuple, dict]:
+    """Bass, melody and drums of a song form, section by section: (bass, ADSR, melody, ADSR, drum onsets).
+    A part's melody is drawn from the part's own generator at each of its sections, so a repeat is the same
+    melody; the instruments' sounds (ADSR) are the song's, drawn as a clip's are."""
+    b, m = _rng(seed, "form:bass"), _rng(seed, "form:melody")
+    bass_adsr = (b.uniform(0.004, 0.015), b.uniform(0.1, 0.3), b.uniform(0.5, 0.9), b.uniform(0.05, 0.15))
+    melody_adsr = (m.uniform(0.003, 0.012), m.uniform(0.05, 0.2), m.uniform(0.4, 0.8), m.uniform(0.03, 0.12))
+    bass, melody = _Notes(), _Notes()
+    onsets: dict[str, list[float]] = {"kick": [], "snare": [], "hat": []}
+    for sec in sections:
+        p = sec.part
+        if "bass" in p.tracks:
+            _bass_notes(bass, grid, sec.k0, sec.k1, p.progression, p.bass_fifth, root, scale, keep)
+        if "melody" in p.tracks:
+            walk = _rng(seed, f"form:melody:{p.label}")
+            _melody_walk(walk, melody, grid, sec.k0, sec.k1, root, scale, p.chords, MELODY_DENSITIES[p.density],
+                         keep, octave=p.octave, within=True)
+        if "drums" in p.tracks:
+            _drum_hits(onsets, grid, sec.k0, sec.k1, p.patterns, keep)
+    return bass, bass_adsr, melody, melody_adsr, onsets
 
 
 def _normalise(wave: torch.Tensor, silences: list, target_rms: float, sr: int) -> torch.Tensor:
@@ -360,33 +488,55 @@ def synthesize(
     """Music for ``seed``: a loudness-normalised wave [N] at ``audio.sample_rate`` and its exact score.
 
     ``overrides`` force options for probes and eval: ``drums``, ``chords``, ``silence``, ``dropout`` (bool),
-    ``tempo`` (BPM), ``scale`` (a name in SCALES), ``root`` (MIDI).
+    ``tempo`` (BPM), ``scale`` (a name in SCALES), ``root`` (MIDI), and ``form``: True (a template drawn from
+    the seed) or a template such as "ABAB" makes a song of sections, an arrangement of parts of 4 or 8 bars
+    with their own instrumentation, patterns, chords and melody, a repeated letter repeating its part. A
+    form's song lasts the template once through unless ``duration`` is given (then the template repeats as
+    far as needed); its score adds ``downbeats`` and ``sections``. It has no silent stretch or drop-out unless
+    ``silence`` or ``dropout`` asks for one, and ``drums`` or ``chords``, if given, apply to every part.
+    Without ``form`` nothing of this is drawn: a seed's clip is what it always was, bit for bit.
     """
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
         raise TypeError(f"unknown synth override(s) {sorted(unknown)}; expected some of {OVERRIDES}")
+    form = overrides.pop("form", None) or None
     sr = settings.audio.sample_rate
-    duration = settings.audio.clip_seconds if duration is None else float(duration)
-    if duration <= 0:
+    if form is None:
+        duration = settings.audio.clip_seconds if duration is None else float(duration)
+    elif duration is not None:
+        duration = float(duration)
+    if duration is not None and duration <= 0:
         raise ValueError(f"duration must be positive, got {duration}")
-    n = round(duration * sr)
 
     tempo, scale_name, root, options, bar_offset = _choices(seed, settings, overrides)
     scale = SCALES[scale_name]
     step = 60.0 / tempo / STEPS_PER_BEAT
     t0 = -bar_offset * STEPS_PER_BAR * step  # grid time of the first step (a bar start, before the clip)
+    sections: list[_Section] = []
+    if form is not None:
+        for probe in ("silence", "dropout"):
+            options[probe] = bool(overrides.get(probe, False))
+        sections, duration = _form(seed, form, t0, step, duration, settings, overrides)
+    n = round(duration * sr)
     grid = _Grid(t0=t0, step=step, num_steps=math.ceil((duration - t0) / step), sr=sr)
 
-    present = [name for name in TRACKS if name != "drums" or options["drums"]]
+    if form is None:
+        present = [name for name in TRACKS if name != "drums" or options["drums"]]
+    else:
+        present = [name for name in TRACKS if any(name in sec.part.tracks for sec in sections)]
     silences, dropouts = _probes(seed, options, present, duration, grid)
     mutes = {name: _mutes(name, silences, dropouts) for name in TRACKS}
 
     def keep(onset: float, name: str) -> bool:
         return onset < duration and _audible(onset, mutes[name])
 
-    bass, bass_adsr = _bass(seed, grid, root, scale, keep)
-    melody, melody_adsr = _melody(seed, grid, root, scale, options["chords"], keep)
-    patterns, drum_onsets = _drums(seed, grid, options["drums"], keep)
+    if form is None:
+        bass, bass_adsr = _bass(seed, grid, root, scale, keep)
+        melody, melody_adsr = _melody(seed, grid, root, scale, options["chords"], keep)
+        patterns, drum_onsets = _drums(seed, grid, options["drums"], keep)
+    else:
+        bass, bass_adsr, melody, melody_adsr, drum_onsets = _form_notes(seed, sections, grid, root, scale, keep)
+        patterns = {}
 
     # Render. Notes that started before the clip ring into it; only onsets inside it are scored.
     noise = torch.Generator().manual_seed(_rng(seed, "noise").getrandbits(63))
@@ -406,6 +556,10 @@ def synthesize(
     onsets["bass"] = exact(bass.onsets)
     onsets["melody"] = sorted(set(exact(melody.onsets)))
     beats = exact([grid.time_of(k) for k in range(0, grid.num_steps, STEPS_PER_BEAT)])
+    if form is None:
+        active = {name: _active(duration, mutes[name]) if name in present else [] for name in TRACKS}
+    else:
+        active = {name: _playing(sections, name, grid, duration, mutes[name]) for name in TRACKS}
     score = {
         "seed": int(seed),
         "duration": n / sr,
@@ -413,17 +567,56 @@ def synthesize(
         "tempo": round(tempo, 4),
         "scale": scale_name,
         "root": root,
-        "chords": options["chords"],
-        "drums": options["drums"],
-        "patterns": {kind: list(p) for kind, p in patterns.items()} if options["drums"] else {},
+        "chords": options["chords"] if form is None else any(sec.part.chords for sec in sections),
+        "drums": options["drums"] if form is None else "drums" in present,
+        "patterns": {kind: list(p) for kind, p in patterns.items()} if patterns and options["drums"] else {},
         "beats": beats,
         "onsets": onsets,
         "all_onsets": sorted({t for times in onsets.values() for t in times}),
-        "active": {
-            name: [[round(s, 6), round(e, 6)] for s, e in _active(duration, mutes[name])] if name in present else []
-            for name in TRACKS
-        },
+        "active": {name: [[round(s, 6), round(e, 6)] for s, e in ranges] for name, ranges in active.items()},
         "silences": [[round(s, 6), round(e, 6)] for s, e in silences],
         "dropouts": {name: [[round(s, 6), round(e, 6)] for s, e in r] for name, r in dropouts.items()},
     }
+    if form is not None:
+        score["beats_per_bar"] = STEPS_PER_BAR // STEPS_PER_BEAT
+        score["downbeats"] = exact([grid.time_of(k) for k in range(0, grid.num_steps, STEPS_PER_BAR)])
+        score["sections"] = _section_score(sections, grid, duration)
+        score["form"] = "".join(sec["label"] for sec in score["sections"])
     return wave, score
+
+
+def _playing(sections: list[_Section], track: str, grid: _Grid, duration: float,
+             mutes: list[list[float]]) -> list[list[float]]:
+    """[start, end] stretches of a form's song where ``track`` plays: its parts' sections, less its mutes."""
+    ranges: list[list[float]] = []
+    for sec in sections:
+        if track in sec.part.tracks:
+            s, e = max(0.0, grid.time_of(sec.k0)), min(duration, grid.time_of(sec.k1))
+            if ranges and abs(ranges[-1][1] - s) < 1e-9:
+                ranges[-1][1] = e
+            elif e > s:
+                ranges.append([s, e])
+    out = []
+    for s, e in ranges:  # less the mutes: the active stretches of [s, e] that no mute covers
+        out += [[a + s, b + s] for a, b in _active(e - s, [[ms - s, me - s] for ms, me in mutes if me > s and ms < e])]
+    return out
+
+
+def _section_score(sections: list[_Section], grid: _Grid, duration: float) -> list[dict]:
+    """The form's sections inside the song, as the score lists them: start and end (s), label, bars, tracks."""
+    out = []
+    for sec in sections:
+        start, end = max(0.0, grid.time_of(sec.k0)), min(duration, grid.time_of(sec.k1))
+        if end <= start:
+            continue
+        p = sec.part
+        if out and out[-1]["label"] == p.label:  # the template came round to the part it ended on: one section
+            out[-1]["end"], out[-1]["bars"] = round(end, 6), out[-1]["bars"] + p.bars
+            continue
+        out.append({
+            "start": round(start, 6), "end": round(end, 6), "label": p.label, "bars": p.bars,
+            "tracks": list(p.tracks), "chords": p.chords, "octave": p.octave,
+            "melody": ("sparse", "normal", "dense")[p.density],
+            "patterns": {kind: list(x) for kind, x in p.patterns.items()} if "drums" in p.tracks else {},
+        })
+    return out

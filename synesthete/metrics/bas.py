@@ -1,4 +1,4 @@
-"""Beat Alignment Score (AI Choreographer / Bailando) and a simple tempo and beat estimate.
+"""Beat Alignment Score (AI Choreographer / Bailando).
 
 BAS = mean over music beats b of exp(-min_v (b - v)^2 / (2 sigma^2)), where v are visual beats: local
 maxima of the smoothed motion curve (visualizers flash and jump on beats; dance metrics use the minima of
@@ -10,11 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from synesthete.metrics.av_align import pick_peaks
-from synesthete.metrics.onsets import OnsetEnvelope
-
-# Tempo search range and prior (librosa's beat tracker uses a log-normal prior around 120 BPM, 1 octave wide).
-MIN_BPM, MAX_BPM = 50.0, 240.0
-PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
 
 
 def gaussian_smooth(curve: np.ndarray, sigma: float) -> np.ndarray:
@@ -44,48 +39,3 @@ def beat_alignment(music_beats: np.ndarray, visual: np.ndarray, sigma_seconds: f
         return 0.0
     nearest = np.abs(music[:, None] - visual[None, :]).min(1)
     return float(np.exp(-(nearest**2) / (2 * sigma_seconds**2)).mean())
-
-
-def estimate_tempo(envelope: OnsetEnvelope) -> float:
-    """Tempo (BPM) from the autocorrelation of the onset envelope, weighted by a log-normal prior."""
-    env = envelope.values - envelope.values.mean()
-    h = envelope.hop_seconds
-    min_lag = max(1, int(np.floor(60.0 / MAX_BPM / h)))
-    max_lag = min(len(env) - 1, int(np.ceil(60.0 / MIN_BPM / h)))
-    if max_lag <= min_lag or not np.any(env):
-        return PRIOR_BPM
-    n = len(env)
-    spectrum = np.fft.rfft(env, 2 * n)
-    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
-    lags = np.arange(min_lag, max_lag + 1)
-    acf = acf[lags] / (n - lags)  # unbiased
-    bpm = 60.0 / (lags * h)
-    prior = np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
-    score = acf * prior
-    k = int(np.argmax(score))
-    lag = float(lags[k])
-    if 0 < k < len(score) - 1:  # parabolic interpolation: sub-frame lag, so the beat grid does not drift
-        y0, y1, y2 = score[k - 1], score[k], score[k + 1]
-        curvature = y0 - 2 * y1 + y2
-        if curvature < 0:
-            lag += 0.5 * (y0 - y2) / curvature
-    return float(60.0 / (lag * h))
-
-
-def estimate_beats(envelope: OnsetEnvelope, duration: float) -> tuple[float, np.ndarray]:
-    """(tempo BPM, beat times in s): a constant-tempo grid whose phase collects the most onset strength."""
-    tempo = estimate_tempo(envelope)
-    env = envelope.values
-    h = envelope.hop_seconds
-    period = 60.0 / tempo / h  # envelope frames per beat
-    if env.size == 0:
-        return tempo, np.zeros(0)
-    phases = np.arange(int(np.ceil(period)))
-    # beat k of phase p falls on envelope frame round(p + k * period)
-    k = np.arange(int(np.ceil(len(env) / period)) + 1)
-    idx = np.rint(phases[:, None] + k[None, :] * period).astype(np.int64)  # [P, K]
-    valid = idx < len(env)
-    strength = np.where(valid, env[np.minimum(idx, len(env) - 1)], 0.0).sum(1) / np.maximum(valid.sum(1), 1)
-    best = int(np.argmax(strength))
-    beats = idx[best][valid[best]] * h
-    return tempo, beats[beats < duration]

@@ -8,6 +8,8 @@ They use the style critic (``models/critic.py``) as their feature network, as FI
   features of two sets of frames;
 * **cut rate**: the share of consecutive frame pairs whose feature distance exceeds a threshold (the 99th
   percentile of the same distance on oracle video), i.e. the picture jumps to another look;
+* **look changes**: frames where the picture cuts to another look for good (the mean features of 15 frames
+  on either side differ by more than 1.4 times that threshold), the cuts `render` makes between sections;
 * **style stability**: the share of frames whose top family is the video's most common top family;
 * **seam score**: mean frame-to-frame change at window joins over the mean change elsewhere (1 = invisible);
 * **sharpness**: mean gradient magnitude of the grey image (report it as a ratio to the oracle's).
@@ -92,6 +94,34 @@ def cut_rate(feats: torch.Tensor, threshold: float) -> float:
     """Share of consecutive frame pairs whose feature distance is above ``threshold``."""
     steps = feature_steps(feats)
     return float((steps > threshold).float().mean()) if steps.numel() else math.nan
+
+
+LOOK_WINDOW = 15  # frames either side of a look change whose mean critic features are compared (0.5 s)
+LOOK_CHANGE = 1.4  # a look change moves that mean by this many cut thresholds (measured: docs/evaluation.md)
+LOOK_REFINE = 5  # frames either side of that peak where the one-frame jump of the cut is looked for
+
+
+def look_changes(feats: torch.Tensor, threshold: float, window: int = LOOK_WINDOW) -> list[int]:
+    """Frames i where the picture changes look for good, a cut from one look to another: the mean critic
+    features of the ``window`` frames before i and of the ``window`` frames from i differ by more than
+    LOOK_CHANGE x ``threshold`` (the critic's cut threshold), the most within ``window`` frames either side,
+    placed on the biggest one-frame jump within LOOK_REFINE frames of there. A flash, a one-frame jump or a
+    look drifting within a section barely moves a window's mean; a new look moves all of it."""
+    t = feats.shape[0]
+    if t < 2 * window:
+        return []
+    csum = torch.cat([feats.new_zeros(1, feats.shape[1]), feats.double().cumsum(0)])
+    i = torch.arange(window, t - window + 1)
+    before = (csum[i] - csum[i - window]) / window
+    after = (csum[i + window] - csum[i]) / window
+    change = (before - after).norm(dim=1)  # change[k] is at frame window + k
+    steps = feature_steps(feats)  # steps[j] is the jump into frame j + 1
+    out = []
+    for k in torch.nonzero(change > LOOK_CHANGE * threshold).flatten().tolist():
+        if change[k] >= change[max(0, k - window) : k + window + 1].max():
+            lo = max(1, window + k - LOOK_REFINE)  # the cut itself: the biggest one-frame jump near the peak
+            out.append(lo + int(steps[lo - 1 : window + k + LOOK_REFINE].argmax()))
+    return out
 
 
 def style_stability(probs: torch.Tensor) -> float:

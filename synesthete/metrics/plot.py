@@ -1,13 +1,18 @@
-"""A PNG that shows sync at a glance: onset envelope and motion curve on one time axis, peaks marked."""
+"""PNGs at a glance: sync (onset envelope and motion curve on one time axis, peaks marked) and a song analysis
+(the section novelty curve with its boundaries, the onset envelope with beats and downbeats)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from synesthete.files import atomic_path
 from synesthete.metrics.sync import SyncAnalysis
+
+if TYPE_CHECKING:
+    from synesthete.audio.analysis import SongAnalysis
 
 MATCHED, UNMATCHED_AUDIO, UNMATCHED_VIDEO = "#2ca02c", "#d62728", "#ff7f0e"
 ENVELOPE_COLOR, MOTION_COLOR = "#1f77b4", "#444444"
@@ -54,5 +59,56 @@ def plot_sync(path: str | Path, panels: list[tuple[str, SyncAnalysis]]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+SECTION_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7")
+
+
+def plot_analysis(path: str | Path, analysis: SongAnalysis, title: str = "") -> Path:
+    """Write a song analysis to ``path`` (PNG, atomically): the novelty curve with the section boundaries and
+    labelled sections above, the onset envelope with the downbeats below; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = analysis
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 4.2), sharex=True, height_ratios=(3, 2))
+    labels = sorted({s.label for s in a.sections})
+    for s in a.sections:
+        color = SECTION_COLORS[labels.index(s.label) % len(SECTION_COLORS)]
+        top.axvspan(s.start, s.end, color=color, alpha=0.18, lw=0)
+        top.text((s.start + s.end) / 2, 1.04, s.label, ha="center", va="bottom", fontsize=9, color=color,
+                 fontweight="bold")
+    top.plot(a.novelty_times, a.novelty, color="#333333", lw=1.0, label="novelty (checkerboard on the SSM)")
+    for s in a.sections[1:]:
+        top.axvline(s.start, color="#d62728", lw=1.2)
+    top.plot([], [], color="#d62728", lw=1.2, label="section boundary (a downbeat)")
+    top.set_ylim(0, 1.15)
+    top.set_ylabel("novelty")
+    top.legend(loc="upper right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 0.98))
+    head = f"{title}  " if title else ""
+    top.set_title(f"{head}{a.tempo:.1f} BPM, {len(a.beats)} beats, {len(a.downbeats)} downbeats, "
+                  f"{len(a.sections)} sections ({''.join(s.label for s in a.sections)})", fontsize=10, loc="left")
+    env = a.onset_envelope
+    if env.size:
+        step = max(1, int(round(0.05 / a.hop)))  # 50 ms bins: enough for the eye, a small file
+        n = env.size // step * step
+        binned = env[:n].reshape(-1, step).max(1) if n else env
+        bottom.plot((np.arange(binned.size) * step + step / 2) * a.hop, _unit(binned), color=ENVELOPE_COLOR, lw=0.6,
+                    label="onset strength")
+    for t in a.downbeats:
+        bottom.axvline(t, color="#444444", lw=0.5, alpha=0.5)
+    bottom.plot([], [], color="#444444", lw=0.5, label="downbeats")
+    bottom.set_ylabel("onsets")
+    bottom.set_xlabel("time (s)")
+    bottom.set_xlim(0, a.duration)
+    bottom.legend(loc="upper right", fontsize=7, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from synesthete.metrics.av_align import AVAlignResult, av_align, video_peaks
-from synesthete.metrics.bas import beat_alignment, estimate_beats, visual_beats
+from synesthete.metrics.bas import beat_alignment, visual_beats
 from synesthete.metrics.flow import motion_curve
 from synesthete.metrics.onsets import OnsetEnvelope, audio_peaks
 from synesthete.metrics.quality import flicker, settled, silence_response, silent_frames
 from synesthete.settings import Settings
+
+if TYPE_CHECKING:
+    from synesthete.audio.analysis import SongAnalysis
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SyncAnalysis:
     motion_sound: float
     silence_ratio: float
     notes: list[str] = field(default_factory=list)
+    song: SongAnalysis | None = None  # the song analysis the estimated beats came from (no known beats)
 
     def metrics(self) -> dict[str, float]:
         """Scalar metrics (NaN where undefined), e.g. for TensorBoard or JSON."""
@@ -83,7 +88,8 @@ def analyse(
 ) -> SyncAnalysis:
     """Score frames [T, 3, H, W] (uint8 or float [0, 1]) against ``wave`` ([N] or [C, N]) over their overlap.
 
-    ``beats`` are known music beat times (procedural clips); without them a tempo/beat estimate is used.
+    ``beats`` are known music beat times (procedural clips); without them the song analysis
+    (``audio.analysis.analyse_wave``) finds them, and its result is kept (``song``: downbeats, sections).
     ``strict`` overrides ``settings.eval.strict`` (published peak rule, no noise threshold). ``motion`` is
     the frames' precomputed ``motion_curve`` (to score one video against several soundtracks cheaply).
     """
@@ -102,12 +108,15 @@ def analyse(
     a_peaks = a_peaks[a_peaks < duration]
     av = av_align(a_peaks, video_peaks(motion, fps, ev.peak_threshold, strict), fps)
 
+    song = None
     if beats is not None:
         music = np.asarray(beats, dtype=np.float64)
         music, tempo, known = music[(music >= 0) & (music < duration)], None, True
     else:
-        tempo, music = estimate_beats(env, duration)
-        known = False
+        from synesthete.audio.analysis import analyse_wave
+
+        song = analyse_wave(wave, sample_rate)
+        tempo, music, known = song.tempo, song.beats[song.beats < duration], False
     vis = visual_beats(motion, fps, ev.bas_smooth_frames, ev.peak_threshold, strict)
     bas = beat_alignment(music, vis, ev.bas_sigma_frames / fps)
 
@@ -118,7 +127,7 @@ def analyse(
         fps=fps, duration=duration, video_seconds=video_s, audio_seconds=audio_s, motion=motion,
         envelope=env, av=av, music_beats=music, beats_known=known, tempo=tempo, visual_beats=vis, bas=bas,
         silent=silent, flicker=flicker(frames, quiet), motion_silence=m_quiet, motion_sound=m_sound,
-        silence_ratio=ratio, notes=notes,
+        silence_ratio=ratio, notes=notes, song=song,
     )
 
 
