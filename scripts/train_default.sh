@@ -37,5 +37,13 @@ uv run synesthete train diffusion --preset cpu --seed 3 --run-name default-long 
 cp checkpoints/diffusion.pt checkpoints/diffusion_teacher.pt
 uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-distill --max-steps "$DISTILL_STEPS" \
     --lr 1e-4 --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --export checkpoints/
+# Stage 7 (in progress since 2026-12-01): the teacher goes on with real songs mixed in (scripts/fetch_music.sh);
+# the committed diffusion_teacher.pt is this run's EMA at step 502 of a cosine planned to 1,400 (stopped by
+# SIGTERM). Its student is not the default yet (docs/experiments/2026-12-01-real-music.md).
+scripts/fetch_music.sh
+uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-1400}" \
+    --lr 2e-4 --vae checkpoints/vae.pt --init checkpoints/diffusion_teacher.pt --music data/music \
+    --export runs/default-real-export/
+cp runs/default-real-export/diffusion.pt checkpoints/diffusion_teacher.pt
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
     --overwrite
