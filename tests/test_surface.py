@@ -193,7 +193,11 @@ def test_a_decoder_that_dies_partway_is_an_error_not_silence(tmp_path):
     with AudioReader(path, 16000, 1) as reader:
         assert reader.read(16000).shape[-1] == 16000
         reader._proc.send_signal(signal.SIGINT)  # what a Ctrl-C to the process group does to it
-        reader._proc.wait()
+        try:
+            reader._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # FFmpeg finishing up can block on the full pipe nobody reads: end it
+            reader._proc.kill()
+            reader._proc.wait()
         with pytest.raises(InputError, match=r"long\.wav: the audio decoder \(FFmpeg\) failed at"):
             while reader.read(16000).shape[-1]:
                 pass
