@@ -66,14 +66,14 @@ def family_audio(settings: Settings, source: str, seed: int, seconds: float,
 
 
 def _scores(critic: Any, frames: torch.Tensor, wave: torch.Tensor, family: str, settings: Settings) -> tuple[dict, Any]:
-    """Picture and sync figures of one video of ``family`` against its audio, and the critic's features."""
+    """Picture and sync figures of one video of ``family`` against its audio, and the critic's (probs, features)."""
     outputs = _critic_view(critic, frames)
     picture = video_picture(critic, frames, [family], outputs)
     sync = analyse(frames, wave, settings.audio.sample_rate, settings.video.fps, settings,
                    strict=settings.eval.strict).metrics()
     row = {"on_style": picture["on_style"], "cut_rate": picture["cut_rate"], "sharpness": picture["sharpness"],
            "av_align": sync["av_align"], "silence_ratio": sync["silence_ratio"]}
-    return row, outputs[1]
+    return row, outputs
 
 
 def _fsd_ratio(model: list[torch.Tensor], truth: list[torch.Tensor]) -> tuple[float, float]:
@@ -129,8 +129,8 @@ def evaluate_families(
                     look = seed_look([family], seed, settings)
                     video = generate_frames(models, wave, settings, style=[family], look=look)
                     truth = _visualizers(wave, look, settings, video.shape[0])
-                    row, feat = _scores(critic, video, wave, family, settings)
-                    truth_row, truth_feat = _scores(critic, truth, wave, family, settings)
+                    row, (_, feat) = _scores(critic, video, wave, family, settings)
+                    truth_row, (_, truth_feat) = _scores(critic, truth, wave, family, settings)
                     rows.append(row)
                     truth_rows.append(truth_row)
                     labels.append(label)
@@ -146,9 +146,9 @@ def evaluate_families(
                 wave, label = family_audio(settings, sources[0], seed, ev.long_seconds, library)
                 look = seed_look([family], seed, settings)
                 video = generate_frames(models, wave, settings, style=[family], look=look)
-                row, _ = _scores(critic, video, wave, family, settings)
+                row, (probs, _) = _scores(critic, video, wave, family, settings)
                 entry["long"] = {"source": sources[0], "excerpt": label, "seconds": ev.long_seconds,
-                                 "style_stability": style_stability(_critic_view(critic, video)[0]),
+                                 "style_stability": style_stability(probs),
                                  "on_style": row["on_style"], "cut_rate": row["cut_rate"]}
                 bar.advance(task)
             out["families"][family] = entry
