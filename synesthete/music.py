@@ -29,7 +29,7 @@ from synesthete.files import find_music
 
 # Augmentation of an excerpt (see docs/data_engine.md). Gain is relative to the file's own level: mastered
 # songs are loud, and a user's file may be quieter; the result is peak-limited to PEAK, never clipped.
-GAIN_DB = (-12.0, 2.0)
+GAIN_DB = (-6.0, 3.0)
 TILT = 0.3  # spectral slope exponent: |X(f)| * (f / 1 kHz) ** u, u uniform in [-TILT, TILT] (about +-1.8 dB/octave)
 SPEED = 0.06  # tempo and pitch scale uniform in [1 - SPEED, 1 + SPEED]
 PEAK = 0.99
