@@ -14,7 +14,7 @@ from synesthete.data import ClipStream, make_clip, music_library, seed_for
 from synesthete.errors import InputError
 from synesthete.evaluate import _visualizers
 from synesthete.media import write_wav
-from synesthete.music import MusicLibrary, excerpt, file_digest
+from synesthete.music import GAIN_DB, SPEED, TILT, MusicLibrary, excerpt, file_digest
 from synesthete.styles import families
 
 RATE = 16000
@@ -107,7 +107,8 @@ def test_excerpt_gain_and_tilt_keep_the_peak_in_range(songs):
     for seed in range(12):
         wave, how = excerpt(library.pick(seed, "train"), seed, 1.0, RATE)
         assert wave.shape == (RATE,) and float(wave.abs().max()) <= 0.99 + 1e-6
-        assert -12 <= how["gain_db"] <= 2 and abs(how["tilt"]) <= 0.3 and abs(how["speed"] - 1) <= 0.06
+        assert GAIN_DB[0] <= how["gain_db"] <= GAIN_DB[1] and abs(how["tilt"]) <= TILT
+        assert abs(how["speed"] - 1) <= SPEED
 
 
 def test_music_option_refuses_bad_folders_with_one_line(tmp_path):
