@@ -130,7 +130,6 @@ def form_notes(seed: int, sections: list[FormSection], grid: Grid, root: int, sc
     return bass, bass_adsr, melody, melody_adsr, onsets
 
 
-
 def playing_ranges(sections: list[FormSection], track: str, grid: Grid, duration: float,
              mutes: list[list[float]]) -> list[list[float]]:
     """[start, end] stretches of a form's song where ``track`` plays: its parts' sections, less its mutes."""

@@ -107,7 +107,6 @@ def _stretch(
     return [round(start * sr) / sr, round(end * sr) / sr]  # whole samples, like the onsets
 
 
-
 def track_mutes(track: str, silences: list[list[float]], dropouts: dict[str, list[list[float]]]) -> list[list[float]]:
     return sorted(silences + dropouts.get(track, []))
 

@@ -129,7 +129,6 @@ def _render_drum(kind: str, onsets: list[float], cuts: list[float], gen: torch.G
     return _place(n, starts, seg)
 
 
-
 def _normalise(wave: torch.Tensor, silences: list, target_rms: float, sr: int) -> torch.Tensor:
     """The audible part reaches ``target_rms``, then the peak is limited by scaling (never clipping)."""
     n = wave.numel()
