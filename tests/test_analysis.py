@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import assert_user_error, call_cli
 
-from synesthete.audio.analysis import FrameAnalyser, analyse_file, analyse_wave, frame_features
+from synesthete.audio.analysis import analyse_file, analyse_wave
+from synesthete.audio.frames import FrameAnalyser, frame_features
 from synesthete.audio.synth import synthesize
 from synesthete.media import write_wav
 from synesthete.metrics.beats import boundary_hits, f_measure, labels_at, pairwise_label_f

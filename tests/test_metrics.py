@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from synesthete import media
-from synesthete.audio.analysis import estimate_tempo
+from synesthete.audio.tempo import estimate_tempo
 from synesthete.metrics import (
     analyse,
     audio_peaks,

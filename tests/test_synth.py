@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from synesthete.audio.features import FeatureExtractor
-from synesthete.audio.synth import CUT_FADE, PEAK, SCALES, STEPS_PER_BEAT, synthesize
+from synesthete.audio.score import SCALES, STEPS_PER_BEAT
+from synesthete.audio.synth import CUT_FADE, PEAK, synthesize
 from synesthete.settings import load_settings
 
 

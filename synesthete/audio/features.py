@@ -85,51 +85,14 @@ class FeatureExtractor(nn.Module):
             out = wave.new_zeros(batch, num_frames, self.num_features)
             return out[0] if squeeze else out
 
-        # Fine analysis, hop = feature_hop.  mel: [B, M, J]
-        mel = self.mel(wave) * self.calibration
-        mel_db = (10 * torch.log10(mel + 1e-10)).clamp(min=DB_FLOOR)
-        spec = torch.stft(
-            wave, self.audio.n_fft, self.hop, window=self.window, center=True, return_complex=True
-        ).abs()  # [B, K, J]
-        fine_frames = mel.shape[-1]
-
-        # RMS exactly over each video frame's own samples [(i - 0.5) sr/fps, (i + 0.5) sr/fps) (absolute).
-        centres = torch.arange(num_frames + 1, device=wave.device) - 0.5
-        bounds = (centres * self.audio.sample_rate / self.fps).round().long().clamp(min=0)
-        energy = nn.functional.pad(wave.double().pow(2).cumsum(-1), (1, 0))  # [B, N + 1]
-        ends = bounds.clamp(max=n)
-        power_t = ((energy[:, ends[1:]] - energy[:, ends[:-1]]) / (bounds[1:] - bounds[:-1]).clamp(min=1)).float()
-
-        flux = (mel_db[..., 1:] - mel_db[..., :-1]).clamp(min=0).mean(1)  # [B, J-1]
-        flux = nn.functional.pad(flux, (1, 0))
-        # Frames whose window runs past the end see the (reflected) padding, not music: no onsets there.
-        j = torch.arange(fine_frames, device=wave.device)
-        flux = flux * (j * self.hop + self.audio.n_fft // 2 <= n).float()
-        # Ignore "onsets" that rise out of silence by a hair: flux only counts in audible frames.
-        audible = (mel_db.max(1).values > DB_FLOOR + 1).float()
-        flux = flux * audible
-
-        mag_sum = spec.sum(1)
-        centroid = (spec * self.freqs[:, None]).sum(1) / (mag_sum + 1e-8) / (self.audio.sample_rate / 2)
-        centroid = centroid * audible
-        bands = torch.einsum("bm,xmj->xbj", self.band_assign, mel)  # [B, n_bands, J]
-
-        # Pool fine frames into video frames. A centred window sees an onset up to n_fft/2 before its centre,
-        # so spectral frames are dated at their window's end: never early, at most one hop (10 ms) late.
-        spec_idx = ((j * self.hop + self.audio.n_fft // 2) * self.fps / self.audio.sample_rate + 0.5).floor()
-        spec_idx = spec_idx.long().clamp(max=num_frames - 1)
-
-        def pool(x: torch.Tensor, reduce: str, idx: torch.Tensor = spec_idx) -> torch.Tensor:
-            # x: [B, C, J] -> [B, C, T]
-            out = x.new_zeros(x.shape[0], x.shape[1], num_frames)
-            index = idx.expand(x.shape[0], x.shape[1], -1)
-            return out.scatter_reduce(-1, index, x, reduce=reduce, include_self=False)
-
+        flux, centroid, bands = self._fine(wave)
+        power_t = self._frame_power(wave, num_frames)
+        idx = self._video_frames(flux.shape[-1], num_frames, wave.device)
         rms = power_t.sqrt()
         loudness = ((10 * torch.log10(power_t + 1e-10) - DB_FLOOR) / -DB_FLOOR).clamp(0, 1)
-        onset = pool(flux[:, None], "amax")[:, 0] * ONSET_SCALE
-        cent = pool(centroid[:, None], "mean")[:, 0]
-        band_t = pool(bands, "mean")
+        onset = _pool(flux[:, None], idx, num_frames, "amax")[:, 0] * ONSET_SCALE
+        cent = _pool(centroid[:, None], idx, num_frames, "mean")[:, 0]
+        band_t = _pool(bands, idx, num_frames, "mean")
         band_db = ((10 * torch.log10(band_t + 1e-10) - DB_FLOOR) / -DB_FLOOR).clamp(0, 1)
 
         feats = torch.cat(
@@ -143,6 +106,56 @@ class FeatureExtractor(nn.Module):
             dim=-1,
         )  # [B, T, F]
         return feats[0] if squeeze else feats
+
+    def _fine(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The fine analysis (hop = feature_hop) of a wave [B, N]: onset flux [B, J], spectral centroid [B, J]
+        and band energies [B, n_bands, J]."""
+        n = wave.shape[-1]
+        mel = self.mel(wave) * self.calibration  # [B, M, J]
+        mel_db = (10 * torch.log10(mel + 1e-10)).clamp(min=DB_FLOOR)
+        spec = torch.stft(
+            wave, self.audio.n_fft, self.hop, window=self.window, center=True, return_complex=True
+        ).abs()  # [B, K, J]
+
+        flux = (mel_db[..., 1:] - mel_db[..., :-1]).clamp(min=0).mean(1)  # [B, J-1]
+        flux = nn.functional.pad(flux, (1, 0))
+        # Frames whose window runs past the end see the (reflected) padding, not music: no onsets there.
+        j = torch.arange(mel.shape[-1], device=wave.device)
+        flux = flux * (j * self.hop + self.audio.n_fft // 2 <= n).float()
+        # Ignore "onsets" that rise out of silence by a hair: flux only counts in audible frames.
+        audible = (mel_db.max(1).values > DB_FLOOR + 1).float()
+        flux = flux * audible
+
+        mag_sum = spec.sum(1)
+        centroid = (spec * self.freqs[:, None]).sum(1) / (mag_sum + 1e-8) / (self.audio.sample_rate / 2)
+        centroid = centroid * audible
+        bands = torch.einsum("bm,xmj->xbj", self.band_assign, mel)  # [B, n_bands, J]
+        return flux, centroid, bands
+
+    def _frame_power(self, wave: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Mean power [B, T] exactly over each video frame's own samples [(i - 0.5) sr/fps, (i + 0.5) sr/fps)
+        (absolute)."""
+        n = wave.shape[-1]
+        centres = torch.arange(num_frames + 1, device=wave.device) - 0.5
+        bounds = (centres * self.audio.sample_rate / self.fps).round().long().clamp(min=0)
+        energy = nn.functional.pad(wave.double().pow(2).cumsum(-1), (1, 0))  # [B, N + 1]
+        ends = bounds.clamp(max=n)
+        return ((energy[:, ends[1:]] - energy[:, ends[:-1]]) / (bounds[1:] - bounds[:-1]).clamp(min=1)).float()
+
+    def _video_frames(self, fine_frames: int, num_frames: int, device: torch.device) -> torch.Tensor:
+        """The video frame [J] each fine frame pools into. A centred window sees an onset up to n_fft/2 before
+        its centre, so spectral frames are dated at their window's end: never early, at most one hop (10 ms)
+        late."""
+        j = torch.arange(fine_frames, device=device)
+        idx = ((j * self.hop + self.audio.n_fft // 2) * self.fps / self.audio.sample_rate + 0.5).floor()
+        return idx.long().clamp(max=num_frames - 1)
+
+
+def _pool(x: torch.Tensor, idx: torch.Tensor, num_frames: int, reduce: str) -> torch.Tensor:
+    """Fine frames [B, C, J] pooled into video frames [B, C, T] by ``reduce``, fine frame j into frame idx[j]."""
+    out = x.new_zeros(x.shape[0], x.shape[1], num_frames)
+    index = idx.expand(x.shape[0], x.shape[1], -1)
+    return out.scatter_reduce(-1, index, x, reduce=reduce, include_self=False)
 
 
 def compute_features(
