@@ -17,9 +17,10 @@ import torch
 from conftest import ROOT, CliResult, assert_user_error, call_cli, cli_env, run_cli
 
 from synesthete.checkpoint import read_checkpoint
-from synesthete.cli import setting_default
+from synesthete.cli.options import setting_default
 from synesthete.media import load_audio, load_video, write_wav
 from synesthete.settings import load_settings
+from synesthete.threads import SHORT_SPIN
 
 TRAIN_ENV = {"SYNESTHETE_DEVICE": "cpu", "SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "COLUMNS": "80"}
 
@@ -114,12 +115,12 @@ def test_call_cli_shows_what_a_real_process_shows(tmp_path):
 
 
 def test_call_cli_prints_an_escaping_exception_as_python_would(monkeypatch):
-    import synesthete.cli
+    import synesthete.cli.entry
 
     def crash(args):
         raise RuntimeError("a bug, not a user error")
 
-    monkeypatch.setattr(synesthete.cli, "app", crash)
+    monkeypatch.setattr(synesthete.cli.entry, "app", crash)
     proc = call_cli("config")
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
@@ -153,6 +154,28 @@ def test_early_errors_do_not_import_torch(tmp_path, args, message):
     assert_user_error(CliResult(list(args), proc.returncode, proc.stdout, stderr), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav", "taken.mp4"]
     assert (tmp_path / "taken.mp4").read_bytes() == b"keep me"
+
+
+def test_the_cli_and_its_help_import_no_torch_and_the_entry_prepares_openmp():
+    """Importing the CLI (every command module) and `synesthete --help` load no torch, and the entry point, not
+    the import, sets the short OpenMP spin (``threads.prepare_openmp``), before any command could load torch."""
+    code = (
+        "import os, sys\n"
+        "from synesthete.cli import main\n"
+        "from synesthete.cli.app import app\n"
+        "spin = os.environ.get('GOMP_SPINCOUNT')\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchcodec', 'numpy'))\n"
+        "print(spin, os.environ.get('GOMP_SPINCOUNT'), heavy, file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in cli_env().items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout and "gen-audio" in proc.stdout
+    assert proc.stderr.strip() == f"None {SHORT_SPIN} []", proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------- help, -v, -q
@@ -325,9 +348,9 @@ def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
 
 
 def test_heldout_tables_fit_80_columns(tiny, monkeypatch):
+    from synesthete.cli.tables import print_heldout
     from synesthete.console import console
     from synesthete.evaluate import evaluate_heldout
-    from synesthete.tables import print_heldout
 
     result, _ = evaluate_heldout(tiny.updated(eval={"clips": 1}), models=None, progress=False)
     monkeypatch.setenv("COLUMNS", "80")  # an 80-column terminal (setting console.width would fix it for good)

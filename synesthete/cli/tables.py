@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.table import Table
 
+from synesthete.cli.app import shown
 from synesthete.console import console
 from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
@@ -235,11 +236,7 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
 
 def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> None:
     """The summary of a batch render: per song its output and the result, or why it failed; a folder that gave
-    no songs has a row too, but is not counted as a song. Names are shown on one line each (``one_line``)."""
-    from rich.markup import escape
-
-    from synesthete.files import one_line
-
+    no songs has a row too, but is not counted as a song. Names are shown on one line each (``app.shown``)."""
     done = sum(1 for *_, r in rows if not isinstance(r, str))
     folders = sum(1 for song, _, r in rows if isinstance(r, str) and song.is_dir())
     title = f"render: {done} of {len(rows) - folders} songs rendered"
@@ -250,11 +247,11 @@ def print_batch(rows: list[tuple[Path, Path | None, RenderResult | str]]) -> Non
     table.add_column("output", overflow="fold")
     table.add_column("result", overflow="fold")
     for song, out, result in rows:
-        name = escape(one_line(str(song)))
+        name = shown(str(song))
         if isinstance(result, str):
-            table.add_row(name, "", f"[red]failed[/red]: {escape(one_line(result))}")
+            table.add_row(name, "", f"[red]failed[/red]: {shown(result)}")
         else:
-            table.add_row(name, escape(one_line(str(out))),
+            table.add_row(name, shown(str(out)),
                           f"{result.duration:.1f} s, {result.style}, RTF {result.rtf:.2f}")
     console.print(fit(table))
 
