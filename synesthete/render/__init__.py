@@ -4,10 +4,11 @@ A render is planned, then run: ``plan_render`` checks everything that needs no n
 song, the output, the style) and gives a ``RenderJob``; ``run_render`` runs it with loaded models and gives a
 ``RenderResult``. ``synesthete.Synesthete`` (the Python API) and the CLI drive these; ``render_song`` plans,
 loads the models and runs, for one song. The data path of a run, module by module:
-0. ``looks``: with ``render.sections`` (the default), analyse the whole song (``audio.analysis.analyse_file``:
-   tempo, beats, downbeats, sections; streamed, about 200x real time) and give each kind of section of the
-   excerpt its look (``section_looks``): a style (``auto``: a family per kind) and a style exemplar drawn from
-   the render seed, which is ``render.seed`` or, when that is empty, a hash of the song file (``song_seed``).
+0. ``job`` and ``looks``: with ``render.sections`` (the default), analyse the whole song
+   (``audio.analysis.analyse_file``: tempo, beats, downbeats, sections; streamed, about 200x real time) and
+   give each kind of section of the excerpt its look (``section_looks``): a style (``auto``: a family per
+   kind) and a style exemplar drawn from the render seed, which is ``render.seed`` or, when that is empty, a
+   hash of the song file (``song_seed``).
 1. ``job``: decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the
    model's rate, mono, and compute the frame-aligned features chunk by chunk (``song_features``; 48 bytes per
    video frame are kept: 1 MB for a 10-minute song).

@@ -153,11 +153,11 @@ class _Sampler:
         return prev
 
 
-Lanes = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # each lane's last window, later lanes' new latents
+_Lanes = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # each lane's last window, later lanes' new latents
 
 
 def _lanes_pass(s: _Sampler, generated: Callable[[int], None] | None,
-                tuner: ThreadTuner | None) -> Generator[torch.Tensor, None, Lanes]:
+                tuner: ThreadTuner | None) -> Generator[torch.Tensor, None, _Lanes]:
     """Window m of every lane that has one, in one batched sample per m, each window continuing its lane's
     previous one (the first, the look's exemplar). Yields lane 0's shown frames as they come; returns each
     lane's last window and the new latents of lanes 1.. (held for the bridges pass)."""
@@ -190,7 +190,7 @@ def _lanes_pass(s: _Sampler, generated: Callable[[int], None] | None,
     return prev, held
 
 
-def _bridges_pass(s: _Sampler, lanes: Lanes, generated: Callable[[int], None] | None) -> Iterator[torch.Tensor]:
+def _bridges_pass(s: _Sampler, lanes: _Lanes, generated: Callable[[int], None] | None) -> Iterator[torch.Tensor]:
     """One batched sample of the bridges, each between the end of a lane (first frames of its context) and the
     start of the next one of its segment (last frames); then yields lanes 1.. in order, each after the
     bridge into it, cut to the frames the render shows."""
