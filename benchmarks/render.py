@@ -35,6 +35,9 @@ import threading
 import time
 from pathlib import Path
 
+# The project's modules are imported inside the functions (after sys.path below): main() sets the OpenMP wait
+# policy first (threads.prepare_openmp), which is read only when torch loads its OpenMP runtime.
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -252,7 +255,7 @@ def main() -> None:
     args = parser.parse_args()
     from synesthete import threads
 
-    threads.prepare_openmp()  # as render does, before torch loads OpenMP
+    threads.prepare_openmp()  # as the CLI does, before torch loads OpenMP
     import torch
 
     result: dict = {

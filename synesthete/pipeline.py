@@ -14,21 +14,21 @@
 
 from __future__ import annotations
 
-from synesthete import threads
+import time
+from pathlib import Path
+from typing import Any
 
-threads.prepare_openmp()  # before torch loads its OpenMP runtime: only then is the wait policy read
+import torch
+from pydantic import ValidationError
 
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-from synesthete.checkpoint import Models  # noqa: E402
-from synesthete.errors import ConfigError, InputError, SynestheteError  # noqa: E402
-from synesthete.evaluate import PictureScores, SyncScores, VideoScore  # noqa: E402
-from synesthete.render import RenderJob, RenderResult, plan_render, run_render  # noqa: E402
-from synesthete.settings import Settings  # noqa: E402
+from synesthete.checkpoint import Models, load_models
+from synesthete.device import resolve_device
+from synesthete.errors import ConfigError, InputError, SynestheteError
+from synesthete.evaluate import PictureScores, SyncScores, VideoScore, score_file
+from synesthete.locks import output_lock
+from synesthete.metrics.picture import load_critic
+from synesthete.render import RenderJob, RenderResult, plan_render, run_render
+from synesthete.settings import Settings, load_settings, validation_message
 
 __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
 
@@ -42,10 +42,6 @@ KEYWORDS = {"diffusion.sample_steps": "steps", "diffusion.sampler": "sampler", "
 def _updated(settings: Settings, error: type[SynestheteError], **sections: Any) -> Settings:
     """``settings.updated(**sections)``, with an invalid value raised as ``error`` (one line naming the keyword
     or setting), never as pydantic's ValidationError."""
-    from pydantic import ValidationError
-
-    from synesthete.settings import validation_message
-
     try:
         return settings.updated(**sections)
     except ValidationError as exc:
@@ -67,10 +63,6 @@ def _options(
 
 def _load_settings() -> Settings:
     """The settings of defaults, ``.env`` and ``SYNESTHETE_*`` variables; an invalid one is a ConfigError."""
-    from pydantic import ValidationError
-
-    from synesthete.settings import load_settings, validation_message
-
     try:
         return load_settings()
     except ValidationError as exc:
@@ -123,8 +115,6 @@ class Synesthete:
             if self._models is not None:
                 self._device = next(self._models.dit.parameters()).device
             else:
-                from synesthete.device import resolve_device
-
                 self._device = resolve_device(self._base.device)
         return self._device
 
@@ -136,8 +126,6 @@ class Synesthete:
     def load(self) -> Synesthete:
         """Load the models now if they are not yet (``checkpoint.load_models``); returns the pipeline."""
         if self._models is None:
-            from synesthete.checkpoint import load_models
-
             self._models = load_models(self._base, self._base.paths.checkpoints, self.device)
         return self
 
@@ -187,8 +175,6 @@ class Synesthete:
         if out is None:
             job = self.plan(song, None, start=start, duration=duration, **options)
             return self.run(job, progress=progress, since=t_start)
-        from synesthete.locks import output_lock
-
         with output_lock(out):  # a second render to the same file is refused while this one runs
             job = self.plan(song, out, start=start, duration=duration, overwrite=overwrite, **options)
             return self.run(job, progress=progress, since=t_start)
@@ -217,8 +203,6 @@ class Synesthete:
     def critic(self) -> Any:
         """The style critic (network, checkpoint) of the picture metrics, loaded on first use."""
         if self._critic is None:
-            from synesthete.metrics.picture import load_critic
-
             self._critic = load_critic(self._base.critic_path, self.device)
         return self._critic
 
@@ -227,8 +211,6 @@ class Synesthete:
         """Score a video file as `synesthete eval --video` does: how it moves with its own audio track (or
         ``audio``), and its picture (style critic). ``manifest`` (a gen-audio manifest.jsonl) gives the exact
         beats of its clip instead of a tempo estimate."""
-        from synesthete.evaluate import score_file
-
         score, _, _ = score_file(self._base, Path(video), Path(audio) if audio is not None else None,
                                  Path(manifest) if manifest is not None else None, self.critic)
         return score

@@ -10,9 +10,12 @@ load"):
   then every op of a small network pays a futex wake-up, and two threads ran a DiT forward slower than one
   (33 ms against 18 ms in bf16). A short spin, ``GOMP_SPINCOUNT=3000`` (tens of microseconds), covers the
   gap between the ops of one forward and still sleeps soon when the partner is descheduled: two threads
-  then take 12 ms. It must be in the environment before torch loads its OpenMP runtime, so
-  ``prepare_openmp`` runs at the top of the modules that do heavy CPU work (and of the CLI), before they
-  import torch.
+  then take 12 ms. It must be in the environment before torch loads its OpenMP runtime, so the entry
+  points call ``prepare_openmp`` before they import torch: the CLI at its start (``synesthete.cli``), and
+  the Python API when ``synesthete.Synesthete`` (or another name of ``synesthete.__all__``) is first
+  looked up (``synesthete.__getattr__``). Importing a module (``synesthete.render``, ``synesthete.pipeline``)
+  has no such side effect: a script that imports them directly, or imports torch first, keeps OpenMP's
+  default (benchmarks call ``prepare_openmp`` themselves).
 - The right thread count depends on what else runs, which changes while a long render runs.
   ``ThreadTuner`` starts from the cores nobody else is using (affinity, cgroup quota, load average) and
   re-measures as it goes: every ``explore_every`` windows it times one window at the other thread count

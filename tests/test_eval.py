@@ -142,7 +142,7 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
 def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_look):
     """eval.clip_look: every held-out render's style exemplar is drawn with its clip's visual parameters (the
     look the FSD floor assumes); off, with the render seed's, as `render` draws it."""
-    import synesthete.render as render
+    import synesthete.render.job as render  # generate_frames draws its exemplar through this module
     from synesthete.checkpoint import Models
     from synesthete.evaluate import heldout_clips
     from synesthete.models.dit import DiT

@@ -460,9 +460,9 @@ def test_render_to_memory_is_estimated_and_refused_above_the_limit(ckpt_dir, son
 
 def test_render_to_memory_holds_its_frames_once():
     """10. Frames go into one tensor, allocated at the start: no blocks joined at the end."""
-    from synesthete.render import _Memory
+    from synesthete.render.output import MemorySink
 
-    sink = _Memory(10, 4, 6)
+    sink = MemorySink(10, 4, 6)
     for n in (4, 4, 2):
         sink.add(torch.rand(n, 3, 4, 6))
     frames = sink.frames()

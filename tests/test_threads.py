@@ -39,6 +39,19 @@ def test_prepare_openmp_is_a_no_op_once_torch_is_loaded():
     assert _probe(pre="import torch\n") == ["False", "None", "None"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("statement", "spin"), [
+    ("import synesthete.render", None),  # importing a module leaves the environment alone
+    ("from synesthete import Synesthete", threads.SHORT_SPIN),  # the Python API's entry point prepares OpenMP
+])
+def test_openmp_is_prepared_by_the_entry_point_not_at_import(statement, spin):
+    """Each in a fresh process (with torch loaded, it is too late): the spin is set before torch loads or never."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = f"import os, sys\n{statement}\nprint('torch' in sys.modules, os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", str(spin)]
+
+
 class FakeClock:
     """perf_counter for the tuner: each unit takes the seconds ``cost[threads]``."""
 
