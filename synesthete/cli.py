@@ -910,11 +910,11 @@ def eval_cmd(
         if video is not None or plot is not None:
             raise InputError("--families and --music score the checkpoints per family: leave out --video and --plot")
         from synesthete import tables
-        from synesthete.family_eval import run_family_eval
+        from synesthete.eval import run_family_eval
 
         result, written = run_family_eval(settings, json_out=out, sheet=sheet, overwrite=overwrite)
         if as_json:
-            from synesthete.evaluate import json_safe
+            from synesthete.eval import json_safe
 
             sys.stdout.write(json.dumps(json_safe(result), indent=2) + "\n")
         else:
@@ -929,7 +929,7 @@ def eval_cmd(
         if audio is not None:
             check_input(audio)
     from synesthete import tables
-    from synesthete.evaluate import json_safe, run_eval
+    from synesthete.eval import json_safe, run_eval
 
     result, written = run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite,
                                sheet=sheet, manifest=manifest)

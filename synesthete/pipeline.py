@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from synesthete.checkpoint import Models  # noqa: E402
 from synesthete.errors import ConfigError, InputError, SynestheteError  # noqa: E402
-from synesthete.evaluate import PictureScores, SyncScores, VideoScore  # noqa: E402
+from synesthete.eval import PictureScores, SyncScores, VideoScore  # noqa: E402
 from synesthete.render import RenderJob, RenderResult, plan_render, run_render  # noqa: E402
 from synesthete.settings import Settings  # noqa: E402
 
@@ -217,7 +217,7 @@ class Synesthete:
     def critic(self) -> Any:
         """The style critic (network, checkpoint) of the picture metrics, loaded on first use."""
         if self._critic is None:
-            from synesthete.metrics.picture import load_critic
+            from synesthete.checkpoint import load_critic
 
             self._critic = load_critic(self._base.critic_path, self.device)
         return self._critic
@@ -227,7 +227,7 @@ class Synesthete:
         """Score a video file as `synesthete eval --video` does: how it moves with its own audio track (or
         ``audio``), and its picture (style critic). ``manifest`` (a gen-audio manifest.jsonl) gives the exact
         beats of its clip instead of a tempo estimate."""
-        from synesthete.evaluate import score_file
+        from synesthete.eval import score_file
 
         score, _, _ = score_file(self._base, Path(video), Path(audio) if audio is not None else None,
                                  Path(manifest) if manifest is not None else None, self.critic)

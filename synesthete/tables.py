@@ -15,7 +15,7 @@ from rich import box
 from rich.table import Table
 
 from synesthete.console import console
-from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
+from synesthete.eval import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
     from synesthete.audio.analysis import SongAnalysis

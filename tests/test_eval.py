@@ -11,7 +11,7 @@ from conftest import assert_user_error, call_cli
 
 from synesthete import media
 from synesthete.errors import InputError, OutputError
-from synesthete.evaluate import evaluate_heldout, run_eval, score_video
+from synesthete.eval import evaluate_heldout, run_eval, score_video
 from synesthete.metrics import analyse
 from synesthete.settings import load_settings
 
@@ -119,7 +119,7 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
     """The model part end to end with freshly initialised networks (no training): every row and gap exists,
     and a model whose output ignores the audio has no shuffle gap."""
     from synesthete.checkpoint import Models
-    from synesthete.evaluate import write_json
+    from synesthete.eval import write_json
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
@@ -144,7 +144,7 @@ def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_loo
     look the FSD floor assumes); off, with the render seed's, as `render` draws it."""
     import synesthete.render as render
     from synesthete.checkpoint import Models
-    from synesthete.evaluate import heldout_clips
+    from synesthete.eval import heldout_clips
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
