@@ -163,3 +163,28 @@ def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_loo
     evaluate_heldout(s, models=models, progress=False)
     expected = [clip["meta"]["visual"] for clip in heldout_clips(s, 2)] if clip_look else [None, None]
     assert looks == expected
+
+
+def test_only_the_trainer_and_the_cli_import_the_trainer():
+    """Evaluation (and everything else outside ``train/`` and the CLI) depends on ``models/``, never on the
+    trainer: no module imports ``synesthete.train``, at the top or inside a function."""
+    import ast
+
+    from conftest import ROOT
+
+    package = ROOT / "synesthete"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        part = path.relative_to(package).parts[0]
+        if part in ("train", "cli", "cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]  # from synesthete import train, too
+            else:
+                continue
+            if any(n == "synesthete.train" or n.startswith("synesthete.train.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
