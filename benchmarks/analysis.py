@@ -105,13 +105,12 @@ def renders(count: int, seconds: float, steps: int) -> dict:
 
     from synesthete.audio.analysis import analyse_file
     from synesthete.audio.synth import synthesize
+    from synesthete.checkpoint import load_critic
     from synesthete.data import seed_for
-    from synesthete.evaluate import section_scores
+    from synesthete.eval import section_scores
     from synesthete.media import write_wav
-    from synesthete.metrics.picture import load_critic
     from synesthete.pipeline import Synesthete
     from synesthete.settings import load_settings
-    from synesthete.train.critic import critic_outputs
 
     settings = load_settings()
     pipe = Synesthete.from_pretrained(device="cpu", diffusion={"sample_steps": steps})
@@ -131,7 +130,7 @@ def renders(count: int, seconds: float, steps: int) -> dict:
                 d = np.asarray(downbeats, dtype=float)
                 return sum(bool(d.size) and float(np.abs(d - f / fps).min()) <= 1 / fps + 1e-6 for f in frames)
 
-            seen = section_scores(critic_outputs(critic[0], result.frames)[1], float(critic[1]["cut_threshold"]),
+            seen = section_scores(critic.outputs(result.frames)[1], critic.cut_threshold,
                                   analyse_file(path), fps, result.num_frames)
             rows.append({"seed": seed, "tempo": score["tempo"], "form": score["form"], "cuts": result.cuts,
                          "on_detected_downbeat": on(result.cuts, detected),

@@ -29,9 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_metrics import FPS, SR, burst_audio, jump_video, random_onsets  # noqa: E402
 
 from synesthete import media  # noqa: E402
+from synesthete.checkpoint import load_critic  # noqa: E402
 from synesthete.device import resolve_device  # noqa: E402
+from synesthete.eval import video_picture  # noqa: E402
 from synesthete.metrics import analyse, audio_peaks, motion_curve  # noqa: E402
-from synesthete.metrics.picture import load_critic  # noqa: E402
+from synesthete.metrics.picture import frechet_distance, seam_score  # noqa: E402
+from synesthete.render import window_layout  # noqa: E402
 from synesthete.settings import load_settings  # noqa: E402
 
 
@@ -67,14 +70,9 @@ def encoded_scores(frames: torch.Tensor, wave: torch.Tensor, settings) -> dict:
 
 def picture_metrics(frames: torch.Tensor, settings, device) -> dict:
     """Every picture metric of one video (critic loaded once, outside the timing)."""
-    from synesthete.evaluate import video_picture
-    from synesthete.metrics.picture import frechet_distance, seam_score
-    from synesthete.render import window_layout
-    from synesthete.train.critic import critic_outputs
-
     critic = CRITIC.setdefault("critic", load_critic(settings.critic_path, device))
     out = video_picture(critic, frames)
-    feats = critic_outputs(critic[0], frames)[1]
+    feats = critic.outputs(frames)[1]
     half = feats.shape[0] // 2
     out["fsd_halves"] = frechet_distance(feats[:half], feats[half:])
     joins = window_layout(frames.shape[0], settings.diffusion.window, 2, exemplar=False).joins()

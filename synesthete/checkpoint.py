@@ -37,7 +37,9 @@ from torch.overrides import TorchFunctionMode
 from synesthete import __version__
 from synesthete.errors import CheckpointError
 from synesthete.media import atomic_save, to_unit
+from synesthete.models.critic import Critic
 from synesthete.settings import DiffusionSettings, Settings
+from synesthete.styles import families
 
 FORMAT = "synesthete-checkpoint"
 VERSION = 1
@@ -352,6 +354,27 @@ class _Budget(TorchFunctionMode):
             if self.used > self.limit:
                 raise _OverBudget
         return func(*args, **kwargs)
+
+
+def load_critic(path: str | Path, device: torch.device | str = "cpu") -> Critic:
+    """The style critic (eval mode, float32), built from the config its checkpoint carries, with its cut threshold."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"no critic checkpoint at {path}: train one with `synesthete train critic --export "
+            f"{path.parent}` or pass --critic PATH"
+        )
+    ckpt = read_checkpoint(path)
+    if ckpt.get("kind") != "critic":
+        raise CheckpointError(f"{path} is a {ckpt.get('kind')} checkpoint, expected a critic checkpoint")
+    if ckpt.get("families") != families():
+        raise CheckpointError(
+            f"{path} was trained on the families {ckpt.get('families')}, this synesthete draws {families()}: "
+            "retrain it with `synesthete train critic`"
+        )
+    if not isinstance(ckpt.get("cut_threshold"), float) or not math.isfinite(ckpt["cut_threshold"]):
+        raise CheckpointError(f"{path} has no cut threshold: it did not finish `synesthete train critic`")
+    return Critic(network=build_model(ckpt, path, device), cut_threshold=float(ckpt["cut_threshold"]))
 
 
 def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:

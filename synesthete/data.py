@@ -25,7 +25,7 @@ import random
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,8 @@ from synesthete.audio.synth import synthesize
 from synesthete.media import to_uint8
 from synesthete.music import SPEED, MusicLibrary, Song, excerpt, uses_music
 from synesthete.settings import Settings
-
-if TYPE_CHECKING:
-    from synesthete.train.dist import Dist
+from synesthete.styles import clip_style, style_vector
+from synesthete.visual import render_frames, sample_params
 
 SPLITS = ("train", "heldout")
 
@@ -94,8 +93,6 @@ def make_music_clip(song: Song, seed: int, settings: Settings, with_frames: bool
 
 def draw_clip(seed: int, wave: torch.Tensor, meta: dict, settings: Settings, with_frames: bool) -> dict:
     """Features [T, F] of ``wave`` [N] and, with ``with_frames``, the visualizers' frames in the look of ``seed``."""
-    from synesthete.visual import render_frames, sample_params
-
     num_frames = frames_for(wave.shape[0], settings.audio.sample_rate, settings.video.fps)
     features = feature_extractor(settings)(wave, num_frames)  # [T, F]
     params = sample_params(random.Random(f"synesthete-visual:{seed}"), settings)
@@ -248,7 +245,8 @@ class ClipPool:
         self,
         settings: Settings,
         start_index: int,
-        dist: Dist,
+        rank: int,
+        world_size: int,
         print_fn: Callable[[str], None],
         transform: Callable[[dict, int], dict] | None = None,
     ) -> None:
@@ -256,7 +254,7 @@ class ClipPool:
         self.size, self.fresh, self.overfit = cfg.clip_pool, cfg.fresh_clips, cfg.overfit
         self.clips: deque[dict[str, torch.Tensor]] = deque(maxlen=self.size)
         first = max(0, start_index - self.size)
-        stream = ClipStream(settings, split="train", start_index=first, rank=dist.rank, world_size=dist.world_size)
+        stream = ClipStream(settings, split="train", start_index=first, rank=rank, world_size=world_size)
         workers = settings.data.num_workers
         # One clip per item: the workers hand clips back in stream order whatever their number.
         loader = torch.utils.data.DataLoader(
@@ -274,8 +272,6 @@ class ClipPool:
     def _pull(self) -> None:
         with one_thread() if self._in_process else contextlib.nullcontext():
             clip = next(self._iter)
-        from synesthete.styles import clip_style, style_vector
-
         style = style_vector(clip_style(clip["meta"]))  # [S] multi-hot visualizer families
         entry = {"frames": clip["frames"], "features": clip["features"], "style": style}
         if self.transform is not None:

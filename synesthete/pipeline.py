@@ -21,12 +21,11 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from synesthete.checkpoint import Models, load_models
+from synesthete.checkpoint import Models, load_critic, load_models
 from synesthete.device import resolve_device
 from synesthete.errors import ConfigError, InputError, SynestheteError
-from synesthete.evaluate import PictureScores, SyncScores, VideoScore, score_file
+from synesthete.eval import PictureScores, SyncScores, VideoScore, score_file
 from synesthete.locks import output_lock
-from synesthete.metrics.picture import load_critic
 from synesthete.render import RenderJob, RenderResult, plan_render, run_render
 from synesthete.settings import Settings, load_settings, validation_message
 

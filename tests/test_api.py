@@ -202,7 +202,7 @@ def clip_mp4(tmp_path_factory) -> Path:
 
 def test_score_returns_the_eval_figures(clip_mp4):
     from synesthete import Synesthete, VideoScore
-    from synesthete.evaluate import json_safe, run_eval
+    from synesthete.eval import json_safe, run_eval
 
     settings = load_settings()
     score = Synesthete(settings).score(clip_mp4)

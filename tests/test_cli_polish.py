@@ -350,7 +350,7 @@ def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
 def test_heldout_tables_fit_80_columns(tiny, monkeypatch):
     from synesthete.cli.tables import print_heldout
     from synesthete.console import console
-    from synesthete.evaluate import evaluate_heldout
+    from synesthete.eval import evaluate_heldout
 
     result, _ = evaluate_heldout(tiny.updated(eval={"clips": 1}), models=None, progress=False)
     monkeypatch.setenv("COLUMNS", "80")  # an 80-column terminal (setting console.width would fix it for good)

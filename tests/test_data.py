@@ -128,10 +128,9 @@ def test_env_override_changes_the_clip_length(monkeypatch):
 def test_pool_windows_carry_an_anchor_frame_from_their_own_clip(tiny):
     """ClipPool.windows gives each window a frame of its own clip (the training anchor), at random moments."""
     from synesthete.data import ClipPool
-    from synesthete.train.dist import Dist
 
     s = tiny.updated(train={"clip_pool": 3, "fresh_clips": 1})
-    pool = ClipPool(s, 3, Dist(), print)
+    pool = ClipPool(s, 3, 0, 1, print)
     gen = torch.Generator().manual_seed(0)
     frames, feats, styles, anchors = pool.windows(12, s.diffusion.window, s.diffusion.audio_context, gen)
     assert anchors.shape == (12, *frames.shape[2:]) and anchors.dtype == torch.uint8

@@ -11,7 +11,7 @@ from conftest import assert_user_error, call_cli
 
 from synesthete import media
 from synesthete.errors import InputError, OutputError
-from synesthete.evaluate import evaluate_heldout, run_eval, score_video
+from synesthete.eval import evaluate_heldout, run_eval, score_video
 from synesthete.metrics import analyse
 from synesthete.settings import load_settings
 
@@ -119,7 +119,7 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
     """The model part end to end with freshly initialised networks (no training): every row and gap exists,
     and a model whose output ignores the audio has no shuffle gap."""
     from synesthete.checkpoint import Models
-    from synesthete.evaluate import write_json
+    from synesthete.eval import write_json
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
@@ -144,7 +144,7 @@ def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_loo
     look the FSD floor assumes); off, with the render seed's, as `render` draws it."""
     import synesthete.render.job as render  # generate_frames draws its exemplar through this module
     from synesthete.checkpoint import Models
-    from synesthete.evaluate import heldout_clips
+    from synesthete.eval import heldout_clips
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
@@ -163,3 +163,28 @@ def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_loo
     evaluate_heldout(s, models=models, progress=False)
     expected = [clip["meta"]["visual"] for clip in heldout_clips(s, 2)] if clip_look else [None, None]
     assert looks == expected
+
+
+def test_only_the_trainer_and_the_cli_import_the_trainer():
+    """Evaluation (and everything else outside ``train/`` and the CLI) depends on ``models/``, never on the
+    trainer: no module imports ``synesthete.train``, at the top or inside a function."""
+    import ast
+
+    from conftest import ROOT
+
+    package = ROOT / "synesthete"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        part = path.relative_to(package).parts[0]
+        if part in ("train", "cli", "cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]  # from synesthete import train, too
+            else:
+                continue
+            if any(n == "synesthete.train" or n.startswith("synesthete.train.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

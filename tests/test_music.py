@@ -12,7 +12,7 @@ from conftest import ROOT, assert_user_error, call_cli, tiny_checkpoints
 
 from synesthete.data import ClipStream, make_clip, music_library, seed_for
 from synesthete.errors import InputError
-from synesthete.evaluate import _visualizers
+from synesthete.eval import visualizers
 from synesthete.media import write_wav
 from synesthete.music import GAIN_DB, SPEED, TILT, MusicLibrary, excerpt, file_digest
 from synesthete.styles import families
@@ -74,7 +74,7 @@ def test_library_splits_by_content_and_the_stream_draws_only_training_songs(tiny
         # The excerpt is that file's tone, moved by the speed change (tempo and pitch together).
         assert _dominant_hz(clip["audio"]) == pytest.approx(TONES[how["file"]] * how["speed"], rel=0.02)
         # Ground truth: the visualizers' drawing of this very audio in the clip's look.
-        drawn = _visualizers(clip["audio"], clip["meta"]["visual"], settings, clip["frames"].shape[0])
+        drawn = visualizers(clip["audio"], clip["meta"]["visual"], settings, clip["frames"].shape[0])
         assert torch.equal(drawn, clip["frames"])
     assert len({c["meta"]["music"]["file"] for c in clips}) > 1
 

@@ -9,12 +9,12 @@ import torch
 from conftest import ROOT, assert_user_error, call_cli
 
 from synesthete import media
-from synesthete.checkpoint import read_checkpoint, save_checkpoint
+from synesthete.checkpoint import load_critic, read_checkpoint, save_checkpoint
 from synesthete.data import make_clip, seed_for
 from synesthete.metrics import picture
 from synesthete.render import window_layout
 from synesthete.settings import load_settings
-from synesthete.train.critic import critic_outputs, gaussian_blur, h264_roundtrip
+from synesthete.train.critic import gaussian_blur, h264_roundtrip
 
 CRITIC = ROOT / "checkpoints" / "critic.pt"
 
@@ -22,7 +22,7 @@ CRITIC = ROOT / "checkpoints" / "critic.pt"
 @pytest.fixture(scope="module")
 def critic():
     """The committed style critic."""
-    return picture.load_critic(CRITIC)
+    return load_critic(CRITIC)
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +43,22 @@ def test_critic_trained_tiny_separates_two_families(tmp_path):
         train={"run_name": "critic", "image_every": 1000}, paths={"runs": tmp_path},
     )
     summary = train_critic(settings, export=tmp_path)
-    model, ckpt = picture.load_critic(tmp_path / "critic.pt")
-    scores = heldout_scores(model, settings, 8)
+    critic = load_critic(tmp_path / "critic.pt")
+    scores = heldout_scores(critic.network, settings, 8)
     assert set(scores["accuracy"]) == {"waveform", "tiles"}
     assert min(scores["accuracy"].values()) >= 0.8, scores["accuracy"]
-    assert summary["steps"] == 80 and ckpt["cut_threshold"] > 0
+    assert summary["steps"] == 80 and critic.cut_threshold > 0
 
 
 def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
     frames = torch.cat([c["frames"][::3] for c in clips]).float() / 255  # [T, 3, H, W]
-    feats = critic_outputs(critic[0], frames)[1]
+    feats = critic.outputs(frames)[1]
     base = picture.frechet_distance(feats, feats)
     assert base == pytest.approx(0.0, abs=1e-6 * float(feats.var(0).sum()) + 1e-9)
     gen = torch.Generator().manual_seed(0)
 
     def fsd_of(x: torch.Tensor) -> float:
-        return picture.frechet_distance(feats, critic_outputs(critic[0], x.clamp(0, 1))[1])
+        return picture.frechet_distance(feats, critic.outputs(x.clamp(0, 1))[1])
 
     noise = [fsd_of(frames + s * torch.randn(frames.shape, generator=gen)) for s in (0.02, 0.08, 0.25)]
     blur = [fsd_of(gaussian_blur(frames, s)) for s in (0.7, 2.0, 5.0)]
@@ -71,7 +71,8 @@ def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it
     the committed VAE's reconstructions of them just above it, the same songs drawn by the same visualizers in
     the render seed's look further above."""
     from synesthete.checkpoint import load_models
-    from synesthete.evaluate import SEED_LOOK, VAE_ROUNDTRIP, _seed_look_oracle, _vae_roundtrip, heldout_picture
+    from synesthete.eval import SEED_LOOK, VAE_ROUNDTRIP, heldout_picture
+    from synesthete.eval.heldout import _seed_look_oracle, _vae_roundtrip
 
     settings = load_settings()
     frames = [clip["frames"] for clip in clips]
@@ -90,8 +91,8 @@ def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it
 
 
 def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
-    threshold = float(critic[1]["cut_threshold"])
-    feats = [critic_outputs(critic[0], clip["frames"])[1] for clip in clips]
+    threshold = critic.cut_threshold
+    feats = [critic.outputs(clip["frames"])[1] for clip in clips]
     oracle = [picture.cut_rate(f, threshold) for f in feats]
     assert sum(oracle) / len(oracle) <= 0.03, oracle
     # The four clips back to back, shuffled in time: consecutive frames keep jumping between looks.
@@ -105,8 +106,8 @@ def test_critic_works_through_h264(critic, clips):
     """The critic names the same family on a clip before and after a lossy H.264 round trip."""
     agree = []
     for clip in clips:
-        clean = critic_outputs(critic[0], clip["frames"])[0].argmax(1)
-        coded = critic_outputs(critic[0], h264_roundtrip(clip["frames"], 30, 30))[0].argmax(1)
+        clean = critic.outputs(clip["frames"])[0].argmax(1)
+        coded = critic.outputs(h264_roundtrip(clip["frames"], 30, 30))[0].argmax(1)
         agree.append(float((clean == coded).float().mean()))
     assert min(agree) >= 0.9, agree
 
@@ -127,7 +128,7 @@ def test_stability_recognisability_and_sharpness_on_oracle(critic, clips):
     from synesthete.styles import clip_style, families
 
     for clip in clips:
-        probs = critic_outputs(critic[0], clip["frames"])[0]
+        probs = critic.outputs(clip["frames"])[0]
         wanted = [families().index(n) for n in clip_style(clip["meta"])]
         assert picture.style_stability(probs) >= 0.8
         assert picture.recognisability(probs, wanted)["on_style"] >= 0.8

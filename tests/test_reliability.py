@@ -306,7 +306,7 @@ def test_nan_or_inf_samples_are_one_line(ckpt_dir, tmp_path):
     assert not out.exists() and temps(tmp_path) == []
     # eval --audio with such a file used to score 0 audio peaks, silently. (Through the library: the eval
     # command also needs a style critic checkpoint, which is not what is under test.)
-    from synesthete.evaluate import score_video
+    from synesthete.eval import score_video
     from synesthete.settings import load_settings
 
     video = tmp_path / "v.mp4"

@@ -47,14 +47,13 @@ def test_default_model_paints_styles_the_critic_tells_apart():
     uses the shipped cpu-preset weights, which are what a user renders with.
     """
     from synesthete.audio.synth import synthesize
-    from synesthete.checkpoint import load_models
-    from synesthete.metrics.picture import load_critic
+    from synesthete.checkpoint import load_critic, load_models
+    from synesthete.models.critic import critic_outputs
     from synesthete.render import generate_frames
-    from synesthete.train.critic import critic_outputs
 
     settings = load_settings(diffusion={"sample_steps": 8})
     models = load_models(settings, ROOT / "checkpoints", "cpu")
-    critic, _ = load_critic(ROOT / "checkpoints" / "critic.pt")
+    critic = load_critic(ROOT / "checkpoints" / "critic.pt").network
     wave, _ = synthesize(5, settings, duration=1.0, drums=True, silence=False, dropout=False)
     index = [families().index(name) for name in TWO]
     correct = []
@@ -98,14 +97,13 @@ def test_warm_start_keeps_old_weights_and_zero_initialises_new_conditioning():
 
 def test_style_exemplar_is_the_styles_look_picked_by_the_seed():
     """The exemplar (the first window's clean context) is drawn in the requested style, chosen by the seed."""
-    from synesthete.checkpoint import load_models
-    from synesthete.metrics.picture import load_critic
+    from synesthete.checkpoint import load_critic, load_models
+    from synesthete.models.critic import critic_outputs
     from synesthete.render import style_exemplar
-    from synesthete.train.critic import critic_outputs
 
     settings = load_settings()
     models = load_models(settings, ROOT / "checkpoints", "cpu")
-    critic, _ = load_critic(ROOT / "checkpoints" / "critic.pt")
+    critic = load_critic(ROOT / "checkpoints" / "critic.pt").network
     a = style_exemplar(models, settings, ["tiles"], seed=1)
     assert a.shape == (settings.render.overlap, settings.vae.latent_channels, 8, 8) and torch.isfinite(a).all()
     assert torch.equal(a, style_exemplar(models, settings, ["tiles"], seed=1))

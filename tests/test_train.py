@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -190,7 +189,7 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     student = build_model(load_checkpoint(f"{export}/diffusion.pt", "diffusion"), f"{export}/diffusion.pt")
     # The windows it was trained on (train.overfit repeats the first batch of the stream).
     vae, _ = load_vae("exported/vae.pt", "cpu")
-    pool = ClipPool(tiny, 0, SimpleNamespace(rank=0, world_size=1), print)
+    pool = ClipPool(tiny, 0, 0, 1, print)
     pool.refresh()
     frames, features, styles, _ = pool.windows(8, tiny.diffusion.window, tiny.diffusion.audio_context,
                                                torch.Generator().manual_seed(0))

@@ -110,8 +110,7 @@ def _family_eval(settings: Any, out: Path | None, sheet: Path | None, overwrite:
     """``--families`` (and ``--music``): every visualizer family judged on its own."""
     # torch: after the option checks
     from synesthete.cli import tables
-    from synesthete.evaluate import json_safe
-    from synesthete.family_eval import run_family_eval
+    from synesthete.eval import json_safe, run_family_eval
 
     result, written = run_family_eval(settings, json_out=out, sheet=sheet, overwrite=overwrite)
     if as_json:
@@ -130,7 +129,7 @@ def _eval(settings: Any, video: Path | None, audio: Path | None, manifest: Path 
             check_input(audio)
     # torch: after the file checks
     from synesthete.cli import tables
-    from synesthete.evaluate import json_safe, run_eval
+    from synesthete.eval import json_safe, run_eval
 
     result, written = run_eval(settings, video=video, audio=audio, json_out=out, plot=plot, overwrite=overwrite,
                                sheet=sheet, manifest=manifest)

@@ -1,4 +1,4 @@
-"""The CLI's result tables (rich): `synesthete eval`'s, drawn from the plain dicts that ``evaluate`` returns,
+"""The CLI's result tables (rich): `synesthete eval`'s, drawn from the plain dicts that ``synesthete.eval`` returns,
 and `synesthete render`'s, drawn from the typed ``RenderResult``.
 
 Every table fits the terminal: wider than it, a table drops its vertical rules and outer padding
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from synesthete.cli.app import shown
 from synesthete.console import console
-from synesthete.evaluate import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
+from synesthete.eval import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
     from synesthete.audio.analysis import SongAnalysis
@@ -133,7 +133,7 @@ def print_picture(picture: dict) -> None:
 
 
 def print_families(result: dict) -> None:
-    """Print the per-family table of ``family_eval``: one row per family and source, render beside visualizers."""
+    """Print the per-family table of ``eval.run_family_eval``: one row per family and source, render beside visualizers."""
     table = Table(title=f"every family ({result['clips_per_family']} excerpts of {result['clip_seconds']:g} s per "
                         "family and source; render / visualizers on the same audio, in the same look)",
                   title_justify="left")

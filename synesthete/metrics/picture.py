@@ -22,39 +22,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch import nn
 
-from synesthete.errors import CheckpointError
+from synesthete.files import atomic_path
 from synesthete.media import to_unit
 
 PROBE_HITS_PER_SECOND = 2.5  # mean rate of the aperiodic probe's hits (Poisson: no tempo)
 PROBE_NOISE_RMS = 0.03  # the probe's steady noise bed
 PROBE_HIT_DECAY = 0.08  # seconds
-
-
-def load_critic(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """The style critic (eval mode, float32) and its checkpoint, built from the config the checkpoint carries."""
-    from synesthete.checkpoint import build_model, read_checkpoint
-    from synesthete.styles import families
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"no critic checkpoint at {path}: train one with `synesthete train critic --export "
-            f"{path.parent}` or pass --critic PATH"
-        )
-    ckpt = read_checkpoint(path)
-    if ckpt.get("kind") != "critic":
-        raise CheckpointError(f"{path} is a {ckpt.get('kind')} checkpoint, expected a critic checkpoint")
-    if ckpt.get("families") != families():
-        raise CheckpointError(
-            f"{path} was trained on the families {ckpt.get('families')}, this synesthete draws {families()}: "
-            "retrain it with `synesthete train critic`"
-        )
-    if not isinstance(ckpt.get("cut_threshold"), float) or not math.isfinite(ckpt["cut_threshold"]):
-        raise CheckpointError(f"{path} has no cut threshold: it did not finish `synesthete train critic`")
-    return build_model(ckpt, path, device), ckpt
 
 
 def recognisability(probs: torch.Tensor, requested: list[int] | None = None) -> dict[str, float]:
@@ -200,10 +176,6 @@ def compose_sheet(rows: list[torch.Tensor], gap: int = 2, group: int = 2) -> tor
 
 def write_sheet(path: str | Path, rows: list[torch.Tensor], gap: int = 2, group: int = 2) -> Path:
     """Write ``compose_sheet(rows)`` as a PNG, atomically."""
-    import numpy as np
-
-    from synesthete.files import atomic_path
-
     sheet = compose_sheet(rows, gap, group)
     image = (sheet.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     path = Path(path)

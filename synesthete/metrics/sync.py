@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from synesthete.audio.analysis import SongAnalysis, analyse_wave
 from synesthete.metrics.av_align import AVAlignResult, av_align, video_peaks
 from synesthete.metrics.bas import beat_alignment, visual_beats
 from synesthete.metrics.flow import motion_curve
 from synesthete.metrics.onsets import OnsetEnvelope, audio_peaks
 from synesthete.metrics.quality import flicker, settled, silence_response, silent_frames
 from synesthete.settings import Settings
-
-if TYPE_CHECKING:
-    from synesthete.audio.analysis import SongAnalysis
 
 
 @dataclass
@@ -113,8 +110,6 @@ def analyse(
         music = np.asarray(beats, dtype=np.float64)
         music, tempo, known = music[(music >= 0) & (music < duration)], None, True
     else:
-        from synesthete.audio.analysis import analyse_wave
-
         song = analyse_wave(wave, sample_rate)
         tempo, music, known = song.tempo, song.beats[song.beats < duration], False
     vis = visual_beats(motion, fps, ev.bas_smooth_frames, ev.peak_threshold, strict)

@@ -7,7 +7,8 @@ and a frame with no recognisable family (a soft colour field) should score low o
 
 Frames [B, 3, H, W] in [0, 1] are resized to ``critic.size`` and pass four stride-2 stages (conv, GroupNorm,
 SiLU, twice each), global average pooling, and a linear head. The network is built from its small
-``CriticConfig``, which its checkpoint carries, so any command can load any critic.
+``CriticConfig``, which its checkpoint carries, so any command can load any critic. A trained one travels
+as a ``Critic`` (``checkpoint.load_critic``): the network and the cut threshold its training measured.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synesthete.media import to_unit
 from synesthete.models.config import ModelConfig, settings_dict
 from synesthete.settings import Settings
 from synesthete.styles import families
@@ -80,3 +82,29 @@ class StyleCritic(nn.Module):
         x = self.body(x * 2 - 1).mean((2, 3))  # [B, C]
         feats = self.features(x)
         return self.head(feats), feats
+
+
+@torch.no_grad()
+def critic_outputs(critic: nn.Module, frames: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Family probabilities [T, S] and features [T, D] of frames [T, 3, H, W] (uint8 or float in [0, 1])."""
+    device = next(critic.parameters()).device
+    probs, feats = [], []
+    for part in frames.split(chunk):
+        logits, f = critic(to_unit(part, device))
+        probs.append(torch.sigmoid(logits.float()).cpu())
+        feats.append(f.float().cpu())
+    if not probs:
+        return torch.zeros(0, len(families())), torch.zeros(0, 0)
+    return torch.cat(probs), torch.cat(feats)
+
+
+@dataclass(frozen=True)
+class Critic:
+    """A trained style critic, as the picture metrics use it (``checkpoint.load_critic``)."""
+
+    network: StyleCritic  # frozen, float32, in eval mode
+    cut_threshold: float  # feature distance between consecutive frames that is a cut (``metrics.picture.cut_rate``)
+
+    def outputs(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Family probabilities [T, S] and features [T, D] of frames [T, 3, H, W] (``critic_outputs``)."""
+        return critic_outputs(self.network, frames)

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
-from synesthete.data import one_thread
+from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.media import to_unit
 from synesthete.models import count_params
-from synesthete.models.critic import CriticConfig, StyleCritic
+from synesthete.models.critic import CriticConfig, StyleCritic, critic_outputs
 from synesthete.settings import Settings
 from synesthete.styles import clip_style, families, style_vector
 from synesthete.train.loop import LATEST, TrainingRun, make_optimizer
@@ -106,26 +106,10 @@ class CriticData:
         return x, y
 
 
-@torch.no_grad()
-def critic_outputs(critic: nn.Module, frames: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Family probabilities [T, S] and features [T, D] of frames [T, 3, H, W] (uint8 or float in [0, 1])."""
-    device = next(critic.parameters()).device
-    probs, feats = [], []
-    for part in frames.split(chunk):
-        logits, f = critic(to_unit(part, device))
-        probs.append(torch.sigmoid(logits.float()).cpu())
-        feats.append(f.float().cpu())
-    if not probs:
-        return torch.zeros(0, len(families())), torch.zeros(0, 0)
-    return torch.cat(probs), torch.cat(feats)
-
-
 def heldout_scores(critic: nn.Module, settings: Settings, clips: int) -> dict[str, Any]:
     """Score the critic on ``clips`` held-out clips (as drawn, and after H.264): per-family accuracy on
     single-family clips (top family == the clip's family), the confusion table, multi-label F1 on composed
     clips, and the cut threshold (99th percentile of consecutive-frame feature distances)."""
-    from synesthete.data import make_clip, seed_for
-
     names = families()
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)
     confusion_h264 = torch.zeros_like(confusion)

@@ -404,7 +404,7 @@ def heldout_sync_metrics(videos: list[torch.Tensor] | None, clips: list[dict], s
 def render_heldout(models: Models, clips: list[dict], settings: Settings) -> list[torch.Tensor]:
     """The EMA's renders [T, 3, H, W] of held-out clips, each in its true style and look, as ``synesthete eval``
     renders them."""
-    from synesthete.evaluate import clip_look
+    from synesthete.eval import clip_look
     from synesthete.render import generate_frames
     from synesthete.styles import clip_style
 
@@ -415,7 +415,7 @@ def render_heldout(models: Models, clips: list[dict], settings: Settings) -> lis
 def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clips: list[dict], step: int) -> None:
     """Eval hook: FSD, recognisability and cut rate of the renders (``evaluate.heldout_picture``), and a
     contact sheet image (model row above oracle row per clip)."""
-    from synesthete.evaluate import heldout_picture, heldout_sheet_rows
+    from synesthete.eval import heldout_picture, heldout_sheet_rows
     from synesthete.metrics.picture import compose_sheet
 
     picture = heldout_picture(critic, renders, clips, run.settings)
@@ -432,7 +432,7 @@ def log_families(run: TrainingRun, models: Models, critic: Any, step: int) -> No
     """Eval hook: the per-family figures of ``eval --families`` (one excerpt per family and source, no long
     render), on the music folders' held-out songs too when the run trains on real music."""
     from synesthete.data import music_library
-    from synesthete.family_eval import evaluate_families
+    from synesthete.eval import evaluate_families
 
     settings = run.settings.updated(eval={"family_clips": 1, "long_seconds": 0})
     library = music_library(settings)
@@ -559,7 +559,7 @@ def train_diffusion(
         reference: dict[str, float] = {}  # sync metrics of the held-out clips' own frames, measured once
         critic = None
         if run.dist.is_main:
-            from synesthete.metrics.picture import load_critic
+            from synesthete.checkpoint import load_critic
 
             try:
                 critic = load_critic(settings.critic_path, device)
@@ -608,7 +608,7 @@ def train_diffusion(
                     log_samples(run, models, heldout, step)
                 if step % ts.eval_every == 0:
                     if not reference:
-                        from synesthete.evaluate import heldout_clips
+                        from synesthete.eval import heldout_clips
 
                         with one_thread():
                             eval_clips = heldout_clips(settings, ts.eval_clips)

@@ -294,7 +294,7 @@ class TrainingRun:
 
     def clip_pool(self, start_index: int, transform: Callable[[dict, int], dict] | None = None) -> ClipPool:
         """This rank's pool of training clips, as it was at stream position ``start_index``."""
-        return ClipPool(self.settings, start_index, self.dist, self.print, transform)
+        return ClipPool(self.settings, start_index, self.dist.rank, self.dist.world_size, self.print, transform)
 
     def seed_step(self, step: int) -> torch.Generator:
         """Re-seed the global RNG (all devices) and return a CPU generator, both from (seed, step, rank).

@@ -8,7 +8,7 @@ training song is ever scored). Per family and source it reports what ``eval`` re
 
 * on style and cut rate of the render, beside the visualizers' on the same audio;
 * the critic-feature Fréchet distance (FSD) of the render to the visualizers, as a ratio to the visualizers'
-  own floor (first halves against second halves, as ``evaluate.heldout_picture`` does);
+  own floor (first halves against second halves, as ``eval.picture.heldout_picture`` does);
 * AV-Align of the render and of the visualizers (their ratio is the sync bar), and motion in settled
   silence over motion in sound;
 * with ``eval.long_seconds`` > 0, the style stability, on style and cut rate of one long render per family
@@ -27,14 +27,19 @@ from typing import Any
 
 import torch
 
+from synesthete.checkpoint import Models, load_critic, load_models
 from synesthete.console import make_progress
 from synesthete.data import make_clip, music_library
-from synesthete.evaluate import _critic_view, _visualizers, video_picture, write_json
+from synesthete.device import resolve_device
+from synesthete.errors import InputError
+from synesthete.eval.common import visualizers, write_json
+from synesthete.eval.picture import fsd_by_halves, fsd_floor, ratio_to_floor, video_picture
+from synesthete.eval.sheets import family_sheet_path, pair_rows, write_family_sheets
 from synesthete.files import check_output
-from synesthete.media import to_unit
-from synesthete.metrics.picture import frechet_distance, load_critic, sheet_times, style_stability, write_sheet
+from synesthete.metrics.picture import style_stability
 from synesthete.metrics.quality import nanmean
 from synesthete.metrics.sync import analyse
+from synesthete.models.critic import Critic
 from synesthete.music import MusicLibrary, excerpt
 from synesthete.render import generate_frames, seed_look
 from synesthete.settings import Settings
@@ -65,9 +70,10 @@ def family_audio(settings: Settings, source: str, seed: int, seconds: float,
     return clip["audio"], f"procedural seed {seed}"
 
 
-def _scores(critic: Any, frames: torch.Tensor, wave: torch.Tensor, family: str, settings: Settings) -> tuple[dict, Any]:
+def _scores(critic: Critic, frames: torch.Tensor, wave: torch.Tensor, family: str,
+            settings: Settings) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
     """Picture and sync figures of one video of ``family`` against its audio, and the critic's (probs, features)."""
-    outputs = _critic_view(critic, frames)
+    outputs = critic.outputs(frames)
     picture = video_picture(critic, frames, [family], outputs)
     sync = analyse(frames, wave, settings.audio.sample_rate, settings.video.fps, settings,
                    strict=settings.eval.strict).metrics()
@@ -76,28 +82,59 @@ def _scores(critic: Any, frames: torch.Tensor, wave: torch.Tensor, family: str, 
     return row, outputs
 
 
-def _fsd_ratio(model: list[torch.Tensor], truth: list[torch.Tensor]) -> tuple[float, float]:
-    """(FSD of the renders to the visualizers, that over the visualizers' own floor), by halves of each clip."""
-    def half(feats: list[torch.Tensor], part: int) -> torch.Tensor:
-        return torch.cat([f[: len(f) // 2] if part == 0 else f[len(f) // 2 :] for f in feats])
-
-    fsd = (frechet_distance(half(model, 0), half(truth, 1)) + frechet_distance(half(model, 1), half(truth, 0))) / 2
-    floor = frechet_distance(half(truth, 0), half(truth, 1))
-    return fsd, fsd / floor if floor > 0 and math.isfinite(floor) else math.nan
-
-
-def _summary(rows: list[dict], truth_rows: list[dict], fsd: tuple[float, float]) -> dict:
-    """Means over a family's excerpts, the visualizers' beside the render's, and the ratios the bars use."""
-    model = {key: nanmean([r[key] for r in rows]) for key in rows[0]}
-    truth = {key: nanmean([r[key] for r in truth_rows]) for key in truth_rows[0]}
-    out = {"model": model, "visualizers": truth, "fsd": fsd[0], "fsd_ratio_to_floor": fsd[1]}
-    out["cut_rate_ratio"] = model["cut_rate"] / truth["cut_rate"] if truth["cut_rate"] > 0 else math.nan
-    out["av_align_ratio"] = model["av_align"] / truth["av_align"] if truth["av_align"] > 0 else math.nan
+def _summary(rows: list[dict], truth_rows: list[dict], model: list[torch.Tensor], truth: list[torch.Tensor]) -> dict:
+    """Means over a family's excerpts, the visualizers' beside the render's, the FSD of the renders' critic
+    features ``model`` to the visualizers' ``truth``, and the ratios the bars use."""
+    fsd = fsd_by_halves(model, truth)
+    means = {key: nanmean([r[key] for r in rows]) for key in rows[0]}
+    truth_means = {key: nanmean([r[key] for r in truth_rows]) for key in truth_rows[0]}
+    out = {"model": means, "visualizers": truth_means, "fsd": fsd,
+           "fsd_ratio_to_floor": ratio_to_floor(fsd, fsd_floor(truth))}
+    out["cut_rate_ratio"] = means["cut_rate"] / truth_means["cut_rate"] if truth_means["cut_rate"] > 0 else math.nan
+    out["av_align_ratio"] = means["av_align"] / truth_means["av_align"] if truth_means["av_align"] > 0 else math.nan
     return out
 
 
+def _family_source(models: Models, critic: Critic, settings: Settings, f: int, source: str,
+                   library: MusicLibrary | None, bar: Any, task: Any, sheet_rows: list[torch.Tensor]) -> dict:
+    """The figures of family number ``f`` on ``eval.family_clips`` excerpts of ``source``; each excerpt's
+    render and visualizers go on ``sheet_rows``."""
+    ev, family = settings.eval, families()[f]
+    rows, truth_rows, feats, truth_feats, labels = [], [], [], [], []
+    for k in range(ev.family_clips):
+        seed = family_seed(settings, f, k if source == "real" else ev.family_clips + k)
+        bar.update(task, info=f"{family}, {source} {k + 1}/{ev.family_clips}")
+        wave, label = family_audio(settings, source, seed, ev.clip_seconds, library)
+        look = seed_look([family], seed, settings)
+        video = generate_frames(models, wave, settings, style=[family], look=look)
+        truth = visualizers(wave, look, settings, video.shape[0])
+        row, (_, feat) = _scores(critic, video, wave, family, settings)
+        truth_row, (_, truth_feat) = _scores(critic, truth, wave, family, settings)
+        rows.append(row)
+        truth_rows.append(truth_row)
+        labels.append(label)
+        feats.append(feat)
+        truth_feats.append(truth_feat)
+        sheet_rows += pair_rows(video, truth, ev.sheet_frames)
+        bar.advance(task)
+    return {**_summary(rows, truth_rows, feats, truth_feats), "excerpts": labels}
+
+
+def _family_long(models: Models, critic: Critic, settings: Settings, f: int, source: str,
+                 library: MusicLibrary | None) -> dict:
+    """Style stability, on style and cut rate of one ``eval.long_seconds`` render of family number ``f``."""
+    family, seconds = families()[f], settings.eval.long_seconds
+    seed = family_seed(settings, f, LONG_CLIP)
+    wave, label = family_audio(settings, source, seed, seconds, library)
+    look = seed_look([family], seed, settings)
+    video = generate_frames(models, wave, settings, style=[family], look=look)
+    row, (probs, _) = _scores(critic, video, wave, family, settings)
+    return {"source": source, "excerpt": label, "seconds": seconds, "style_stability": style_stability(probs),
+            "on_style": row["on_style"], "cut_rate": row["cut_rate"]}
+
+
 def evaluate_families(
-    models: Any, critic: Any, settings: Settings, library: MusicLibrary | None = None, progress: bool = True,
+    models: Models, critic: Critic, settings: Settings, library: MusicLibrary | None = None, progress: bool = True,
     sheets: dict[str, list[torch.Tensor]] | None = None,
 ) -> dict:
     """Per-family figures on procedural and (with ``library``) real held-out excerpts; see the module docstring.
@@ -108,48 +145,23 @@ def evaluate_families(
     ev = settings.eval
     sources = [s for s in SOURCES if s != "real" or library is not None]
     names = families()
-    clips = ev.family_clips
     t_start = time.perf_counter()
-    out: dict[str, Any] = {"clips_per_family": clips, "clip_seconds": ev.clip_seconds, "sources": sources,
-                           "families": {}}
+    out: dict[str, Any] = {"clips_per_family": ev.family_clips, "clip_seconds": ev.clip_seconds,
+                           "sources": sources, "families": {}}
     if library is not None:
         out["heldout_songs"] = [s.path.name for s in library.songs("heldout")]
-    renders_total = len(names) * (len(sources) * clips + (1 if ev.long_seconds > 0 else 0))
+    renders_total = len(names) * (len(sources) * ev.family_clips + (1 if ev.long_seconds > 0 else 0))
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("families", total=renders_total, info="")
         for f, family in enumerate(names):
-            entry: dict[str, Any] = {}
             sheet_rows: list[torch.Tensor] = []
-            for source in sources:
-                rows, truth_rows, feats, truth_feats, labels = [], [], [], [], []
-                for k in range(clips):
-                    seed = family_seed(settings, f, k if source == "real" else clips + k)
-                    bar.update(task, info=f"{family}, {source} {k + 1}/{clips}")
-                    wave, label = family_audio(settings, source, seed, ev.clip_seconds, library)
-                    look = seed_look([family], seed, settings)
-                    video = generate_frames(models, wave, settings, style=[family], look=look)
-                    truth = _visualizers(wave, look, settings, video.shape[0])
-                    row, (_, feat) = _scores(critic, video, wave, family, settings)
-                    truth_row, (_, truth_feat) = _scores(critic, truth, wave, family, settings)
-                    rows.append(row)
-                    truth_rows.append(truth_row)
-                    labels.append(label)
-                    feats.append(feat)
-                    truth_feats.append(truth_feat)
-                    idx = sheet_times(min(len(video), len(truth)), ev.sheet_frames)
-                    sheet_rows += [to_unit(video[idx]), to_unit(truth[idx])]
-                    bar.advance(task)
-                entry[source] = {**_summary(rows, truth_rows, _fsd_ratio(feats, truth_feats)), "excerpts": labels}
+            entry: dict[str, Any] = {
+                source: _family_source(models, critic, settings, f, source, library, bar, task, sheet_rows)
+                for source in sources
+            }
             if ev.long_seconds > 0:
-                seed = family_seed(settings, f, LONG_CLIP)
                 bar.update(task, info=f"{family}, {ev.long_seconds:g} s")
-                wave, label = family_audio(settings, sources[0], seed, ev.long_seconds, library)
-                look = seed_look([family], seed, settings)
-                video = generate_frames(models, wave, settings, style=[family], look=look)
-                row, (probs, _) = _scores(critic, video, wave, family, settings)
-                entry["long"] = {"source": sources[0], "excerpt": label, "seconds": ev.long_seconds,
-                                 "style_stability": style_stability(probs),
-                                 "on_style": row["on_style"], "cut_rate": row["cut_rate"]}
+                entry["long"] = _family_long(models, critic, settings, f, sources[0], library)
                 bar.advance(task)
             out["families"][family] = entry
             if sheets is not None:
@@ -158,32 +170,17 @@ def evaluate_families(
     return out
 
 
-def write_family_sheets(path: Path, sheets: dict[str, list[torch.Tensor]]) -> list[Path]:
-    """One contact sheet PNG per family beside ``path``: ``<stem>-<family>.png``, render above visualizers."""
-    written = []
-    for family, rows in sheets.items():
-        target = path.with_name(f"{path.stem}-{family}{path.suffix}")
-        write_sheet(target, rows, group=2)
-        written.append(target)
-    return written
-
-
 def run_family_eval(settings: Settings, json_out: Path | None = None, sheet: Path | None = None,
                     overwrite: bool = False, progress: bool = True) -> tuple[dict, list[Path]]:
     """`synesthete eval --families` / `--music DIR`: the per-family figures of the checkpoints, written as JSON
     (``json_out``) and one contact sheet per family (``sheet``: ``<stem>-<family>.png``)."""
-    from synesthete.checkpoint import load_models
-    from synesthete.device import resolve_device
-
     outputs = [Path(p) for p in (json_out,) if p is not None]
     if sheet is not None:
-        outputs += [Path(sheet).with_name(f"{Path(sheet).stem}-{f}{Path(sheet).suffix}") for f in families()]
+        outputs += [family_sheet_path(Path(sheet), f) for f in families()]
     for target in outputs:
         check_output(target, overwrite)
     library = music_library(settings)  # the folders' files are checked before any heavy work
     if library is not None and not library.songs("heldout"):
-        from synesthete.errors import InputError
-
         raise InputError(f"no held-out songs in the music folders ({library.describe()}): eval scores only "
                          f"held-out files (data.music_heldout={settings.data.music_heldout}); add songs")
     device = resolve_device(settings.device)
