@@ -133,7 +133,7 @@ def print_picture(picture: dict) -> None:
 
 
 def print_families(result: dict) -> None:
-    """Print the per-family table of ``eval.run_family_eval``: one row per family and source, render beside visualizers."""
+    """The per-family table of ``eval.run_family_eval``: a row per family and source, render beside visualizers."""
     table = Table(title=f"every family ({result['clips_per_family']} excerpts of {result['clip_seconds']:g} s per "
                         "family and source; render / visualizers on the same audio, in the same look)",
                   title_justify="left")
