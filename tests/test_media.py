@@ -108,3 +108,24 @@ def test_check_output(tmp_path):
     assert check_output(existing, overwrite=True) == existing
     with pytest.raises(OutputError, match="even"):
         VideoWriter(tmp_path / "odd.mp4", 31, 32, 30)
+
+
+@pytest.mark.slow
+def test_torchcodec_loads_without_torchdynamo_which_still_loads_when_used(tmp_path):
+    """Decoding and encoding do not import TorchDynamo (seconds of start-up); torch.compile still finds it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from synesthete.media import load_audio, write_video\n"
+        f"write_video({str(tmp_path / 'a.mp4')!r}, torch.rand(4, 3, 32, 32), 4, 0.1 * torch.randn(1, 16000), 16000)\n"
+        f"wave, rate = load_audio({str(tmp_path / 'a.mp4')!r})\n"
+        "assert rate == 16000 and wave.shape[-1] >= 16000, wave.shape\n"
+        "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')\n"
+        "f = torch.compile(lambda x: x * 2, backend='eager')\n"
+        "print(float(f(torch.ones(1))), hasattr(torch._dynamo, 'reset'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["no dynamo", "2.0 True"], out.stdout

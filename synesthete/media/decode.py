@@ -1,6 +1,6 @@
 """Decoding whole files through torchcodec: audio (``load_audio``, ``audio_info``) and video (``load_video``).
 
-torchcodec is imported lazily (it costs about 1.3 s) so that ``synesthete --help`` stays fast. A long song is
+torchcodec is imported lazily (``media.backend``) so that ``synesthete --help`` stays fast. A long song is
 read in a stream instead (``media.stream.AudioReader``).
 """
 
@@ -13,6 +13,7 @@ import torch
 
 from synesthete.errors import InputError
 from synesthete.files import check_input
+from synesthete.media.backend import torchcodec
 from synesthete.media.messages import codec_message
 
 
@@ -27,11 +28,9 @@ class AudioInfo:
 
 
 def audio_decoder(path: str | Path, sample_rate: int | None = None, num_channels: int | None = None):
-    from torchcodec.decoders import AudioDecoder
-
     path = check_input(path)
     try:
-        return AudioDecoder(str(path), sample_rate=sample_rate, num_channels=num_channels)
+        return torchcodec().decoders.AudioDecoder(str(path), sample_rate=sample_rate, num_channels=num_channels)
     except (RuntimeError, ValueError) as exc:
         msg = str(exc).lower()
         if "audio stream" in msg or "no audio" in msg or "best stream" in msg:
@@ -95,11 +94,9 @@ def load_audio(
 
 def load_video(path: str | Path) -> tuple[torch.Tensor, float]:
     """Decode all frames of ``path`` as uint8 [T, 3, H, W] with the stream's frame rate."""
-    from torchcodec.decoders import VideoDecoder
-
     path = check_input(path, "a video file")
     try:
-        dec = VideoDecoder(str(path))
+        dec = torchcodec().decoders.VideoDecoder(str(path))
         frames = dec.get_frames_in_range(0, dec.metadata.num_frames or len(dec)).data
     except (RuntimeError, ValueError) as exc:
         raise InputError(f"{path} could not be decoded as video (corrupt, unsupported or no video stream)") from exc

@@ -1,7 +1,7 @@
 """Encoding through torchcodec: an H.264 yuv420p + AAC mp4 (``VideoWriter``, ``write_video``), a PCM wav
 (``write_wav``) and checkpoints (``atomic_save``), each written atomically (``files.atomic_path``).
 
-torchcodec is imported lazily (it costs about 1.3 s) so that ``synesthete --help`` stays fast.
+torchcodec is imported lazily (``media.backend``) so that ``synesthete --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from synesthete.errors import OutputError
 from synesthete.files import atomic_path
+from synesthete.media.backend import torchcodec
 from synesthete.media.messages import codec_message
 
 AAC_FRAME = 1024  # AAC pads the audio track to whole 1024-sample frames.
@@ -70,12 +71,10 @@ class VideoWriter:
         self.samples_written = 0
 
     def __enter__(self) -> VideoWriter:
-        from torchcodec.encoders import Encoder
-
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         try:
-            self._encoder = Encoder()
+            self._encoder = torchcodec().encoders.Encoder()
             self._video = self._encoder.add_video(
                 height=self.height, width=self.width, frame_rate=self.fps, codec="libx264",
                 pixel_format="yuv420p", crf=self.crf, preset=self.preset,

@@ -28,6 +28,7 @@ from torch import nn
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
 from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.media import to_unit
+from synesthete.media.backend import torchcodec
 from synesthete.models import count_params
 from synesthete.models.critic import CriticConfig, StyleCritic, critic_outputs
 from synesthete.settings import Settings
@@ -41,13 +42,11 @@ CUT_PERCENTILE = 0.99
 
 def h264_roundtrip(frames: torch.Tensor, fps: int, crf: int) -> torch.Tensor:
     """uint8 frames [T, 3, H, W] -> the same frames after libx264 (yuv420p) encoding and decoding."""
-    from torchcodec.decoders import VideoDecoder
-    from torchcodec.encoders import VideoEncoder
-
-    data = VideoEncoder(frames.contiguous(), frame_rate=fps).to_tensor(
+    codec = torchcodec()
+    data = codec.encoders.VideoEncoder(frames.contiguous(), frame_rate=fps).to_tensor(
         "mp4", codec="libx264", pixel_format="yuv420p", crf=crf, preset="veryfast"
     )
-    return VideoDecoder(data)[:].contiguous()  # [T, 3, H, W] uint8
+    return codec.decoders.VideoDecoder(data)[:].contiguous()  # [T, 3, H, W] uint8
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
