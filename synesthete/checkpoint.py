@@ -37,7 +37,7 @@ from torch.overrides import TorchFunctionMode
 from synesthete import __version__
 from synesthete.errors import CheckpointError
 from synesthete.media import atomic_save, to_unit
-from synesthete.settings import DiffusionSettings, Settings
+from synesthete.settings import DiffusionSettings, Settings, check_retired
 
 FORMAT = "synesthete-checkpoint"
 VERSION = 1
@@ -149,7 +149,7 @@ def _config_class(kind: str) -> type:
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
     """The config that builds the checkpoint's network: its own ``config``, or (older files) the config
     derived from the settings it stores."""
-    from synesthete.models.config import ConfigBoundsError
+    from synesthete.models.config import ConfigBoundsError, RetiredFieldError
 
     cls = _config_class(ckpt["kind"])
     try:
@@ -158,6 +158,8 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
                 raise TypeError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
             return cls.from_dict(ckpt["config"])
         return cls.from_settings(ckpt.get("settings") or {})
+    except RetiredFieldError as exc:
+        raise CheckpointError(f"cannot use {path}: {exc}") from None
     except ConfigBoundsError as exc:  # a field of the wrong type, sign or size (a damaged or tampered file)
         raise CheckpointError(f"{path} asks for a {ckpt['kind']} network that cannot be right: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -186,6 +188,11 @@ def load_checkpoint(path: str | Path, kind: str, settings: Settings | None = Non
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} is a {ckpt.get('kind')} checkpoint, expected a {kind} checkpoint")
     if settings is not None:
+        if kind == "diffusion":  # a resumed run trains on as its stored settings say: none may ask for a retired knob
+            try:
+                check_retired(ckpt.get("settings") or {})
+            except ValueError as exc:
+                raise CheckpointError(f"cannot resume {path}: {exc}") from None
         check_config(ckpt, _config_class(kind).from_settings(settings), path, preset=settings.preset)
     return ckpt
 

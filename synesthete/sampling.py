@@ -116,12 +116,10 @@ class DDIMSampler:
 
 
 class DDPMSampler:
-    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps; its fresh
-    noise is shared across a window's frames by ``correlation`` (``window_noise``), as the network was trained."""
+    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps."""
 
-    def __init__(self, schedule: NoiseSchedule, correlation: float = 0.0) -> None:
+    def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
-        self.correlation = correlation
 
     def step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -132,7 +130,7 @@ class DDPMSampler:
         if t_prev < 0:
             return mean
         variance = beta * (1 - ab_prev) / (1 - ab_t)
-        return mean + math.sqrt(variance) * window_noise(x_t, self.correlation, generator)
+        return mean + math.sqrt(variance) * randn_like(x_t, generator)
 
 
 class DPMSolverPP2MSampler:
@@ -185,22 +183,6 @@ SAMPLERS: dict[str, type[DDIMSampler] | type[DDPMSampler] | type[DPMSolverPP2MSa
 }
 
 
-def window_noise(x: torch.Tensor, correlation: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Diffusion noise shaped like windows ``x`` [B, W, ...]: standard normal per element, of which a share
-    ``correlation`` of the variance is one draw shared by all W frames of a window (``diffusion.noise_correlation``;
-    0 gives independent frames)."""
-    noise = randn_like(x, generator)
-    if correlation > 0:
-        shared = randn_like(x[:, :1], generator)
-        noise = math.sqrt(1 - correlation) * noise + math.sqrt(correlation) * shared
-    return noise
-
-
-def noise_correlation(model: nn.Module, cfg: DiffusionSettings) -> float:
-    """The noise correlation ``model`` was trained with (its config), else ``cfg``'s."""
-    return float(getattr(getattr(model, "config", None), "noise_correlation", cfg.noise_correlation))
-
-
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), on x's device."""
     if generator is None:
@@ -227,8 +209,6 @@ def sample(
     style_guidance: float | None = None,
     context: torch.Tensor | None = None,
     context_mask: torch.Tensor | None = None,
-    context_noise: float | None = None,
-    guidance_interval: tuple[float, float] | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
@@ -241,16 +221,11 @@ def sample(
 
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
-    and all passes run in one batched forward (a scale of 1 skips its pass). Guidance applies only at the
-    steps whose noise level t / T lies in ``guidance_interval`` (default ``(cfg.guidance_low,
-    cfg.guidance_high)``, all steps): elsewhere the conditional pass runs alone, half the rows of the batched
-    forward with audio guidance (guidance in a limited interval, Kynkaanniemi et al. 2024). ``context`` [B, W, C, h, w]
-    with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
-    exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
-    share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
+    and all passes run in one batched forward (a scale of 1 skips its pass), at every step. ``context``
+    [B, W, C, h, w] with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and
+    are returned exactly. The network sees them as they are, flagged as context (timestep 0) at every step.
     A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale instead: the
-    audio term then costs no pass (w = ``guidance`` inside the interval, 1 outside), and ``guidance_rescale``,
-    which needs the conditional pass beside the guided one, does not apply.
+    audio term then costs no pass.
     ``callback(step, total)`` is called after every step (progress bars).
     """
     if not isinstance(cfg, DiffusionSettings):
@@ -262,8 +237,7 @@ def sample(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
     schedule = NoiseSchedule(cfg)
-    correlation = noise_correlation(model, cfg)
-    stepper = DDPMSampler(schedule, correlation) if sampler == "ddpm" else SAMPLERS[sampler](schedule)
+    stepper = SAMPLERS[sampler](schedule)
     device = _model_device(model)
     shape = tuple(shape)
     batch = shape[0]
@@ -282,10 +256,6 @@ def sample(
         passes.append((False, True))
         scales.append(style_guidance - 1.0)
     n_pass = len(passes)
-    low, high = (cfg.guidance_low, cfg.guidance_high) if guidance_interval is None else guidance_interval
-    if not 0 <= low <= high <= 1:
-        raise ValueError(f"guidance interval ({low}, {high}) must satisfy 0 <= low <= high <= 1")
-    last_t = max(1, cfg.num_train_timesteps - 1)
 
     def flags(which: int) -> torch.Tensor:
         return torch.tensor([p[which] for p in passes], device=device).repeat_interleave(batch)
@@ -306,7 +276,7 @@ def sample(
         audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
         style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
 
-        x = window_noise(torch.empty(shape, device=device), correlation, generator)  # [B, W, C, h, w]
+        x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
         mask_in = context_t = None
         if context is not None:
             if context_mask is None:
@@ -314,24 +284,16 @@ def sample(
             context = context.to(device=device, dtype=torch.float32)
             mask = context_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
             mask_in = context_mask.to(device=device, dtype=torch.bool).repeat(n_pass, 1)
-            context_noise = cfg.context_noise if context_noise is None else context_noise
-            if not 0 <= context_noise < 1:
-                raise ValueError(f"context_noise {context_noise} is outside [0, 1): a share of the schedule")
-            t_ctx = round(context_noise * (cfg.num_train_timesteps - 1))
-            context_t = torch.full((batch * n_pass,), t_ctx, dtype=torch.long, device=device)
-            seen = context  # what the network sees at the context frames, fixed for all steps
-            if t_ctx > 0:
-                seen = schedule.q_sample(context, randn_like(context, generator), context_t[:batch])
-            x = torch.where(mask, seen, x)
+            context_t = torch.zeros((batch * n_pass,), dtype=torch.long, device=device)  # clean
+            x = torch.where(mask, context, x)
         timesteps = schedule.timesteps(steps).tolist()
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            guided = low <= t / last_t <= high
             w_in = None
             if distilled:  # the audio scale is an input: every pass gets it
-                w_in = torch.full((batch * n_pass,), guidance if guided else 1.0, device=device)
-            if n_pass > 1 and guided:  # every pass, batched, and the guidance terms
+                w_in = torch.full((batch * n_pass,), guidance, device=device)
+            if n_pass > 1:  # every pass, batched, and the guidance terms
                 x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
                 out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
                                  drop_style, mask_in, context_t, w_in).float()
@@ -339,8 +301,6 @@ def sample(
                 out = parts[0]
                 for scale, part in zip(scales, parts[1:], strict=True):
                     out = out + scale * (parts[0] - part)
-                if cfg.guidance_rescale > 0 and not distilled:
-                    out = rescale_guidance(out, parts[0], cfg.guidance_rescale)
             else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
                 out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
                                                            drop_style, mask_in, context_t, w_in)).float()
@@ -350,7 +310,7 @@ def sample(
             eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
             x = stepper.step(x, x0, eps, t, t_prev, generator)
             if context is not None:
-                x = torch.where(mask, seen if t_prev >= 0 else context, x)
+                x = torch.where(mask, context, x)
             if callback is not None:
                 callback(i + 1, len(timesteps))
         return x
@@ -363,14 +323,6 @@ def guidance_distilled(model: nn.Module) -> bool:
     """Whether ``model`` takes the audio guidance scale as an input (``config.guidance_embed``): one pass per
     sampling step gives the guided output."""
     return bool(getattr(getattr(model, "config", None), "guidance_embed", False))
-
-
-def rescale_guidance(guided: torch.Tensor, conditional: torch.Tensor, share: float) -> torch.Tensor:
-    """Classifier-free guidance rescaled (Lin et al. 2024, eq. 15-16): the guided output [B, ...] scaled to the
-    conditional output's standard deviation per sample, mixed with the plain guided output by ``share``."""
-    dims = tuple(range(1, guided.ndim))
-    ratio = conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
-    return share * guided * ratio + (1 - share) * guided
 
 
 def _rows(n: int, *items: object) -> list[object]:

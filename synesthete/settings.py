@@ -47,6 +47,45 @@ def env_file_path() -> Path | None:
 # are read through it, and an old SYNESTHETE_* variable gets a hint.
 RENAMED: dict[tuple[str, str], str] = {("render", "preset"): "x264_preset"}
 
+# Experiment knobs that were tried and not adopted, and removed: (section, field) -> the value that meant what
+# synesthete does today (ANY: every value did, the knob acted only with another one). Stored settings and
+# checkpoint configs that hold that value still load; any other value is refused, as is a SYNESTHETE_*
+# variable naming one. docs/experiments/ and the model card keep what they measured.
+ANY = "any value"
+RETIRED: dict[tuple[str, str], Any] = {
+    ("diffusion", "noise_correlation"): 0.0,
+    ("diffusion", "predicted_context_steps"): 1,
+    ("diffusion", "loss_weighting"): "none",
+    ("diffusion", "min_snr_gamma"): ANY,
+    ("diffusion", "guidance_low"): 0.0,
+    ("diffusion", "guidance_high"): 1.0,
+    ("diffusion", "guidance_rescale"): 0.0,
+    ("diffusion", "context_noise"): 0.0,
+}
+
+
+def retired_problem(section: str, name: str, value: Any) -> str | None:
+    """Why ``section.name = value`` of a stored settings dict cannot be honoured (a retired knob at a value other
+    than today's behaviour), or None."""
+    if (section, name) not in RETIRED:
+        return None
+    keep = RETIRED[(section, name)]
+    if keep is ANY or value == keep:
+        return None
+    return (f"{section}.{name}={value!r} is a retired experiment (not adopted) that this synesthete no longer "
+            f"runs; only {keep!r} is read")
+
+
+def check_retired(stored: dict[str, Any]) -> None:
+    """Raise a ValueError for the first retired knob of a stored settings dict (a checkpoint's) whose value
+    asks for something other than today's behaviour."""
+    for (section, name) in RETIRED:
+        values = stored.get(section)
+        if isinstance(values, dict) and name in values:
+            problem = retired_problem(section, name, values[name])
+            if problem:
+                raise ValueError(problem)
+
 
 def default_checkpoint_dir() -> Path:
     """The checkpoints shipped with synesthete, wherever the command runs.
@@ -168,11 +207,6 @@ class DiffusionSettings(_Section):
         (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
         "made from: higher gives blurrier, blob-like context.",
     )
-    predicted_context_steps: int = Field(
-        1, ge=1, le=20, description="DDIM steps in which the predicted context is denoised from its noised copy "
-        "(1 = the one-step estimate, soft; more: sharp, with the network's own details drawn in, as render's "
-        "frames are). Each step is one more no-grad pass over those windows.",
-    )
     anchor_prob: float = Field(
         0.5, ge=0, le=1, description="Share of the training windows with 2 or more context frames whose first "
         "context frame is another moment of the same clip (an anchor), as render's anchored context is "
@@ -183,14 +217,6 @@ class DiffusionSettings(_Section):
         "end (1..max_context of them, at least one frame left to generate): the DiT learns to fill a gap "
         "between a past and a future, as render's bridges between lanes need (render.lanes).",
     )
-    context_noise: float = Field(
-        0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
-        "(0 = give them clean); keep it within context_noise_max.",
-    )
-    loss_weighting: Literal["none", "min_snr"] = Field(
-        "none", description="Per-timestep loss weight: none (plain v-loss), or Min-SNR-gamma (Hang et al. 2023)."
-    )
-    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of the Min-SNR weighting.")
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
     hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")
@@ -204,23 +230,6 @@ class DiffusionSettings(_Section):
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
-    )
-    guidance_rescale: float = Field(
-        0.0, ge=0, le=1, description="Rescale the guided prediction toward the conditional one's standard "
-        "deviation by this share (Lin et al. 2024, 'Common diffusion noise schedules and sample steps are "
-        "flawed'; 0 = off): keeps strong guidance from overshooting into bursts.",
-    )
-    guidance_low: float = Field(
-        0.0, ge=0, le=1, description="Guidance (audio and style) applies only at steps whose noise level "
-        "t/T is in [guidance_low, guidance_high]; other steps run the conditional pass alone (fewer FLOPs; on a "
-        "2-core CPU the small forward is overhead-bound and barely gets faster).",
-    )
-    guidance_high: float = Field(1.0, ge=0, le=1, description="Upper end of the guidance interval (see guidance_low).")
-    noise_correlation: float = Field(
-        0.0, ge=0, lt=1, description="Share of the diffusion noise's variance that the frames of a window share "
-        "(mixed noise prior, Ge et al. 2023, 'Preserve your own correlation'): training noises windows and "
-        "sampling starts from such noise, so the network learns frames that change together rather than each on "
-        "its own. A property of the trained DiT (stored in its config; render and eval take it from there).",
     )
     guidance_embed: bool = Field(
         False, description="The DiT takes the audio guidance scale as an input: a guidance-distilled student "
@@ -240,10 +249,7 @@ class DiffusionSettings(_Section):
     loss_buckets: int = Field(4, gt=0, description="Timestep buckets of the per-timestep loss diagnostic.")
 
     @model_validator(mode="after")
-    def _check_guidance_interval(self) -> DiffusionSettings:
-        if self.guidance_low > self.guidance_high:
-            raise ValueError(f"diffusion.guidance_low={self.guidance_low} is above diffusion.guidance_high="
-                             f"{self.guidance_high}: the guidance interval is [low, high]")
+    def _check_distill_guidance(self) -> DiffusionSettings:
         low, high = self.distill_guidance
         if not 0 <= low <= high <= 20:
             raise ValueError(f"diffusion.distill_guidance={self.distill_guidance} must be (low, high) with "
@@ -634,6 +640,9 @@ def check_environment(environ: dict[str, str] | None = None, env_file: str | Pat
         if len(parts) > 1:
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ValueError(f"environment variable {key}: '{head}' has no fields")
+            if len(parts) == 2 and (head, parts[1]) in RETIRED:
+                raise ValueError(f"environment variable {key}: {head}.{parts[1]} was a retired experiment (not "
+                                 "adopted) and is no setting any more: remove it")
             if len(parts) != 2 or parts[1] not in annotation.model_fields:
                 renamed = RENAMED.get((head, parts[-1])) if len(parts) == 2 else None
                 hint = f": renamed to SYNESTHETE_{head.upper()}__{renamed.upper()}" if renamed else ""

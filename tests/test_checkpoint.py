@@ -245,3 +245,38 @@ def test_models_encode_and_decode_own_the_latent_scaling(tiny, tmp_path):
     assert torch.allclose(models.encode((frames * 255).round().to(torch.uint8)), z, atol=0.05)
     out = models.decode(z)
     assert torch.allclose(out, models.vae.decode(mu).clamp(0, 1), atol=1e-5)
+
+
+def test_retired_knobs_at_todays_value_still_load_and_other_values_are_refused(tiny, tmp_path):
+    """Shipped checkpoints whose config or stored settings carry a retired experiment knob (the teacher's config
+    says noise_correlation 0.0) still load; the same files asking for another value are refused in one line,
+    whether the knob is in the config, in the settings of a file without config, or in the settings a resumed
+    run trains on."""
+    from synesthete.checkpoint import build_model, checkpoint_config
+    from synesthete.settings import default_checkpoint_dir
+
+    shipped = default_checkpoint_dir() / "diffusion_teacher.pt"
+    ckpt = read_checkpoint(shipped)
+    assert ckpt["config"]["noise_correlation"] == 0.0  # a retired key, at today's value
+    assert "noise_correlation" not in checkpoint_config(ckpt, shipped).to_dict()
+    build_model(ckpt, shipped)
+
+    ckpt["config"]["noise_correlation"] = 0.5
+    with pytest.raises(CheckpointError, match=r"^cannot use .*diffusion\.noise_correlation=0\.5 is a retired") as err:
+        checkpoint_config(ckpt, shipped)
+    assert "\n" not in str(err.value)
+    del ckpt["config"]  # an older file: its network is built from the settings it stores
+    ckpt["settings"]["diffusion"]["noise_correlation"] = 0.5
+    with pytest.raises(CheckpointError, match="retired"):
+        checkpoint_config(ckpt, shipped)
+
+    # Resuming trains on as the stored settings say: a retired knob at another value is refused.
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    run = _dit_run_checkpoint(tiny, vae_ckpt["model"])
+    run["settings"]["diffusion"].update(guidance_low=0.0, loss_weighting="none", min_snr_gamma=3.0)
+    save_checkpoint(run, tmp_path / "ckpt.pt")
+    load_checkpoint(tmp_path / "ckpt.pt", "diffusion", tiny)
+    run["settings"]["diffusion"]["loss_weighting"] = "min_snr"
+    save_checkpoint(run, tmp_path / "ckpt.pt")
+    with pytest.raises(CheckpointError, match=r"cannot resume .*diffusion\.loss_weighting='min_snr' is a retired"):
+        load_checkpoint(tmp_path / "ckpt.pt", "diffusion", tiny)

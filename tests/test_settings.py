@@ -56,6 +56,14 @@ def test_typo_in_env_is_caught():
     check_environment({"SYNESTHETE_VAE__LR": "1", "SYNESTHETE_DEVICE": "cpu"})
 
 
+def test_a_retired_experiment_knob_in_the_environment_or_env_file_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"^environment variable SYNESTHETE_DIFFUSION__GUIDANCE_RESCALE: .*retired"):
+        check_environment({"SYNESTHETE_DIFFUSION__GUIDANCE_RESCALE": "0.0"}, env_file=None)
+    (tmp_path / "old.env").write_text("SYNESTHETE_DIFFUSION__NOISE_CORRELATION=0\n")
+    with pytest.raises(ValueError, match="diffusion.noise_correlation was a retired"):
+        check_environment({}, env_file=tmp_path / "old.env")
+
+
 def test_shapes_are_validated():
     with pytest.raises(ValidationError, match="multiple of 16"):
         load_settings(video={"width": 120})

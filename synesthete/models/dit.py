@@ -255,7 +255,6 @@ class DiTConfig(ModelConfig):
     schedule: str
     prediction: str
     guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
-    noise_correlation: float = 0.0  # share of the noise variance a window's frames share (diffusion.noise_correlation)
 
     BOUNDS: ClassVar[dict[str, Any]] = {
         "latent_channels": (int, 1, 256), "latent_height": (int, 1, 512), "latent_width": (int, 1, 512),
@@ -263,8 +262,9 @@ class DiTConfig(ModelConfig):
         "heads": (int, 1, 128), "mlp_ratio": (float, 0.01, 16), "audio_features": (int, 1, 1024),
         "audio_context": (int, 0, 256), "audio_dim": (int, 1, 4096), "num_styles": (int, 1, 1024),
         "fps": (float, 0.01, 240), "num_train_timesteps": (int, 1, 100_000), "schedule": ("cosine", "linear"),
-        "prediction": ("eps", "v"), "guidance_embed": bool, "noise_correlation": (float, 0, 0.999),
+        "prediction": ("eps", "v"), "guidance_embed": bool,
     }
+    RETIRED: ClassVar[dict[str, str]] = {"noise_correlation": "diffusion.noise_correlation"}
 
     def check(self) -> None:
         """Each field (``BOUNDS``), then the shapes they must agree on."""
@@ -288,7 +288,7 @@ class DiTConfig(ModelConfig):
         from synesthete.audio.features import BASE_FEATURES
 
         s = settings_dict(settings)
-        video, d = s["video"], s["diffusion"]
+        video, d = s["video"], cls.without_retired(s["diffusion"])
         if latent_shape is None:
             latent_shape = (s["vae"]["latent_channels"], video["height"] // 16, video["width"] // 16)
         c, h, w = latent_shape
@@ -299,7 +299,6 @@ class DiTConfig(ModelConfig):
             audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
             num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
             guidance_embed=bool(d.get("guidance_embed", False)),
-            noise_correlation=float(d.get("noise_correlation", 0.0)),
         )
 
     @property

@@ -54,7 +54,7 @@ from synesthete.media import to_unit
 from synesthete.metrics.quality import nanmean
 from synesthete.models import count_params
 from synesthete.models.dit import DiT
-from synesthete.sampling import NoiseSchedule, noise_correlation, sample, window_noise
+from synesthete.sampling import NoiseSchedule, randn_like, sample
 from synesthete.settings import Settings
 from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, resolve_resume
 
@@ -114,21 +114,6 @@ def ema_decay(step: int, decay: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- loss
-def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, settings: Settings) -> torch.Tensor:
-    """Per-sample loss weights [B]: 1, or Min-SNR-gamma expressed for the configured prediction target.
-
-    Min-SNR-gamma weights the x0-error by min(SNR, gamma); for an eps target that is min(SNR, gamma) / SNR
-    and for a v target min(SNR, gamma) / (SNR + 1) (Hang et al. 2023).
-    """
-    ds = settings.diffusion
-    if ds.loss_weighting == "none":
-        return torch.ones(t.shape[0], device=t.device)
-    ab = schedule.alphas_cumprod.to(t.device)[t]
-    snr = ab / (1 - ab).clamp(min=1e-8)
-    clipped = snr.clamp(max=ds.min_snr_gamma)
-    return clipped / (snr + 1) if ds.prediction == "v" else clipped / snr.clamp(min=1e-8)
-
-
 def context_masks(batch: int, window: int, settings: Settings, generator: torch.Generator) -> torch.Tensor:
     """[B, W] bool: the first k frames of each window are clean context, k uniform in 0..max_context; a
     ``diffusion.bridge_prob`` share of the windows also has its last j frames as context (a bridge), j uniform
@@ -157,31 +142,19 @@ def predicted_context(
     generator: torch.Generator,
     style: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The network's own estimate of x0 [B, W, C, h, w] from a copy noised to a timestep t uniform in
-    ``diffusion.predicted_context_t`` (shares of the schedule), with the window's audio and style.
-
-    With ``diffusion.predicted_context_steps`` n = 1 it is the one-step estimate: soft, drifting from the style
-    the way a long render's frames do. With n > 1 the copy is denoised in n deterministic DDIM steps (t, then
-    (n-1)t/n, ..., t/n, then x0), as render's sampler does: the estimate is sharp and the network draws its
-    own details into it, such as a ring broken into a burst on a loud beat. Given as context with the true
-    continuation as the target, either teaches the DiT to recover the look instead of continuing the drift.
+    """The network's one-step estimate of x0 [B, W, C, h, w] from a copy noised to a timestep t uniform in
+    ``diffusion.predicted_context_t`` (shares of the schedule), with the window's audio and style: soft,
+    drifting from the style the way a long render's frames do. Given as context with the true continuation as
+    the target, it teaches the DiT to recover the look instead of continuing the drift.
     """
     ds = settings.diffusion
     b, device = x0.shape[0], x0.device
     lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
     t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
-    noise = window_noise(x0, noise_correlation(predictor, ds), generator)
-    x = schedule.q_sample(x0, noise, t)
+    x = schedule.q_sample(x0, randn_like(x0, generator), t)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
-    n = ds.predicted_context_steps
-    for i in range(n):
-        t_i = t * (n - i) // n
-        out = predictor(x, t_i, features, keep, style=style, drop_style=keep if style is not None else None).float()
-        estimate = schedule.predict_x0(x, t_i, out)
-        if i < n - 1:  # DDIM (eta 0) to the next timestep
-            scale, sigma = schedule.coefficients(t * (n - i - 1) // n, x)
-            x = scale * estimate + sigma * schedule.predict_eps(x, t_i, out)
-    return estimate
+    out = predictor(x, t, features, keep, style=style, drop_style=keep if style is not None else None).float()
+    return schedule.predict_x0(x, t, out)
 
 
 def diffusion_loss(
@@ -216,7 +189,7 @@ def diffusion_loss(
     """
     ds = settings.diffusion
     b, w, device = x0.shape[0], x0.shape[1], x0.device
-    noise = window_noise(x0, noise_correlation(model, ds), generator)
+    noise = randn_like(x0, generator)
     t = torch.randint(0, ds.num_train_timesteps, (b,), generator=generator).to(device)
     drop = (torch.rand(b, generator=generator) < ds.cfg_dropout).to(device)
     drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
@@ -249,7 +222,6 @@ def diffusion_loss(
         w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(device)  # [B]
         target = guided_target(teacher, x_t, t, features, drop, w_guide, style, drop_style, ctx, t_ctx)
     gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
-    weights = loss_weights(schedule, t, settings)  # [B]
 
     def window_mse(pred: torch.Tensor) -> torch.Tensor:
         per_frame = (pred - target).pow(2).flatten(2).mean(2)  # [B, W]
@@ -265,7 +237,7 @@ def diffusion_loss(
     if use_hinge:
         pred, pred_shuffled = pred.chunk(2)
     mse = window_mse(pred)  # [B]
-    loss = (weights * mse).mean()
+    loss = mse.mean()
     logs: dict[str, torch.Tensor] = {"mse": mse.detach().mean()}
     if use_hinge:
         mse_shuffled = window_mse(pred_shuffled)  # [B]
@@ -473,9 +445,9 @@ def train_diffusion(
         teacher = Path(stored) if stored else None
     if teacher is not None:
         teacher_ckpt = load_checkpoint(teacher, "diffusion")
+        checkpoint_config(teacher_ckpt, teacher)  # a config this synesthete cannot run fails before the run starts
         # The student learns on its teacher's noise law: x_t is noised as the teacher was trained.
-        settings = settings.updated(diffusion={
-            "guidance_embed": True, "noise_correlation": checkpoint_config(teacher_ckpt, teacher).noise_correlation})
+        settings = settings.updated(diffusion={"guidance_embed": True})
         if init is None and resume is None:
             init = teacher
     ds, ts = settings.diffusion, settings.train
@@ -520,10 +492,6 @@ def train_diffusion(
             init_cfg = checkpoint_config(init_ckpt, init)
             if teacher_ckpt is not None and not init_cfg.guidance_embed:
                 wanted = dataclasses.replace(wanted, guidance_embed=False)
-            if init_cfg.noise_correlation != wanted.noise_correlation:  # a new noise law to learn: allowed
-                run.print(f"noise correlation {init_cfg.noise_correlation:g} in {init}, "
-                          f"{wanted.noise_correlation:g} in this run")
-                wanted = dataclasses.replace(wanted, noise_correlation=init_cfg.noise_correlation)
             check_config(init_ckpt, wanted, init, "settings of this run", settings.preset)
             weights = init_ckpt.get("ema") or init_ckpt["model"]
             kept = warm_start(model, weights, init)
