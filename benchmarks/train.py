@@ -28,7 +28,8 @@ from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
 from synesthete.sampling import NoiseSchedule
 from synesthete.settings import load_settings
-from synesthete.train.diffusion import diffusion_loss, train_diffusion
+from synesthete.train.diffusion import train_diffusion
+from synesthete.train.losses import diffusion_loss
 from synesthete.train.vae import train_vae
 
 MATMUL_SIZE = 2048
@@ -101,7 +102,7 @@ def diffusion_figures(settings, steps: int) -> dict:
         with autocast(CPU, settings.train.amp):  # as the trainer runs it
             with torch.no_grad():
                 x0 = vae.encode(frames)[0].float().view(b, w, c, h, h)
-            loss, *_ = diffusion_loss(model, schedule, x0, features, settings, gen)
+            loss = diffusion_loss(model, schedule, x0, features, settings, gen).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.train.grad_clip)
         opt.step()

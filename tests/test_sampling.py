@@ -213,7 +213,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     """diffusion.predicted_context: context frames of the windows that have them show the predictor's one-step
     x0 estimate from a copy noised within predicted_context_t, not the true latents; other frames and windows
     are as before."""
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     s = load_settings("tiny").updated(diffusion={
         "predicted_context": share, "predicted_context_t": (0.3, 0.5), "context_noise_max": 0.0, "max_context": 3,
@@ -224,9 +224,9 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     style = torch.zeros(8, 7)
     style[:, 0] = 1
     schedule = NoiseSchedule(s.diffusion)
-    loss, *_ = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
-                              predictor=predictor)
-    assert torch.isfinite(loss)
+    result = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
+                            predictor=predictor)
+    assert torch.isfinite(result.loss) and result.mse.shape == result.t.shape == (8,)
     seen = model.seen[0]
     ctx = seen["context_mask"]
     assert ctx.any(1).sum() >= 2 and (~ctx.any(1)).any()  # windows with and without context in this draw
@@ -250,7 +250,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
 
 def _loss_with_anchors(s) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One diffusion_loss call on 12 random windows with anchors: (what the network saw, x0, anchors)."""
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     model = Recorder(perturbed_dit(s, 0))
     x0, _, feats, _ = dummy_inputs(s, batch=12)
@@ -281,7 +281,7 @@ def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more(
 def test_bridge_windows_get_clean_context_at_both_ends():
     """diffusion.bridge_prob = 1: every window also shows its own last j frames as clean context (1 <= j, at least
     one frame left to generate), and an anchor replaces only a leading context frame."""
-    from synesthete.train.diffusion import context_masks
+    from synesthete.train.losses import context_masks
 
     s = load_settings("tiny", diffusion={"window": 8}).updated(diffusion={
         "bridge_prob": 1.0, "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0,
@@ -367,7 +367,7 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale():
 def test_distillation_targets_the_teachers_guided_output():
     """diffusion_loss with a teacher: the target is e(a) + (w - 1)(e(a) - e(0)) of the teacher on the same
     inputs, so a fresh student (its teacher's conditional prediction) has no error at w = 1 and some at w = 3."""
-    from synesthete.train.diffusion import diffusion_loss, guided_target
+    from synesthete.train.losses import diffusion_loss, guided_target
 
     base = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
     teacher = perturbed_dit(base, 5).eval()
@@ -378,8 +378,8 @@ def test_distillation_targets_the_teachers_guided_output():
     for w in (1.0, 3.0):
         s = base.updated(diffusion={"distill_guidance": (w, w)})
         recorder = Recorder(_student_of(teacher, base))
-        _, logs, _, _ = diffusion_loss(recorder, NoiseSchedule(s.diffusion), x0, feats, s,
-                                       torch.Generator().manual_seed(2), style=style, teacher=teacher)
+        logs = diffusion_loss(recorder, NoiseSchedule(s.diffusion), x0, feats, s,
+                              torch.Generator().manual_seed(2), style=style, teacher=teacher).logs
         seen = recorder.seen[0]
         assert torch.equal(seen["guidance"], torch.full((6,), w))
         errors[w] = float(logs["mse"])

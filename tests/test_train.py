@@ -135,15 +135,15 @@ def test_exported_models_load_and_generate(overfit_runs: Path):
 def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
     """Mean distillation MSE of ``dit`` against ``teacher``'s guided output on fixed windows and noise."""
     from synesthete.sampling import NoiseSchedule
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     s = settings.updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
     errors = []
     for seed in range(4):
         with torch.no_grad():
-            _, logs, _, _ = diffusion_loss(dit, NoiseSchedule(s.diffusion), latents, features, s,
-                                           torch.Generator().manual_seed(seed), style=styles, teacher=teacher)
-        errors.append(float(logs["mse"]))
+            result = diffusion_loss(dit, NoiseSchedule(s.diffusion), latents, features, s,
+                                    torch.Generator().manual_seed(seed), style=styles, teacher=teacher)
+        errors.append(float(result.logs["mse"]))
     return sum(errors) / len(errors)
 
 
