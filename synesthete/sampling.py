@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -176,7 +177,8 @@ class DPMSolverPP2MSampler:
         return (sigma_s / sigma_t) * x_t - (alpha_s * math.expm1(-h)) * d
 
 
-SAMPLERS: dict[str, type[DDIMSampler] | type[DDPMSampler] | type[DPMSolverPP2MSampler]] = {
+Stepper = DDIMSampler | DDPMSampler | DPMSolverPP2MSampler
+SAMPLERS: dict[str, type[Stepper]] = {
     "ddim": DDIMSampler,
     "ddpm": DDPMSampler,
     "dpm++": DPMSolverPP2MSampler,
@@ -193,6 +195,107 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """``model`` in eval mode (its mode restored after); weights stored in bf16 (``checkpoint.load_models`` on
+    bf16 hardware) run under autocast, unless the caller's autocast already stands."""
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters(), None)
+    half = param is not None and param.dtype in (torch.bfloat16, torch.float16)
+    precision = contextlib.ExitStack()
+    if half and not torch.is_autocast_enabled(device.type):
+        precision.enter_context(torch.autocast(device_type=device.type, dtype=param.dtype))
+    try:
+        yield
+    finally:
+        precision.close()
+        model.train(was_training)
+
+
+@dataclass
+class Passes:
+    """The network passes of one sampling step, run as one batched forward: the conditional pass, then one per
+    guidance term with its own condition dropped. Every per-pass input holds ``n`` blocks of ``batch`` rows."""
+
+    n: int
+    batch: int
+    scales: list[float]  # the guidance scale - 1 of each pass after the first
+    features: torch.Tensor  # [n*B, W + 2ctx, F]
+    drop_audio: torch.Tensor  # [n*B] bool
+    drop_style: torch.Tensor  # [n*B] bool
+    audio: object | None  # the encoded audio (``embed_audio``), when the network has it
+    style: torch.Tensor | None  # [n*B, S]
+    guidance: torch.Tensor | None = None  # [n*B]: the audio scale, told a guidance-distilled network
+    context_mask: torch.Tensor | None = None  # [n*B, W] bool
+    context_t: torch.Tensor | None = None  # [n*B]: the context's timestep (0: clean)
+
+    def inputs(self) -> list[object]:
+        """The per-pass inputs in ``model_call``'s order after (x, t)."""
+        return [self.features, self.drop_audio, self.audio, self.style, self.drop_style, self.context_mask,
+                self.context_t, self.guidance]
+
+    def output(self, model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The guided network output [B, ...] at x [B, ...], t [B]: every pass in one forward, combined as
+        ``out = e_0 + sum_k scale_k (e_0 - e_k)``; with one pass, the first ``batch`` rows of every input."""
+        if self.n == 1:
+            return model_call(model, x, t, *_rows(self.batch, *self.inputs())).float()
+        x_in = x.repeat(self.n, *([1] * (x.ndim - 1)))
+        parts = model_call(model, x_in, t.repeat(self.n), *self.inputs()).float().chunk(self.n)
+        out = parts[0]
+        for scale, part in zip(self.scales, parts[1:], strict=True):
+            out = out + scale * (parts[0] - part)
+        return out
+
+
+def guidance_passes(model: nn.Module, features: torch.Tensor, style: torch.Tensor | None, guidance: float,
+                    style_guidance: float) -> Passes:
+    """The ``Passes`` of a step for ``features`` [B, W + 2ctx, F] (on the model's device) and ``style`` [B, S]:
+    a pass for audio guidance unless its scale is 1 or the network is guidance-distilled (then the scale is an
+    input of every pass), one for style guidance unless its scale is 1 or there is no style. The audio is
+    encoded here, once for every step (the seed re-ran its audio encoder in all 50 passes)."""
+    device, batch = features.device, features.shape[0]
+    passes = [(False, False)]  # (drop audio, drop style) of each pass
+    scales = []
+    distilled = guidance_distilled(model)
+    if guidance != 1.0 and not distilled:
+        passes.append((True, False))
+        scales.append(guidance - 1.0)
+    if style_guidance != 1.0 and style is not None:
+        passes.append((False, True))
+        scales.append(style_guidance - 1.0)
+    n = len(passes)
+    drop_audio, drop_style = (torch.tensor([p[k] for p in passes], device=device).repeat_interleave(batch)
+                              for k in (0, 1))
+    feats_in = features.repeat(n, 1, 1)
+    audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
+    style_in = style.to(device=device, dtype=torch.float32).repeat(n, 1) if style is not None else None
+    w_in = torch.full((batch * n,), guidance, device=device) if distilled else None
+    return Passes(n, batch, scales, feats_in, drop_audio, drop_style, audio, style_in, w_in)
+
+
+def _denoise(model: nn.Module, schedule: NoiseSchedule, stepper: Stepper, x: torch.Tensor, passes: Passes,
+             steps: int, clip_x0: float, generator: torch.Generator | None, context: torch.Tensor | None,
+             mask: torch.Tensor | None, callback: Callable[[int, int], None] | None) -> torch.Tensor:
+    """The sampling loop from x (noise, with the context frames in place) to clean latents."""
+    batch = x.shape[0]
+    timesteps = schedule.timesteps(steps).tolist()
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        t_batch = torch.full((batch,), t, dtype=torch.long, device=x.device)
+        out = passes.output(model, x, t_batch)
+        x0 = schedule.predict_x0(x, t_batch, out)
+        if clip_x0 > 0:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
+        x = stepper.step(x, x0, eps, t, t_prev, generator)
+        if context is not None:
+            x = torch.where(mask, context, x)
+        if callback is not None:
+            callback(i + 1, len(timesteps))
+    return x
 
 
 @torch.no_grad()
@@ -221,11 +324,11 @@ def sample(
 
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
-    and all passes run in one batched forward (a scale of 1 skips its pass), at every step. ``context``
-    [B, W, C, h, w] with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and
-    are returned exactly. The network sees them as they are, flagged as context (timestep 0) at every step.
-    A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale instead: the
-    audio term then costs no pass.
+    and all passes run in one batched forward (a scale of 1 skips its pass), at every step (``Passes``).
+    ``context`` [B, W, C, h, w] with ``context_mask`` [B, W] bool gives clean context frames: they are never
+    denoised and are returned exactly. The network sees them as they are, flagged as context (timestep 0) at
+    every step. A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale
+    instead: the audio term then costs no pass.
     ``callback(step, total)`` is called after every step (progress bars).
     """
     if not isinstance(cfg, DiffusionSettings):
@@ -237,86 +340,26 @@ def sample(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
     schedule = NoiseSchedule(cfg)
-    stepper = SAMPLERS[sampler](schedule)
     device = _model_device(model)
     shape = tuple(shape)
     batch = shape[0]
     features = features.to(device=device, dtype=torch.float32)  # [B, W + 2ctx, F]
     if features.shape[0] != batch:
         raise ValueError(f"features batch {features.shape[0]} does not match the sample shape {shape}")
-
-    # The passes of one step: (drop audio, drop style) for the conditional pass and each guidance term.
-    passes = [(False, False)]
-    scales = []
-    distilled = guidance_distilled(model)
-    if guidance != 1.0 and not distilled:
-        passes.append((True, False))
-        scales.append(guidance - 1.0)
-    if style_guidance != 1.0 and style is not None:
-        passes.append((False, True))
-        scales.append(style_guidance - 1.0)
-    n_pass = len(passes)
-
-    def flags(which: int) -> torch.Tensor:
-        return torch.tensor([p[which] for p in passes], device=device).repeat_interleave(batch)
-
-    was_training = model.training
-    model.eval()
-    # Weights stored in bf16 (``checkpoint.load_models`` on bf16 hardware) run under autocast; the caller's
-    # autocast, if any, stands.
-    param = next(model.parameters(), None)
-    half = param is not None and param.dtype in (torch.bfloat16, torch.float16)
-    precision = contextlib.ExitStack()
-    if half and not torch.is_autocast_enabled(device.type):
-        precision.enter_context(torch.autocast(device_type=device.type, dtype=param.dtype))
-    try:
-        drop_audio, drop_style = flags(0), flags(1)
-        feats_in = features.repeat(n_pass, 1, 1)
-        # Encode the audio once for every step (the seed re-ran its audio encoder in all 50 passes).
-        audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
-        style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
-
+    with _inference(model, device):
+        passes = guidance_passes(model, features, style, guidance, style_guidance)
         x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
-        mask_in = context_t = None
+        mask = None
         if context is not None:
             if context_mask is None:
                 raise ValueError("context latents need a context_mask [B, W] saying which frames they give")
             context = context.to(device=device, dtype=torch.float32)
             mask = context_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
-            mask_in = context_mask.to(device=device, dtype=torch.bool).repeat(n_pass, 1)
-            context_t = torch.zeros((batch * n_pass,), dtype=torch.long, device=device)  # clean
+            passes.context_mask = context_mask.to(device=device, dtype=torch.bool).repeat(passes.n, 1)
+            passes.context_t = torch.zeros((batch * passes.n,), dtype=torch.long, device=device)  # clean
             x = torch.where(mask, context, x)
-        timesteps = schedule.timesteps(steps).tolist()
-        for i, t in enumerate(timesteps):
-            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            w_in = None
-            if distilled:  # the audio scale is an input: every pass gets it
-                w_in = torch.full((batch * n_pass,), guidance, device=device)
-            if n_pass > 1:  # every pass, batched, and the guidance terms
-                x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
-                out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
-                                 drop_style, mask_in, context_t, w_in).float()
-                parts = out.chunk(n_pass)
-                out = parts[0]
-                for scale, part in zip(scales, parts[1:], strict=True):
-                    out = out + scale * (parts[0] - part)
-            else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
-                out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
-                                                           drop_style, mask_in, context_t, w_in)).float()
-            x0 = schedule.predict_x0(x, t_batch, out)
-            if cfg.clip_x0 > 0:
-                x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
-            eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
-            x = stepper.step(x, x0, eps, t, t_prev, generator)
-            if context is not None:
-                x = torch.where(mask, context, x)
-            if callback is not None:
-                callback(i + 1, len(timesteps))
-        return x
-    finally:
-        precision.close()
-        model.train(was_training)
+        return _denoise(model, schedule, SAMPLERS[sampler](schedule), x, passes, steps, cfg.clip_x0, generator,
+                        context, mask, callback)
 
 
 def guidance_distilled(model: nn.Module) -> bool:
