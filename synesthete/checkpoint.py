@@ -28,16 +28,19 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+if TYPE_CHECKING:
+    from synesthete.models.dit import DiTConfig
+
 from synesthete import __version__
 from synesthete.errors import CheckpointError
 from synesthete.media import atomic_save, to_unit
-from synesthete.settings import DiffusionSettings, Settings, check_retired
+from synesthete.settings import AudioSettings, Settings, check_retired
 
 FORMAT = "synesthete-checkpoint"
 VERSION = 1
@@ -269,13 +272,29 @@ def export_checkpoint(src: str | Path, dst_dir: str | Path) -> Path:
 @dataclass
 class Models:
     """The trained networks render and eval need, in eval mode (the DiT in bf16 where they run it under bf16
-    autocast: ``load_models``)."""
+    autocast: ``load_models``).
+
+    The architecture (window, latent, audio context, noise schedule, frame rate, ...) is the DiT's ``config``,
+    read from its checkpoint and never copied into the settings."""
 
     vae: nn.Module
     dit: nn.Module
     latent_mean: torch.Tensor  # [C]: per-channel mean of the VAE latents (diffusion works on (z - mean) / std)
     latent_std: torch.Tensor  # [C]
-    settings: Settings | None = None  # the settings made to fit these networks (``model_settings``)
+    audio: dict[str, Any] | None = None  # the audio analysis the DiT was trained on (its checkpoint's settings)
+
+    @property
+    def config(self) -> DiTConfig:
+        """The DiT's architecture, as its checkpoint says."""
+        return self.dit.config
+
+    def fitted(self, settings: Settings) -> Settings:
+        """``settings`` with the data these networks work on: the frame size their latent makes and the audio
+        analysis they were trained on (the visualizers, the data engine and the feature extractor of a render
+        or an eval read them from the settings). Sampling, render and eval settings stay the caller's."""
+        cfg = self.config
+        return settings.updated(video={"height": cfg.latent_height * 16, "width": cfg.latent_width * 16},
+                                audio=self.audio or {})
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1)
@@ -367,29 +386,28 @@ def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.M
     return build_model(ckpt, path, device), ckpt
 
 
-def model_settings(settings: Settings, dit_ckpt: dict[str, Any], path: str | Path) -> Settings:
-    """``settings`` with what the DiT of ``dit_ckpt`` was trained on put in: its frame size, latent, window,
-    audio context and noise schedule (from its config) and its audio analysis (from its stored settings).
-    Everything else (sampler, guidance, output size, ...) stays as the user set it. The frame rate is not
-    replaced: the model knows one rate only, and another is an error."""
+def check_frame_rate(dit_ckpt: dict[str, Any], settings: Settings, path: str | Path) -> None:
+    """Refuse settings at another frame rate than the DiT of ``dit_ckpt`` was trained at: the model knows one
+    rate only."""
     cfg = checkpoint_config(dit_ckpt, path)
     if cfg.fps != settings.video.fps:
         raise CheckpointError(
             f"{path} was trained at {cfg.fps:g} fps: the model works at that rate only (use --fps {cfg.fps:g}; "
             "other rates are not supported)"
         )
-    stored_audio = (dit_ckpt.get("settings") or {}).get("audio") or {}
-    audio = {k: v for k, v in stored_audio.items() if k in type(settings.audio).model_fields}
-    diffusion = {k: getattr(cfg, k) for k in DiffusionSettings.model_fields if hasattr(cfg, k)}
-    return settings.updated(
-        video={"height": cfg.latent_height * 16, "width": cfg.latent_width * 16},
-        vae={"latent_channels": cfg.latent_channels}, audio=audio, diffusion=diffusion,
-    )
+
+
+def trained_audio(dit_ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The audio analysis the DiT of ``dit_ckpt`` was trained on: the audio section of the settings it stores
+    (fields this synesthete does not know left out)."""
+    stored = (dit_ckpt.get("settings") or {}).get("audio") or {}
+    return {k: v for k, v in stored.items() if k in AudioSettings.model_fields}
 
 
 def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.device | str) -> Models:
     """Load ``vae.pt`` and ``diffusion.pt`` from ``checkpoint_dir`` (eval mode, on ``device``), each rebuilt
-    from its own config; ``Models.settings`` is ``settings`` made to fit them (``model_settings``).
+    from its own config; ``settings`` must be at the DiT's frame rate. ``Models.fitted(settings)`` gives the
+    settings a render or an eval of them runs with.
 
     The VAE is float32. The DiT is float32 too, except where render and eval run it under bf16 autocast
     (``device.precision(device, settings.render.amp)`` is "bf16"): there its weights are stored in bf16, so
@@ -419,6 +437,7 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         raise CheckpointError(f"{dit_path} has no latent_stats: it was not written by `synesthete train diffusion`")
     stats = dit_ckpt["latent_stats"]
     check_finite(stats, dit_path)
+    check_frame_rate(dit_ckpt, settings, dit_path)
     dit = build_model(dit_ckpt, dit_path, device)
     if precision(torch.device(device), settings.render.amp) == "bf16":
         dit = dit.to(torch.bfloat16)
@@ -427,5 +446,5 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         dit=dit,
         latent_mean=stats["mean"].float().to(device),
         latent_std=stats["std"].float().to(device),
-        settings=model_settings(settings, dit_ckpt, dit_path),
+        audio=trained_audio(dit_ckpt),
     )

@@ -609,14 +609,14 @@ def long_picture(models: Any, critic: Any, settings: Settings, progress: bool = 
     from synesthete.render import generate_frames, song_layout
     from synesthete.styles import clip_style, style_name
 
-    ev, d = settings.eval, settings.diffusion
+    ev = settings.eval
     out: dict[str, Any] = {}
     # A held-out seed past the scored clips, so the long song is not one of them.
     seed = seed_for(ev.clips + 1, settings, "heldout")
     extract = feature_extractor(settings)
 
     def joins_of(wave: torch.Tensor) -> list[int]:  # where render's windows of this audio join
-        return song_layout(extract(wave), settings, d.window, settings.render.exemplar).joins()
+        return song_layout(extract(wave), settings, models.config.window, settings.render.exemplar).joins()
 
     if ev.long_seconds > 0:
         clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)
@@ -716,7 +716,7 @@ def run_eval(
         from synesthete.checkpoint import load_models
 
         models = load_models(settings, settings.paths.checkpoints, device)
-        settings = models.settings
+        settings = models.fitted(settings)
         videos: dict[str, list[torch.Tensor]] = {}
         result, found = evaluate_heldout(settings, models=models, device=device, critic=critic, videos=videos)
         result["kind"] = "heldout"

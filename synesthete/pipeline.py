@@ -83,8 +83,8 @@ class Synesthete:
     ``Synesthete.from_pretrained()`` loads the models at once. ``Synesthete(settings)`` loads them on the
     first render (scoring needs only the critic, loaded on the first ``score``). Settings start from the
     defaults, ``.env`` and ``SYNESTHETE_*`` variables, as the CLI's do; once the models are loaded, their
-    checkpoint decides the frame size, the latent, the window, the noise schedule and the audio analysis
-    (``Models.settings``).
+    checkpoint decides the frame size and the audio analysis (``Models.fitted``); the window, the latent and the
+    noise schedule are the DiT's config (``Models.config``).
     """
 
     def __init__(self, settings: Settings | None = None, models: Models | None = None) -> None:
@@ -111,9 +111,9 @@ class Synesthete:
     # ------------------------------------------------------------------------------------- state
     @property
     def settings(self) -> Settings:
-        """The settings renders start from: once loaded, fitted to the models (``Models.settings``)."""
-        if self._models is not None and self._models.settings is not None:
-            return self._models.settings
+        """The settings renders start from: once loaded, fitted to the models (``Models.fitted``)."""
+        if self._models is not None:
+            return self._models.fitted(self._base)
         return self._base
 
     @property

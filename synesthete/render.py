@@ -813,7 +813,7 @@ def run_render(
     models: Any, settings: Settings, job: RenderJob, progress: bool = False, since: float | None = None,
     label: str = "rendering",
 ) -> RenderResult:
-    """Run a planned render with loaded ``models`` and ``settings`` (``Models.settings`` with the render's
+    """Run a planned render with loaded ``models`` and ``settings`` (``Models.fitted`` with the render's
     options): to ``job.out`` as an mp4, streamed, or to memory. Wall time and RTF count from ``since`` (a
     ``time.perf_counter()``; default now), so a caller that checked the song and loaded the models for this
     render alone counts that too. ``label`` names the progress line."""
@@ -1050,4 +1050,4 @@ def render_song(
     t_start = time.perf_counter()
     job = plan_render(settings, song, out, start, duration, overwrite)
     models = load_models(settings, settings.paths.checkpoints, resolve_device(settings.device))
-    return run_render(models, models.settings, job, progress=progress, since=t_start)
+    return run_render(models, models.fitted(settings), job, progress=progress, since=t_start)

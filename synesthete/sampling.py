@@ -17,11 +17,15 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from synesthete.settings import DiffusionSettings
+
+if TYPE_CHECKING:
+    from synesthete.models.dit import DiTConfig
 
 COSINE_OFFSET = 0.008  # s in Nichol & Dhariwal's cosine schedule (keeps beta_1 from being vanishingly small)
 MAX_BETA = 0.999  # cap on any single beta; the last step of the cosine schedule hits it (alpha_bar_T ~ 0)
@@ -37,7 +41,8 @@ def _expand(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
 class NoiseSchedule:
     """Forward process q(x_t | x0) over ``num_train_timesteps`` steps, and the prediction parametrisation."""
 
-    def __init__(self, cfg: DiffusionSettings) -> None:
+    def __init__(self, cfg: DiTConfig | DiffusionSettings) -> None:
+        self.config = cfg  # what it was made from: a network's config (num_train_timesteps, schedule, prediction)
         self.num_timesteps = cfg.num_train_timesteps
         self.prediction = cfg.prediction
         steps = self.num_timesteps
@@ -316,9 +321,9 @@ def sample(
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
 
-    ``cfg`` is the diffusion section of the settings (``settings.diffusion``): the noise schedule the network
-    was trained on, and the sampler's defaults. ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"),
-    ``guidance`` (audio) and ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
+    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.diffusion``)
+    gives the sampler's defaults: ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"), ``guidance`` (audio) and
+    ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
     the null style). Classifier-free guidance composes one term per condition, each against a pass with only
     that condition dropped:
 
@@ -339,7 +344,9 @@ def sample(
     style_guidance = cfg.style_guidance if style_guidance is None else style_guidance
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
-    schedule = NoiseSchedule(cfg)
+    if getattr(model, "config", None) is None:
+        raise TypeError("sample() needs a network with a config: the noise schedule it was trained on")
+    schedule = NoiseSchedule(model.config)
     device = _model_device(model)
     shape = tuple(shape)
     batch = shape[0]

@@ -68,7 +68,7 @@ def test_from_pretrained_fits_the_settings_to_the_checkpoint(pipe, ckpt_dir):
     tiny = load_settings("tiny")
     # No preset was given: the frame size and window come from the checkpoint, not the defaults.
     assert (pipe.settings.video.width, pipe.settings.video.height) == (tiny.video.width, tiny.video.height)
-    assert pipe.settings.diffusion.window == tiny.diffusion.window
+    assert pipe.models.config.window == tiny.diffusion.window
     assert pipe.settings.paths.checkpoints == ckpt_dir
     assert str(pipe.device) == "cpu"
 

@@ -210,7 +210,8 @@ def test_load_models_refuses_missing_and_mismatched_pairs(tiny, tmp_path):
 
 def test_models_are_rebuilt_from_the_config_their_checkpoint_carries(tiny, tmp_path):
     """A checkpoint loads without the settings that trained it: render/eval at the default (cpu) preset read
-    tiny checkpoints, and Models.settings takes the frame size, latent and window from them."""
+    tiny checkpoints: the architecture is the DiT's config (Models.config), and Models.fitted gives the settings
+    their frame size and audio analysis; nothing else of the settings changes."""
     vae_ckpt = _vae_run_checkpoint(tiny)
     dit_ckpt = _dit_run_checkpoint(tiny, vae_ckpt["model"])
     assert dit_ckpt["config"]["dim"] == tiny.diffusion.dim and vae_ckpt["config"]["width"] == tiny.video.width
@@ -220,8 +221,10 @@ def test_models_are_rebuilt_from_the_config_their_checkpoint_carries(tiny, tmp_p
     assert (cpu.diffusion.dim, cpu.video.width) != (tiny.diffusion.dim, tiny.video.width)
     models = load_models(cpu, tmp_path, "cpu")
     assert models.dit.config.dim == tiny.diffusion.dim
-    assert models.settings.video.width == tiny.video.width and models.settings.diffusion.window == tiny.diffusion.window
-    assert models.settings.diffusion.guidance == cpu.diffusion.guidance  # sampling knobs stay the user's
+    assert models.config.window == tiny.diffusion.window and models.config.latent_height == tiny.latent_size
+    fitted = models.fitted(cpu)
+    assert (fitted.video.width, fitted.audio) == (tiny.video.width, tiny.audio)
+    assert fitted.diffusion == cpu.diffusion  # no architecture copied back; sampling knobs stay the user's
     # Files written before configs existed are rebuilt from the settings they store.
     del dit_ckpt["config"], vae_ckpt["config"]
     save_checkpoint(vae_ckpt, tmp_path / "vae.pt")

@@ -18,6 +18,7 @@ class PointMassDenoiser(nn.Module):
     def __init__(self, schedule: NoiseSchedule, cond: torch.Tensor, uncond: torch.Tensor) -> None:
         super().__init__()
         self.schedule = schedule
+        self.config = schedule.config  # the noise schedule sample() runs
         self.register_buffer("cond", cond)
         self.register_buffer("uncond", uncond)
         self.calls: list[int] = []
@@ -156,6 +157,7 @@ class StyledPointMass(nn.Module):
     def __init__(self, schedule: NoiseSchedule, targets: dict[tuple[bool, bool], float]) -> None:
         super().__init__()
         self.schedule, self.targets = schedule, targets
+        self.config = schedule.config  # the noise schedule sample() runs
         self.batches: list[int] = []
 
     def forward(self, x, t, features, drop_audio, style=None, drop_style=None):

@@ -26,6 +26,7 @@ class GaussianDenoiser(nn.Module):
     def __init__(self, schedule: NoiseSchedule, mu: torch.Tensor, std: float) -> None:
         super().__init__()
         self.schedule = schedule
+        self.config = schedule.config  # the noise schedule sample() runs
         self.register_buffer("mu", mu)
         self.std = std
         self.first_x: torch.Tensor | None = None  # the noise the sampler started from (guidance 1: one pass)
@@ -154,6 +155,10 @@ class PassCounter(nn.Module):
         super().__init__()
         self.dit = dit
         self.batches: list[int] = []
+
+    @property
+    def config(self):
+        return self.dit.config
 
     def embed_audio(self, features, drop_audio=None):
         return self.dit.embed_audio(features, drop_audio)

@@ -128,8 +128,9 @@ def test_style_exemplar_in_a_given_look_is_that_look(tmp_path):
     from synesthete.render import style_exemplar
     from synesthete.visual.compose import params_for
 
-    models = load_models(load_settings("tiny"), tiny_checkpoints(tmp_path), "cpu")
-    s = models.settings
+    s = load_settings("tiny")
+    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    s = models.fitted(s)
     look = params_for(["tiles"], random.Random("a held-out clip"), s)
     a = style_exemplar(models, s, ["tiles"], seed=1, look=look)
     assert torch.equal(a, style_exemplar(models, s, ["tiles"], seed=2, look=look))  # the look, not the seed
@@ -162,9 +163,9 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
         return out
 
     monkeypatch.setattr(sampling, "sample", recording)
-    frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.settings, style=["tiles"])
+    frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.fitted(s), style=["tiles"])
     assert frames.shape[0] == s.video.fps
-    exemplar = style_exemplar(models, models.settings, ["tiles"], render_seed(models.settings))
+    exemplar = style_exemplar(models, models.fitted(s), ["tiles"], render_seed(models.fitted(s)))
     assert len(seen) > 3
     for i, (context, _) in enumerate(seen):
         past = exemplar[-2:] if i == 0 else seen[i - 1][1][0, -2:]
@@ -239,7 +240,7 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     s = load_settings("tiny", diffusion={"window": 8}).updated(
         render={"lanes": 2, "overlap": 2, "anchor": 1}, device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
-    s = models.settings
+    s = models.fitted(s)
     seen: list[dict] = []
     real = sampling.sample
 
@@ -358,7 +359,7 @@ def test_each_section_starts_from_its_own_look(monkeypatch, tmp_path):
     s = load_settings("tiny", diffusion={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
                                                               device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
-    s = models.settings
+    s = models.fitted(s)
     looks = [Look(["tiles"], style_exemplar(models, s, ["tiles"], 1), "A"),
              Look(["waveform"], style_exemplar(models, s, ["waveform"], 1), "B")]
     seen: list[dict] = []
