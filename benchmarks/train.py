@@ -91,10 +91,10 @@ def diffusion_figures(settings, steps: int) -> dict:
     model = DiT.from_settings(settings)
     vae = VAE.from_settings(settings).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=ds.lr)
-    schedule = NoiseSchedule(ds)
-    b, w, c, h = ds.batch_size, ds.window, settings.vae.latent_channels, settings.latent_size
+    schedule = NoiseSchedule(model.config)
+    b, w, c, h = ds.batch_size, model.config.window, settings.vae.latent_channels, settings.latent_size
     frames = torch.rand(b * w, 3, settings.video.height, settings.video.width)
-    features = torch.rand(b, w + 2 * ds.audio_context, num_features(settings.audio))
+    features = torch.rand(b, w + 2 * model.config.audio_context, num_features(settings.audio))
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from synesthete.models.dit import DiTConfig
 
 from synesthete import __version__
-from synesthete.errors import CheckpointError
+from synesthete.errors import CheckpointError, ConfigError
 from synesthete.media import atomic_save, to_unit
 from synesthete.settings import AudioSettings, Settings, check_retired
 
@@ -438,6 +438,9 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
     stats = dit_ckpt["latent_stats"]
     check_finite(stats, dit_path)
     check_frame_rate(dit_ckpt, settings, dit_path)
+    if settings.sampling.steps > dit_cfg.num_train_timesteps:
+        raise ConfigError(f"sampling.steps={settings.sampling.steps} must be at most the "
+                          f"{dit_cfg.num_train_timesteps} timesteps {dit_path} was trained with")
     dit = build_model(dit_ckpt, dit_path, device)
     if precision(torch.device(device), settings.render.amp) == "bf16":
         dit = dit.to(torch.bfloat16)

@@ -60,7 +60,7 @@ _state: dict[str, Any] = {"verbose": False}
 
 # ----------------------------------------------------------------------------------------------- help text
 def setting_default(dotted: str) -> Any:
-    """The declared default of a setting, e.g. ``"diffusion.sample_steps"`` -> 20 (no Settings is built)."""
+    """The declared default of a setting, e.g. ``"sampling.steps"`` -> 10 (no Settings is built)."""
     from synesthete.settings import Settings
 
     section, _, name = dotted.partition(".")
@@ -159,10 +159,10 @@ _MACHINE = {"device": None, "paths": None, "train": ("run_name",)}
 def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
     """The settings a checkpoint stores, as today's Settings take them: renamed fields mapped, unknown
     (older) ones dropped, and the machine's own (device, paths, run name) left out."""
-    from synesthete.settings import RENAMED, Settings
+    from synesthete.settings import Settings, upgrade_stored
 
     out: dict[str, Any] = {}
-    for key, value in stored.items():
+    for key, value in upgrade_stored(stored).items():
         field = Settings.model_fields.get(key)
         if field is None or (key in _MACHINE and _MACHINE[key] is None):
             continue
@@ -172,7 +172,6 @@ def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
             continue
         section = {}
         for sub, subvalue in value.items():
-            sub = RENAMED.get((key, sub), sub)
             if sub in fields and sub not in (_MACHINE.get(key) or ()):
                 section[sub] = subvalue
         out[key] = section
@@ -548,7 +547,7 @@ CheckpointDir = Annotated[
     typer.Option("--checkpoint-dir",
                  help=_help("Folder with vae.pt and diffusion.pt.", shown="the shipped checkpoints")),
 ]
-Steps = Annotated[int | None, typer.Option("--steps", help=_help("Sampler steps.", "diffusion.sample_steps"))]
+Steps = Annotated[int | None, typer.Option("--steps", help=_help("Sampler steps.", "sampling.steps"))]
 RenderSeed = Annotated[
     int | None,
     typer.Option("--seed", help=_help("Noise seed, and the seed of the looks (and of the style 'auto').",
@@ -581,7 +580,7 @@ def render(
     seed: RenderSeed = None,
     guidance: Annotated[
         float | None,
-        typer.Option("--guidance", help=_help("Classifier-free guidance scale on the audio.", "diffusion.guidance")),
+        typer.Option("--guidance", help=_help("Classifier-free guidance scale on the audio.", "sampling.guidance")),
     ] = None,
     style: Annotated[
         str | None,
@@ -598,13 +597,13 @@ def render(
     style_guidance: Annotated[
         float | None,
         typer.Option("--style-guidance", help=_help("Classifier-free guidance scale on the style.",
-                                                    "diffusion.style_guidance")),
+                                                    "sampling.style_guidance")),
     ] = None,
     steps: Steps = None,
     sampler: Annotated[
         str | None,
         typer.Option("--sampler", help=_help("ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M)).",
-                                             "diffusion.sampler")),
+                                             "sampling.sampler")),
     ] = None,
     lanes: Annotated[
         int | None,
@@ -637,7 +636,7 @@ def render(
     settings = build_settings(
         preset, device=device,
         video={"fps": fps},
-        diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
+        sampling={"guidance": guidance, "steps": steps, "sampler": sampler, "style_guidance": style_guidance},
         render={"seed": seed, "size": size, "style": style, "lanes": lanes,
                 "sections": None if sections is None else sections == OnOff.on},
         paths={"checkpoints": checkpoint_dir},
@@ -900,7 +899,7 @@ def eval_cmd(
     settings = build_settings(
         preset, device=device,
         eval={"clips": clips, "strict": strict or None, "long_seconds": long_seconds, "probe_seconds": probe_seconds},
-        diffusion={"sample_steps": steps},
+        sampling={"steps": steps},
         render={"seed": seed},
         paths={"checkpoints": checkpoint_dir, "critic": critic},
         data={"music_dirs": _music_dirs(music)},

@@ -33,9 +33,9 @@ from synesthete.settings import Settings  # noqa: E402
 __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
 
 
-# The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not diffusion.sample_steps).
-KEYWORDS = {"diffusion.sample_steps": "steps", "diffusion.sampler": "sampler", "diffusion.guidance": "guidance",
-            "diffusion.style_guidance": "style_guidance", "render.style": "style", "render.seed": "seed",
+# The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not sampling.steps).
+KEYWORDS = {"sampling.steps": "steps", "sampling.sampler": "sampler", "sampling.guidance": "guidance",
+            "sampling.style_guidance": "style_guidance", "render.style": "style", "render.seed": "seed",
             "render.size": "size", "render.lanes": "lanes"}
 
 
@@ -59,9 +59,9 @@ def _options(
     lanes: int | None = None, sections: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A render's options as settings sections (``None``: the pipeline's setting)."""
-    diffusion = {"sample_steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
+    sampling = {"steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
     render = {"style": style, "seed": seed, "size": size, "lanes": lanes, "sections": sections}
-    return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("diffusion", diffusion), ("render", render))
+    return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("sampling", sampling), ("render", render))
             if any(v is not None for v in d.values())}
 
 
@@ -102,7 +102,7 @@ class Synesthete:
 
         ``device``: "auto" (MPS, then CUDA, then CPU; the default), "cpu", "cuda", "cuda:N" or "mps".
         ``settings`` (default: ``load_settings()``) and setting overrides by section, e.g.
-        ``diffusion={"sample_steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
+        ``sampling={"steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
         """
         base = settings if settings is not None else _load_settings()
         base = _updated(base, ConfigError, device=device, paths={"checkpoints": path}, **overrides)

@@ -11,7 +11,7 @@ loads the models and runs, for one song. The data path of a run:
 1. Decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the model's
    rate, mono, and compute the frame-aligned features chunk by chunk (48 bytes per video frame are kept:
    1 MB for a 10-minute song).
-2. Generate latents window by window: each window of ``diffusion.window`` frames is denoised jointly, and
+2. Generate latents window by window: each window of ``dit.window`` frames is denoised jointly, and
    continues from the previous window's last ``render.overlap`` latents, given as clean context, so windows
    join without seams or jumps. A section is a segment of lanes of its own that starts from its look's
    exemplar on the frame of its first downbeat, with no bridge from the section before: the picture cuts
@@ -432,7 +432,7 @@ def iter_windows(
         t0 = time.perf_counter()
         with autocast(device, settings.render.amp):
             out = sample(
-                models.dit, feats, (len(firsts), window, *latent), settings.diffusion, generator=generator,
+                models.dit, feats, (len(firsts), window, *latent), settings.sampling, generator=generator,
                 style=torch.stack([style_rows[lane] for lane in rows]) if styled else None,
                 context=context, context_mask=mask,
             ).float()
@@ -963,7 +963,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
         timings["encode_mux"] += time.perf_counter() - t0  # the rest of the audio and the encoder's flush
     wall = time.perf_counter() - t_start
     timings["other"] = max(0.0, wall - sum(timings.values()))
-    d = settings.diffusion
+    d = settings.sampling
     sections = [RenderSection(round(max(sec.start, job.start), 3), round(min(sec.end, job.start + job.seconds), 3),
                               sec.label, style_name(look.style), frame)
                 for (frame, sec), look in zip(plan, looks, strict=True)] if plan else []
@@ -971,7 +971,7 @@ def _run(models: Any, settings: Settings, job: RenderJob, device: torch.device, 
     return RenderResult(
         output=job.out, frames=sink.frames() if isinstance(sink, _Memory) else None,
         fps=fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
-        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.sample_steps,
+        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.steps,
         lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance,
         guidance_distilled=guidance_distilled(models.dit),

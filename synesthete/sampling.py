@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from synesthete.settings import DiffusionSettings
+from synesthete.settings import DiTSettings, SamplingSettings
 
 if TYPE_CHECKING:
     from synesthete.models.dit import DiTConfig
@@ -41,7 +41,7 @@ def _expand(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
 class NoiseSchedule:
     """Forward process q(x_t | x0) over ``num_train_timesteps`` steps, and the prediction parametrisation."""
 
-    def __init__(self, cfg: DiTConfig | DiffusionSettings) -> None:
+    def __init__(self, cfg: DiTConfig | DiTSettings) -> None:
         self.config = cfg  # what it was made from: a network's config (num_train_timesteps, schedule, prediction)
         self.num_timesteps = cfg.num_train_timesteps
         self.prediction = cfg.prediction
@@ -308,7 +308,7 @@ def sample(
     model: nn.Module,
     features: torch.Tensor,
     shape: tuple[int, ...] | torch.Size,
-    cfg: DiffusionSettings,
+    cfg: SamplingSettings,
     steps: int | None = None,
     sampler: str | None = None,
     guidance: float | None = None,
@@ -321,7 +321,7 @@ def sample(
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
 
-    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.diffusion``)
+    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.sampling``)
     gives the sampler's defaults: ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"), ``guidance`` (audio) and
     ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
     the null style). Classifier-free guidance composes one term per condition, each against a pass with only
@@ -336,9 +336,9 @@ def sample(
     instead: the audio term then costs no pass.
     ``callback(step, total)`` is called after every step (progress bars).
     """
-    if not isinstance(cfg, DiffusionSettings):
-        raise TypeError(f"sample() takes the diffusion settings (settings.diffusion), not {type(cfg).__name__}")
-    steps = cfg.sample_steps if steps is None else steps
+    if not isinstance(cfg, SamplingSettings):
+        raise TypeError(f"sample() takes the sampling settings (settings.sampling), not {type(cfg).__name__}")
+    steps = cfg.steps if steps is None else steps
     sampler = cfg.sampler if sampler is None else sampler
     guidance = cfg.guidance if guidance is None else guidance
     style_guidance = cfg.style_guidance if style_guidance is None else style_guidance

@@ -214,22 +214,22 @@ def test_models_are_rebuilt_from_the_config_their_checkpoint_carries(tiny, tmp_p
     their frame size and audio analysis; nothing else of the settings changes."""
     vae_ckpt = _vae_run_checkpoint(tiny)
     dit_ckpt = _dit_run_checkpoint(tiny, vae_ckpt["model"])
-    assert dit_ckpt["config"]["dim"] == tiny.diffusion.dim and vae_ckpt["config"]["width"] == tiny.video.width
+    assert dit_ckpt["config"]["dim"] == tiny.dit.dim and vae_ckpt["config"]["width"] == tiny.video.width
     save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
     save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
     cpu = load_settings("cpu")
-    assert (cpu.diffusion.dim, cpu.video.width) != (tiny.diffusion.dim, tiny.video.width)
+    assert (cpu.dit.dim, cpu.video.width) != (tiny.dit.dim, tiny.video.width)
     models = load_models(cpu, tmp_path, "cpu")
-    assert models.dit.config.dim == tiny.diffusion.dim
-    assert models.config.window == tiny.diffusion.window and models.config.latent_height == tiny.latent_size
+    assert models.dit.config.dim == tiny.dit.dim
+    assert models.config.window == tiny.dit.window and models.config.latent_height == tiny.latent_size
     fitted = models.fitted(cpu)
     assert (fitted.video.width, fitted.audio) == (tiny.video.width, tiny.audio)
-    assert fitted.diffusion == cpu.diffusion  # no architecture copied back; sampling knobs stay the user's
+    assert (fitted.dit, fitted.sampling) == (cpu.dit, cpu.sampling)  # no architecture copied back
     # Files written before configs existed are rebuilt from the settings they store.
     del dit_ckpt["config"], vae_ckpt["config"]
     save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
     save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
-    assert load_models(cpu, tmp_path, "cpu").dit.config.dim == tiny.diffusion.dim
+    assert load_models(cpu, tmp_path, "cpu").dit.config.dim == tiny.dit.dim
     # The frame rate is part of what the model means: another one is refused in one line.
     with pytest.raises(CheckpointError, match="trained at 30 fps"):
         load_models(cpu.updated(video={"fps": 24}), tmp_path, "cpu")
@@ -283,3 +283,22 @@ def test_retired_knobs_at_todays_value_still_load_and_other_values_are_refused(t
     save_checkpoint(run, tmp_path / "ckpt.pt")
     with pytest.raises(CheckpointError, match=r"cannot resume .*diffusion\.loss_weighting='min_snr' is a retired"):
         load_checkpoint(tmp_path / "ckpt.pt", "diffusion", tiny)
+
+
+def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays_layout(tmp_path):
+    """Checkpoints store their run's whole settings; the shipped ones (and every older run) have the DiT's
+    architecture and sampling in the diffusion section. upgrade_stored moves them, so a network is rebuilt from
+    old stored settings exactly as from its config, and a resumed run keeps its sampling knobs."""
+    from synesthete.checkpoint import checkpoint_config
+    from synesthete.models.dit import DiTConfig
+    from synesthete.settings import default_checkpoint_dir, upgrade_stored
+
+    path = default_checkpoint_dir() / "diffusion_teacher.pt"
+    ckpt = read_checkpoint(path)
+    stored = ckpt["settings"]
+    assert "window" in stored["diffusion"] and "dit" not in stored  # the old layout
+    new = upgrade_stored(stored)
+    assert new["dit"]["window"] == stored["diffusion"]["window"] and "window" not in new["diffusion"]
+    assert new["sampling"]["steps"] == stored["diffusion"]["sample_steps"]
+    assert stored["diffusion"]["window"] == new["dit"]["window"]  # the stored dict itself is left as it was
+    assert DiTConfig.from_settings(stored, (8, 8, 8)) == checkpoint_config(ckpt, path)

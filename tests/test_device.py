@@ -106,8 +106,8 @@ def test_loaded_dit_is_bf16_exactly_where_render_runs_it_under_autocast(monkeypa
     from synesthete.audio.features import num_features
     from synesthete.sampling import sample
 
-    d = s.diffusion
+    d = s.dit
     shape = (1, d.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    latents = sample(models.dit, torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio)), shape, d,
-                     steps=2)
+    features = torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio))
+    latents = sample(models.dit, features, shape, s.sampling, steps=2)
     assert latents.dtype == torch.float32 and torch.isfinite(latents).all()

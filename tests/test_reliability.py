@@ -334,7 +334,7 @@ def test_render_options_are_validated_before_work(song, tmp_path):
             render_song(settings, song, out, **bad)
     for guidance in (float("inf"), float("nan"), -1.0, 21.0):
         with pytest.raises(ValidationError, match="guidance"):
-            load_settings(diffusion={"guidance": guidance})
+            load_settings(sampling={"guidance": guidance})
     assert not out.exists()
 
 
@@ -358,7 +358,7 @@ def test_long_output_name_fits(ckpt_dir, song, tmp_path):
 
 def test_settings_ranges_are_validated():
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
-    assert_user_error(call_cli("config", env={"SYNESTHETE_DIFFUSION__GUIDANCE": "inf"}), "diffusion.guidance")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_SAMPLING__GUIDANCE": "inf"}), "sampling.guidance")
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "nan"}), "audio.clip_seconds")
     assert_user_error(call_cli("gen-audio", "-n", "1", "--duration", "nan", "-o", "/nonexistent/x"), "clip_seconds")
 

@@ -47,7 +47,7 @@ def perturbed_dit(settings, seed: int = 0) -> DiT:
 @pytest.mark.parametrize("preset", ["tiny", "cpu"])
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_schedule_monotone_and_ends_in_noise(preset, schedule):
-    cfg = load_settings(preset).updated(diffusion={"schedule": schedule}).diffusion
+    cfg = load_settings(preset).updated(dit={"schedule": schedule}).dit
     ns = NoiseSchedule(cfg)
     ab = ns.alphas_cumprod
     assert ab.shape == (cfg.num_train_timesteps,)
@@ -56,7 +56,7 @@ def test_schedule_monotone_and_ends_in_noise(preset, schedule):
 
 
 def test_sampling_timesteps_start_at_pure_noise():
-    ns = NoiseSchedule(load_settings("cpu").diffusion)
+    ns = NoiseSchedule(load_settings("cpu").dit)
     for steps in (1, 4, 20, 50, 1000):
         ts = ns.timesteps(steps)
         assert len(ts) == steps and ts[0] == ns.num_timesteps - 1 and ts[-1] >= 0
@@ -67,7 +67,7 @@ def test_sampling_timesteps_start_at_pure_noise():
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 def test_q_sample_and_predictions_round_trip(prediction):
-    cfg = load_settings("cpu").updated(diffusion={"prediction": prediction}).diffusion
+    cfg = load_settings("cpu").updated(dit={"prediction": prediction}).dit
     ns = NoiseSchedule(cfg)
     gen = torch.Generator().manual_seed(0)
     t = torch.arange(0, ns.num_timesteps, 37)
@@ -92,19 +92,19 @@ def test_q_sample_and_predictions_round_trip(prediction):
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_samplers_recover_the_exact_denoisers_data(prediction, sampler):
-    s = load_settings("tiny").updated(diffusion={"prediction": prediction})
-    ns = NoiseSchedule(s.diffusion)
-    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    s = load_settings("tiny").updated(dit={"prediction": prediction})
+    ns = NoiseSchedule(s.dit)
+    shape = (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     gen = torch.Generator().manual_seed(1)
     cond, uncond = torch.randn(shape[1:], generator=gen) / 2, torch.randn(shape[1:], generator=gen) / 2
     model = PointMassDenoiser(ns, cond, uncond)
     feats = dummy_inputs(s, batch=2)[2]
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=1.0, generator=gen)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler=sampler, guidance=1.0, generator=gen)
     assert torch.allclose(out, cond.expand(shape), atol=1e-3)
     assert set(model.calls) == {2}  # guidance 1: no unconditional pass
     # Guidance extrapolates from the unconditional towards the conditional prediction, in one batched call.
     model.calls.clear()
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=2.5, generator=gen)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler=sampler, guidance=2.5, generator=gen)
     assert torch.allclose(out, (uncond + 2.5 * (cond - uncond)).expand(shape), atol=1e-3)
     assert set(model.calls) == {4} and len(model.calls) == 10
 
@@ -115,16 +115,16 @@ def test_sample_shape_finite_and_deterministic(sampler):
     dit = perturbed_dit(s)
     dit.train()
     _, _, feats, _ = dummy_inputs(s, batch=2)
-    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    a = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    b = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    c = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    shape = (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    a = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    b = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    c = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(1))
     assert a.shape == shape and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert dit.training  # the caller's mode is restored
     assert not any(p.grad is not None for p in dit.parameters())
     # Different audio gives different latents from the same noise.
-    d = sample(dit, torch.rand_like(feats), shape, s.diffusion, sampler=sampler,
+    d = sample(dit, torch.rand_like(feats), shape, s.sampling, sampler=sampler,
                generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(a, d, atol=1e-4)
 
@@ -133,22 +133,22 @@ def test_context_frames_are_returned_unchanged_and_continued():
     s = load_settings("tiny")
     dit = perturbed_dit(s)
     _, _, feats, _ = dummy_inputs(s, batch=1)
-    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    shape = (1, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     context = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
-    mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
+    mask = torch.zeros(1, s.dit.window, dtype=torch.bool)
     mask[:, :2] = True
-    free = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0))
-    out = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0), context=context,
+    free = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0))
+    out = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0), context=context,
                  context_mask=mask)
     assert torch.equal(out[:, :2], context[:, :2])  # never denoised, returned exactly
     assert torch.isfinite(out).all()
     # The new frames continue the context: other context frames give other continuations.
     assert not torch.allclose(out[:, 2:], free[:, 2:], atol=1e-4)
-    other = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0),
+    other = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0),
                    context=-context, context_mask=mask)
     assert not torch.allclose(out[:, 2:], other[:, 2:], atol=1e-4)
     with pytest.raises(ValueError):
-        sample(dit, feats, shape, s.diffusion, context=context)
+        sample(dit, feats, shape, s.sampling, context=context)
 
 
 class StyledPointMass(nn.Module):
@@ -170,27 +170,27 @@ class StyledPointMass(nn.Module):
 
 def test_audio_and_style_guidance_compose_with_one_pass_each():
     s = load_settings("tiny")
-    schedule = NoiseSchedule(s.diffusion)
+    schedule = NoiseSchedule(s.dit)
     targets = {(False, False): 1.0, (True, False): 0.4, (False, True): -0.5, (True, True): 0.0}
     model = StyledPointMass(schedule, targets)
     feats = dummy_inputs(s, batch=2)[2]
     style = torch.zeros(2, 7)
     style[:, 1] = 1
-    shape = (2, s.diffusion.window, 1, 2, 2)
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler="ddim", guidance=2.0, style=style,
+    shape = (2, s.dit.window, 1, 2, 2)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler="ddim", guidance=2.0, style=style,
                  style_guidance=3.0, generator=torch.Generator().manual_seed(0))
     # e(s,a) + (g_a - 1)(e(s,a) - e(s,0)) + (g_s - 1)(e(s,a) - e(0,a)) = 1 + 0.6 + 2 * 1.5
     assert torch.allclose(out, torch.full(shape, 4.6), atol=1e-3)
     assert set(model.batches) == {6}  # three passes of a batch of two, in one forward per step
     model.batches.clear()
-    sample(model, feats, shape, s.diffusion, steps=3, guidance=1.0, style=style, style_guidance=1.0)
+    sample(model, feats, shape, s.sampling, steps=3, guidance=1.0, style=style, style_guidance=1.0)
     assert set(model.batches) == {2}  # scales of 1 skip their passes
 
 
 def test_sample_rejects_unknown_sampler():
     s = load_settings("tiny")
     with pytest.raises(ValueError, match="sampler"):
-        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.diffusion, sampler="euler")
+        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.sampling, sampler="euler")
 
 
 class Recorder(nn.Module):
@@ -225,7 +225,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     x0, _, feats, _ = dummy_inputs(s, batch=8)
     style = torch.zeros(8, 7)
     style[:, 0] = 1
-    schedule = NoiseSchedule(s.diffusion)
+    schedule = NoiseSchedule(s.dit)
     result = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
                             predictor=predictor)
     assert torch.isfinite(result.loss) and result.mse.shape == result.t.shape == (8,)
@@ -240,7 +240,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     with_ctx = ctx.any(1)
     assert call["x"].shape[0] == int(with_ctx.sum())
     t = call["t"]
-    lo, hi = 0.3 * (s.diffusion.num_train_timesteps - 1), 0.5 * (s.diffusion.num_train_timesteps - 1)
+    lo, hi = 0.3 * (s.dit.num_train_timesteps - 1), 0.5 * (s.dit.num_train_timesteps - 1)
     assert ((t >= round(lo)) & (t <= round(hi))).all()
     with torch.no_grad():
         out = predictor.dit(call["x"], t, feats[with_ctx], torch.zeros(len(t), dtype=torch.bool),
@@ -257,7 +257,7 @@ def _loss_with_anchors(s) -> tuple[dict, torch.Tensor, torch.Tensor]:
     model = Recorder(perturbed_dit(s, 0))
     x0, _, feats, _ = dummy_inputs(s, batch=12)
     anchors = torch.randn(12, *x0.shape[2:]) + 5
-    diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
+    diffusion_loss(model, NoiseSchedule(s.dit), x0, feats, s, torch.Generator().manual_seed(1),
                    style=torch.zeros(12, 7), anchors=anchors)
     return model.seen[0], x0, anchors
 
@@ -285,7 +285,7 @@ def test_bridge_windows_get_clean_context_at_both_ends():
     one frame left to generate), and an anchor replaces only a leading context frame."""
     from synesthete.train.losses import context_masks
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(diffusion={
+    s = load_settings("tiny", dit={"window": 8}).updated(diffusion={
         "bridge_prob": 1.0, "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0,
         "max_context": 3, "hinge_weight": 0.0,
     })
@@ -314,7 +314,7 @@ def _student_of(teacher: DiT, settings) -> DiT:
     """A guidance-embedding DiT warm-started from ``teacher``, as `train diffusion --teacher` starts it."""
     from synesthete.checkpoint import warm_start
 
-    student = DiT.from_settings(settings.updated(diffusion={"guidance_embed": True}))
+    student = DiT.from_settings(settings.updated(dit={"guidance_embed": True}))
     new = warm_start(student, teacher.state_dict(), "teacher")
     assert new and all(name.startswith("guidance_embedder.") for name in new)
     return student
@@ -346,12 +346,12 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale():
     recorder = Recorder(student)
     feats = dummy_inputs(s, batch=2)[2]
     size = s.latent_size
-    shape = (2, s.diffusion.window, s.vae.latent_channels, size, size)
+    shape = (2, s.dit.window, s.vae.latent_channels, size, size)
     style = torch.zeros(2, 7)
     style[:, 0] = 1
 
     def run(model, **kw):
-        return sample(model, feats, shape, s.diffusion, steps=4, guidance=2.5, style=style,
+        return sample(model, feats, shape, s.sampling, steps=4, guidance=2.5, style=style,
                       generator=torch.Generator().manual_seed(7), **kw)
 
     out = run(recorder)
@@ -361,7 +361,7 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale():
     assert torch.equal(out, run(student))  # deterministic for a seed
     # At zero-initialised guidance weights the student is its teacher's conditional prediction: the same
     # samples as the teacher without guidance.
-    plain = sample(teacher, feats, shape, s.diffusion, steps=4, guidance=1.0, style=style,
+    plain = sample(teacher, feats, shape, s.sampling, steps=4, guidance=1.0, style=style,
                    generator=torch.Generator().manual_seed(7))
     assert torch.allclose(run(_student_of(teacher, s)), plain, atol=1e-5)
 
@@ -380,7 +380,7 @@ def test_distillation_targets_the_teachers_guided_output():
     for w in (1.0, 3.0):
         s = base.updated(diffusion={"distill_guidance": (w, w)})
         recorder = Recorder(_student_of(teacher, base))
-        logs = diffusion_loss(recorder, NoiseSchedule(s.diffusion), x0, feats, s,
+        logs = diffusion_loss(recorder, NoiseSchedule(s.dit), x0, feats, s,
                               torch.Generator().manual_seed(2), style=style, teacher=teacher).logs
         seen = recorder.seen[0]
         assert torch.equal(seen["guidance"], torch.full((6,), w))

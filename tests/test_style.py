@@ -52,7 +52,7 @@ def test_default_model_paints_styles_the_critic_tells_apart():
     from synesthete.render import generate_frames
     from synesthete.train.critic import critic_outputs
 
-    settings = load_settings(diffusion={"sample_steps": 8})
+    settings = load_settings(sampling={"steps": 8})
     models = load_models(settings, ROOT / "checkpoints", "cpu")
     critic, _ = load_critic(ROOT / "checkpoints" / "critic.pt")
     wave, _ = synthesize(5, settings, duration=1.0, drums=True, silence=False, dropout=False)
@@ -91,7 +91,7 @@ def test_warm_start_keeps_old_weights_and_zero_initialises_new_conditioning():
     assert kept == ["context_embed", "style_embed.weight"]
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
     assert fresh.style_embed.weight.abs().sum() == 0 and fresh.context_embed.abs().sum() == 0
-    bigger = DiT.from_settings(load_settings("tiny", diffusion={"dim": 64}))
+    bigger = DiT.from_settings(load_settings("tiny", dit={"dim": 64}))
     with pytest.raises(CheckpointError, match="does not fit"):
         warm_start(bigger, state, "old.pt")
 
@@ -237,7 +237,7 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     from synesthete.device import autocast
     from synesthete.render import generate_frames, render_seed, style_exemplar, window_layout
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(
+    s = load_settings("tiny", dit={"window": 8}).updated(
         render={"lanes": 2, "overlap": 2, "anchor": 1}, device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
     s = models.fitted(s)
@@ -356,7 +356,7 @@ def test_each_section_starts_from_its_own_look(monkeypatch, tmp_path):
     from synesthete.render import Look, iter_windows, style_exemplar, window_layout
     from synesthete.styles import style_vector
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
+    s = load_settings("tiny", dit={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
                                                               device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
     s = models.fitted(s)

@@ -14,7 +14,7 @@ import math
 from typing import Any, ClassVar, TypeVar
 
 from synesthete.errors import ConfigError
-from synesthete.settings import Settings, retired_problem
+from synesthete.settings import Settings, retired_problem, upgrade_stored
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -36,8 +36,8 @@ Rule = Any
 
 
 def settings_dict(settings: Settings | dict[str, Any]) -> dict[str, Any]:
-    """A plain nested dict of ``settings`` (a Settings object, or the dict a checkpoint stores)."""
-    return settings.model_dump(mode="json") if isinstance(settings, Settings) else settings
+    """A plain nested dict of ``settings`` (a Settings object, or the dict a checkpoint stores, in today's layout)."""
+    return settings.model_dump(mode="json") if isinstance(settings, Settings) else upgrade_stored(settings)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -288,7 +288,8 @@ class DiTConfig(ModelConfig):
         from synesthete.audio.features import BASE_FEATURES
 
         s = settings_dict(settings)
-        video, d = s["video"], cls.without_retired(s["diffusion"])
+        cls.without_retired(s.get("diffusion") or {})  # an older file's settings may ask for a retired noise law
+        video, d = s["video"], s["dit"]
         if latent_shape is None:
             latent_shape = (s["vae"]["latent_channels"], video["height"] // 16, video["width"] // 16)
         c, h, w = latent_shape

@@ -155,7 +155,7 @@ def read_sources(
     settings: Settings, vae_path: str | Path | None, resume: str | Path | None, init: str | Path | None,
     teacher: str | Path | None,
 ) -> tuple[Settings, Sources]:
-    """The run's settings (a distillation's student takes the guidance scale: ``diffusion.guidance_embed``) and
+    """The run's settings (a distillation's student takes the guidance scale: ``dit.guidance_embed``) and
     its ``Sources``. A resumed distillation finds its teacher in its checkpoint; a student without ``init``
     starts from its teacher's weights."""
     if resume is not None and teacher is None:  # the run's settings may not say guidance_embed: ask its checkpoint
@@ -165,7 +165,7 @@ def read_sources(
     if teacher is not None:
         sources.teacher, sources.teacher_ckpt = teacher, load_checkpoint(teacher, "diffusion")
         checkpoint_config(sources.teacher_ckpt, teacher)  # a config this synesthete cannot run fails here
-        settings = settings.updated(diffusion={"guidance_embed": True})
+        settings = settings.updated(dit={"guidance_embed": True})
         if init is None and resume is None:
             init = teacher
     if not sources.vae.exists():
@@ -305,21 +305,21 @@ def train_steps(run: TrainingRun, tr: Trainee, teacher: Path | None) -> int:
     """Optimise from ``tr.step`` to ``diffusion.max_steps``, with EMA, logs, previews and checkpoints; returns
     the last step."""
     settings, device = run.settings, run.device
-    ds, ts = settings.diffusion, settings.train
-    schedule = NoiseSchedule(ds)
+    ds, ts, cfg = settings.diffusion, settings.train, tr.model.config
+    schedule = NoiseSchedule(cfg)
     train_model: nn.Module = run.wrap(tr.model)
     models = Models(vae=tr.vae, dit=tr.ema, latent_mean=tr.stats["mean"].to(device),
                     latent_std=tr.stats["std"].to(device))
     micro = max(1, ds.batch_size // (run.dist.world_size * ts.grad_accum))  # windows per rank and micro-step
     pool = run.clip_pool(tr.position)
     previews = Previews(run, models) if run.dist.is_main else None
-    buckets = TimestepBuckets(ds.loss_buckets, ds.num_train_timesteps)
+    buckets = TimestepBuckets(ds.loss_buckets, cfg.num_train_timesteps)
     step = tr.step
     run.start_progress(step, ds.max_steps)
     while step < ds.max_steps:
         gen = run.seed_step(step)
         pool.refresh()
-        windows = [pool.windows(micro, ds.window, ds.audio_context, gen) for _ in range(ts.grad_accum)]
+        windows = [pool.windows(micro, cfg.window, cfg.audio_context, gen) for _ in range(ts.grad_accum)]
 
         def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
             return window_loss(run, tr, train_model, schedule, windows, gen, buckets, i)
@@ -352,7 +352,7 @@ def train_diffusion(
     conditioning) keep their zero initialisation. The optimizer, schedule and data stream start fresh.
 
     ``teacher`` (a diffusion checkpoint) makes the run a guidance distillation: the student takes the audio
-    guidance scale as an input (``diffusion.guidance_embed`` is set) and learns the teacher's guided output
+    guidance scale as an input (``dit.guidance_embed`` is set) and learns the teacher's guided output
     (``train.losses.diffusion_loss``), so that sampling needs one pass per step instead of two. Without
     ``init`` the student starts from the teacher's weights. A resumed distillation finds its teacher in its
     checkpoint.

@@ -67,17 +67,17 @@ def context_masks(batch: int, window: int, settings: Settings, generator: torch.
     return mask
 
 
-def draw(x0: torch.Tensor, settings: Settings, generator: torch.Generator) -> Draws:
+def draw(x0: torch.Tensor, settings: Settings, schedule: NoiseSchedule, generator: torch.Generator) -> Draws:
     """The batch's noise, timesteps, dropouts, context masks and context noise level (``Draws``)."""
-    ds = settings.diffusion
+    ds, steps = settings.diffusion, schedule.num_timesteps
     b, w, device = x0.shape[0], x0.shape[1], x0.device
     noise = randn_like(x0, generator)
-    t = torch.randint(0, ds.num_train_timesteps, (b,), generator=generator).to(device)
+    t = torch.randint(0, steps, (b,), generator=generator).to(device)
     drop = (torch.rand(b, generator=generator) < ds.cfg_dropout).to(device)
     drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
     ctx = context_masks(b, w, settings, generator).to(device)  # [B, W]
     # Context frames are noised to their own small timestep (0 = exactly clean), told to the network.
-    most_ctx = round(ds.context_noise_max * (ds.num_train_timesteps - 1))
+    most_ctx = round(ds.context_noise_max * (steps - 1))
     t_ctx = torch.randint(0, most_ctx + 1, (b,), generator=generator).to(device)
     ctx_noise = torch.randn(x0.shape, generator=generator).to(device)
     return Draws(noise, t, drop, drop_style, ctx, t_ctx, ctx_noise)
@@ -100,7 +100,7 @@ def predicted_context(
     """
     ds = settings.diffusion
     b, device = x0.shape[0], x0.device
-    lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
+    lo, hi = (round(share * (schedule.num_timesteps - 1)) for share in ds.predicted_context_t)
     t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
     x = schedule.q_sample(x0, randn_like(x0, generator), t)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
@@ -183,7 +183,7 @@ def diffusion_loss(
     """
     ds = settings.diffusion
     b = x0.shape[0]
-    d = draw(x0, settings, generator)
+    d = draw(x0, settings, schedule, generator)
     source = context_source(x0, d.ctx, features, settings, generator, schedule, style, predictor, anchors)
     x_ctx = torch.where((d.t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, d.ctx_noise, d.t_ctx), source)
     x_t = torch.where(d.ctx[..., None, None, None], x_ctx, schedule.q_sample(x0, d.noise, d.t))

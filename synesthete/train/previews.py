@@ -25,10 +25,10 @@ from synesthete.styles import clip_style, style_vector
 from synesthete.train.loop import TrainingRun, image_row
 
 
-def heldout_windows(settings: Settings, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fixed held-out windows (one per held-out clip, from its middle): frames uint8 [n, W, 3, H, W], features
-    [n, W + 2ctx, F] and styles [n, S]."""
-    window, ctx = settings.diffusion.window, settings.diffusion.audio_context
+def heldout_windows(settings: Settings, count: int, window: int, ctx: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                     torch.Tensor]:
+    """Fixed held-out windows of ``window`` frames and ``ctx`` feature frames of context on each side (one per
+    held-out clip, from its middle): frames uint8 [n, W, 3, H, W], features [n, W + 2ctx, F], styles [n, S]."""
     frames, feats, styles = [], [], []
     for i in range(count):
         with one_thread():
@@ -50,7 +50,7 @@ def sample_frames(
     n = features.shape[0]
     generator = torch.Generator(device).manual_seed(seed)
     shape = (n, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
-    latents = sample(models.dit, features.to(device), shape, settings.diffusion, generator=generator, style=style)
+    latents = sample(models.dit, features.to(device), shape, settings.sampling, generator=generator, style=style)
     frames = models.decode(latents.flatten(0, 1)).float()  # [n * W, 3, H, W]
     return frames.view(n, cfg.window, *frames.shape[1:])
 
@@ -131,7 +131,8 @@ class Previews:
     def __init__(self, run: TrainingRun, models: Models) -> None:
         self.run, self.models = run, models
         settings = run.settings
-        self.heldout = heldout_windows(settings, settings.train.preview_samples)
+        cfg = models.config
+        self.heldout = heldout_windows(settings, settings.train.preview_samples, cfg.window, cfg.audio_context)
         self.reference: dict[str, float] = {}  # sync metrics of the held-out clips' own frames, measured once
         self.clips: list[dict] = []
         self.critic = None
