@@ -28,18 +28,20 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-if TYPE_CHECKING:
-    from synesthete.models.dit import DiTConfig
-
 from synesthete import __version__
+from synesthete.device import precision
 from synesthete.errors import CheckpointError, ConfigError
 from synesthete.media import atomic_save, to_unit
+from synesthete.models.config import ConfigBoundsError, RetiredFieldError
+from synesthete.models.critic import CriticConfig, StyleCritic
+from synesthete.models.dit import DiT, DiTConfig
+from synesthete.models.vae import VAE, VAEConfig
 from synesthete.settings import AudioSettings, Settings, check_retired
 
 FORMAT = "synesthete-checkpoint"
@@ -142,18 +144,12 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
 
 
 def _config_class(kind: str) -> type:
-    from synesthete.models.critic import CriticConfig
-    from synesthete.models.dit import DiTConfig
-    from synesthete.models.vae import VAEConfig
-
     return {"vae": VAEConfig, "diffusion": DiTConfig, "critic": CriticConfig}[kind]
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
     """The config that builds the checkpoint's network: its own ``config``, or (older files) the config
     derived from the settings it stores."""
-    from synesthete.models.config import ConfigBoundsError, RetiredFieldError
-
     cls = _config_class(ckpt["kind"])
     try:
         if "config" in ckpt:
@@ -328,10 +324,6 @@ def _default_file(checkpoint_dir: Path, kind: str) -> Path:
 def build_model(ckpt: dict[str, Any], path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The checkpoint's network, rebuilt from its config, with its weights (the EMA for diffusion), frozen,
     float32, in eval mode on ``device``."""
-    from synesthete.models.critic import StyleCritic
-    from synesthete.models.dit import DiT
-    from synesthete.models.vae import VAE
-
     cls = {"vae": VAE, "diffusion": DiT, "critic": StyleCritic}[ckpt["kind"]]
     config = checkpoint_config(ckpt, path)  # every field checked: type, sign, bound
     weights = ckpt.get("ema") or ckpt.get("model")
@@ -414,7 +406,6 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
     autocast does not cast every weight again in every forward (about 10 % of a render's network time on a
     2-core CPU). Call it under ``device.autocast`` then, as ``render.iter_windows`` does.
     """
-    from synesthete.device import precision
     checkpoint_dir = Path(checkpoint_dir)
     vae_path = _default_file(checkpoint_dir, "vae")
     dit_path = _default_file(checkpoint_dir, "diffusion")

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synesthete.errors import ConfigError
+
 PresetName = Literal["tiny", "cpu", "gpu"]
 
 # Seeds at or above this value are reserved for evaluation; the training stream never draws them.
@@ -619,8 +621,6 @@ def load_settings(preset: str | None = None, **overrides: Any) -> Settings:
     """
     from pydantic_settings import SettingsError
 
-    from synesthete.errors import ConfigError
-
     for key in sorted({**os.environ, **_dotenv_keys(env_file_path())}):  # a moved or retired name: say so
         problem = old_variable_problem(key)
         if problem:
@@ -644,8 +644,6 @@ def _dotenv_keys(env_file: str | Path | None) -> dict[str, str]:
     import io
 
     from dotenv import dotenv_values
-
-    from synesthete.errors import ConfigError
 
     if env_file is None or not Path(env_file).is_file():
         return {}

@@ -60,8 +60,9 @@ def test_typo_in_env_is_caught():
 def test_a_moved_setting_in_the_environment_or_env_file_names_its_new_variable(tmp_path, monkeypatch):
     """The DiT's architecture moved to the dit section and its sampling to sampling: an old variable is refused
     in one line that names the new one, by the CLI's check and by load_settings (the Python API)."""
-    with pytest.raises(ValueError, match=r"^environment variable SYNESTHETE_DIFFUSION__SAMPLE_STEPS names no setting "
-                                         r"any more \('diffusion.sample_steps'\): moved to SYNESTHETE_SAMPLING__STEPS$"):
+    old = r"^environment variable SYNESTHETE_DIFFUSION__SAMPLE_STEPS names no setting any more "
+    old += r"\('diffusion\.sample_steps'\)"
+    with pytest.raises(ValueError, match=old + ": moved to SYNESTHETE_SAMPLING__STEPS$"):
         check_environment({"SYNESTHETE_DIFFUSION__SAMPLE_STEPS": "4"}, env_file=None)
     (tmp_path / "old.env").write_text("SYNESTHETE_DIFFUSION__DIM=64\n")
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(tmp_path / "old.env"))

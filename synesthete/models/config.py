@@ -14,6 +14,7 @@ import math
 from typing import Any, ClassVar, TypeVar
 
 from synesthete.errors import ConfigError
+from synesthete.files import shorten
 from synesthete.settings import Settings, retired_problem, upgrade_stored
 
 C = TypeVar("C", bound="ModelConfig")
@@ -57,8 +58,6 @@ class ModelConfig:
 
     def check(self) -> None:
         """Raise a ConfigBoundsError naming the first field whose type or value ``BOUNDS`` does not allow."""
-        from synesthete.files import shorten
-
         for f in dataclasses.fields(self):
             value, rule = getattr(self, f.name), self.BOUNDS.get(f.name)
             if rule is None:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synesthete.audio.features import BASE_FEATURES, num_features
 from synesthete.models.audio_encoder import AudioEncoder, AudioEncoderConfig
 from synesthete.models.config import ConfigBoundsError, ModelConfig, settings_dict
 from synesthete.settings import Settings
@@ -285,8 +286,6 @@ class DiTConfig(ModelConfig):
     ) -> DiTConfig:
         """The config of a new DiT for ``settings`` (or a stored settings dict), on latents of ``latent_shape``
         (C, h, w): the VAE's, by default the frame size / 16 with ``vae.latent_channels``."""
-        from synesthete.audio.features import BASE_FEATURES
-
         s = settings_dict(settings)
         cls.without_retired(s.get("diffusion") or {})  # an older file's settings may ask for a retired noise law
         video, d = s["video"], s["dit"]
@@ -457,8 +456,6 @@ class DiT(nn.Module):
 
 def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]:
     """Random (x, t, features, drop_audio) of the right shapes for ``settings`` (tests, FLOP counts)."""
-    from synesthete.audio.features import num_features
-
     cfg = DiTConfig.from_settings(settings)
     x = torch.randn(batch, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     t = torch.randint(0, cfg.num_train_timesteps, (batch,))
@@ -468,7 +465,7 @@ def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]
 
 def dit_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
     """Model FLOPs of one window (sample) through the DiT ("forward"), or x3 for "train" (forward + backward)."""
-    from synesthete.models import count_flops
+    from synesthete.models import count_flops  # here: synesthete.models imports this module
 
     flops = count_flops(DiT.from_settings(settings), *dummy_inputs(settings))
     return flops * 3 if kind == "train" else flops

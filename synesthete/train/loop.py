@@ -45,6 +45,7 @@ from synesthete.errors import CheckpointError, OutputError, TrainingError
 from synesthete.files import check_folder, remove_stale_temps, write_text
 from synesthete.locks import FileLock, run_folder_lock
 from synesthete.settings import Settings
+from synesthete.threads import ThreadTuner
 from synesthete.train.dist import StopRequest, any_rank, setup_distributed
 
 LATEST = "ckpt_latest.pt"
@@ -197,8 +198,6 @@ class TrainingRun:
         # keeps the OMP_NUM_THREADS the launcher gave it.
         self.tuner = None
         if self.device.type == "cpu" and not self.dist.enabled:
-            from synesthete.threads import ThreadTuner
-
             self.tuner = ThreadTuner()
 
     # -- context ------------------------------------------------------------------------------------
