@@ -325,7 +325,7 @@ def test_render_options_are_validated_before_work(song, tmp_path):
     out = tmp_path / "out.mp4"
     assert_user_error(call_cli("render", str(song), "-o", str(out), "--duration", "nan"), "--duration", "finite")
     proc = call_cli("render", str(song), "-o", str(out), "--steps", "5000")  # cpu preset: 1000 timesteps
-    assert_user_error(proc, "sample_steps")
+    assert_user_error(proc, "sampling.steps")
     assert "generating" not in proc.stderr and "rendering" not in proc.stderr  # no progress bar started
     assert_user_error(call_cli("render", str(song), "-o", str(out), "--guidance", "1e30"), "guidance")
     settings = load_settings()
