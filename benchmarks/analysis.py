@@ -113,7 +113,7 @@ def renders(count: int, seconds: float, steps: int) -> dict:
     from synesthete.settings import load_settings
 
     settings = load_settings()
-    pipe = Synesthete.from_pretrained(device="cpu", diffusion={"sample_steps": steps})
+    pipe = Synesthete.from_pretrained(device="cpu", sampling={"steps": steps})
     critic = load_critic(pipe.settings.critic_path)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

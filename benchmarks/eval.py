@@ -75,7 +75,7 @@ def picture_metrics(frames: torch.Tensor, settings, device) -> dict:
     feats = critic.outputs(frames)[1]
     half = feats.shape[0] // 2
     out["fsd_halves"] = frechet_distance(feats[:half], feats[half:])
-    joins = window_layout(frames.shape[0], settings.diffusion.window, 2, exemplar=False).joins()
+    joins = window_layout(frames.shape[0], settings.dit.window, 2, exemplar=False).joins()
     out["seam_score"] = seam_score(frames, joins)
     return out
 

@@ -68,14 +68,14 @@ def make_compressed(folder: Path, seconds: float = 420.0) -> dict[str, Path]:
 
 
 def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | None = None, lanes: int | None = None,
-                 checkpoints: str | None = None, **diffusion) -> dict:
+                 checkpoints: str | None = None, **sampling) -> dict:
     """``render_song`` in this process; its numeric stats (wall time, RTF, time split, threads, lanes)."""
     import synesthete.render as render
     from synesthete.settings import load_settings
 
     settings = load_settings()
-    if diffusion:
-        settings = settings.updated(diffusion={k: v for k, v in diffusion.items() if v is not None})
+    if sampling:
+        settings = settings.updated(sampling={k: v for k, v in sampling.items() if v is not None})
     if lanes is not None:
         settings = settings.updated(render={"lanes": lanes})
     if checkpoints:
@@ -151,13 +151,13 @@ def finish(proc: subprocess.Popen) -> dict:
 def part_rtf(tmp: Path, args) -> dict:
     song = tmp / "song.wav"
     make_song(song, args.seconds)
-    render_stats(song, tmp / "warm.mp4", duration=2.0, sample_steps=1)  # first-call costs out of the way
+    render_stats(song, tmp / "warm.mp4", duration=2.0, steps=1)  # first-call costs out of the way
     grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
     rows = []
     for item in grid:
         sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
         stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
-                             sample_steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
+                             steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
         rows.append(_rounded(stats))
     return {"song_seconds": args.seconds, "runs": rows}
 
@@ -194,7 +194,7 @@ def part_seek(tmp: Path, args) -> dict:
             row[f"torchcodec_decode_20s_at_{int(start)}_s"] = round(time.perf_counter() - t0, 3)
         for start in (0.0, 360.0):
             stats = render_stats(song, tmp / "seek.mp4", start=start, duration=20.0, sampler=args.sampler,
-                                 sample_steps=args.steps)
+                                 steps=args.steps)
             row[f"render_20s_at_{int(start)}"] = {
                 "wall_s": round(stats["wall_s"], 2),
                 "setup_and_features_s": round(stats["split_s"]["setup"] + stats["split_s"]["features"], 2),

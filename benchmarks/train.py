@@ -28,7 +28,8 @@ from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
 from synesthete.sampling import NoiseSchedule
 from synesthete.settings import load_settings
-from synesthete.train.diffusion import diffusion_loss, train_diffusion
+from synesthete.train.diffusion import train_diffusion
+from synesthete.train.losses import diffusion_loss
 from synesthete.train.vae import train_vae
 
 MATMUL_SIZE = 2048
@@ -90,10 +91,10 @@ def diffusion_figures(settings, steps: int) -> dict:
     model = DiT.from_settings(settings)
     vae = VAE.from_settings(settings).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=ds.lr)
-    schedule = NoiseSchedule(ds)
-    b, w, c, h = ds.batch_size, ds.window, settings.vae.latent_channels, settings.latent_size
+    schedule = NoiseSchedule(model.config)
+    b, w, c, h = ds.batch_size, model.config.window, settings.vae.latent_channels, settings.latent_size
     frames = torch.rand(b * w, 3, settings.video.height, settings.video.width)
-    features = torch.rand(b, w + 2 * ds.audio_context, num_features(settings.audio))
+    features = torch.rand(b, w + 2 * model.config.audio_context, num_features(settings.audio))
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
@@ -101,7 +102,7 @@ def diffusion_figures(settings, steps: int) -> dict:
         with autocast(CPU, settings.train.amp):  # as the trainer runs it
             with torch.no_grad():
                 x0 = vae.encode(frames)[0].float().view(b, w, c, h, h)
-            loss, *_ = diffusion_loss(model, schedule, x0, features, settings, gen)
+            loss = diffusion_loss(model, schedule, x0, features, settings, gen).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.train.grad_clip)
         opt.step()

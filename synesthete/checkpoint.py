@@ -35,10 +35,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from synesthete import __version__
-from synesthete.errors import CheckpointError
+from synesthete.device import precision
+from synesthete.errors import CheckpointError, ConfigError
 from synesthete.media import atomic_save, to_unit
-from synesthete.models.critic import Critic
-from synesthete.settings import DiffusionSettings, Settings
+from synesthete.models.config import ConfigBoundsError, RetiredFieldError
+from synesthete.models.critic import Critic, CriticConfig, StyleCritic
+from synesthete.models.dit import DiT, DiTConfig
+from synesthete.models.vae import VAE, VAEConfig
+from synesthete.settings import AudioSettings, Settings, check_retired
 from synesthete.styles import families
 
 FORMAT = "synesthete-checkpoint"
@@ -141,18 +145,12 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
 
 
 def _config_class(kind: str) -> type:
-    from synesthete.models.critic import CriticConfig
-    from synesthete.models.dit import DiTConfig
-    from synesthete.models.vae import VAEConfig
-
     return {"vae": VAEConfig, "diffusion": DiTConfig, "critic": CriticConfig}[kind]
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
     """The config that builds the checkpoint's network: its own ``config``, or (older files) the config
     derived from the settings it stores."""
-    from synesthete.models.config import ConfigBoundsError
-
     cls = _config_class(ckpt["kind"])
     try:
         if "config" in ckpt:
@@ -160,6 +158,8 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Any:
                 raise TypeError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
             return cls.from_dict(ckpt["config"])
         return cls.from_settings(ckpt.get("settings") or {})
+    except RetiredFieldError as exc:
+        raise CheckpointError(f"cannot use {path}: {exc}") from None
     except ConfigBoundsError as exc:  # a field of the wrong type, sign or size (a damaged or tampered file)
         raise CheckpointError(f"{path} asks for a {ckpt['kind']} network that cannot be right: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -188,6 +188,11 @@ def load_checkpoint(path: str | Path, kind: str, settings: Settings | None = Non
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} is a {ckpt.get('kind')} checkpoint, expected a {kind} checkpoint")
     if settings is not None:
+        if kind == "diffusion":  # a resumed run trains on as its stored settings say: none may ask for a retired knob
+            try:
+                check_retired(ckpt.get("settings") or {})
+            except ValueError as exc:
+                raise CheckpointError(f"cannot resume {path}: {exc}") from None
         check_config(ckpt, _config_class(kind).from_settings(settings), path, preset=settings.preset)
     return ckpt
 
@@ -264,13 +269,29 @@ def export_checkpoint(src: str | Path, dst_dir: str | Path) -> Path:
 @dataclass
 class Models:
     """The trained networks render and eval need, in eval mode (the DiT in bf16 where they run it under bf16
-    autocast: ``load_models``)."""
+    autocast: ``load_models``).
+
+    The architecture (window, latent, audio context, noise schedule, frame rate, ...) is the DiT's ``config``,
+    read from its checkpoint and never copied into the settings."""
 
     vae: nn.Module
     dit: nn.Module
     latent_mean: torch.Tensor  # [C]: per-channel mean of the VAE latents (diffusion works on (z - mean) / std)
     latent_std: torch.Tensor  # [C]
-    settings: Settings | None = None  # the settings made to fit these networks (``model_settings``)
+    audio: dict[str, Any] | None = None  # the audio analysis the DiT was trained on (its checkpoint's settings)
+
+    @property
+    def config(self) -> DiTConfig:
+        """The DiT's architecture, as its checkpoint says."""
+        return self.dit.config
+
+    def fitted(self, settings: Settings) -> Settings:
+        """``settings`` with the data these networks work on: the frame size their latent makes and the audio
+        analysis they were trained on (the visualizers, the data engine and the feature extractor of a render
+        or an eval read them from the settings). Sampling, render and eval settings stay the caller's."""
+        cfg = self.config
+        return settings.updated(video={"height": cfg.latent_height * 16, "width": cfg.latent_width * 16},
+                                audio=self.audio or {})
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1)
@@ -304,10 +325,6 @@ def _default_file(checkpoint_dir: Path, kind: str) -> Path:
 def build_model(ckpt: dict[str, Any], path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The checkpoint's network, rebuilt from its config, with its weights (the EMA for diffusion), frozen,
     float32, in eval mode on ``device``."""
-    from synesthete.models.critic import StyleCritic
-    from synesthete.models.dit import DiT
-    from synesthete.models.vae import VAE
-
     cls = {"vae": VAE, "diffusion": DiT, "critic": StyleCritic}[ckpt["kind"]]
     config = checkpoint_config(ckpt, path)  # every field checked: type, sign, bound
     weights = ckpt.get("ema") or ckpt.get("model")
@@ -383,36 +400,34 @@ def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.M
     return build_model(ckpt, path, device), ckpt
 
 
-def model_settings(settings: Settings, dit_ckpt: dict[str, Any], path: str | Path) -> Settings:
-    """``settings`` with what the DiT of ``dit_ckpt`` was trained on put in: its frame size, latent, window,
-    audio context and noise schedule (from its config) and its audio analysis (from its stored settings).
-    Everything else (sampler, guidance, output size, ...) stays as the user set it. The frame rate is not
-    replaced: the model knows one rate only, and another is an error."""
+def check_frame_rate(dit_ckpt: dict[str, Any], settings: Settings, path: str | Path) -> None:
+    """Refuse settings at another frame rate than the DiT of ``dit_ckpt`` was trained at: the model knows one
+    rate only."""
     cfg = checkpoint_config(dit_ckpt, path)
     if cfg.fps != settings.video.fps:
         raise CheckpointError(
             f"{path} was trained at {cfg.fps:g} fps: the model works at that rate only (use --fps {cfg.fps:g}; "
             "other rates are not supported)"
         )
-    stored_audio = (dit_ckpt.get("settings") or {}).get("audio") or {}
-    audio = {k: v for k, v in stored_audio.items() if k in type(settings.audio).model_fields}
-    diffusion = {k: getattr(cfg, k) for k in DiffusionSettings.model_fields if hasattr(cfg, k)}
-    return settings.updated(
-        video={"height": cfg.latent_height * 16, "width": cfg.latent_width * 16},
-        vae={"latent_channels": cfg.latent_channels}, audio=audio, diffusion=diffusion,
-    )
+
+
+def trained_audio(dit_ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The audio analysis the DiT of ``dit_ckpt`` was trained on: the audio section of the settings it stores
+    (fields this synesthete does not know left out)."""
+    stored = (dit_ckpt.get("settings") or {}).get("audio") or {}
+    return {k: v for k, v in stored.items() if k in AudioSettings.model_fields}
 
 
 def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.device | str) -> Models:
     """Load ``vae.pt`` and ``diffusion.pt`` from ``checkpoint_dir`` (eval mode, on ``device``), each rebuilt
-    from its own config; ``Models.settings`` is ``settings`` made to fit them (``model_settings``).
+    from its own config; ``settings`` must be at the DiT's frame rate. ``Models.fitted(settings)`` gives the
+    settings a render or an eval of them runs with.
 
     The VAE is float32. The DiT is float32 too, except where render and eval run it under bf16 autocast
     (``device.precision(device, settings.render.amp)`` is "bf16"): there its weights are stored in bf16, so
     autocast does not cast every weight again in every forward (about 10 % of a render's network time on a
     2-core CPU). Call it under ``device.autocast`` then, as ``render.iter_windows`` does.
     """
-    from synesthete.device import precision
     checkpoint_dir = Path(checkpoint_dir)
     vae_path = _default_file(checkpoint_dir, "vae")
     dit_path = _default_file(checkpoint_dir, "diffusion")
@@ -435,6 +450,10 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         raise CheckpointError(f"{dit_path} has no latent_stats: it was not written by `synesthete train diffusion`")
     stats = dit_ckpt["latent_stats"]
     check_finite(stats, dit_path)
+    check_frame_rate(dit_ckpt, settings, dit_path)
+    if settings.sampling.steps > dit_cfg.num_train_timesteps:
+        raise ConfigError(f"sampling.steps={settings.sampling.steps} must be at most the "
+                          f"{dit_cfg.num_train_timesteps} timesteps {dit_path} was trained with")
     dit = build_model(dit_ckpt, dit_path, device)
     if precision(torch.device(device), settings.render.amp) == "bf16":
         dit = dit.to(torch.bfloat16)
@@ -443,5 +462,5 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         dit=dit,
         latent_mean=stats["mean"].float().to(device),
         latent_std=stats["std"].float().to(device),
-        settings=model_settings(settings, dit_ckpt, dit_path),
+        audio=trained_audio(dit_ckpt),
     )

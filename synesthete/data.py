@@ -319,7 +319,7 @@ class ClipPool:
             clip = self.clips[c]
             t = clip["frames"].shape[0]
             if t < window:
-                raise ValueError(f"clips have {t} frames, fewer than diffusion.window={window}")
+                raise ValueError(f"clips have {t} frames, fewer than the DiT's window of {window}")
             s = offset % (t - window + 1)
             frames.append(clip["frames"][s : s + window])
             # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.

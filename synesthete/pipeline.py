@@ -32,9 +32,9 @@ from synesthete.settings import Settings, load_settings, validation_message
 __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
 
 
-# The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not diffusion.sample_steps).
-KEYWORDS = {"diffusion.sample_steps": "steps", "diffusion.sampler": "sampler", "diffusion.guidance": "guidance",
-            "diffusion.style_guidance": "style_guidance", "render.style": "style", "render.seed": "seed",
+# The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not sampling.steps).
+KEYWORDS = {"sampling.steps": "steps", "sampling.sampler": "sampler", "sampling.guidance": "guidance",
+            "sampling.style_guidance": "style_guidance", "render.style": "style", "render.seed": "seed",
             "render.size": "size", "render.lanes": "lanes"}
 
 
@@ -54,9 +54,9 @@ def _options(
     lanes: int | None = None, sections: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A render's options as settings sections (``None``: the pipeline's setting)."""
-    diffusion = {"sample_steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
+    sampling = {"steps": steps, "sampler": sampler, "guidance": guidance, "style_guidance": style_guidance}
     render = {"style": style, "seed": seed, "size": size, "lanes": lanes, "sections": sections}
-    return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("diffusion", diffusion), ("render", render))
+    return {k: {n: v for n, v in d.items() if v is not None} for k, d in (("sampling", sampling), ("render", render))
             if any(v is not None for v in d.values())}
 
 
@@ -74,8 +74,8 @@ class Synesthete:
     ``Synesthete.from_pretrained()`` loads the models at once. ``Synesthete(settings)`` loads them on the
     first render (scoring needs only the critic, loaded on the first ``score``). Settings start from the
     defaults, ``.env`` and ``SYNESTHETE_*`` variables, as the CLI's do; once the models are loaded, their
-    checkpoint decides the frame size, the latent, the window, the noise schedule and the audio analysis
-    (``Models.settings``).
+    checkpoint decides the frame size and the audio analysis (``Models.fitted``); the window, the latent and the
+    noise schedule are the DiT's config (``Models.config``).
     """
 
     def __init__(self, settings: Settings | None = None, models: Models | None = None) -> None:
@@ -93,7 +93,7 @@ class Synesthete:
 
         ``device``: "auto" (MPS, then CUDA, then CPU; the default), "cpu", "cuda", "cuda:N" or "mps".
         ``settings`` (default: ``load_settings()``) and setting overrides by section, e.g.
-        ``diffusion={"sample_steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
+        ``sampling={"steps": 4}`` or ``render={"crf": 18}``, give every render's defaults.
         """
         base = settings if settings is not None else _load_settings()
         base = _updated(base, ConfigError, device=device, paths={"checkpoints": path}, **overrides)
@@ -102,9 +102,9 @@ class Synesthete:
     # ------------------------------------------------------------------------------------- state
     @property
     def settings(self) -> Settings:
-        """The settings renders start from: once loaded, fitted to the models (``Models.settings``)."""
-        if self._models is not None and self._models.settings is not None:
-            return self._models.settings
+        """The settings renders start from: once loaded, fitted to the models (``Models.fitted``)."""
+        if self._models is not None:
+            return self._models.fitted(self._base)
         return self._base
 
     @property

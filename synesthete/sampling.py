@@ -15,12 +15,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from synesthete.settings import DiffusionSettings
+from synesthete.settings import DiTSettings, SamplingSettings
+
+if TYPE_CHECKING:
+    from synesthete.models.dit import DiTConfig
 
 COSINE_OFFSET = 0.008  # s in Nichol & Dhariwal's cosine schedule (keeps beta_1 from being vanishingly small)
 MAX_BETA = 0.999  # cap on any single beta; the last step of the cosine schedule hits it (alpha_bar_T ~ 0)
@@ -36,7 +41,8 @@ def _expand(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
 class NoiseSchedule:
     """Forward process q(x_t | x0) over ``num_train_timesteps`` steps, and the prediction parametrisation."""
 
-    def __init__(self, cfg: DiffusionSettings) -> None:
+    def __init__(self, cfg: DiTConfig | DiTSettings) -> None:
+        self.config = cfg  # what it was made from: a network's config (num_train_timesteps, schedule, prediction)
         self.num_timesteps = cfg.num_train_timesteps
         self.prediction = cfg.prediction
         steps = self.num_timesteps
@@ -116,12 +122,10 @@ class DDIMSampler:
 
 
 class DDPMSampler:
-    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps; its fresh
-    noise is shared across a window's frames by ``correlation`` (``window_noise``), as the network was trained."""
+    """Ancestral DDPM step from the posterior q(x_prev | x_t, x0), respaced to any subset of timesteps."""
 
-    def __init__(self, schedule: NoiseSchedule, correlation: float = 0.0) -> None:
+    def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
-        self.correlation = correlation
 
     def step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -132,7 +136,7 @@ class DDPMSampler:
         if t_prev < 0:
             return mean
         variance = beta * (1 - ab_prev) / (1 - ab_t)
-        return mean + math.sqrt(variance) * window_noise(x_t, self.correlation, generator)
+        return mean + math.sqrt(variance) * randn_like(x_t, generator)
 
 
 class DPMSolverPP2MSampler:
@@ -178,27 +182,12 @@ class DPMSolverPP2MSampler:
         return (sigma_s / sigma_t) * x_t - (alpha_s * math.expm1(-h)) * d
 
 
-SAMPLERS: dict[str, type[DDIMSampler] | type[DDPMSampler] | type[DPMSolverPP2MSampler]] = {
+Stepper = DDIMSampler | DDPMSampler | DPMSolverPP2MSampler
+SAMPLERS: dict[str, type[Stepper]] = {
     "ddim": DDIMSampler,
     "ddpm": DDPMSampler,
     "dpm++": DPMSolverPP2MSampler,
 }
-
-
-def window_noise(x: torch.Tensor, correlation: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Diffusion noise shaped like windows ``x`` [B, W, ...]: standard normal per element, of which a share
-    ``correlation`` of the variance is one draw shared by all W frames of a window (``diffusion.noise_correlation``;
-    0 gives independent frames)."""
-    noise = randn_like(x, generator)
-    if correlation > 0:
-        shared = randn_like(x[:, :1], generator)
-        noise = math.sqrt(1 - correlation) * noise + math.sqrt(correlation) * shared
-    return noise
-
-
-def noise_correlation(model: nn.Module, cfg: DiffusionSettings) -> float:
-    """The noise correlation ``model`` was trained with (its config), else ``cfg``'s."""
-    return float(getattr(getattr(model, "config", None), "noise_correlation", cfg.noise_correlation))
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -213,66 +202,67 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-@torch.no_grad()
-def sample(
-    model: nn.Module,
-    features: torch.Tensor,
-    shape: tuple[int, ...] | torch.Size,
-    cfg: DiffusionSettings,
-    steps: int | None = None,
-    sampler: str | None = None,
-    guidance: float | None = None,
-    generator: torch.Generator | None = None,
-    style: torch.Tensor | None = None,
-    style_guidance: float | None = None,
-    context: torch.Tensor | None = None,
-    context_mask: torch.Tensor | None = None,
-    context_noise: float | None = None,
-    guidance_interval: tuple[float, float] | None = None,
-    callback: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
+@contextlib.contextmanager
+def _inference(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """``model`` in eval mode (its mode restored after); weights stored in bf16 (``checkpoint.load_models`` on
+    bf16 hardware) run under autocast, unless the caller's autocast already stands."""
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters(), None)
+    half = param is not None and param.dtype in (torch.bfloat16, torch.float16)
+    precision = contextlib.ExitStack()
+    if half and not torch.is_autocast_enabled(device.type):
+        precision.enter_context(torch.autocast(device_type=device.type, dtype=param.dtype))
+    try:
+        yield
+    finally:
+        precision.close()
+        model.train(was_training)
 
-    ``cfg`` is the diffusion section of the settings (``settings.diffusion``): the noise schedule the network
-    was trained on, and the sampler's defaults. ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"),
-    ``guidance`` (audio) and ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
-    the null style). Classifier-free guidance composes one term per condition, each against a pass with only
-    that condition dropped:
 
-        out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
+@dataclass
+class Passes:
+    """The network passes of one sampling step, run as one batched forward: the conditional pass, then one per
+    guidance term with its own condition dropped. Every per-pass input holds ``n`` blocks of ``batch`` rows."""
 
-    and all passes run in one batched forward (a scale of 1 skips its pass). Guidance applies only at the
-    steps whose noise level t / T lies in ``guidance_interval`` (default ``(cfg.guidance_low,
-    cfg.guidance_high)``, all steps): elsewhere the conditional pass runs alone, half the rows of the batched
-    forward with audio guidance (guidance in a limited interval, Kynkaanniemi et al. 2024). ``context`` [B, W, C, h, w]
-    with ``context_mask`` [B, W] bool gives clean context frames: they are never denoised and are returned
-    exactly. The network sees them flagged as context at every step, noised once to the ``context_noise``
-    share of the schedule (default ``cfg.context_noise``; 0 = as they are), the way it was trained.
-    A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale instead: the
-    audio term then costs no pass (w = ``guidance`` inside the interval, 1 outside), and ``guidance_rescale``,
-    which needs the conditional pass beside the guided one, does not apply.
-    ``callback(step, total)`` is called after every step (progress bars).
-    """
-    if not isinstance(cfg, DiffusionSettings):
-        raise TypeError(f"sample() takes the diffusion settings (settings.diffusion), not {type(cfg).__name__}")
-    steps = cfg.sample_steps if steps is None else steps
-    sampler = cfg.sampler if sampler is None else sampler
-    guidance = cfg.guidance if guidance is None else guidance
-    style_guidance = cfg.style_guidance if style_guidance is None else style_guidance
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
-    schedule = NoiseSchedule(cfg)
-    correlation = noise_correlation(model, cfg)
-    stepper = DDPMSampler(schedule, correlation) if sampler == "ddpm" else SAMPLERS[sampler](schedule)
-    device = _model_device(model)
-    shape = tuple(shape)
-    batch = shape[0]
-    features = features.to(device=device, dtype=torch.float32)  # [B, W + 2ctx, F]
-    if features.shape[0] != batch:
-        raise ValueError(f"features batch {features.shape[0]} does not match the sample shape {shape}")
+    n: int
+    batch: int
+    scales: list[float]  # the guidance scale - 1 of each pass after the first
+    features: torch.Tensor  # [n*B, W + 2ctx, F]
+    drop_audio: torch.Tensor  # [n*B] bool
+    drop_style: torch.Tensor  # [n*B] bool
+    audio: object | None  # the encoded audio (``embed_audio``), when the network has it
+    style: torch.Tensor | None  # [n*B, S]
+    guidance: torch.Tensor | None = None  # [n*B]: the audio scale, told a guidance-distilled network
+    context_mask: torch.Tensor | None = None  # [n*B, W] bool
+    context_t: torch.Tensor | None = None  # [n*B]: the context's timestep (0: clean)
 
-    # The passes of one step: (drop audio, drop style) for the conditional pass and each guidance term.
-    passes = [(False, False)]
+    def inputs(self) -> list[object]:
+        """The per-pass inputs in ``model_call``'s order after (x, t)."""
+        return [self.features, self.drop_audio, self.audio, self.style, self.drop_style, self.context_mask,
+                self.context_t, self.guidance]
+
+    def output(self, model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The guided network output [B, ...] at x [B, ...], t [B]: every pass in one forward, combined as
+        ``out = e_0 + sum_k scale_k (e_0 - e_k)``; with one pass, the first ``batch`` rows of every input."""
+        if self.n == 1:
+            return model_call(model, x, t, *_rows(self.batch, *self.inputs())).float()
+        x_in = x.repeat(self.n, *([1] * (x.ndim - 1)))
+        parts = model_call(model, x_in, t.repeat(self.n), *self.inputs()).float().chunk(self.n)
+        out = parts[0]
+        for scale, part in zip(self.scales, parts[1:], strict=True):
+            out = out + scale * (parts[0] - part)
+        return out
+
+
+def guidance_passes(model: nn.Module, features: torch.Tensor, style: torch.Tensor | None, guidance: float,
+                    style_guidance: float) -> Passes:
+    """The ``Passes`` of a step for ``features`` [B, W + 2ctx, F] (on the model's device) and ``style`` [B, S]:
+    a pass for audio guidance unless its scale is 1 or the network is guidance-distilled (then the scale is an
+    input of every pass), one for style guidance unless its scale is 1 or there is no style. The audio is
+    encoded here, once for every step (the seed re-ran its audio encoder in all 50 passes)."""
+    device, batch = features.device, features.shape[0]
+    passes = [(False, False)]  # (drop audio, drop style) of each pass
     scales = []
     distilled = guidance_distilled(model)
     if guidance != 1.0 and not distilled:
@@ -281,96 +271,108 @@ def sample(
     if style_guidance != 1.0 and style is not None:
         passes.append((False, True))
         scales.append(style_guidance - 1.0)
-    n_pass = len(passes)
-    low, high = (cfg.guidance_low, cfg.guidance_high) if guidance_interval is None else guidance_interval
-    if not 0 <= low <= high <= 1:
-        raise ValueError(f"guidance interval ({low}, {high}) must satisfy 0 <= low <= high <= 1")
-    last_t = max(1, cfg.num_train_timesteps - 1)
+    n = len(passes)
+    drop_audio, drop_style = (torch.tensor([p[k] for p in passes], device=device).repeat_interleave(batch)
+                              for k in (0, 1))
+    feats_in = features.repeat(n, 1, 1)
+    audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
+    style_in = style.to(device=device, dtype=torch.float32).repeat(n, 1) if style is not None else None
+    w_in = torch.full((batch * n,), guidance, device=device) if distilled else None
+    return Passes(n, batch, scales, feats_in, drop_audio, drop_style, audio, style_in, w_in)
 
-    def flags(which: int) -> torch.Tensor:
-        return torch.tensor([p[which] for p in passes], device=device).repeat_interleave(batch)
 
-    was_training = model.training
-    model.eval()
-    # Weights stored in bf16 (``checkpoint.load_models`` on bf16 hardware) run under autocast; the caller's
-    # autocast, if any, stands.
-    param = next(model.parameters(), None)
-    half = param is not None and param.dtype in (torch.bfloat16, torch.float16)
-    precision = contextlib.ExitStack()
-    if half and not torch.is_autocast_enabled(device.type):
-        precision.enter_context(torch.autocast(device_type=device.type, dtype=param.dtype))
-    try:
-        drop_audio, drop_style = flags(0), flags(1)
-        feats_in = features.repeat(n_pass, 1, 1)
-        # Encode the audio once for every step (the seed re-ran its audio encoder in all 50 passes).
-        audio = model.embed_audio(feats_in, drop_audio) if hasattr(model, "embed_audio") else None
-        style_in = style.to(device=device, dtype=torch.float32).repeat(n_pass, 1) if style is not None else None
+def _denoise(model: nn.Module, schedule: NoiseSchedule, stepper: Stepper, x: torch.Tensor, passes: Passes,
+             steps: int, clip_x0: float, generator: torch.Generator | None, context: torch.Tensor | None,
+             mask: torch.Tensor | None, callback: Callable[[int, int], None] | None) -> torch.Tensor:
+    """The sampling loop from x (noise, with the context frames in place) to clean latents."""
+    batch = x.shape[0]
+    timesteps = schedule.timesteps(steps).tolist()
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        t_batch = torch.full((batch,), t, dtype=torch.long, device=x.device)
+        out = passes.output(model, x, t_batch)
+        x0 = schedule.predict_x0(x, t_batch, out)
+        if clip_x0 > 0:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
+        x = stepper.step(x, x0, eps, t, t_prev, generator)
+        if context is not None:
+            x = torch.where(mask, context, x)
+        if callback is not None:
+            callback(i + 1, len(timesteps))
+    return x
 
-        x = window_noise(torch.empty(shape, device=device), correlation, generator)  # [B, W, C, h, w]
-        mask_in = context_t = None
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    features: torch.Tensor,
+    shape: tuple[int, ...] | torch.Size,
+    cfg: SamplingSettings,
+    steps: int | None = None,
+    sampler: str | None = None,
+    guidance: float | None = None,
+    generator: torch.Generator | None = None,
+    style: torch.Tensor | None = None,
+    style_guidance: float | None = None,
+    context: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
+
+    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.sampling``)
+    gives the sampler's defaults: ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"), ``guidance`` (audio) and
+    ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
+    the null style). Classifier-free guidance composes one term per condition, each against a pass with only
+    that condition dropped:
+
+        out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
+
+    and all passes run in one batched forward (a scale of 1 skips its pass), at every step (``Passes``).
+    ``context`` [B, W, C, h, w] with ``context_mask`` [B, W] bool gives clean context frames: they are never
+    denoised and are returned exactly. The network sees them as they are, flagged as context (timestep 0) at
+    every step. A guidance-distilled network (``config.guidance_embed``) is told the audio guidance scale
+    instead: the audio term then costs no pass.
+    ``callback(step, total)`` is called after every step (progress bars).
+    """
+    if not isinstance(cfg, SamplingSettings):
+        raise TypeError(f"sample() takes the sampling settings (settings.sampling), not {type(cfg).__name__}")
+    steps = cfg.steps if steps is None else steps
+    sampler = cfg.sampler if sampler is None else sampler
+    guidance = cfg.guidance if guidance is None else guidance
+    style_guidance = cfg.style_guidance if style_guidance is None else style_guidance
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{sampler}': use one of {sorted(SAMPLERS)}")
+    if getattr(model, "config", None) is None:
+        raise TypeError("sample() needs a network with a config: the noise schedule it was trained on")
+    schedule = NoiseSchedule(model.config)
+    device = _model_device(model)
+    shape = tuple(shape)
+    batch = shape[0]
+    features = features.to(device=device, dtype=torch.float32)  # [B, W + 2ctx, F]
+    if features.shape[0] != batch:
+        raise ValueError(f"features batch {features.shape[0]} does not match the sample shape {shape}")
+    with _inference(model, device):
+        passes = guidance_passes(model, features, style, guidance, style_guidance)
+        x = randn_like(torch.empty(shape, device=device), generator)  # [B, W, C, h, w]
+        mask = None
         if context is not None:
             if context_mask is None:
                 raise ValueError("context latents need a context_mask [B, W] saying which frames they give")
             context = context.to(device=device, dtype=torch.float32)
             mask = context_mask.to(device=device, dtype=torch.bool).view(batch, shape[1], *([1] * (len(shape) - 2)))
-            mask_in = context_mask.to(device=device, dtype=torch.bool).repeat(n_pass, 1)
-            context_noise = cfg.context_noise if context_noise is None else context_noise
-            if not 0 <= context_noise < 1:
-                raise ValueError(f"context_noise {context_noise} is outside [0, 1): a share of the schedule")
-            t_ctx = round(context_noise * (cfg.num_train_timesteps - 1))
-            context_t = torch.full((batch * n_pass,), t_ctx, dtype=torch.long, device=device)
-            seen = context  # what the network sees at the context frames, fixed for all steps
-            if t_ctx > 0:
-                seen = schedule.q_sample(context, randn_like(context, generator), context_t[:batch])
-            x = torch.where(mask, seen, x)
-        timesteps = schedule.timesteps(steps).tolist()
-        for i, t in enumerate(timesteps):
-            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            guided = low <= t / last_t <= high
-            w_in = None
-            if distilled:  # the audio scale is an input: every pass gets it
-                w_in = torch.full((batch * n_pass,), guidance if guided else 1.0, device=device)
-            if n_pass > 1 and guided:  # every pass, batched, and the guidance terms
-                x_in = x.repeat(n_pass, *([1] * (len(shape) - 1)))
-                out = model_call(model, x_in, t_batch.repeat(n_pass), feats_in, drop_audio, audio, style_in,
-                                 drop_style, mask_in, context_t, w_in).float()
-                parts = out.chunk(n_pass)
-                out = parts[0]
-                for scale, part in zip(scales, parts[1:], strict=True):
-                    out = out + scale * (parts[0] - part)
-                if cfg.guidance_rescale > 0 and not distilled:
-                    out = rescale_guidance(out, parts[0], cfg.guidance_rescale)
-            else:  # the conditional pass alone: the first ``batch`` rows of every per-pass input
-                out = model_call(model, x, t_batch, *_rows(batch, feats_in, drop_audio, audio, style_in,
-                                                           drop_style, mask_in, context_t, w_in)).float()
-            x0 = schedule.predict_x0(x, t_batch, out)
-            if cfg.clip_x0 > 0:
-                x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
-            eps = (x - math.sqrt(schedule.alpha_bar(t)) * x0) / math.sqrt(1 - schedule.alpha_bar(t))
-            x = stepper.step(x, x0, eps, t, t_prev, generator)
-            if context is not None:
-                x = torch.where(mask, seen if t_prev >= 0 else context, x)
-            if callback is not None:
-                callback(i + 1, len(timesteps))
-        return x
-    finally:
-        precision.close()
-        model.train(was_training)
+            passes.context_mask = context_mask.to(device=device, dtype=torch.bool).repeat(passes.n, 1)
+            passes.context_t = torch.zeros((batch * passes.n,), dtype=torch.long, device=device)  # clean
+            x = torch.where(mask, context, x)
+        return _denoise(model, schedule, SAMPLERS[sampler](schedule), x, passes, steps, cfg.clip_x0, generator,
+                        context, mask, callback)
 
 
 def guidance_distilled(model: nn.Module) -> bool:
     """Whether ``model`` takes the audio guidance scale as an input (``config.guidance_embed``): one pass per
     sampling step gives the guided output."""
     return bool(getattr(getattr(model, "config", None), "guidance_embed", False))
-
-
-def rescale_guidance(guided: torch.Tensor, conditional: torch.Tensor, share: float) -> torch.Tensor:
-    """Classifier-free guidance rescaled (Lin et al. 2024, eq. 15-16): the guided output [B, ...] scaled to the
-    conditional output's standard deviation per sample, mixed with the plain guided output by ``share``."""
-    dims = tuple(range(1, guided.ndim))
-    ratio = conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
-    return share * guided * ratio + (1 - share) * guided
 
 
 def _rows(n: int, *items: object) -> list[object]:

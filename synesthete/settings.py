@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synesthete.errors import ConfigError
+
 PresetName = Literal["tiny", "cpu", "gpu"]
 
 # Seeds at or above this value are reserved for evaluation; the training stream never draws them.
@@ -43,9 +45,73 @@ def env_file_path() -> Path | None:
     return Path(value) if value else None
 
 
-# Settings that were renamed: (section, old field) -> new field. Stored settings (checkpoints, runs' settings.json)
-# are read through it, and an old SYNESTHETE_* variable gets a hint.
-RENAMED: dict[tuple[str, str], str] = {("render", "preset"): "x264_preset"}
+# Settings that moved or were renamed: (section, old field) -> (section, new field). Stored settings (checkpoints,
+# runs' settings.json) are read through it (``upgrade_stored``); an old SYNESTHETE_* variable is refused with its
+# new name. The DiT's architecture left the diffusion section for ``dit``, its sampling for ``sampling``.
+DIT_FIELDS = ("window", "patch_size", "dim", "depth", "heads", "mlp_ratio", "audio_context", "audio_dim",
+              "num_train_timesteps", "schedule", "prediction", "guidance_embed")
+MOVED: dict[tuple[str, str], tuple[str, str]] = {
+    ("render", "preset"): ("render", "x264_preset"),
+    **{("diffusion", name): ("dit", name) for name in DIT_FIELDS},
+    ("diffusion", "sampler"): ("sampling", "sampler"),
+    ("diffusion", "sample_steps"): ("sampling", "steps"),
+    ("diffusion", "guidance"): ("sampling", "guidance"),
+    ("diffusion", "style_guidance"): ("sampling", "style_guidance"),
+    ("diffusion", "clip_x0"): ("sampling", "clip_x0"),
+}
+
+
+def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored settings dict (a checkpoint's, a run's settings.json) in today's layout: every moved or renamed
+    field (``MOVED``) put where it is now, unless the new place already has it; the rest as it was."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in stored.items()}
+    for (section, name), (new_section, new_name) in MOVED.items():
+        old = out.get(section)
+        if isinstance(old, dict) and name in old:
+            value = old.pop(name)
+            target = out.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target.setdefault(new_name, value)
+    return out
+
+# Experiment knobs that were tried and not adopted, and removed: (section, field) -> the value that meant what
+# synesthete does today (ANY: every value did, the knob acted only with another one). Stored settings and
+# checkpoint configs that hold that value still load; any other value is refused, as is a SYNESTHETE_*
+# variable naming one. docs/experiments/ and the model card keep what they measured.
+ANY = "any value"
+RETIRED: dict[tuple[str, str], Any] = {
+    ("diffusion", "noise_correlation"): 0.0,
+    ("diffusion", "predicted_context_steps"): 1,
+    ("diffusion", "loss_weighting"): "none",
+    ("diffusion", "min_snr_gamma"): ANY,
+    ("diffusion", "guidance_low"): 0.0,
+    ("diffusion", "guidance_high"): 1.0,
+    ("diffusion", "guidance_rescale"): 0.0,
+    ("diffusion", "context_noise"): 0.0,
+}
+
+
+def retired_problem(section: str, name: str, value: Any) -> str | None:
+    """Why ``section.name = value`` of a stored settings dict cannot be honoured (a retired knob at a value other
+    than today's behaviour), or None."""
+    if (section, name) not in RETIRED:
+        return None
+    keep = RETIRED[(section, name)]
+    if keep is ANY or value == keep:
+        return None
+    return (f"{section}.{name}={value!r} is a retired experiment (not adopted) that this synesthete no longer "
+            f"runs; only {keep!r} is read")
+
+
+def check_retired(stored: dict[str, Any]) -> None:
+    """Raise a ValueError for the first retired knob of a stored settings dict (a checkpoint's) whose value
+    asks for something other than today's behaviour."""
+    for (section, name) in RETIRED:
+        values = stored.get(section)
+        if isinstance(values, dict) and name in values:
+            problem = retired_problem(section, name, values[name])
+            if problem:
+                raise ValueError(problem)
 
 
 def default_checkpoint_dir() -> Path:
@@ -132,8 +198,9 @@ class VAESettings(_Section):
     max_steps: int = Field(4000, gt=0, description="Optimisation steps of a run.")
 
 
-class DiffusionSettings(_Section):
-    """The audio-conditioned Diffusion Transformer ('the Brain') and its trainer."""
+class DiTSettings(_Section):
+    """The architecture of a new Diffusion Transformer ('the Brain'): `train diffusion` builds its DiTConfig from
+    this section; a trained DiT's architecture is in its checkpoint, which render and eval read."""
 
     window: int = Field(8, gt=0, description="Frames denoised jointly in one window.")
     patch_size: int = Field(2, gt=0, description="Latent patch size (tokens per frame = (8/patch)^2).")
@@ -146,6 +213,15 @@ class DiffusionSettings(_Section):
     num_train_timesteps: int = Field(1000, gt=0, description="Diffusion timesteps of the training schedule.")
     schedule: Literal["cosine", "linear"] = Field("cosine", description="Noise schedule (cosine ends near pure noise).")
     prediction: Literal["eps", "v"] = Field("v", description="What the network predicts.")
+    guidance_embed: bool = Field(
+        False, description="The DiT takes the audio guidance scale as an input: a guidance-distilled student "
+        "(`train diffusion --teacher`), which sampling runs in one pass per step instead of two.",
+    )
+
+
+class DiffusionSettings(_Section):
+    """The trainer of the Diffusion Transformer (`train diffusion`): objective, context, EMA, optimisation."""
+
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="Probability of dropping the audio in training (CFG).")
     style_dropout: float = Field(
         0.1, ge=0, le=1, description="Probability of dropping the style in training (own CFG, independent of audio)."
@@ -168,11 +244,6 @@ class DiffusionSettings(_Section):
         (0.1, 0.7), description="Range (shares of the schedule) of the noise level the predicted context is "
         "made from: higher gives blurrier, blob-like context.",
     )
-    predicted_context_steps: int = Field(
-        1, ge=1, le=20, description="DDIM steps in which the predicted context is denoised from its noised copy "
-        "(1 = the one-step estimate, soft; more: sharp, with the network's own details drawn in, as render's "
-        "frames are). Each step is one more no-grad pass over those windows.",
-    )
     anchor_prob: float = Field(
         0.5, ge=0, le=1, description="Share of the training windows with 2 or more context frames whose first "
         "context frame is another moment of the same clip (an anchor), as render's anchored context is "
@@ -183,56 +254,15 @@ class DiffusionSettings(_Section):
         "end (1..max_context of them, at least one frame left to generate): the DiT learns to fill a gap "
         "between a past and a future, as render's bridges between lanes need (render.lanes).",
     )
-    context_noise: float = Field(
-        0.0, ge=0, lt=1, description="Share of the schedule to which sampling noises the context frames "
-        "(0 = give them clean); keep it within context_noise_max.",
-    )
-    loss_weighting: Literal["none", "min_snr"] = Field(
-        "none", description="Per-timestep loss weight: none (plain v-loss), or Min-SNR-gamma (Hang et al. 2023)."
-    )
-    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of the Min-SNR weighting.")
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
     hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")
     lr: float = Field(3e-4, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(16, gt=0, description="Windows per optimisation step.")
     max_steps: int = Field(20000, gt=0, description="Optimisation steps of a run.")
-    sampler: Literal["ddpm", "ddim", "dpm++"] = Field(
-        "dpm++", description="Sampler used by render/eval/training previews (dpm++: DPM-Solver++(2M))."
-    )
-    sample_steps: int = Field(10, gt=0, description="Sampler steps (the seed used DDPM with 50).")
-    guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
-    style_guidance: float = Field(
-        1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
-    )
-    guidance_rescale: float = Field(
-        0.0, ge=0, le=1, description="Rescale the guided prediction toward the conditional one's standard "
-        "deviation by this share (Lin et al. 2024, 'Common diffusion noise schedules and sample steps are "
-        "flawed'; 0 = off): keeps strong guidance from overshooting into bursts.",
-    )
-    guidance_low: float = Field(
-        0.0, ge=0, le=1, description="Guidance (audio and style) applies only at steps whose noise level "
-        "t/T is in [guidance_low, guidance_high]; other steps run the conditional pass alone (fewer FLOPs; on a "
-        "2-core CPU the small forward is overhead-bound and barely gets faster).",
-    )
-    guidance_high: float = Field(1.0, ge=0, le=1, description="Upper end of the guidance interval (see guidance_low).")
-    noise_correlation: float = Field(
-        0.0, ge=0, lt=1, description="Share of the diffusion noise's variance that the frames of a window share "
-        "(mixed noise prior, Ge et al. 2023, 'Preserve your own correlation'): training noises windows and "
-        "sampling starts from such noise, so the network learns frames that change together rather than each on "
-        "its own. A property of the trained DiT (stored in its config; render and eval take it from there).",
-    )
-    guidance_embed: bool = Field(
-        False, description="The DiT takes the audio guidance scale as an input: a guidance-distilled student "
-        "(`train diffusion --teacher`), which sampling runs in one pass per step instead of two.",
-    )
     distill_guidance: tuple[float, float] = Field(
         (1.0, 3.0), description="Audio guidance scales (low, high) that distillation draws from, one per "
         "window: the student learns its teacher's guided prediction at each (`train diffusion --teacher`).",
-    )
-    clip_x0: float = Field(
-        10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
-        "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
     )
     latent_stat_clips: int = Field(
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
@@ -240,15 +270,29 @@ class DiffusionSettings(_Section):
     loss_buckets: int = Field(4, gt=0, description="Timestep buckets of the per-timestep loss diagnostic.")
 
     @model_validator(mode="after")
-    def _check_guidance_interval(self) -> DiffusionSettings:
-        if self.guidance_low > self.guidance_high:
-            raise ValueError(f"diffusion.guidance_low={self.guidance_low} is above diffusion.guidance_high="
-                             f"{self.guidance_high}: the guidance interval is [low, high]")
+    def _check_distill_guidance(self) -> DiffusionSettings:
         low, high = self.distill_guidance
         if not 0 <= low <= high <= 20:
             raise ValueError(f"diffusion.distill_guidance={self.distill_guidance} must be (low, high) with "
                              "0 <= low <= high <= 20")
         return self
+
+
+class SamplingSettings(_Section):
+    """How render, eval and training previews sample a trained DiT (its noise schedule is its own)."""
+
+    sampler: Literal["ddpm", "ddim", "dpm++"] = Field(
+        "dpm++", description="Sampler used by render/eval/training previews (dpm++: DPM-Solver++(2M))."
+    )
+    steps: int = Field(10, gt=0, description="Sampler steps (the seed used DDPM with 50).")
+    guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
+    style_guidance: float = Field(
+        1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
+    )
+    clip_x0: float = Field(
+        10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
+        "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
+    )
 
 
 class CriticSettings(_Section):
@@ -437,11 +481,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "video": {"width": 32, "height": 32},
         "audio": {"clip_seconds": 1.0},
         "vae": {"base_channels": 8, "max_channels": 16, "latent_channels": 4, "batch_size": 8, "max_steps": 40},
-        "diffusion": {
-            "window": 4, "dim": 32, "depth": 2, "heads": 2, "audio_dim": 32,
-            "batch_size": 4, "max_steps": 40, "sample_steps": 4, "num_train_timesteps": 100,
-            "latent_stat_clips": 4, "max_context": 2,
-        },
+        "dit": {"window": 4, "dim": 32, "depth": 2, "heads": 2, "audio_dim": 32, "num_train_timesteps": 100},
+        "diffusion": {"batch_size": 4, "max_steps": 40, "latent_stat_clips": 4, "max_context": 2},
+        "sampling": {"steps": 4},
         "train": {
             "checkpoint_every": 20, "log_every": 5, "image_every": 20, "eval_every": 1000, "warmup_steps": 0,
             "preview_samples": 4, "clip_pool": 8,
@@ -455,7 +497,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {},
     "gpu": {
         "vae": {"base_channels": 64, "max_channels": 256, "batch_size": 128, "max_steps": 20000},
-        "diffusion": {"dim": 384, "depth": 12, "heads": 6, "audio_dim": 256, "batch_size": 64, "max_steps": 100000},
+        "dit": {"dim": 384, "depth": 12, "heads": 6, "audio_dim": 256},
+        "diffusion": {"batch_size": 64, "max_steps": 100000},
         "data": {"num_workers": 4},
         "train": {"clip_pool": 256, "fresh_clips": 8},
     },
@@ -480,7 +523,9 @@ class Settings(BaseSettings):
     video: VideoSettings = Field(default_factory=VideoSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     vae: VAESettings = Field(default_factory=VAESettings)
+    dit: DiTSettings = Field(default_factory=DiTSettings)
     diffusion: DiffusionSettings = Field(default_factory=DiffusionSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     critic: CriticSettings = Field(default_factory=CriticSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
@@ -519,16 +564,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"video.{name}={value} must be a multiple of 16 (the VAE downsamples 16x)")
         for name in ("width", "height"):
             latent = getattr(self.video, name) // 16
-            if latent % self.diffusion.patch_size:
-                raise ValueError(
-                    f"diffusion.patch_size={self.diffusion.patch_size} must divide the latent {name} {latent}"
-                )
-        if self.diffusion.dim % self.diffusion.heads:
-            raise ValueError(f"diffusion.dim={self.diffusion.dim} must be divisible by diffusion.heads")
-        if self.diffusion.sample_steps > self.diffusion.num_train_timesteps:
+            if latent % self.dit.patch_size:
+                raise ValueError(f"dit.patch_size={self.dit.patch_size} must divide the latent {name} {latent}")
+        if self.dit.dim % self.dit.heads:
+            raise ValueError(f"dit.dim={self.dit.dim} must be divisible by dit.heads")
+        if self.sampling.steps > self.dit.num_train_timesteps:
             raise ValueError(
-                f"diffusion.sample_steps={self.diffusion.sample_steps} must be at most "
-                f"diffusion.num_train_timesteps={self.diffusion.num_train_timesteps}"
+                f"sampling.steps={self.sampling.steps} must be at most "
+                f"dit.num_train_timesteps={self.dit.num_train_timesteps}"
             )
         return self
 
@@ -578,8 +621,10 @@ def load_settings(preset: str | None = None, **overrides: Any) -> Settings:
     """
     from pydantic_settings import SettingsError
 
-    from synesthete.errors import ConfigError
-
+    for key in sorted({**os.environ, **_dotenv_keys(env_file_path())}):  # a moved or retired name: say so
+        problem = old_variable_problem(key)
+        if problem:
+            raise ConfigError(problem)
     kwargs: dict[str, Any] = {}
     if preset is not None:
         kwargs["preset"] = preset
@@ -600,8 +645,6 @@ def _dotenv_keys(env_file: str | Path | None) -> dict[str, str]:
 
     from dotenv import dotenv_values
 
-    from synesthete.errors import ConfigError
-
     if env_file is None or not Path(env_file).is_file():
         return {}
     try:
@@ -612,6 +655,23 @@ def _dotenv_keys(env_file: str | Path | None) -> dict[str, str]:
         raise ConfigError(f"cannot read {env_file}: {exc.strerror or exc}") from None
     keys = dotenv_values(stream=io.StringIO(text))
     return {key: "" for key in keys if key.upper().startswith("SYNESTHETE_")}
+
+
+def old_variable_problem(key: str) -> str | None:
+    """One line for a ``SYNESTHETE_SECTION__FIELD`` variable that names a setting which moved (``MOVED``) or was
+    retired (``RETIRED``), or None."""
+    parts = key[len("SYNESTHETE_"):].lower().split("__") if key.upper().startswith("SYNESTHETE_") else []
+    if len(parts) != 2:
+        return None
+    if tuple(parts) in MOVED:
+        section, name = MOVED[(parts[0], parts[1])]
+        how = "renamed" if section == parts[0] else "moved"
+        return (f"environment variable {key} names no setting any more ('{parts[0]}.{parts[1]}'): {how} to "
+                f"SYNESTHETE_{section.upper()}__{name.upper()}")
+    if tuple(parts) in RETIRED:
+        return (f"environment variable {key}: {parts[0]}.{parts[1]} was a retired experiment (not adopted) and is "
+                "no setting any more: remove it")
+    return None
 
 
 def check_environment(environ: dict[str, str] | None = None, env_file: str | Path | None | Any = ...) -> None:
@@ -634,12 +694,11 @@ def check_environment(environ: dict[str, str] | None = None, env_file: str | Pat
         if len(parts) > 1:
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ValueError(f"environment variable {key}: '{head}' has no fields")
+            old = old_variable_problem(key)
+            if old:
+                raise ValueError(old)
             if len(parts) != 2 or parts[1] not in annotation.model_fields:
-                renamed = RENAMED.get((head, parts[-1])) if len(parts) == 2 else None
-                hint = f": renamed to SYNESTHETE_{head.upper()}__{renamed.upper()}" if renamed else ""
-                raise ValueError(
-                    f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}'){hint}"
-                )
+                raise ValueError(f"environment variable {key} names no setting ('{head}.{'.'.join(parts[1:])}')")
 
 
 def env_example() -> str:

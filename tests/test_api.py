@@ -56,7 +56,7 @@ def songs(tmp_path_factory) -> dict[str, Path]:
 def pipe(ckpt_dir):
     from synesthete import Synesthete
 
-    return Synesthete.from_pretrained(ckpt_dir, device="cpu", diffusion={"sample_steps": STEPS})
+    return Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": STEPS})
 
 
 # --------------------------------------------------------------------------------------------- API: render
@@ -64,11 +64,11 @@ def test_from_pretrained_fits_the_settings_to_the_checkpoint(pipe, ckpt_dir):
     from synesthete.checkpoint import Models
 
     assert isinstance(pipe.models, Models)
-    assert pipe.settings.diffusion.sample_steps == STEPS  # the override holds
+    assert pipe.settings.sampling.steps == STEPS  # the override holds
     tiny = load_settings("tiny")
     # No preset was given: the frame size and window come from the checkpoint, not the defaults.
     assert (pipe.settings.video.width, pipe.settings.video.height) == (tiny.video.width, tiny.video.height)
-    assert pipe.settings.diffusion.window == tiny.diffusion.window
+    assert pipe.models.config.window == tiny.dit.window
     assert pipe.settings.paths.checkpoints == ckpt_dir
     assert str(pipe.device) == "cpu"
 

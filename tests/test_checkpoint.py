@@ -210,23 +210,26 @@ def test_load_models_refuses_missing_and_mismatched_pairs(tiny, tmp_path):
 
 def test_models_are_rebuilt_from_the_config_their_checkpoint_carries(tiny, tmp_path):
     """A checkpoint loads without the settings that trained it: render/eval at the default (cpu) preset read
-    tiny checkpoints, and Models.settings takes the frame size, latent and window from them."""
+    tiny checkpoints: the architecture is the DiT's config (Models.config), and Models.fitted gives the settings
+    their frame size and audio analysis; nothing else of the settings changes."""
     vae_ckpt = _vae_run_checkpoint(tiny)
     dit_ckpt = _dit_run_checkpoint(tiny, vae_ckpt["model"])
-    assert dit_ckpt["config"]["dim"] == tiny.diffusion.dim and vae_ckpt["config"]["width"] == tiny.video.width
+    assert dit_ckpt["config"]["dim"] == tiny.dit.dim and vae_ckpt["config"]["width"] == tiny.video.width
     save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
     save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
     cpu = load_settings("cpu")
-    assert (cpu.diffusion.dim, cpu.video.width) != (tiny.diffusion.dim, tiny.video.width)
+    assert (cpu.dit.dim, cpu.video.width) != (tiny.dit.dim, tiny.video.width)
     models = load_models(cpu, tmp_path, "cpu")
-    assert models.dit.config.dim == tiny.diffusion.dim
-    assert models.settings.video.width == tiny.video.width and models.settings.diffusion.window == tiny.diffusion.window
-    assert models.settings.diffusion.guidance == cpu.diffusion.guidance  # sampling knobs stay the user's
+    assert models.dit.config.dim == tiny.dit.dim
+    assert models.config.window == tiny.dit.window and models.config.latent_height == tiny.latent_size
+    fitted = models.fitted(cpu)
+    assert (fitted.video.width, fitted.audio) == (tiny.video.width, tiny.audio)
+    assert (fitted.dit, fitted.sampling) == (cpu.dit, cpu.sampling)  # no architecture copied back
     # Files written before configs existed are rebuilt from the settings they store.
     del dit_ckpt["config"], vae_ckpt["config"]
     save_checkpoint(vae_ckpt, tmp_path / "vae.pt")
     save_checkpoint(dit_ckpt, tmp_path / "diffusion.pt")
-    assert load_models(cpu, tmp_path, "cpu").dit.config.dim == tiny.diffusion.dim
+    assert load_models(cpu, tmp_path, "cpu").dit.config.dim == tiny.dit.dim
     # The frame rate is part of what the model means: another one is refused in one line.
     with pytest.raises(CheckpointError, match="trained at 30 fps"):
         load_models(cpu.updated(video={"fps": 24}), tmp_path, "cpu")
@@ -245,3 +248,57 @@ def test_models_encode_and_decode_own_the_latent_scaling(tiny, tmp_path):
     assert torch.allclose(models.encode((frames * 255).round().to(torch.uint8)), z, atol=0.05)
     out = models.decode(z)
     assert torch.allclose(out, models.vae.decode(mu).clamp(0, 1), atol=1e-5)
+
+
+def test_retired_knobs_at_todays_value_still_load_and_other_values_are_refused(tiny, tmp_path):
+    """Shipped checkpoints whose config or stored settings carry a retired experiment knob (the teacher's config
+    says noise_correlation 0.0) still load; the same files asking for another value are refused in one line,
+    whether the knob is in the config, in the settings of a file without config, or in the settings a resumed
+    run trains on."""
+    from synesthete.checkpoint import build_model, checkpoint_config
+    from synesthete.settings import default_checkpoint_dir
+
+    shipped = default_checkpoint_dir() / "diffusion_teacher.pt"
+    ckpt = read_checkpoint(shipped)
+    assert ckpt["config"]["noise_correlation"] == 0.0  # a retired key, at today's value
+    assert "noise_correlation" not in checkpoint_config(ckpt, shipped).to_dict()
+    build_model(ckpt, shipped)
+
+    ckpt["config"]["noise_correlation"] = 0.5
+    with pytest.raises(CheckpointError, match=r"^cannot use .*diffusion\.noise_correlation=0\.5 is a retired") as err:
+        checkpoint_config(ckpt, shipped)
+    assert "\n" not in str(err.value)
+    del ckpt["config"]  # an older file: its network is built from the settings it stores
+    ckpt["settings"]["diffusion"]["noise_correlation"] = 0.5
+    with pytest.raises(CheckpointError, match="retired"):
+        checkpoint_config(ckpt, shipped)
+
+    # Resuming trains on as the stored settings say: a retired knob at another value is refused.
+    vae_ckpt = _vae_run_checkpoint(tiny)
+    run = _dit_run_checkpoint(tiny, vae_ckpt["model"])
+    run["settings"]["diffusion"].update(guidance_low=0.0, loss_weighting="none", min_snr_gamma=3.0)
+    save_checkpoint(run, tmp_path / "ckpt.pt")
+    load_checkpoint(tmp_path / "ckpt.pt", "diffusion", tiny)
+    run["settings"]["diffusion"]["loss_weighting"] = "min_snr"
+    save_checkpoint(run, tmp_path / "ckpt.pt")
+    with pytest.raises(CheckpointError, match=r"cannot resume .*diffusion\.loss_weighting='min_snr' is a retired"):
+        load_checkpoint(tmp_path / "ckpt.pt", "diffusion", tiny)
+
+
+def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays_layout(tmp_path):
+    """Checkpoints store their run's whole settings; the shipped ones (and every older run) have the DiT's
+    architecture and sampling in the diffusion section. upgrade_stored moves them, so a network is rebuilt from
+    old stored settings exactly as from its config, and a resumed run keeps its sampling knobs."""
+    from synesthete.checkpoint import checkpoint_config
+    from synesthete.models.dit import DiTConfig
+    from synesthete.settings import default_checkpoint_dir, upgrade_stored
+
+    path = default_checkpoint_dir() / "diffusion_teacher.pt"
+    ckpt = read_checkpoint(path)
+    stored = ckpt["settings"]
+    assert "window" in stored["diffusion"] and "dit" not in stored  # the old layout
+    new = upgrade_stored(stored)
+    assert new["dit"]["window"] == stored["diffusion"]["window"] and "window" not in new["diffusion"]
+    assert new["sampling"]["steps"] == stored["diffusion"]["sample_steps"]
+    assert stored["diffusion"]["window"] == new["dit"]["window"]  # the stored dict itself is left as it was
+    assert DiTConfig.from_settings(stored, (8, 8, 8)) == checkpoint_config(ckpt, path)

@@ -192,11 +192,11 @@ def _option_line(help_text: str, option: str) -> str:
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        (("render",), {"--steps": "diffusion.sample_steps", "--guidance": "diffusion.guidance",
+        (("render",), {"--steps": "sampling.steps", "--guidance": "sampling.guidance",
                        "--lanes": "render.lanes", "--fps": "video.fps", "--size": "render.size",
                        "--device": "device", "--preset": "preset"}),
         (("train", "vae"), {"--max-steps": "vae.max_steps", "--lr": "vae.lr", "--seed": "train.seed"}),
-        (("eval",), {"--steps": "diffusion.sample_steps", "--clips": "eval.clips"}),
+        (("eval",), {"--steps": "sampling.steps", "--clips": "eval.clips"}),
     ],
 )
 def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, options):

@@ -132,7 +132,7 @@ def test_pool_windows_carry_an_anchor_frame_from_their_own_clip(tiny):
     s = tiny.updated(train={"clip_pool": 3, "fresh_clips": 1})
     pool = ClipPool(s, 3, 0, 1, print)
     gen = torch.Generator().manual_seed(0)
-    frames, feats, styles, anchors = pool.windows(12, s.diffusion.window, s.diffusion.audio_context, gen)
+    frames, feats, styles, anchors = pool.windows(12, s.dit.window, s.dit.audio_context, gen)
     assert anchors.shape == (12, *frames.shape[2:]) and anchors.dtype == torch.uint8
     for window, anchor in zip(frames, anchors, strict=True):
         (clip,) = [c for c in pool.clips if any(torch.equal(window[0], f) for f in c["frames"])]

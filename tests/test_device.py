@@ -100,14 +100,14 @@ def test_loaded_dit_is_bf16_exactly_where_render_runs_it_under_autocast(monkeypa
     bf16 = dev.precision(torch.device("cpu"), amp) == "bf16"
     assert {p.dtype for p in models.dit.parameters()} == {torch.bfloat16 if bf16 else torch.float32}
     assert {p.dtype for p in models.vae.parameters()} == {torch.float32}
-    frames = generate_frames(models, torch.randn(s.audio.sample_rate // 2) * 0.1, models.settings)
+    frames = generate_frames(models, torch.randn(s.audio.sample_rate // 2) * 0.1, models.fitted(s))
     assert frames.shape[0] == s.video.fps // 2 and torch.isfinite(frames.float()).all()
     # sample() outside any autocast: bf16 weights bring their own autocast; the latents come out float32.
     from synesthete.audio.features import num_features
     from synesthete.sampling import sample
 
-    d = s.diffusion
+    d = s.dit
     shape = (1, d.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    latents = sample(models.dit, torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio)), shape, d,
-                     steps=2)
+    features = torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio))
+    latents = sample(models.dit, features, shape, s.sampling, steps=2)
     assert latents.dtype == torch.float32 and torch.isfinite(latents).all()

@@ -87,13 +87,13 @@ def test_vae_loss_terms():
 
 
 def test_audio_encoder_is_frame_local():
-    s = load_settings("tiny").updated(diffusion={"window": 8, "audio_context": 2})
-    ctx, window = s.diffusion.audio_context, s.diffusion.window
+    s = load_settings("tiny").updated(dit={"window": 8, "audio_context": 2})
+    ctx, window = s.dit.audio_context, s.dit.window
     enc = AudioEncoder(DiTConfig.from_settings(s).audio)
     feats = torch.rand(1, window + 2 * ctx, num_features(s.audio))
     pooled, tokens = enc(feats)
-    assert pooled.shape == (1, window, s.diffusion.audio_dim)
-    assert tokens.shape == (1, window, 2 * ctx + 2, s.diffusion.audio_dim)
+    assert pooled.shape == (1, window, s.dit.audio_dim)
+    assert tokens.shape == (1, window, 2 * ctx + 2, s.dit.audio_dim)
     # Change the features of window frame 0 (feature index ctx): only frames within +-ctx of it may move.
     changed = feats.clone()
     changed[0, ctx] += 1.0
@@ -107,7 +107,7 @@ def test_audio_encoder_is_frame_local():
 def test_audio_encoder_keeps_absolute_loudness():
     s = load_settings("tiny")
     enc = AudioEncoder(DiTConfig.from_settings(s).audio)
-    t = s.diffusion.window + 2 * s.diffusion.audio_context
+    t = s.dit.window + 2 * s.dit.audio_context
     quiet = torch.full((1, t, num_features(s.audio)), 0.1)
     loud = quiet * 4  # same shape of features, only louder
     assert not torch.allclose(enc(quiet)[0], enc(loud)[0])
@@ -120,7 +120,7 @@ def test_dit_shapes_and_zero_init(preset):
     dit = DiT.from_settings(s)
     x, t, feats, drop = dummy_inputs(s, batch=2)
     out = dit(x, t, feats, drop)
-    assert out.shape == x.shape == (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    assert out.shape == x.shape == (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     assert torch.count_nonzero(out) == 0  # zero-initialised final layer
     for block in dit.blocks:
         assert torch.count_nonzero(block.adaLN_modulation[-1].weight) == 0  # gates start closed
@@ -131,8 +131,8 @@ def test_dit_blocks_start_as_identity():
     s = load_settings("tiny")
     dit = DiT.from_settings(s)
     x, t, feats, drop = dummy_inputs(s, batch=2)
-    tokens = torch.randn(2, s.diffusion.window, 1, s.diffusion.dim)
-    cond = torch.randn(2, s.diffusion.window, s.diffusion.dim)
+    tokens = torch.randn(2, s.dit.window, 1, s.dit.dim)
+    cond = torch.randn(2, s.dit.window, s.dit.dim)
     audio = dit.embed_audio(feats, drop)
     for block in dit.blocks:
         assert torch.equal(block(tokens, cond, audio.tokens), tokens)
@@ -165,9 +165,9 @@ def test_dit_learns_to_use_audio_from_zero_init():
     torch.manual_seed(0)
     dit = DiT.from_settings(s)
     x, t, feats, keep = dummy_inputs(s, batch=4)
-    ctx = s.diffusion.audio_context
+    ctx = s.dit.audio_context
     # Target: every latent of a frame equals that frame's loudness channel.
-    target = feats[:, ctx : ctx + s.diffusion.window, 1, None, None, None].expand_as(x)
+    target = feats[:, ctx : ctx + s.dit.window, 1, None, None, None].expand_as(x)
     opt = torch.optim.AdamW(dit.parameters(), lr=1e-2)
     first = None
     for _ in range(15):

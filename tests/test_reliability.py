@@ -325,7 +325,7 @@ def test_render_options_are_validated_before_work(song, tmp_path):
     out = tmp_path / "out.mp4"
     assert_user_error(call_cli("render", str(song), "-o", str(out), "--duration", "nan"), "--duration", "finite")
     proc = call_cli("render", str(song), "-o", str(out), "--steps", "5000")  # cpu preset: 1000 timesteps
-    assert_user_error(proc, "sample_steps")
+    assert_user_error(proc, "sampling.steps")
     assert "generating" not in proc.stderr and "rendering" not in proc.stderr  # no progress bar started
     assert_user_error(call_cli("render", str(song), "-o", str(out), "--guidance", "1e30"), "guidance")
     settings = load_settings()
@@ -334,7 +334,7 @@ def test_render_options_are_validated_before_work(song, tmp_path):
             render_song(settings, song, out, **bad)
     for guidance in (float("inf"), float("nan"), -1.0, 21.0):
         with pytest.raises(ValidationError, match="guidance"):
-            load_settings(diffusion={"guidance": guidance})
+            load_settings(sampling={"guidance": guidance})
     assert not out.exists()
 
 
@@ -358,7 +358,7 @@ def test_long_output_name_fits(ckpt_dir, song, tmp_path):
 
 def test_settings_ranges_are_validated():
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
-    assert_user_error(call_cli("config", env={"SYNESTHETE_DIFFUSION__GUIDANCE": "inf"}), "diffusion.guidance")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_SAMPLING__GUIDANCE": "inf"}), "sampling.guidance")
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "nan"}), "audio.clip_seconds")
     assert_user_error(call_cli("gen-audio", "-n", "1", "--duration", "nan", "-o", "/nonexistent/x"), "clip_seconds")
 

@@ -170,7 +170,7 @@ def test_bad_outputs_and_checkpoints(inputs, tmp_path):
     assert_user_error(
         render(str(inputs["wav"]), "-o", str(out), env={"SYNESTHETE_VIDEO__FPS": "24"}), "trained at 30 fps",
     )
-    assert_user_error(render(str(inputs["wav"]), "-o", str(out), "--steps", "0"), "sample_steps")
+    assert_user_error(render(str(inputs["wav"]), "-o", str(out), "--steps", "0"), "sampling.steps")
     assert not out.exists()
 
 

@@ -18,6 +18,7 @@ class PointMassDenoiser(nn.Module):
     def __init__(self, schedule: NoiseSchedule, cond: torch.Tensor, uncond: torch.Tensor) -> None:
         super().__init__()
         self.schedule = schedule
+        self.config = schedule.config  # the noise schedule sample() runs
         self.register_buffer("cond", cond)
         self.register_buffer("uncond", uncond)
         self.calls: list[int] = []
@@ -46,7 +47,7 @@ def perturbed_dit(settings, seed: int = 0) -> DiT:
 @pytest.mark.parametrize("preset", ["tiny", "cpu"])
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_schedule_monotone_and_ends_in_noise(preset, schedule):
-    cfg = load_settings(preset).updated(diffusion={"schedule": schedule}).diffusion
+    cfg = load_settings(preset).updated(dit={"schedule": schedule}).dit
     ns = NoiseSchedule(cfg)
     ab = ns.alphas_cumprod
     assert ab.shape == (cfg.num_train_timesteps,)
@@ -55,7 +56,7 @@ def test_schedule_monotone_and_ends_in_noise(preset, schedule):
 
 
 def test_sampling_timesteps_start_at_pure_noise():
-    ns = NoiseSchedule(load_settings("cpu").diffusion)
+    ns = NoiseSchedule(load_settings("cpu").dit)
     for steps in (1, 4, 20, 50, 1000):
         ts = ns.timesteps(steps)
         assert len(ts) == steps and ts[0] == ns.num_timesteps - 1 and ts[-1] >= 0
@@ -66,7 +67,7 @@ def test_sampling_timesteps_start_at_pure_noise():
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 def test_q_sample_and_predictions_round_trip(prediction):
-    cfg = load_settings("cpu").updated(diffusion={"prediction": prediction}).diffusion
+    cfg = load_settings("cpu").updated(dit={"prediction": prediction}).dit
     ns = NoiseSchedule(cfg)
     gen = torch.Generator().manual_seed(0)
     t = torch.arange(0, ns.num_timesteps, 37)
@@ -91,19 +92,19 @@ def test_q_sample_and_predictions_round_trip(prediction):
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_samplers_recover_the_exact_denoisers_data(prediction, sampler):
-    s = load_settings("tiny").updated(diffusion={"prediction": prediction})
-    ns = NoiseSchedule(s.diffusion)
-    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    s = load_settings("tiny").updated(dit={"prediction": prediction})
+    ns = NoiseSchedule(s.dit)
+    shape = (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     gen = torch.Generator().manual_seed(1)
     cond, uncond = torch.randn(shape[1:], generator=gen) / 2, torch.randn(shape[1:], generator=gen) / 2
     model = PointMassDenoiser(ns, cond, uncond)
     feats = dummy_inputs(s, batch=2)[2]
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=1.0, generator=gen)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler=sampler, guidance=1.0, generator=gen)
     assert torch.allclose(out, cond.expand(shape), atol=1e-3)
     assert set(model.calls) == {2}  # guidance 1: no unconditional pass
     # Guidance extrapolates from the unconditional towards the conditional prediction, in one batched call.
     model.calls.clear()
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler=sampler, guidance=2.5, generator=gen)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler=sampler, guidance=2.5, generator=gen)
     assert torch.allclose(out, (uncond + 2.5 * (cond - uncond)).expand(shape), atol=1e-3)
     assert set(model.calls) == {4} and len(model.calls) == 10
 
@@ -114,16 +115,16 @@ def test_sample_shape_finite_and_deterministic(sampler):
     dit = perturbed_dit(s)
     dit.train()
     _, _, feats, _ = dummy_inputs(s, batch=2)
-    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    a = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    b = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    c = sample(dit, feats, shape, s.diffusion, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    shape = (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    a = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    b = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    c = sample(dit, feats, shape, s.sampling, sampler=sampler, generator=torch.Generator().manual_seed(1))
     assert a.shape == shape and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert dit.training  # the caller's mode is restored
     assert not any(p.grad is not None for p in dit.parameters())
     # Different audio gives different latents from the same noise.
-    d = sample(dit, torch.rand_like(feats), shape, s.diffusion, sampler=sampler,
+    d = sample(dit, torch.rand_like(feats), shape, s.sampling, sampler=sampler,
                generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(a, d, atol=1e-4)
 
@@ -132,42 +133,22 @@ def test_context_frames_are_returned_unchanged_and_continued():
     s = load_settings("tiny")
     dit = perturbed_dit(s)
     _, _, feats, _ = dummy_inputs(s, batch=1)
-    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    shape = (1, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     context = torch.randn(shape, generator=torch.Generator().manual_seed(5)) * 2
-    mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
+    mask = torch.zeros(1, s.dit.window, dtype=torch.bool)
     mask[:, :2] = True
-    free = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0))
-    out = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0), context=context,
+    free = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0))
+    out = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0), context=context,
                  context_mask=mask)
     assert torch.equal(out[:, :2], context[:, :2])  # never denoised, returned exactly
     assert torch.isfinite(out).all()
     # The new frames continue the context: other context frames give other continuations.
     assert not torch.allclose(out[:, 2:], free[:, 2:], atol=1e-4)
-    other = sample(dit, feats, shape, s.diffusion, steps=6, generator=torch.Generator().manual_seed(0),
+    other = sample(dit, feats, shape, s.sampling, steps=6, generator=torch.Generator().manual_seed(0),
                    context=-context, context_mask=mask)
     assert not torch.allclose(out[:, 2:], other[:, 2:], atol=1e-4)
     with pytest.raises(ValueError):
-        sample(dit, feats, shape, s.diffusion, context=context)
-
-
-def test_noised_context_is_still_returned_exactly_and_told_to_the_network():
-    """With context_noise > 0 the network sees the context noised to that level, flagged with its timestep,
-    and the clean context comes back unchanged."""
-    s = load_settings("tiny")
-    dit = perturbed_dit(s)
-    _, _, feats, _ = dummy_inputs(s, batch=1)
-    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    context = torch.randn(shape, generator=torch.Generator().manual_seed(5))
-    mask = torch.zeros(1, s.diffusion.window, dtype=torch.bool)
-    mask[:, :2] = True
-    run = lambda noise: sample(dit, feats, shape, s.diffusion, steps=4, generator=torch.Generator().manual_seed(0),  # noqa: E731
-                               context=context, context_mask=mask, context_noise=noise)
-    clean, noised = run(0), run(0.2)
-    assert torch.equal(noised[:, :2], context[:, :2])
-    assert not torch.allclose(clean[:, 2:], noised[:, 2:], atol=1e-4)
-    assert torch.equal(noised, run(0.2))  # deterministic for a seed
-    with pytest.raises(ValueError, match="context_noise"):
-        run(1.0)
+        sample(dit, feats, shape, s.sampling, context=context)
 
 
 class StyledPointMass(nn.Module):
@@ -176,6 +157,7 @@ class StyledPointMass(nn.Module):
     def __init__(self, schedule: NoiseSchedule, targets: dict[tuple[bool, bool], float]) -> None:
         super().__init__()
         self.schedule, self.targets = schedule, targets
+        self.config = schedule.config  # the noise schedule sample() runs
         self.batches: list[int] = []
 
     def forward(self, x, t, features, drop_audio, style=None, drop_style=None):
@@ -188,27 +170,27 @@ class StyledPointMass(nn.Module):
 
 def test_audio_and_style_guidance_compose_with_one_pass_each():
     s = load_settings("tiny")
-    schedule = NoiseSchedule(s.diffusion)
+    schedule = NoiseSchedule(s.dit)
     targets = {(False, False): 1.0, (True, False): 0.4, (False, True): -0.5, (True, True): 0.0}
     model = StyledPointMass(schedule, targets)
     feats = dummy_inputs(s, batch=2)[2]
     style = torch.zeros(2, 7)
     style[:, 1] = 1
-    shape = (2, s.diffusion.window, 1, 2, 2)
-    out = sample(model, feats, shape, s.diffusion, steps=10, sampler="ddim", guidance=2.0, style=style,
+    shape = (2, s.dit.window, 1, 2, 2)
+    out = sample(model, feats, shape, s.sampling, steps=10, sampler="ddim", guidance=2.0, style=style,
                  style_guidance=3.0, generator=torch.Generator().manual_seed(0))
     # e(s,a) + (g_a - 1)(e(s,a) - e(s,0)) + (g_s - 1)(e(s,a) - e(0,a)) = 1 + 0.6 + 2 * 1.5
     assert torch.allclose(out, torch.full(shape, 4.6), atol=1e-3)
     assert set(model.batches) == {6}  # three passes of a batch of two, in one forward per step
     model.batches.clear()
-    sample(model, feats, shape, s.diffusion, steps=3, guidance=1.0, style=style, style_guidance=1.0)
+    sample(model, feats, shape, s.sampling, steps=3, guidance=1.0, style=style, style_guidance=1.0)
     assert set(model.batches) == {2}  # scales of 1 skip their passes
 
 
 def test_sample_rejects_unknown_sampler():
     s = load_settings("tiny")
     with pytest.raises(ValueError, match="sampler"):
-        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.diffusion, sampler="euler")
+        sample(DiT.from_settings(s), dummy_inputs(s)[2], (1, 4, 4, 2, 2), s.sampling, sampler="euler")
 
 
 class Recorder(nn.Module):
@@ -233,7 +215,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     """diffusion.predicted_context: context frames of the windows that have them show the predictor's one-step
     x0 estimate from a copy noised within predicted_context_t, not the true latents; other frames and windows
     are as before."""
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     s = load_settings("tiny").updated(diffusion={
         "predicted_context": share, "predicted_context_t": (0.3, 0.5), "context_noise_max": 0.0, "max_context": 3,
@@ -243,10 +225,10 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     x0, _, feats, _ = dummy_inputs(s, batch=8)
     style = torch.zeros(8, 7)
     style[:, 0] = 1
-    schedule = NoiseSchedule(s.diffusion)
-    loss, *_ = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
-                              predictor=predictor)
-    assert torch.isfinite(loss)
+    schedule = NoiseSchedule(s.dit)
+    result = diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style,
+                            predictor=predictor)
+    assert torch.isfinite(result.loss) and result.mse.shape == result.t.shape == (8,)
     seen = model.seen[0]
     ctx = seen["context_mask"]
     assert ctx.any(1).sum() >= 2 and (~ctx.any(1)).any()  # windows with and without context in this draw
@@ -258,7 +240,7 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     with_ctx = ctx.any(1)
     assert call["x"].shape[0] == int(with_ctx.sum())
     t = call["t"]
-    lo, hi = 0.3 * (s.diffusion.num_train_timesteps - 1), 0.5 * (s.diffusion.num_train_timesteps - 1)
+    lo, hi = 0.3 * (s.dit.num_train_timesteps - 1), 0.5 * (s.dit.num_train_timesteps - 1)
     assert ((t >= round(lo)) & (t <= round(hi))).all()
     with torch.no_grad():
         out = predictor.dit(call["x"], t, feats[with_ctx], torch.zeros(len(t), dtype=torch.bool),
@@ -268,49 +250,14 @@ def test_training_context_is_the_networks_own_prediction_when_asked(share):
     assert not torch.allclose(shown, x0[ctx], atol=1e-2)
 
 
-def test_predicted_context_in_several_steps_is_the_networks_own_ddim_sample():
-    """diffusion.predicted_context_steps = 2: the noised copy at t is denoised by a DDIM step to t // 2, and the
-    context shows the estimate of x0 from there: two passes of the predictor, the second fed the first one's
-    deterministic step."""
-    from synesthete.train.diffusion import diffusion_loss
-
-    s = load_settings("tiny").updated(diffusion={
-        "predicted_context": 1.0, "predicted_context_t": (0.4, 0.6), "predicted_context_steps": 2,
-        "context_noise_max": 0.0, "max_context": 3, "hinge_weight": 0.0,
-    })
-    model, predictor = Recorder(perturbed_dit(s, 0)), Recorder(perturbed_dit(s, 1))
-    x0, _, feats, _ = dummy_inputs(s, batch=8)
-    style = torch.zeros(8, 7)
-    style[:, 2] = 1
-    schedule = NoiseSchedule(s.diffusion)
-    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(3), style=style, predictor=predictor)
-    ctx = model.seen[0]["context_mask"]
-    with_ctx = ctx.any(1)
-    first, second = predictor.seen
-    assert torch.equal(second["t"], first["t"] // 2) and (second["t"] > 0).all()
-    none = torch.zeros(int(with_ctx.sum()), dtype=torch.bool)
-
-    def run(call: dict) -> torch.Tensor:
-        with torch.no_grad():
-            return predictor.dit(call["x"], call["t"], feats[with_ctx], none, style=style[with_ctx], drop_style=none)
-
-    out = run(first)
-    scale, sigma = schedule.coefficients(second["t"], first["x"])
-    stepped = scale * schedule.predict_x0(first["x"], first["t"], out) + sigma * schedule.predict_eps(
-        first["x"], first["t"], out)
-    assert torch.allclose(second["x"], stepped, atol=1e-5)
-    shown = model.seen[0]["x"][ctx]
-    assert torch.allclose(shown, schedule.predict_x0(second["x"], second["t"], run(second))[ctx[with_ctx]], atol=1e-5)
-
-
 def _loss_with_anchors(s) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One diffusion_loss call on 12 random windows with anchors: (what the network saw, x0, anchors)."""
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     model = Recorder(perturbed_dit(s, 0))
     x0, _, feats, _ = dummy_inputs(s, batch=12)
     anchors = torch.randn(12, *x0.shape[2:]) + 5
-    diffusion_loss(model, NoiseSchedule(s.diffusion), x0, feats, s, torch.Generator().manual_seed(1),
+    diffusion_loss(model, NoiseSchedule(s.dit), x0, feats, s, torch.Generator().manual_seed(1),
                    style=torch.zeros(12, 7), anchors=anchors)
     return model.seen[0], x0, anchors
 
@@ -336,9 +283,9 @@ def test_training_anchor_is_the_first_context_frame_of_windows_with_two_or_more(
 def test_bridge_windows_get_clean_context_at_both_ends():
     """diffusion.bridge_prob = 1: every window also shows its own last j frames as clean context (1 <= j, at least
     one frame left to generate), and an anchor replaces only a leading context frame."""
-    from synesthete.train.diffusion import context_masks
+    from synesthete.train.losses import context_masks
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(diffusion={
+    s = load_settings("tiny", dit={"window": 8}).updated(diffusion={
         "bridge_prob": 1.0, "anchor_prob": 1.0, "predicted_context": 0.0, "context_noise_max": 0.0,
         "max_context": 3, "hinge_weight": 0.0,
     })
@@ -362,34 +309,12 @@ def test_bridge_windows_get_clean_context_at_both_ends():
             assert not torch.equal(seen["x"][i, 0], anchors[i])
 
 
-def test_guidance_rescale_matches_the_conditional_spread_and_share_zero_is_plain_guidance():
-    """rescale_guidance: share 1 gives each sample the conditional output's standard deviation and keeps its
-    direction; share 0 is plain guidance; sample() with diffusion.guidance_rescale changes the result."""
-    from synesthete.sampling import rescale_guidance
-
-    gen = torch.Generator().manual_seed(0)
-    cond = torch.randn(3, 4, 5, generator=gen)
-    guided = cond * torch.tensor([3.0, 0.5, 1.0]).view(3, 1, 1) + 0.1 * torch.randn(3, 4, 5, generator=gen)
-    full = rescale_guidance(guided, cond, 1.0)
-    assert torch.allclose(full.flatten(1).std(1), cond.flatten(1).std(1), rtol=1e-5)
-    assert torch.allclose(full / full.norm(dim=(1, 2), keepdim=True), guided / guided.norm(dim=(1, 2), keepdim=True),
-                          atol=1e-6)
-    assert torch.equal(rescale_guidance(guided, cond, 0.0), guided)
-
-    s = load_settings("tiny")
-    model = perturbed_dit(s, 0)
-    x0, _, feats, _ = dummy_inputs(s, batch=2)
-    outs = [sample(model, feats, x0.shape, s.diffusion.model_copy(update={"guidance_rescale": r}),
-                   generator=torch.Generator().manual_seed(1)) for r in (0.0, 0.0, 0.7)]
-    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
-
-
 # --------------------------------------------------------------------------------------------- guidance distillation
 def _student_of(teacher: DiT, settings) -> DiT:
     """A guidance-embedding DiT warm-started from ``teacher``, as `train diffusion --teacher` starts it."""
     from synesthete.checkpoint import warm_start
 
-    student = DiT.from_settings(settings.updated(diffusion={"guidance_embed": True}))
+    student = DiT.from_settings(settings.updated(dit={"guidance_embed": True}))
     new = warm_start(student, teacher.state_dict(), "teacher")
     assert new and all(name.startswith("guidance_embedder.") for name in new)
     return student
@@ -410,7 +335,7 @@ def test_a_fresh_student_is_its_teachers_conditional_prediction_at_every_scale()
         teacher(x, t, feats, drop, guidance=torch.ones(3))
 
 
-def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale_inside_the_interval():
+def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale():
     s = load_settings("tiny")
     teacher = perturbed_dit(s, 4)
     student = _student_of(teacher, s)
@@ -421,22 +346,22 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale_inside_the_in
     recorder = Recorder(student)
     feats = dummy_inputs(s, batch=2)[2]
     size = s.latent_size
-    shape = (2, s.diffusion.window, s.vae.latent_channels, size, size)
+    shape = (2, s.dit.window, s.vae.latent_channels, size, size)
     style = torch.zeros(2, 7)
     style[:, 0] = 1
 
     def run(model, **kw):
-        return sample(model, feats, shape, s.diffusion, steps=4, guidance=2.5, style=style,
-                      generator=torch.Generator().manual_seed(7), guidance_interval=(0.0, 0.5), **kw)
+        return sample(model, feats, shape, s.sampling, steps=4, guidance=2.5, style=style,
+                      generator=torch.Generator().manual_seed(7), **kw)
 
     out = run(recorder)
     assert [call["x"].shape[0] for call in recorder.seen] == [2] * 4  # one pass per step, not two
     scales = [call["guidance"].tolist() for call in recorder.seen]
-    assert scales == [[1.0, 1.0]] * 2 + [[2.5, 2.5]] * 2  # guided only where t/T <= 0.5 (the last steps)
+    assert scales == [[2.5, 2.5]] * 4  # every step is guided
     assert torch.equal(out, run(student))  # deterministic for a seed
     # At zero-initialised guidance weights the student is its teacher's conditional prediction: the same
     # samples as the teacher without guidance.
-    plain = sample(teacher, feats, shape, s.diffusion, steps=4, guidance=1.0, style=style,
+    plain = sample(teacher, feats, shape, s.sampling, steps=4, guidance=1.0, style=style,
                    generator=torch.Generator().manual_seed(7))
     assert torch.allclose(run(_student_of(teacher, s)), plain, atol=1e-5)
 
@@ -444,7 +369,7 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale_inside_the_in
 def test_distillation_targets_the_teachers_guided_output():
     """diffusion_loss with a teacher: the target is e(a) + (w - 1)(e(a) - e(0)) of the teacher on the same
     inputs, so a fresh student (its teacher's conditional prediction) has no error at w = 1 and some at w = 3."""
-    from synesthete.train.diffusion import diffusion_loss, guided_target
+    from synesthete.train.losses import diffusion_loss, guided_target
 
     base = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
     teacher = perturbed_dit(base, 5).eval()
@@ -455,8 +380,8 @@ def test_distillation_targets_the_teachers_guided_output():
     for w in (1.0, 3.0):
         s = base.updated(diffusion={"distill_guidance": (w, w)})
         recorder = Recorder(_student_of(teacher, base))
-        _, logs, _, _ = diffusion_loss(recorder, NoiseSchedule(s.diffusion), x0, feats, s,
-                                       torch.Generator().manual_seed(2), style=style, teacher=teacher)
+        logs = diffusion_loss(recorder, NoiseSchedule(s.dit), x0, feats, s,
+                              torch.Generator().manual_seed(2), style=style, teacher=teacher).logs
         seen = recorder.seen[0]
         assert torch.equal(seen["guidance"], torch.full((6,), w))
         errors[w] = float(logs["mse"])
@@ -471,54 +396,3 @@ def test_distillation_targets_the_teachers_guided_output():
                                    kw["drop_style"], kw["context_mask"], kw["context_t"])
         assert torch.allclose(target, cond + (w - 1) * (cond - uncond), atol=1e-5)
     assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]
-
-
-def _frame_correlation(noise: torch.Tensor) -> float:
-    """Mean correlation between the frames of windows [B, W, ...] over all frame pairs (i != j)."""
-    flat = noise.flatten(2).transpose(1, 2).reshape(-1, noise.shape[1])  # [B * elements, W]
-    corr = torch.corrcoef(flat.T.double())
-    w = corr.shape[0]
-    return float((corr.sum() - w) / (w * w - w))
-
-
-def test_window_noise_shares_the_asked_share_of_its_variance_across_frames():
-    from synesthete.sampling import window_noise
-
-    x = torch.empty(64, 8, 4, 8, 8)
-    for a in (0.0, 0.3, 0.7):
-        noise = window_noise(x, a, torch.Generator().manual_seed(0))
-        assert noise.var().item() == pytest.approx(1.0, abs=0.03)
-        assert _frame_correlation(noise) == pytest.approx(a, abs=0.03)
-    same = window_noise(x, 0.0, torch.Generator().manual_seed(1))
-    assert torch.equal(same, torch.randn(x.shape, generator=torch.Generator().manual_seed(1)))
-
-
-@pytest.mark.parametrize("sampler", ["dpm++", "ddpm"])
-def test_sampling_and_training_noise_windows_as_the_dits_config_says(sampler):
-    """A DiT whose config has noise_correlation a starts sampling from (and, with DDPM, keeps adding) noise whose
-    frames share a of its variance, whatever the settings say; training noises its windows the same way."""
-    import dataclasses
-
-    from synesthete.train.diffusion import diffusion_loss
-
-    s = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "max_context": 0, "predicted_context": 0.0,
-                                                 "cfg_dropout": 0.0})
-    dit = perturbed_dit(s, 0)
-    dit.config = dataclasses.replace(dit.config, noise_correlation=0.6)
-    model = Recorder(dit)
-    x0, _, feats, _ = dummy_inputs(s, batch=48)
-    sample(model, feats, x0.shape, s.diffusion, steps=3, sampler=sampler, generator=torch.Generator().manual_seed(0))
-    first = model.seen[0]
-    assert _frame_correlation(first["x"]) == pytest.approx(0.6, abs=0.05)
-    if sampler == "ddpm":  # x_t of a later step: the model's prediction plus fresh noise, still shared
-        assert _frame_correlation(model.seen[1]["x"]) > 0.4
-    model.seen.clear()
-    schedule = NoiseSchedule(s.diffusion)
-    x0 = torch.zeros_like(x0)  # so x_t is the scaled noise alone
-    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(2))
-    noised = model.seen[0]["x"]
-    assert _frame_correlation(noised) == pytest.approx(0.6, abs=0.05)
-    dit.config = dataclasses.replace(dit.config, noise_correlation=0.0)
-    model.seen.clear()
-    diffusion_loss(model, schedule, x0, feats, s, torch.Generator().manual_seed(2))
-    assert abs(_frame_correlation(model.seen[0]["x"])) < 0.05

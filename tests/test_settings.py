@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, assert_user_error, run_cli
 from pydantic import ValidationError
 
+from synesthete.errors import ConfigError
 from synesthete.settings import ENV_FILE_VARIABLE, Settings, check_environment, env_example, load_settings
 
 
@@ -56,11 +57,39 @@ def test_typo_in_env_is_caught():
     check_environment({"SYNESTHETE_VAE__LR": "1", "SYNESTHETE_DEVICE": "cpu"})
 
 
+def test_a_moved_setting_in_the_environment_or_env_file_names_its_new_variable(tmp_path, monkeypatch):
+    """The DiT's architecture moved to the dit section and its sampling to sampling: an old variable is refused
+    in one line that names the new one, by the CLI's check and by load_settings (the Python API)."""
+    old = r"^environment variable SYNESTHETE_DIFFUSION__SAMPLE_STEPS names no setting any more "
+    old += r"\('diffusion\.sample_steps'\)"
+    with pytest.raises(ValueError, match=old + ": moved to SYNESTHETE_SAMPLING__STEPS$"):
+        check_environment({"SYNESTHETE_DIFFUSION__SAMPLE_STEPS": "4"}, env_file=None)
+    (tmp_path / "old.env").write_text("SYNESTHETE_DIFFUSION__DIM=64\n")
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(tmp_path / "old.env"))
+    with pytest.raises(ValueError, match="moved to SYNESTHETE_DIT__DIM"):
+        check_environment({})
+    with pytest.raises(ConfigError, match="moved to SYNESTHETE_DIT__DIM"):
+        load_settings()
+    monkeypatch.setenv(ENV_FILE_VARIABLE, "")
+    monkeypatch.setenv("SYNESTHETE_SAMPLING__STEPS", "4")
+    monkeypatch.setenv("SYNESTHETE_DIT__DIM", "64")
+    s = load_settings()
+    assert (s.sampling.steps, s.dit.dim) == (4, 64)
+
+
+def test_a_retired_experiment_knob_in_the_environment_or_env_file_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"^environment variable SYNESTHETE_DIFFUSION__GUIDANCE_RESCALE: .*retired"):
+        check_environment({"SYNESTHETE_DIFFUSION__GUIDANCE_RESCALE": "0.0"}, env_file=None)
+    (tmp_path / "old.env").write_text("SYNESTHETE_DIFFUSION__NOISE_CORRELATION=0\n")
+    with pytest.raises(ValueError, match="diffusion.noise_correlation was a retired"):
+        check_environment({}, env_file=tmp_path / "old.env")
+
+
 def test_shapes_are_validated():
     with pytest.raises(ValidationError, match="multiple of 16"):
         load_settings(video={"width": 120})
     with pytest.raises(ValidationError, match="divisible"):
-        load_settings(diffusion={"dim": 100, "heads": 3})
+        load_settings(dit={"dim": 100, "heads": 3})
 
 
 def test_env_example_is_current():
@@ -118,10 +147,10 @@ def test_a_dotenv_and_stray_variables_do_not_leak_into_tests(tmp_path, monkeypat
     (tmp_path / ".env").write_text("SYNESTHETE_VIDEO__FPS=25\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_FILE_VARIABLE)
-    monkeypatch.setenv("SYNESTHETE_DIFFUSION__DEPTH", "3")
+    monkeypatch.setenv("SYNESTHETE_DIT__DEPTH", "3")
     monkeypatch.setenv("synesthete_vae__lr", "0.5")  # pydantic-settings matches the prefix in any case
     s = load_settings()
-    assert (s.video.fps, s.diffusion.depth, s.vae.lr) == (25, 3, 0.5), "outside the tests they do change settings"
+    assert (s.video.fps, s.dit.depth, s.vae.lr) == (25, 3, 0.5), "outside the tests they do change settings"
     # A pytest session started here, in this environment, still sees the defaults (conftest's fixture).
     test = f"{Path(__file__).resolve()}::test_tests_see_the_default_settings"
     proc = subprocess.run(

@@ -26,6 +26,7 @@ class GaussianDenoiser(nn.Module):
     def __init__(self, schedule: NoiseSchedule, mu: torch.Tensor, std: float) -> None:
         super().__init__()
         self.schedule = schedule
+        self.config = schedule.config  # the noise schedule sample() runs
         self.register_buffer("mu", mu)
         self.std = std
         self.first_x: torch.Tensor | None = None  # the noise the sampler started from (guidance 1: one pass)
@@ -49,19 +50,19 @@ class GaussianDenoiser(nn.Module):
 
 
 def _gaussian_case(prediction: str, seed: int = 0):
-    s = load_settings("cpu").updated(diffusion={"prediction": prediction, "clip_x0": 0.0})
+    s = load_settings("cpu").updated(dit={"prediction": prediction}, sampling={"clip_x0": 0.0})
     shape = (2, 4, 3, 4, 4)
     gen = torch.Generator().manual_seed(seed)
     mu = torch.randn(shape[1:], generator=gen) * 0.8
-    model = GaussianDenoiser(NoiseSchedule(s.diffusion), mu, std=0.5)
-    feats = torch.zeros(shape[0], 4 + 2 * s.diffusion.audio_context, 12)
+    model = GaussianDenoiser(NoiseSchedule(s.dit), mu, std=0.5)
+    feats = torch.zeros(shape[0], 4 + 2 * s.dit.audio_context, 12)
     return s, model, feats, shape
 
 
 def _error(s, model, feats, shape, sampler: str, steps: int, seed: int = 1) -> float:
     """RMS distance between a sampler's output and the exact end of the ODE from the same start."""
     model.first_x = None
-    out = sample(model, feats, shape, s.diffusion, steps=steps, sampler=sampler, guidance=1.0,
+    out = sample(model, feats, shape, s.sampling, steps=steps, sampler=sampler, guidance=1.0,
                  generator=torch.Generator().manual_seed(seed))
     x_start = torch.randn(shape, generator=torch.Generator().manual_seed(seed))  # what sample() drew first
     assert torch.equal(model.first_x, x_start)
@@ -70,7 +71,7 @@ def _error(s, model, feats, shape, sampler: str, steps: int, seed: int = 1) -> f
 
 def test_dpmpp_is_registered():
     assert "dpm++" in SAMPLERS
-    assert load_settings().updated(diffusion={"sampler": "dpm++"}).diffusion.sampler == "dpm++"
+    assert load_settings().updated(sampling={"sampler": "dpm++"}).sampling.sampler == "dpm++"
 
 
 @pytest.mark.parametrize("prediction", ["v", "eps"])
@@ -89,16 +90,16 @@ def test_dpmpp_solves_the_exact_ode_better_than_ddim_at_few_steps(prediction):
 def test_dpmpp_with_guidance_returns_the_guided_point_mass():
     """An exact point-mass denoiser: every step's x0 is the datum, so the solver must return it exactly."""
     s = load_settings("tiny")
-    ns = NoiseSchedule(s.diffusion)
+    ns = NoiseSchedule(s.dit)
     shape = (1, 4, 4, 2, 2)
-    # Seeded, and small enough that the guided datum stays inside the x0 clamp (diffusion.clip_x0 = 10):
+    # Seeded, and small enough that the guided datum stays inside the x0 clamp (sampling.clip_x0 = 10):
     # with the global RNG this test depended on the tests run before it.
     g = torch.Generator().manual_seed(3)
     cond, uncond = torch.randn(shape[1:], generator=g), torch.randn(shape[1:], generator=g)
-    assert (uncond + 2.5 * (cond - uncond)).abs().max() < s.diffusion.clip_x0
+    assert (uncond + 2.5 * (cond - uncond)).abs().max() < s.sampling.clip_x0
     model = PointMassDenoiser(ns, cond, uncond)
-    feats = torch.zeros(1, 4 + 2 * s.diffusion.audio_context, 12)
-    out = sample(model, feats, shape, s.diffusion, steps=6, sampler="dpm++", guidance=2.5,
+    feats = torch.zeros(1, 4 + 2 * s.dit.audio_context, 12)
+    out = sample(model, feats, shape, s.sampling, steps=6, sampler="dpm++", guidance=2.5,
                  generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out[0], uncond + 2.5 * (cond - uncond), atol=1e-4)
     assert model.calls == [2] * 6  # one batched forward (conditional + unconditional) per step
@@ -112,8 +113,8 @@ def _tiny_dit():
 def test_dpmpp_shape_finite_and_deterministic():
     s, dit = _tiny_dit()
     feats = dummy_inputs(s, 2)[2]
-    shape = (2, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
-    run = lambda seed, f=feats: sample(dit, f, shape, s.diffusion, steps=8, sampler="dpm++",  # noqa: E731
+    shape = (2, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    run = lambda seed, f=feats: sample(dit, f, shape, s.sampling, steps=8, sampler="dpm++",  # noqa: E731
                                        generator=torch.Generator().manual_seed(seed))
     a, b, c = run(0), run(0), run(1)
     assert a.shape == shape and torch.isfinite(a).all()
@@ -125,17 +126,15 @@ def test_dpmpp_shape_finite_and_deterministic():
 def test_dpmpp_returns_context_frames_exactly():
     s, dit = _tiny_dit()
     feats = dummy_inputs(s, 1)[2]
-    shape = (1, s.diffusion.window, s.vae.latent_channels, s.latent_size, s.latent_size)
+    shape = (1, s.dit.window, s.vae.latent_channels, s.latent_size, s.latent_size)
     context = torch.randn(shape, generator=torch.Generator().manual_seed(5))
     mask = torch.zeros(1, shape[1], dtype=torch.bool)
     mask[:, :2] = True
-    for noise in (0.0, 0.1):
-        out = sample(dit, feats, shape, s.diffusion, steps=5, sampler="dpm++",
-                     generator=torch.Generator().manual_seed(0),
-                     context=context, context_mask=mask, context_noise=noise)
-        assert torch.equal(out[:, :2], context[:, :2])
-        assert torch.isfinite(out).all()
-    free = sample(dit, feats, shape, s.diffusion, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0))
+    out = sample(dit, feats, shape, s.sampling, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0),
+                 context=context, context_mask=mask)
+    assert torch.equal(out[:, :2], context[:, :2])
+    assert torch.isfinite(out).all()
+    free = sample(dit, feats, shape, s.sampling, steps=5, sampler="dpm++", generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(out[:, 2:], free[:, 2:])  # the new frames continue the context
 
 
@@ -143,7 +142,7 @@ def test_dpmpp_first_step_is_ddim_and_one_step_is_x0():
     """One step returns the network's x0, exactly as DDIM; two steps differ only by the second-order term."""
     s, model, feats, shape = _gaussian_case("v")
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    one = {name: sample(model, feats, shape, s.diffusion, steps=1, sampler=name, guidance=1.0, generator=gen())
+    one = {name: sample(model, feats, shape, s.sampling, steps=1, sampler=name, guidance=1.0, generator=gen())
            for name in ("ddim", "dpm++")}
     assert torch.allclose(one["ddim"], one["dpm++"], atol=1e-6)
     assert math.isfinite(float(one["dpm++"].abs().max()))
@@ -157,6 +156,10 @@ class PassCounter(nn.Module):
         self.dit = dit
         self.batches: list[int] = []
 
+    @property
+    def config(self):
+        return self.dit.config
+
     def embed_audio(self, features, drop_audio=None):
         return self.dit.embed_audio(features, drop_audio)
 
@@ -166,46 +169,18 @@ class PassCounter(nn.Module):
 
 
 @pytest.mark.parametrize("style_guidance", [1.0, 2.0])
-def test_guidance_interval_guides_only_the_steps_inside_it(style_guidance):
+def test_guidance_runs_every_pass_in_one_batched_forward_at_every_step(style_guidance):
     tiny = load_settings("tiny")
-    cfg = tiny.diffusion
+    cfg = tiny.sampling
     dit = PassCounter(perturbed_dit(tiny, seed=3)).eval()
     x, _, feats, _ = dummy_inputs(tiny, batch=2)
     style = torch.zeros(2, dit.dit.num_styles)
     style[:, 0] = 1
-    steps, last = 6, cfg.num_train_timesteps - 1
-    timesteps = NoiseSchedule(cfg).timesteps(steps).tolist()
+    steps = 6
     n_pass = 2 if style_guidance == 1.0 else 3
-
-    def run(**kw):
-        dit.batches.clear()
-        out = sample(dit, feats, x.shape, cfg, steps=steps, guidance=3.0, style=style, style_guidance=style_guidance,
-                     generator=torch.Generator().manual_seed(0), **kw)
-        return out, list(dit.batches)
-
-    everywhere, batches = run()
-    assert batches == [2 * n_pass] * steps
-    same, _ = run(guidance_interval=(0.0, 1.0))
-    assert torch.equal(same, everywhere)  # the default interval is every step
-
-    low, high = 0.3, 0.8
-    limited, batches = run(guidance_interval=(low, high))
-    inside = [low <= t / last <= high for t in timesteps]
-    assert 0 < sum(inside) < steps  # the interval splits this schedule
-    assert batches == [2 * n_pass if i else 2 for i in inside]
-    assert not torch.equal(limited, everywhere)
-
-    # Outside the interval a step is the unguided one: with no step inside, the result is guidance 1.
+    sample(dit, feats, x.shape, cfg, steps=steps, guidance=3.0, style=style, style_guidance=style_guidance,
+           generator=torch.Generator().manual_seed(0))
+    assert dit.batches == [2 * n_pass] * steps
     dit.batches.clear()
-    unguided = sample(dit, feats, x.shape, cfg, steps=steps, guidance=1.0, style=style,
-                      generator=torch.Generator().manual_seed(0))
-    nothing, batches = run(guidance_interval=(0.999, 0.9995))
-    assert batches == [2] * steps
-    assert torch.allclose(nothing, unguided, atol=1e-6)
-
-
-def test_guidance_interval_must_be_ordered():
-    tiny = load_settings("tiny")
-    x, _, feats, _ = dummy_inputs(tiny, batch=1)
-    with pytest.raises(ValueError, match="guidance interval"):
-        sample(perturbed_dit(tiny), feats, x.shape, tiny.diffusion, steps=2, guidance_interval=(0.8, 0.2))
+    sample(dit, feats, x.shape, cfg, steps=steps, guidance=1.0, style=style, generator=torch.Generator().manual_seed(0))
+    assert dit.batches == [2] * steps  # no guidance: the conditional pass alone

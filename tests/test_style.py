@@ -51,7 +51,7 @@ def test_default_model_paints_styles_the_critic_tells_apart():
     from synesthete.models.critic import critic_outputs
     from synesthete.render import generate_frames
 
-    settings = load_settings(diffusion={"sample_steps": 8})
+    settings = load_settings(sampling={"steps": 8})
     models = load_models(settings, ROOT / "checkpoints", "cpu")
     critic = load_critic(ROOT / "checkpoints" / "critic.pt").network
     wave, _ = synthesize(5, settings, duration=1.0, drums=True, silence=False, dropout=False)
@@ -90,7 +90,7 @@ def test_warm_start_keeps_old_weights_and_zero_initialises_new_conditioning():
     assert kept == ["context_embed", "style_embed.weight"]
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
     assert fresh.style_embed.weight.abs().sum() == 0 and fresh.context_embed.abs().sum() == 0
-    bigger = DiT.from_settings(load_settings("tiny", diffusion={"dim": 64}))
+    bigger = DiT.from_settings(load_settings("tiny", dit={"dim": 64}))
     with pytest.raises(CheckpointError, match="does not fit"):
         warm_start(bigger, state, "old.pt")
 
@@ -126,8 +126,9 @@ def test_style_exemplar_in_a_given_look_is_that_look(tmp_path):
     from synesthete.render import style_exemplar
     from synesthete.visual.compose import params_for
 
-    models = load_models(load_settings("tiny"), tiny_checkpoints(tmp_path), "cpu")
-    s = models.settings
+    s = load_settings("tiny")
+    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    s = models.fitted(s)
     look = params_for(["tiles"], random.Random("a held-out clip"), s)
     a = style_exemplar(models, s, ["tiles"], seed=1, look=look)
     assert torch.equal(a, style_exemplar(models, s, ["tiles"], seed=2, look=look))  # the look, not the seed
@@ -160,9 +161,9 @@ def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_pa
         return out
 
     monkeypatch.setattr(sampling, "sample", recording)
-    frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.settings, style=["tiles"])
+    frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.fitted(s), style=["tiles"])
     assert frames.shape[0] == s.video.fps
-    exemplar = style_exemplar(models, models.settings, ["tiles"], render_seed(models.settings))
+    exemplar = style_exemplar(models, models.fitted(s), ["tiles"], render_seed(models.fitted(s)))
     assert len(seen) > 3
     for i, (context, _) in enumerate(seen):
         past = exemplar[-2:] if i == 0 else seen[i - 1][1][0, -2:]
@@ -234,10 +235,10 @@ def test_lanes_run_side_by_side_and_bridges_join_them(monkeypatch, tmp_path):
     from synesthete.device import autocast
     from synesthete.render import generate_frames, render_seed, style_exemplar, window_layout
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(
+    s = load_settings("tiny", dit={"window": 8}).updated(
         render={"lanes": 2, "overlap": 2, "anchor": 1}, device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
-    s = models.settings
+    s = models.fitted(s)
     seen: list[dict] = []
     real = sampling.sample
 
@@ -353,10 +354,10 @@ def test_each_section_starts_from_its_own_look(monkeypatch, tmp_path):
     from synesthete.render import Look, iter_windows, style_exemplar, window_layout
     from synesthete.styles import style_vector
 
-    s = load_settings("tiny", diffusion={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
+    s = load_settings("tiny", dit={"window": 8}).updated(render={"lanes": 2, "overlap": 2, "anchor": 1},
                                                               device="cpu")
     models = load_models(s, tiny_checkpoints(tmp_path, s), "cpu")
-    s = models.settings
+    s = models.fitted(s)
     looks = [Look(["tiles"], style_exemplar(models, s, ["tiles"], 1), "A"),
              Look(["waveform"], style_exemplar(models, s, ["waveform"], 1), "B")]
     seen: list[dict] = []

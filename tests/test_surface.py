@@ -58,7 +58,7 @@ def song(tmp_path_factory) -> Path:
 def pipe(ckpt_dir):
     from synesthete import Synesthete
 
-    return Synesthete.from_pretrained(ckpt_dir, device="cpu", diffusion={"sample_steps": 2})
+    return Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": 2})
 
 
 def render(ckpt_dir: Path, *args: str, env: dict[str, str] | None = None):
@@ -351,8 +351,8 @@ def test_api_option_errors_are_the_projects_own(pipe, song, options, keyword):
 def test_api_setting_errors_are_config_errors(ckpt_dir, monkeypatch):
     from synesthete import Synesthete
 
-    with pytest.raises(ConfigError, match=r"^invalid setting: diffusion\.sample_steps: "):
-        Synesthete.from_pretrained(ckpt_dir, device="cpu", diffusion={"sample_steps": 0})
+    with pytest.raises(ConfigError, match=r"^invalid setting: sampling\.steps: "):
+        Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": 0})
     monkeypatch.setenv("SYNESTHETE_RENDER__CRF", "99")
     with pytest.raises(ConfigError, match=r"^invalid setting: render\.crf: "):
         Synesthete()

@@ -115,7 +115,7 @@ def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
     image = events.Images("diffusion/samples")[-1]
     tiny = load_settings("tiny")
     # Two held-out windows, truth above sample: 4 rows of W frames.
-    assert (image.height, image.width) == (4 * tiny.video.height, tiny.diffusion.window * tiny.video.width)
+    assert (image.height, image.width) == (4 * tiny.video.height, tiny.dit.window * tiny.video.width)
 
 
 def test_exported_models_load_and_generate(overfit_runs: Path):
@@ -124,25 +124,25 @@ def test_exported_models_load_and_generate(overfit_runs: Path):
 
     tiny = load_settings("tiny")
     models = load_models(tiny, overfit_runs / "exported", "cpu")
-    d, size = tiny.diffusion, tiny.latent_size
+    d, size = tiny.dit, tiny.latent_size
     features = torch.rand(2, d.window + 2 * d.audio_context, num_features(tiny.audio))
     shape = (2, d.window, tiny.vae.latent_channels, size, size)
-    latents = sample(models.dit, features, shape, tiny.diffusion, generator=torch.Generator().manual_seed(0))
+    latents = sample(models.dit, features, shape, tiny.sampling, generator=torch.Generator().manual_seed(0))
     assert latents.shape == shape and torch.isfinite(latents).all()
 
 
 def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
     """Mean distillation MSE of ``dit`` against ``teacher``'s guided output on fixed windows and noise."""
     from synesthete.sampling import NoiseSchedule
-    from synesthete.train.diffusion import diffusion_loss
+    from synesthete.train.losses import diffusion_loss
 
     s = settings.updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
     errors = []
     for seed in range(4):
         with torch.no_grad():
-            _, logs, _, _ = diffusion_loss(dit, NoiseSchedule(s.diffusion), latents, features, s,
-                                           torch.Generator().manual_seed(seed), style=styles, teacher=teacher)
-        errors.append(float(logs["mse"]))
+            result = diffusion_loss(dit, NoiseSchedule(s.dit), latents, features, s,
+                                    torch.Generator().manual_seed(seed), style=styles, teacher=teacher)
+        errors.append(float(result.logs["mse"]))
     return sum(errors) / len(errors)
 
 
@@ -184,14 +184,14 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     assert tiny.diffusion.distill_guidance == (4.0, 8.0)
     teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
     teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
-    fresh = DiT.from_settings(tiny.updated(diffusion={"guidance_embed": True})).eval()
+    fresh = DiT.from_settings(tiny.updated(dit={"guidance_embed": True})).eval()
     fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
     student = build_model(load_checkpoint(f"{export}/diffusion.pt", "diffusion"), f"{export}/diffusion.pt")
     # The windows it was trained on (train.overfit repeats the first batch of the stream).
     vae, _ = load_vae("exported/vae.pt", "cpu")
     pool = ClipPool(tiny, 0, 0, 1, print)
     pool.refresh()
-    frames, features, styles, _ = pool.windows(8, tiny.diffusion.window, tiny.diffusion.audio_context,
+    frames, features, styles, _ = pool.windows(8, tiny.dit.window, tiny.dit.audio_context,
                                                torch.Generator().manual_seed(0))
     stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
     latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)

@@ -92,7 +92,7 @@ def eval_cmd(
     settings = build_settings(
         preset, device=device,
         eval={"clips": clips, "strict": strict or None, "long_seconds": long_seconds, "probe_seconds": probe_seconds},
-        diffusion={"sample_steps": steps},
+        sampling={"steps": steps},
         render={"seed": seed},
         paths={"checkpoints": checkpoint_dir, "critic": critic},
         data={"music_dirs": music_dirs(music)},

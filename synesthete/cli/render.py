@@ -44,7 +44,7 @@ def render(
     guidance: Annotated[
         float | None,
         typer.Option("--guidance", help=with_default("Classifier-free guidance scale on the audio.",
-                                                     "diffusion.guidance")),
+                                                     "sampling.guidance")),
     ] = None,
     style: Annotated[
         str | None,
@@ -61,13 +61,13 @@ def render(
     style_guidance: Annotated[
         float | None,
         typer.Option("--style-guidance", help=with_default("Classifier-free guidance scale on the style.",
-                                                           "diffusion.style_guidance")),
+                                                           "sampling.style_guidance")),
     ] = None,
     steps: Steps = None,
     sampler: Annotated[
         str | None,
         typer.Option("--sampler", help=with_default("ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M)).",
-                                                    "diffusion.sampler")),
+                                                    "sampling.sampler")),
     ] = None,
     lanes: Annotated[
         int | None,
@@ -100,7 +100,7 @@ def render(
     settings = build_settings(
         preset, device=device,
         video={"fps": fps},
-        diffusion={"guidance": guidance, "sample_steps": steps, "sampler": sampler, "style_guidance": style_guidance},
+        sampling={"guidance": guidance, "steps": steps, "sampler": sampler, "style_guidance": style_guidance},
         render={"seed": seed, "size": size, "style": style, "lanes": lanes,
                 "sections": None if sections is None else sections == OnOff.on},
         paths={"checkpoints": checkpoint_dir},

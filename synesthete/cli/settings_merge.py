@@ -9,7 +9,7 @@ from typing import Any
 from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 
 from synesthete.errors import CheckpointError, ConfigError
-from synesthete.settings import RENAMED, Settings, check_environment, env_file_path, load_settings
+from synesthete.settings import Settings, check_environment, env_file_path, load_settings, upgrade_stored
 
 
 def build_settings(preset: str | None = None, **overrides: Any) -> Settings:
@@ -38,7 +38,7 @@ def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
     """The settings a checkpoint stores, as today's Settings take them: renamed fields mapped, unknown
     (older) ones dropped, and the machine's own (device, paths, run name) left out."""
     out: dict[str, Any] = {}
-    for key, value in stored.items():
+    for key, value in upgrade_stored(stored).items():
         field = Settings.model_fields.get(key)
         if field is None or (key in _MACHINE and _MACHINE[key] is None):
             continue
@@ -48,7 +48,6 @@ def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
             continue
         section = {}
         for sub, subvalue in value.items():
-            sub = RENAMED.get((key, sub), sub)
             if sub in fields and sub not in (_MACHINE.get(key) or ()):
                 section[sub] = subvalue
         out[key] = section

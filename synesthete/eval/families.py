@@ -187,8 +187,8 @@ def run_family_eval(settings: Settings, json_out: Path | None = None, sheet: Pat
     critic = load_critic(settings.critic_path, device)
     models = load_models(settings, settings.paths.checkpoints, device)
     sheets: dict[str, list[torch.Tensor]] | None = {} if sheet is not None else None
-    result = evaluate_families(models, critic, models.settings, library, progress=progress, sheets=sheets)
-    result.update(kind="families", checkpoints=str(models.settings.paths.checkpoints))
+    result = evaluate_families(models, critic, models.fitted(settings), library, progress=progress, sheets=sheets)
+    result.update(kind="families", checkpoints=str(settings.paths.checkpoints))
     written: list[Path] = []
     if json_out is not None:
         write_json(Path(json_out), result)

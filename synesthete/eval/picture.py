@@ -102,14 +102,14 @@ def heldout_picture(critic: Critic, renders: list[torch.Tensor], clips: list[dic
 def long_picture(models: Models, critic: Critic, settings: Settings, progress: bool = True) -> dict:
     """Long renders: style stability and cut rate over ``eval.long_seconds`` of a held-out song, and the seam
     score on ``eval.probe_seconds`` of an aperiodic probe (noise, random hits), beside the oracle's."""
-    ev, d = settings.eval, settings.diffusion
+    ev = settings.eval
     out: dict[str, Any] = {}
     # A held-out seed past the scored clips, so the long song is not one of them.
     seed = seed_for(ev.clips + 1, settings, "heldout")
     extract = feature_extractor(settings)
 
     def joins_of(wave: torch.Tensor) -> list[int]:  # where render's windows of this audio join
-        return song_layout(extract(wave), settings, d.window, settings.render.exemplar).joins()
+        return song_layout(extract(wave), settings, models.config.window, settings.render.exemplar).joins()
 
     if ev.long_seconds > 0:
         clip = make_clip(seed, settings, with_frames=True, drums=True, duration=ev.long_seconds)

@@ -51,7 +51,7 @@ def _eval_video(settings: Settings, critic: Critic, video: Path, audio: Path | N
 def _eval_heldout(settings: Settings, critic: Critic, device: torch.device, sheet: Path | None) -> tuple[dict, Panels]:
     """`eval` of the checkpoints: the held-out benchmark, the long renders, and the contact sheet."""
     models = load_models(settings, settings.paths.checkpoints, device)
-    settings = models.settings
+    settings = models.fitted(settings)
     videos: dict[str, list[torch.Tensor]] = {}
     result, found = evaluate_heldout(settings, models=models, device=device, critic=critic, videos=videos)
     result["kind"] = "heldout"

@@ -14,7 +14,8 @@ import math
 from typing import Any, ClassVar, TypeVar
 
 from synesthete.errors import ConfigError
-from synesthete.settings import Settings
+from synesthete.files import shorten
+from synesthete.settings import Settings, retired_problem, upgrade_stored
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -24,6 +25,11 @@ class ConfigBoundsError(ConfigError, ValueError):
     a ValueError that loading a checkpoint turns into a CheckpointError naming the file."""
 
 
+class RetiredFieldError(ConfigError, ValueError):
+    """A stored config asks for a retired experiment (``ModelConfig.RETIRED``) at a value other than today's
+    behaviour: loading a checkpoint turns it into a CheckpointError naming the file."""
+
+
 # A field's rule in ``ModelConfig.BOUNDS``: (int, low, high), (float, low, high), bool, or a tuple of the strings
 # it may be. The bounds are far above every preset (gpu: dim 384, depth 12) and keep a tampered checkpoint from
 # asking for a network that fills the memory before its weights are even compared (``checkpoint.build_model``).
@@ -31,8 +37,8 @@ Rule = Any
 
 
 def settings_dict(settings: Settings | dict[str, Any]) -> dict[str, Any]:
-    """A plain nested dict of ``settings`` (a Settings object, or the dict a checkpoint stores)."""
-    return settings.model_dump(mode="json") if isinstance(settings, Settings) else settings
+    """A plain nested dict of ``settings`` (a Settings object, or the dict a checkpoint stores, in today's layout)."""
+    return settings.model_dump(mode="json") if isinstance(settings, Settings) else upgrade_stored(settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +49,15 @@ class ModelConfig:
     checkpoint, before any network is built from it."""
 
     BOUNDS: ClassVar[dict[str, Rule]] = {}
+    # Fields removed with the experiment they served: name -> its setting in ``settings.RETIRED``, which says the
+    # value that meant what the network does today. A stored config holding that value still loads.
+    RETIRED: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         self.check()
 
     def check(self) -> None:
         """Raise a ConfigBoundsError naming the first field whose type or value ``BOUNDS`` does not allow."""
-        from synesthete.files import shorten
-
         for f in dataclasses.fields(self):
             value, rule = getattr(self, f.name), self.BOUNDS.get(f.name)
             if rule is None:
@@ -78,6 +85,7 @@ class ModelConfig:
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Rebuild a config from ``to_dict()``'s output; an unknown field, or a missing one without a default
         (fields added later have defaults that mean what older checkpoints did), is a ValueError."""
+        data = cls.without_retired(data)
         names = {f.name for f in dataclasses.fields(cls)}
         required = {f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
@@ -85,6 +93,18 @@ class ModelConfig:
         if unknown or missing:
             raise ValueError(f"{cls.__name__} does not match: unknown {unknown}, missing {missing}")
         return cls(**data)
+
+    @classmethod
+    def without_retired(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` without its retired fields (``RETIRED``); a RetiredFieldError if one asks for anything other
+        than today's behaviour."""
+        for name, setting in cls.RETIRED.items():
+            if name in data:
+                section, field = setting.split(".")
+                problem = retired_problem(section, field, data[name])
+                if problem:
+                    raise RetiredFieldError(problem)
+        return {k: v for k, v in data.items() if k not in cls.RETIRED}
 
     def differences(self, other: ModelConfig) -> list[tuple[str, Any, Any]]:
         """(field, this value, other value) for every field that differs."""

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synesthete.audio.features import BASE_FEATURES, num_features
 from synesthete.models.audio_encoder import AudioEncoder, AudioEncoderConfig
 from synesthete.models.config import ConfigBoundsError, ModelConfig, settings_dict
 from synesthete.settings import Settings
@@ -255,7 +256,6 @@ class DiTConfig(ModelConfig):
     schedule: str
     prediction: str
     guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
-    noise_correlation: float = 0.0  # share of the noise variance a window's frames share (diffusion.noise_correlation)
 
     BOUNDS: ClassVar[dict[str, Any]] = {
         "latent_channels": (int, 1, 256), "latent_height": (int, 1, 512), "latent_width": (int, 1, 512),
@@ -263,8 +263,9 @@ class DiTConfig(ModelConfig):
         "heads": (int, 1, 128), "mlp_ratio": (float, 0.01, 16), "audio_features": (int, 1, 1024),
         "audio_context": (int, 0, 256), "audio_dim": (int, 1, 4096), "num_styles": (int, 1, 1024),
         "fps": (float, 0.01, 240), "num_train_timesteps": (int, 1, 100_000), "schedule": ("cosine", "linear"),
-        "prediction": ("eps", "v"), "guidance_embed": bool, "noise_correlation": (float, 0, 0.999),
+        "prediction": ("eps", "v"), "guidance_embed": bool,
     }
+    RETIRED: ClassVar[dict[str, str]] = {"noise_correlation": "diffusion.noise_correlation"}
 
     def check(self) -> None:
         """Each field (``BOUNDS``), then the shapes they must agree on."""
@@ -285,10 +286,9 @@ class DiTConfig(ModelConfig):
     ) -> DiTConfig:
         """The config of a new DiT for ``settings`` (or a stored settings dict), on latents of ``latent_shape``
         (C, h, w): the VAE's, by default the frame size / 16 with ``vae.latent_channels``."""
-        from synesthete.audio.features import BASE_FEATURES
-
         s = settings_dict(settings)
-        video, d = s["video"], s["diffusion"]
+        cls.without_retired(s.get("diffusion") or {})  # an older file's settings may ask for a retired noise law
+        video, d = s["video"], s["dit"]
         if latent_shape is None:
             latent_shape = (s["vae"]["latent_channels"], video["height"] // 16, video["width"] // 16)
         c, h, w = latent_shape
@@ -299,7 +299,6 @@ class DiTConfig(ModelConfig):
             audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
             num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
             guidance_embed=bool(d.get("guidance_embed", False)),
-            noise_correlation=float(d.get("noise_correlation", 0.0)),
         )
 
     @property
@@ -457,8 +456,6 @@ class DiT(nn.Module):
 
 def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]:
     """Random (x, t, features, drop_audio) of the right shapes for ``settings`` (tests, FLOP counts)."""
-    from synesthete.audio.features import num_features
-
     cfg = DiTConfig.from_settings(settings)
     x = torch.randn(batch, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
     t = torch.randint(0, cfg.num_train_timesteps, (batch,))
@@ -468,7 +465,7 @@ def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]
 
 def dit_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
     """Model FLOPs of one window (sample) through the DiT ("forward"), or x3 for "train" (forward + backward)."""
-    from synesthete.models import count_flops
+    from synesthete.models import count_flops  # here: synesthete.models imports this module
 
     flops = count_flops(DiT.from_settings(settings), *dummy_inputs(settings))
     return flops * 3 if kind == "train" else flops

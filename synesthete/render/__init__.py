@@ -12,7 +12,7 @@ loads the models and runs, for one song. The data path of a run, module by modul
 1. ``job``: decode the excerpt once, streamed (``media.AudioReader``: FFmpeg seeks to ``--start``), at the
    model's rate, mono, and compute the frame-aligned features chunk by chunk (``song_features``; 48 bytes per
    video frame are kept: 1 MB for a 10-minute song).
-2. ``layout`` and ``windows``: generate latents window by window: each window of ``diffusion.window`` frames
+2. ``layout`` and ``windows``: generate latents window by window: each window of ``dit.window`` frames
    is denoised jointly, and continues from the previous window's last ``render.overlap`` latents, given as
    clean context, so windows join without seams or jumps. A section is a segment of lanes of its own that
    starts from its look's exemplar on the frame of its first downbeat, with no bridge from the section

@@ -229,7 +229,7 @@ def run_render(
     models: Models, settings: Settings, job: RenderJob, progress: bool = False, since: float | None = None,
     label: str = "rendering",
 ) -> RenderResult:
-    """Run a planned render with loaded ``models`` and ``settings`` (``Models.settings`` with the render's
+    """Run a planned render with loaded ``models`` and ``settings`` (``Models.fitted`` with the render's
     options): to ``job.out`` as an mp4, streamed, or to memory. Wall time and RTF count from ``since`` (a
     ``time.perf_counter()``; default now), so a caller that checked the song and loaded the models for this
     render alone counts that too. ``label`` names the progress line."""
@@ -272,11 +272,11 @@ def _run(models: Models, settings: Settings, job: RenderJob, device: torch.devic
     timings["other"] = max(0.0, wall - sum(timings.values()))
     sections = _sections(job, plan, looks)
     styles = list(dict.fromkeys(sec.style for sec in sections)) or [style_name(job.style)]
-    d = settings.diffusion
+    d = settings.sampling
     return RenderResult(
         output=job.out, frames=sink.frames() if isinstance(sink, MemorySink) else None,
         fps=settings.video.fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
-        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.sample_steps, lanes=layout.lanes,
+        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.steps, lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance, guidance_distilled=guidance_distilled(models.dit),
         checkpoints=Path(settings.paths.checkpoints), device=str(device),
         precision=precision(device, settings.render.amp),
@@ -356,7 +356,7 @@ def render_song(
     t_start = time.perf_counter()
     job = plan_render(settings, song, out, start, duration, overwrite)
     models = load_models(settings, settings.paths.checkpoints, resolve_device(settings.device))
-    return run_render(models, models.settings, job, progress=progress, since=t_start)
+    return run_render(models, models.fitted(settings), job, progress=progress, since=t_start)
 
 
 def generate_frames(

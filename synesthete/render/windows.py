@@ -110,7 +110,7 @@ class _Sampler:
         t0 = time.perf_counter()
         with autocast(device, self.settings.render.amp):
             out = sampling.sample(
-                self.models.dit, feats, (len(firsts), self.window, *self.latent), self.settings.diffusion,
+                self.models.dit, feats, (len(firsts), self.window, *self.latent), self.settings.sampling,
                 generator=self.generator,
                 style=torch.stack([self.style_rows[lane] for lane in rows]) if self.styled else None,
                 context=context, context_mask=mask,

@@ -7,9 +7,9 @@ Data path of one step::
                                     (features zero-padded at the clip edges, as render pads a song)
     -> frozen VAE encoder (mean)    latents [B, W, C, h, w], scaled to unit variance per channel with the
                                     latent statistics measured once at the start (kept in the checkpoint)
-    -> DDPM objective               x_t = q_sample(x0, noise, t), target = eps or v (sampling.NoiseSchedule)
+    -> DDPM objective               x_t = q_sample(x0, noise, t), target = eps or v (train/losses.py)
 
-Audio pressure (docs/model_architecture.md):
+Audio pressure (docs/model_architecture.md; ``train.losses``):
 
 * classifier-free guidance dropout: ``diffusion.cfg_dropout`` of the windows get the null audio embedding;
 * shuffled-audio hinge: the same noisy input and timestep are denoised a second time with the features of
@@ -18,19 +18,21 @@ Audio pressure (docs/model_architecture.md):
   halves run in one batched forward pass;
 * silence and drop-out clips come from the data engine (``data.silence_prob``, ``data.dropout_prob``).
 
-An EMA of the weights (a frozen copy in eval mode, updated every step) is what previews, eval and the
-exported checkpoint use.
+An EMA of the weights (a frozen copy in eval mode, updated every step) is what previews (``train.previews``),
+eval and the exported checkpoint use. The trainer reads top to bottom: ``read_sources`` (the VAE, an --init
+and a --teacher checkpoint, checked before the run folder is made), ``build_trainee`` (networks, optimiser,
+resumed or warm-started state, latent statistics), ``train_steps`` (the loop) and the export.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synesthete.checkpoint import (
@@ -47,16 +49,17 @@ from synesthete.checkpoint import (
     vae_fingerprint,
     warm_start,
 )
-from synesthete.data import one_thread
+from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.device import autocast
 from synesthete.errors import CheckpointError
 from synesthete.media import to_unit
-from synesthete.metrics.quality import nanmean
 from synesthete.models import count_params
 from synesthete.models.dit import DiT
-from synesthete.sampling import NoiseSchedule, noise_correlation, sample, window_noise
+from synesthete.sampling import NoiseSchedule
 from synesthete.settings import Settings
-from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer, resolve_resume
+from synesthete.train.loop import LATEST, TrainingRun, make_optimizer, resolve_resume
+from synesthete.train.losses import diffusion_loss
+from synesthete.train.previews import Previews
 
 ENCODE_CHUNK = 256  # frames per VAE forward when measuring latent statistics (bounds memory)
 EMA_WARMUP = 10  # EMA decay ramps as (1 + step) / (EMA_WARMUP + step) up to diffusion.ema_decay
@@ -80,8 +83,6 @@ def latent_stats(vae: nn.Module, settings: Settings, device: torch.device) -> di
 
     Every rank measures the same clips, so the statistics agree across a torchrun job without a broadcast.
     """
-    from synesthete.data import make_clip, seed_for
-
     latents = []
     for i in range(settings.diffusion.latent_stat_clips):
         with one_thread():
@@ -113,200 +114,6 @@ def ema_decay(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (EMA_WARMUP + step))
 
 
-# --------------------------------------------------------------------------------------------- loss
-def loss_weights(schedule: NoiseSchedule, t: torch.Tensor, settings: Settings) -> torch.Tensor:
-    """Per-sample loss weights [B]: 1, or Min-SNR-gamma expressed for the configured prediction target.
-
-    Min-SNR-gamma weights the x0-error by min(SNR, gamma); for an eps target that is min(SNR, gamma) / SNR
-    and for a v target min(SNR, gamma) / (SNR + 1) (Hang et al. 2023).
-    """
-    ds = settings.diffusion
-    if ds.loss_weighting == "none":
-        return torch.ones(t.shape[0], device=t.device)
-    ab = schedule.alphas_cumprod.to(t.device)[t]
-    snr = ab / (1 - ab).clamp(min=1e-8)
-    clipped = snr.clamp(max=ds.min_snr_gamma)
-    return clipped / (snr + 1) if ds.prediction == "v" else clipped / snr.clamp(min=1e-8)
-
-
-def context_masks(batch: int, window: int, settings: Settings, generator: torch.Generator) -> torch.Tensor:
-    """[B, W] bool: the first k frames of each window are clean context, k uniform in 0..max_context; a
-    ``diffusion.bridge_prob`` share of the windows also has its last j frames as context (a bridge), j uniform
-    in 1..max_context, capped so that at least one frame is left to generate."""
-    ds = settings.diffusion
-    most = min(ds.max_context, window - 1)
-    k = torch.randint(0, most + 1, (batch,), generator=generator)
-    positions = torch.arange(window)[None]
-    mask = positions < k[:, None]
-    if ds.bridge_prob > 0 and ds.max_context > 0:
-        bridge = torch.rand(batch, generator=generator) < ds.bridge_prob
-        room = (window - 1 - k).clamp(max=ds.max_context)  # trailing frames that still leave one to generate
-        j = (torch.rand(batch, generator=generator) * room).floor().long() + 1  # uniform in 1..room
-        j = torch.where(bridge & (room > 0), j, torch.zeros_like(j))
-        mask |= positions >= window - j[:, None]
-    return mask
-
-
-@torch.no_grad()
-def predicted_context(
-    predictor: nn.Module,
-    schedule: NoiseSchedule,
-    x0: torch.Tensor,
-    features: torch.Tensor,
-    settings: Settings,
-    generator: torch.Generator,
-    style: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The network's own estimate of x0 [B, W, C, h, w] from a copy noised to a timestep t uniform in
-    ``diffusion.predicted_context_t`` (shares of the schedule), with the window's audio and style.
-
-    With ``diffusion.predicted_context_steps`` n = 1 it is the one-step estimate: soft, drifting from the style
-    the way a long render's frames do. With n > 1 the copy is denoised in n deterministic DDIM steps (t, then
-    (n-1)t/n, ..., t/n, then x0), as render's sampler does: the estimate is sharp and the network draws its
-    own details into it, such as a ring broken into a burst on a loud beat. Given as context with the true
-    continuation as the target, either teaches the DiT to recover the look instead of continuing the drift.
-    """
-    ds = settings.diffusion
-    b, device = x0.shape[0], x0.device
-    lo, hi = (round(share * (ds.num_train_timesteps - 1)) for share in ds.predicted_context_t)
-    t = torch.randint(min(lo, hi), max(lo, hi) + 1, (b,), generator=generator).to(device)
-    noise = window_noise(x0, noise_correlation(predictor, ds), generator)
-    x = schedule.q_sample(x0, noise, t)
-    keep = torch.zeros(b, dtype=torch.bool, device=device)
-    n = ds.predicted_context_steps
-    for i in range(n):
-        t_i = t * (n - i) // n
-        out = predictor(x, t_i, features, keep, style=style, drop_style=keep if style is not None else None).float()
-        estimate = schedule.predict_x0(x, t_i, out)
-        if i < n - 1:  # DDIM (eta 0) to the next timestep
-            scale, sigma = schedule.coefficients(t * (n - i - 1) // n, x)
-            x = scale * estimate + sigma * schedule.predict_eps(x, t_i, out)
-    return estimate
-
-
-def diffusion_loss(
-    model: nn.Module,
-    schedule: NoiseSchedule,
-    x0: torch.Tensor,
-    features: torch.Tensor,
-    settings: Settings,
-    generator: torch.Generator,
-    style: torch.Tensor | None = None,
-    predictor: nn.Module | None = None,
-    anchors: torch.Tensor | None = None,
-    teacher: nn.Module | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """DDPM loss + CFG dropouts + clean context + shuffled-audio hinge, for x0 [B, W, C, h, w], features
-    [B, W + 2ctx, F] and multi-hot styles [B, S].
-
-    A random number of leading frames per window, and in some windows trailing frames too
-    (``context_masks``), are given as context, noised to a
-    timestep uniform in 0..``context_noise_max`` of the schedule (0: exactly clean); the loss covers only the frames to
-    generate. With ``predictor`` (the EMA network) and ``diffusion.predicted_context`` > 0, that share of the
-    windows with context take their context frames from ``predicted_context`` instead of the true latents.
-    With ``anchors`` (latents [B, C, h, w] of another moment of each window's clip), ``diffusion.anchor_prob``
-    of the windows with 2 or more leading context frames show their anchor as the first context frame, as render's
-    anchored context does (``render.anchor``).
-    Audio and style are each dropped on their own
-    (``cfg_dropout``, ``style_dropout``). With ``teacher`` (guidance distillation; ``model`` takes the guidance
-    scale, ``config.guidance_embed``), each window draws an audio guidance scale w uniform in
-    ``diffusion.distill_guidance`` and the target is the teacher's classifier-free-guided output at w for the
-    same inputs, e(a) + (w - 1) (e(a) - e(0)), instead of the true noise (or v).
-    Returns (loss, logs, per-window correct-audio MSE [B], timesteps [B]).
-    """
-    ds = settings.diffusion
-    b, w, device = x0.shape[0], x0.shape[1], x0.device
-    noise = window_noise(x0, noise_correlation(model, ds), generator)
-    t = torch.randint(0, ds.num_train_timesteps, (b,), generator=generator).to(device)
-    drop = (torch.rand(b, generator=generator) < ds.cfg_dropout).to(device)
-    drop_style = (torch.rand(b, generator=generator) < ds.style_dropout).to(device)
-    ctx = context_masks(b, w, settings, generator).to(device)  # [B, W]
-    ctx5 = ctx.view(b, w, 1, 1, 1)
-    # Context frames are noised to their own small timestep (0 = exactly clean), told to the network.
-    most_ctx = round(ds.context_noise_max * (ds.num_train_timesteps - 1))
-    t_ctx = torch.randint(0, most_ctx + 1, (b,), generator=generator).to(device)
-    ctx_noise = torch.randn(x0.shape, generator=generator).to(device)
-    source = x0  # what the context frames show
-    if predictor is not None and ds.predicted_context > 0:
-        use = ((torch.rand(b, generator=generator) < ds.predicted_context).to(device) & ctx.any(1))
-        if use.any():
-            guess = predicted_context(predictor, schedule, x0[use], features[use], settings, generator,
-                                      style[use] if style is not None else None)
-            source = x0.clone()
-            source[use] = guess.to(x0.dtype)
-    if anchors is not None and ds.anchor_prob > 0:
-        leading = ctx.long().cumprod(1).sum(1)  # context frames at the start of each window
-        anchored = ((torch.rand(b, generator=generator) < ds.anchor_prob).to(device) & (leading >= 2))
-        if anchored.any():
-            source = source.clone() if source is x0 else source
-            source[anchored, 0] = anchors[anchored].to(x0.dtype)
-    x_ctx = torch.where((t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, ctx_noise, t_ctx), source)
-    x_t = torch.where(ctx5, x_ctx, schedule.q_sample(x0, noise, t))
-    target = schedule.target(x0, noise, t)
-    w_guide = None
-    if teacher is not None:
-        low, high = ds.distill_guidance
-        w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(device)  # [B]
-        target = guided_target(teacher, x_t, t, features, drop, w_guide, style, drop_style, ctx, t_ctx)
-    gen_frames = (~ctx).float()  # [B, W]: frames the loss covers (at least one per window)
-    weights = loss_weights(schedule, t, settings)  # [B]
-
-    def window_mse(pred: torch.Tensor) -> torch.Tensor:
-        per_frame = (pred - target).pow(2).flatten(2).mean(2)  # [B, W]
-        return (per_frame * gen_frames).sum(1) / gen_frames.sum(1)  # [B]
-
-    use_hinge = ds.hinge_weight > 0 and b > 1
-    two = (lambda v: torch.cat([v, v])) if use_hinge else (lambda v: v)
-    feats_in = torch.cat([features, features.roll(1, dims=0)]) if use_hinge else features
-    # One batched forward: first half with the window's own audio, second half with the next window's.
-    extra = {"guidance": two(w_guide)} if w_guide is not None else {}
-    pred = model(two(x_t), two(t), feats_in, two(drop), style=two(style) if style is not None else None,
-                 drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx), **extra).float()
-    if use_hinge:
-        pred, pred_shuffled = pred.chunk(2)
-    mse = window_mse(pred)  # [B]
-    loss = (weights * mse).mean()
-    logs: dict[str, torch.Tensor] = {"mse": mse.detach().mean()}
-    if use_hinge:
-        mse_shuffled = window_mse(pred_shuffled)  # [B]
-        keep = ~drop  # with the audio dropped both halves see the null embedding: nothing to compare
-        if keep.any():
-            hinge = F.relu(mse[keep] + ds.hinge_margin - mse_shuffled[keep]).mean()
-            logs["mse_shuffled"] = mse_shuffled[keep].detach().mean()
-            logs["shuffle_gap"] = (mse_shuffled[keep] - mse[keep]).detach().mean()
-        else:
-            hinge = mse.new_zeros(())
-            logs["mse_shuffled"] = logs["mse"]
-            logs["shuffle_gap"] = mse.new_zeros(())
-        logs["hinge"] = hinge.detach()
-        loss = loss + ds.hinge_weight * hinge
-    return loss, logs, mse.detach(), t
-
-
-@torch.no_grad()
-def guided_target(
-    teacher: nn.Module,
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    features: torch.Tensor,
-    drop: torch.Tensor,
-    w: torch.Tensor,
-    style: torch.Tensor | None,
-    drop_style: torch.Tensor,
-    ctx: torch.Tensor,
-    t_ctx: torch.Tensor,
-) -> torch.Tensor:
-    """The teacher's classifier-free-guided output [B, W, C, h, w] at audio scales ``w`` [B]: its conditional
-    and audio-dropped passes in one batched forward, as ``sampling.sample`` runs them. Windows whose audio is
-    dropped (``drop``) get the unconditional output, which guidance leaves as it is."""
-    two = lambda v: torch.cat([v, v])  # noqa: E731
-    drop_in = torch.cat([drop, torch.ones_like(drop)])
-    out = teacher(two(x_t), two(t), two(features), drop_in, style=two(style) if style is not None else None,
-                  drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx)).float()
-    cond, uncond = out.chunk(2)
-    return cond + (w.view(-1, *([1] * (cond.ndim - 1))) - 1) * (cond - uncond)
-
-
 class TimestepBuckets:
     """Correct-audio MSE averaged per timestep bucket between two logs (the most telling diffusion diagnostic)."""
 
@@ -332,122 +139,204 @@ class TimestepBuckets:
         self.counts.zero_()
 
 
-# --------------------------------------------------------------------------------------------- previews
-def heldout_windows(settings: Settings, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fixed held-out windows (one per held-out clip, from its middle): frames uint8 [n, W, 3, H, W], features
-    [n, W + 2ctx, F] and styles [n, S]."""
-    from synesthete.data import make_clip, seed_for
-    from synesthete.styles import clip_style, style_vector
-
-    window, ctx = settings.diffusion.window, settings.diffusion.audio_context
-    frames, feats, styles = [], [], []
-    for i in range(count):
-        with one_thread():
-            clip = make_clip(seed_for(i, settings, "heldout"), settings)
-        s = (clip["frames"].shape[0] - window) // 2
-        frames.append(clip["frames"][s : s + window])
-        feats.append(F.pad(clip["features"], (0, 0, ctx, ctx))[s : s + window + 2 * ctx])
-        styles.append(style_vector(clip_style(clip["meta"])))
-    return torch.stack(frames), torch.stack(feats), torch.stack(styles)
-
-
-@torch.no_grad()
-def sample_frames(
-    models: Models, features: torch.Tensor, settings: Settings, seed: int, style: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Sample windows for features [n, W + 2ctx, F] (styles [n, S]) with the EMA, decoded: [n, W, 3, H, W]."""
-    device = models.latent_mean.device
-    cfg = models.dit.config
-    n = features.shape[0]
-    generator = torch.Generator(device).manual_seed(seed)
-    shape = (n, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width)
-    latents = sample(models.dit, features.to(device), shape, settings.diffusion, generator=generator, style=style)
-    frames = models.decode(latents.flatten(0, 1)).float()  # [n * W, 3, H, W]
-    return frames.view(n, cfg.window, *frames.shape[1:])
-
-
-def log_samples(run: TrainingRun, models: Models, heldout: tuple[torch.Tensor, torch.Tensor], step: int) -> None:
-    """Frame strips (each held-out window: truth above, sample below) and the shuffled-audio pixel gap."""
-    truth, features, styles = heldout
-    seed = run.settings.train.seed
-    frames = sample_frames(models, features, run.settings, seed, styles).cpu()
-    rows = []
-    for i in range(truth.shape[0]):
-        rows += [image_row(truth[i].float() / 255), image_row(frames[i])]
-    run.image("diffusion/samples", torch.cat(rows, dim=-2), step)
-    if truth.shape[0] > 1:
-        # Same noise, another window's audio: how much the picture depends on the sound (the seed's metric).
-        shuffled = sample_frames(models, features.roll(1, dims=0), run.settings, seed, styles).cpu()
-        run.scalar("diffusion/heldout_shuffle_pixel_diff", float((frames - shuffled).abs().mean()), step)
-
-
-def heldout_sync_metrics(videos: list[torch.Tensor] | None, clips: list[dict], settings: Settings) -> dict[str, float]:
-    """Eval hook: sync metrics (``metrics.sync_metrics``) of held-out clips' videos, averaged.
-
-    ``videos`` are the EMA's renders of ``clips`` (``render_heldout``); ``None`` scores the clips' own
-    procedural frames: the "oracle" a perfect model would reach. The clips are ``evaluate.heldout_clips``
-    and the renders use the same noise seed and style as ``synesthete eval``, so these figures are that
-    command's "model" row for the first ``train.eval_clips`` clips.
-    """
-    from synesthete.metrics import sync_metrics
-
-    totals: dict[str, list[float]] = {}
-    for i, clip in enumerate(clips):
-        frames = clip["frames"] if videos is None else videos[i]
-        values = sync_metrics(frames, clip["audio"], settings.audio.sample_rate, settings.video.fps, settings,
-                              beats=clip["meta"]["beats"])  # frames [T, 3, H, W]
-        for key, value in values.items():
-            totals.setdefault(key, []).append(value)
-    return {key: nanmean(values) for key, values in totals.items()}
-
-
-def render_heldout(models: Models, clips: list[dict], settings: Settings) -> list[torch.Tensor]:
-    """The EMA's renders [T, 3, H, W] of held-out clips, each in its true style and look, as ``synesthete eval``
-    renders them."""
-    from synesthete.eval import clip_look
-    from synesthete.render import generate_frames
-    from synesthete.styles import clip_style
-
-    return [generate_frames(models, clip["audio"], settings, style=clip_style(clip["meta"]),
-                            look=clip_look(clip, settings)) for clip in clips]
-
-
-def log_picture(run: TrainingRun, critic: Any, renders: list[torch.Tensor], clips: list[dict], step: int) -> None:
-    """Eval hook: FSD, recognisability and cut rate of the renders (``evaluate.heldout_picture``), and a
-    contact sheet image (model row above oracle row per clip)."""
-    from synesthete.eval import heldout_picture, heldout_sheet_rows
-    from synesthete.metrics.picture import compose_sheet
-
-    picture = heldout_picture(critic, renders, clips, run.settings)
-    run.scalar("picture/fsd", picture["fsd"]["model"], step)
-    run.scalar("picture/fsd_over_floor", picture["fsd"]["ratio_to_floor"], step)
-    for key in ("recognisability", "on_style", "cut_rate", "style_stability"):
-        run.scalar(f"picture/{key}", picture["model"][key], step)
-    run.scalar("picture/sharpness_over_oracle", picture["sharpness_ratio"], step)
-    videos = {"model": renders, "oracle": [clip["frames"] for clip in clips]}
-    run.image("picture/contact_sheet", compose_sheet(heldout_sheet_rows(videos, run.settings)), step)
-
-
-def log_families(run: TrainingRun, models: Models, critic: Any, step: int) -> None:
-    """Eval hook: the per-family figures of ``eval --families`` (one excerpt per family and source, no long
-    render), on the music folders' held-out songs too when the run trains on real music."""
-    from synesthete.data import music_library
-    from synesthete.eval import evaluate_families
-
-    settings = run.settings.updated(eval={"family_clips": 1, "long_seconds": 0})
-    library = music_library(settings)
-    if library is not None and not library.songs("heldout"):
-        library = None
-    result = evaluate_families(models, critic, settings, library, progress=False)
-    for family, entry in result["families"].items():
-        for source in result["sources"]:
-            part = entry[source]
-            run.scalar(f"families_{source}/{family}_on_style", part["model"]["on_style"], step)
-            run.scalar(f"families_{source}/{family}_cut_rate_over_visualizers", part["cut_rate_ratio"], step)
-            run.scalar(f"families_{source}/{family}_fsd_over_floor", part["fsd_ratio_to_floor"], step)
-
-
 # --------------------------------------------------------------------------------------------- trainer
+@dataclass
+class Sources:
+    """The checkpoints a run starts from, read and checked before its run folder is made."""
+
+    vae: Path
+    init: Path | None = None
+    init_ckpt: dict[str, Any] | None = None
+    teacher: Path | None = None
+    teacher_ckpt: dict[str, Any] | None = None
+
+
+def read_sources(
+    settings: Settings, vae_path: str | Path | None, resume: str | Path | None, init: str | Path | None,
+    teacher: str | Path | None,
+) -> tuple[Settings, Sources]:
+    """The run's settings (a distillation's student takes the guidance scale: ``dit.guidance_embed``) and
+    its ``Sources``. A resumed distillation finds its teacher in its checkpoint; a student without ``init``
+    starts from its teacher's weights."""
+    if resume is not None and teacher is None:  # the run's settings may not say guidance_embed: ask its checkpoint
+        stored = read_checkpoint(resolve_resume(resume)).get("teacher")
+        teacher = Path(stored) if stored else None
+    sources = Sources(vae=Path(vae_path) if vae_path is not None else Path(settings.paths.checkpoints) / "vae.pt")
+    if teacher is not None:
+        sources.teacher, sources.teacher_ckpt = teacher, load_checkpoint(teacher, "diffusion")
+        checkpoint_config(sources.teacher_ckpt, teacher)  # a config this synesthete cannot run fails here
+        settings = settings.updated(dit={"guidance_embed": True})
+        if init is None and resume is None:
+            init = teacher
+    if not sources.vae.exists():
+        raise CheckpointError(
+            f"no VAE checkpoint at {sources.vae}: train one first (`synesthete train vae --export "
+            f"{settings.paths.checkpoints}`) or pass --vae PATH"
+        )
+    if init is not None:
+        if resume is not None:
+            raise CheckpointError("--init starts a new run from weights; --resume continues a run: pass one")
+        # A student that starts from its teacher reads the file once.
+        sources.init = init
+        sources.init_ckpt = sources.teacher_ckpt if init == teacher else load_checkpoint(init, "diffusion")
+    return settings, sources
+
+
+@dataclass
+class Trainee:
+    """What a diffusion run trains and with what: the DiT, its EMA, the optimiser, the frozen VAE, the latent
+    statistics, a distillation's teacher, and where the run starts (step, data stream position)."""
+
+    model: DiT
+    ema: DiT
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    vae: nn.Module
+    fingerprint: str  # of the VAE's weights
+    stats: dict[str, torch.Tensor]  # latent mean and std [C]
+    teacher: nn.Module | None
+    step: int
+    position: int
+
+    def checkpoint(self, settings: Settings, step: int, position: int, teacher: Path | None) -> dict[str, Any]:
+        """The run checkpoint at ``step`` (the data stream at ``position``)."""
+        return make_checkpoint(
+            "diffusion", self.model, settings, ema=raw_state_dict(self.ema), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), step=step, data_position=position,
+            latent_stats={k: v.cpu() for k, v in self.stats.items()}, vae_fingerprint=self.fingerprint,
+            **({"teacher": str(teacher)} if teacher is not None else {}),
+        )
+
+
+def load_run_vae(run: TrainingRun, path: Path) -> tuple[nn.Module, str]:
+    """The frozen VAE of the run and its fingerprint, checked against the frame size and a resumed run's."""
+    vae, vae_ckpt = load_vae(path, run.device)
+    frame = (run.settings.video.height, run.settings.video.width)
+    if (vae.config.height, vae.config.width) != frame:
+        raise CheckpointError(
+            f"{path} encodes {vae.config.width}x{vae.config.height} frames, the settings make "
+            f"{frame[1]}x{frame[0]}: set video.width and video.height to the VAE's (SYNESTHETE_VIDEO__WIDTH="
+            f"{vae.config.width} SYNESTHETE_VIDEO__HEIGHT={vae.config.height}), or pass another --vae"
+        )
+    fingerprint = vae_fingerprint(vae_ckpt["model"])
+    if run.resume_ckpt is not None and run.resume_ckpt.get("vae_fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{run.resume_path} was trained on the latents of a different VAE than {path}: "
+            "pass the same --vae as the original run"
+        )
+    return vae, fingerprint
+
+
+def warm_start_from(run: TrainingRun, model: DiT, ema: DiT, sources: Sources, fingerprint: str) -> None:
+    """Load ``sources.init``'s weights (its EMA if it has one) into ``model`` and ``ema`` where shapes allow."""
+    init, init_ckpt = sources.init, sources.init_ckpt
+    if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
+        raise CheckpointError(f"{init} was trained on the latents of a different VAE than {sources.vae}")
+    # A student may start from weights without the guidance embedding (its teacher's): it is new here.
+    wanted = model.config
+    if sources.teacher_ckpt is not None and not checkpoint_config(init_ckpt, init).guidance_embed:
+        wanted = dataclasses.replace(wanted, guidance_embed=False)
+    check_config(init_ckpt, wanted, init, "settings of this run", run.settings.preset)
+    weights = init_ckpt.get("ema") or init_ckpt["model"]
+    kept = warm_start(model, weights, init)
+    warm_start(ema, weights, init)
+    run.print(f"warm start from {init} (step {init_ckpt.get('step', '?')}); new: {', '.join(kept) or 'none'}")
+
+
+def load_teacher(run: TrainingRun, sources: Sources, fingerprint: str, stats: dict[str, torch.Tensor]) -> nn.Module:
+    """The frozen teacher of a guidance distillation, checked to share the student's latents."""
+    teacher, ckpt = sources.teacher, sources.teacher_ckpt
+    if ckpt.get("vae_fingerprint") not in (None, fingerprint):
+        raise CheckpointError(f"{teacher} was trained on the latents of a different VAE than {sources.vae}")
+    if "latent_stats" in ckpt and not all(
+        torch.allclose(ckpt["latent_stats"][k].float().cpu(), stats[k].float().cpu()) for k in ("mean", "std")
+    ):
+        raise CheckpointError(f"{teacher} normalises latents differently from this run: start the "
+                              "student from the teacher (no --init) so that they share latent statistics")
+    net = build_model(ckpt, teacher, run.device)
+    low, high = run.settings.diffusion.distill_guidance
+    run.print(f"guidance distillation from {teacher} (step {ckpt.get('step', '?')}): audio scales "
+              f"{low:g}-{high:g}")
+    return net
+
+
+def build_trainee(run: TrainingRun, sources: Sources) -> Trainee:
+    """The networks and optimiser of the run, resumed or warm-started, and its latent statistics: from the
+    resumed checkpoint, else the --init checkpoint's, else measured (``latent_stats``)."""
+    settings, device = run.settings, run.device
+    vae, fingerprint = load_run_vae(run, sources.vae)
+    torch.manual_seed(settings.train.seed)
+    model = DiT.from_settings(settings, vae.config.latent_shape).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer, scheduler = make_optimizer(model, settings.diffusion.lr, settings.diffusion.max_steps, settings)
+    step, position = run.restore(model, optimizer, scheduler, ema)
+    if sources.init_ckpt is not None:
+        warm_start_from(run, model, ema, sources, fingerprint)
+    if run.resume_ckpt:
+        stats = run.resume_ckpt["latent_stats"]
+    elif sources.init_ckpt is not None and "latent_stats" in sources.init_ckpt:
+        stats = {k: v.float() for k, v in sources.init_ckpt["latent_stats"].items()}
+    else:
+        stats = latent_stats(vae, settings, device)
+    teacher = load_teacher(run, sources, fingerprint, stats) if sources.teacher_ckpt is not None else None
+    return Trainee(model, ema, optimizer, scheduler, vae, fingerprint, stats, teacher, step, position)
+
+
+def window_loss(run: TrainingRun, tr: Trainee, train_model: nn.Module, schedule: NoiseSchedule, windows: list,
+                gen: torch.Generator, buckets: TimestepBuckets, i: int) -> tuple[torch.Tensor, dict, int]:
+    """The loss of micro-batch ``i`` of a step's ``windows``: encoded to latents, then ``diffusion_loss``."""
+    settings, device = run.settings, run.device
+    ds = settings.diffusion
+    # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S], uint8 [B, 3, H, W]
+    frames, features, styles, anchors = windows[i]
+    b, w = frames.shape[:2]
+    # The anchors are encoded with the window, in one VAE pass, only when training uses them.
+    seen = torch.cat([frames.flatten(0, 1), anchors]) if ds.anchor_prob > 0 else frames.flatten(0, 1)
+    z = normalize(encode_frames(tr.vae, seen, device, settings.train.amp), tr.stats)
+    x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
+    result = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen, style=styles.to(device),
+                            predictor=tr.ema, anchors=z[b * w :] if ds.anchor_prob > 0 else None, teacher=tr.teacher)
+    if run.dist.is_main:
+        buckets.add(result.mse, result.t)
+    return result.loss, result.logs, b
+
+
+def train_steps(run: TrainingRun, tr: Trainee, teacher: Path | None) -> int:
+    """Optimise from ``tr.step`` to ``diffusion.max_steps``, with EMA, logs, previews and checkpoints; returns
+    the last step."""
+    settings, device = run.settings, run.device
+    ds, ts, cfg = settings.diffusion, settings.train, tr.model.config
+    schedule = NoiseSchedule(cfg)
+    train_model: nn.Module = run.wrap(tr.model)
+    models = Models(vae=tr.vae, dit=tr.ema, latent_mean=tr.stats["mean"].to(device),
+                    latent_std=tr.stats["std"].to(device))
+    micro = max(1, ds.batch_size // (run.dist.world_size * ts.grad_accum))  # windows per rank and micro-step
+    pool = run.clip_pool(tr.position)
+    previews = Previews(run, models) if run.dist.is_main else None
+    buckets = TimestepBuckets(ds.loss_buckets, cfg.num_train_timesteps)
+    step = tr.step
+    run.start_progress(step, ds.max_steps)
+    while step < ds.max_steps:
+        gen = run.seed_step(step)
+        pool.refresh()
+        windows = [pool.windows(micro, cfg.window, cfg.audio_context, gen) for _ in range(ts.grad_accum)]
+
+        def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+            return window_loss(run, tr, train_model, schedule, windows, gen, buckets, i)
+
+        result = run.optimize(train_model, tr.optimizer, tr.scheduler, loss_fn, step)
+        update_ema(tr.ema, tr.model, ema_decay(step, ds.ema_decay))
+        step += 1
+        run.log_step(step, result, tr.scheduler.get_last_lr()[0], unit="samples")
+        if previews is not None:
+            if step % ts.log_every == 0:
+                buckets.log(run, step)
+            previews.after_step(step)
+        run.maybe_checkpoint(step, ds.max_steps, lambda step=step: tr.checkpoint(settings, step, pool.position,
+                                                                                  teacher))
+    return step
+
+
 def train_diffusion(
     settings: Settings,
     vae_path: str | Path | None = None,
@@ -463,166 +352,16 @@ def train_diffusion(
     conditioning) keep their zero initialisation. The optimizer, schedule and data stream start fresh.
 
     ``teacher`` (a diffusion checkpoint) makes the run a guidance distillation: the student takes the audio
-    guidance scale as an input (``diffusion.guidance_embed`` is set) and learns the teacher's guided output
-    (``diffusion_loss``), so that sampling needs one pass per step instead of two. Without ``init`` the
-    student starts from the teacher's weights. A resumed distillation finds its teacher in its checkpoint.
+    guidance scale as an input (``dit.guidance_embed`` is set) and learns the teacher's guided output
+    (``train.losses.diffusion_loss``), so that sampling needs one pass per step instead of two. Without
+    ``init`` the student starts from the teacher's weights. A resumed distillation finds its teacher in its
+    checkpoint.
     """
-    teacher_ckpt = None
-    if resume is not None and teacher is None:  # the run's settings may not say guidance_embed: ask its checkpoint
-        stored = read_checkpoint(resolve_resume(resume)).get("teacher")
-        teacher = Path(stored) if stored else None
-    if teacher is not None:
-        teacher_ckpt = load_checkpoint(teacher, "diffusion")
-        # The student learns on its teacher's noise law: x_t is noised as the teacher was trained.
-        settings = settings.updated(diffusion={
-            "guidance_embed": True, "noise_correlation": checkpoint_config(teacher_ckpt, teacher).noise_correlation})
-        if init is None and resume is None:
-            init = teacher
-    ds, ts = settings.diffusion, settings.train
-    vae_path = Path(vae_path) if vae_path is not None else Path(settings.paths.checkpoints) / "vae.pt"
-    if not vae_path.exists():
-        raise CheckpointError(
-            f"no VAE checkpoint at {vae_path}: train one first (`synesthete train vae --export "
-            f"{settings.paths.checkpoints}`) or pass --vae PATH"
-        )
-    init_ckpt = None
-    if init is not None:
-        if resume is not None:
-            raise CheckpointError("--init starts a new run from weights; --resume continues a run: pass one")
-        # A student that starts from its teacher reads the file once.
-        init_ckpt = teacher_ckpt if init == teacher else load_checkpoint(init, "diffusion")
+    settings, sources = read_sources(settings, vae_path, resume, init, teacher)
     with TrainingRun("diffusion", settings, resume) as run:
-        device = run.device
-        vae, vae_ckpt = load_vae(vae_path, device)
-        frame = (settings.video.height, settings.video.width)
-        if (vae.config.height, vae.config.width) != frame:
-            raise CheckpointError(
-                f"{vae_path} encodes {vae.config.width}x{vae.config.height} frames, the settings make "
-                f"{frame[1]}x{frame[0]}: set video.width and video.height to the VAE's (SYNESTHETE_VIDEO__WIDTH="
-                f"{vae.config.width} SYNESTHETE_VIDEO__HEIGHT={vae.config.height}), or pass another --vae"
-            )
-        fingerprint = vae_fingerprint(vae_ckpt["model"])
-        if run.resume_ckpt is not None and run.resume_ckpt.get("vae_fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"{run.resume_path} was trained on the latents of a different VAE than {vae_path}: "
-                "pass the same --vae as the original run"
-            )
-        torch.manual_seed(ts.seed)
-        model = DiT.from_settings(settings, vae.config.latent_shape).to(device)
-        ema = copy.deepcopy(model).eval().requires_grad_(False)
-        optimizer, scheduler = make_optimizer(model, ds.lr, ds.max_steps, settings)
-        step, position = run.restore(model, optimizer, scheduler, ema)
-        if init_ckpt is not None:
-            if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
-                raise CheckpointError(f"{init} was trained on the latents of a different VAE than {vae_path}")
-            # A student may start from weights without the guidance embedding (its teacher's): it is new here.
-            wanted = model.config
-            init_cfg = checkpoint_config(init_ckpt, init)
-            if teacher_ckpt is not None and not init_cfg.guidance_embed:
-                wanted = dataclasses.replace(wanted, guidance_embed=False)
-            if init_cfg.noise_correlation != wanted.noise_correlation:  # a new noise law to learn: allowed
-                run.print(f"noise correlation {init_cfg.noise_correlation:g} in {init}, "
-                          f"{wanted.noise_correlation:g} in this run")
-                wanted = dataclasses.replace(wanted, noise_correlation=init_cfg.noise_correlation)
-            check_config(init_ckpt, wanted, init, "settings of this run", settings.preset)
-            weights = init_ckpt.get("ema") or init_ckpt["model"]
-            kept = warm_start(model, weights, init)
-            warm_start(ema, weights, init)
-            run.print(f"warm start from {init} (step {init_ckpt.get('step', '?')}); new: {', '.join(kept) or 'none'}")
-        if run.resume_ckpt:
-            stats = run.resume_ckpt["latent_stats"]
-        elif init_ckpt is not None and "latent_stats" in init_ckpt:
-            stats = {k: v.float() for k, v in init_ckpt["latent_stats"].items()}
-        else:
-            stats = latent_stats(vae, settings, device)
-        schedule = NoiseSchedule(ds)
-        teacher_net = None
-        if teacher_ckpt is not None:
-            if teacher_ckpt.get("vae_fingerprint") not in (None, fingerprint):
-                raise CheckpointError(f"{teacher} was trained on the latents of a different VAE than {vae_path}")
-            if "latent_stats" in teacher_ckpt and not all(
-                torch.allclose(teacher_ckpt["latent_stats"][k].float().cpu(), stats[k].float().cpu())
-                for k in ("mean", "std")
-            ):
-                raise CheckpointError(f"{teacher} normalises latents differently from this run: start the "
-                                      "student from the teacher (no --init) so that they share latent statistics")
-            teacher_net = build_model(teacher_ckpt, teacher, device)
-            run.print(f"guidance distillation from {teacher} (step {teacher_ckpt.get('step', '?')}): audio scales "
-                      f"{ds.distill_guidance[0]:g}-{ds.distill_guidance[1]:g}")
-        train_model: nn.Module = run.wrap(model)
-        models = Models(vae=vae, dit=ema, latent_mean=stats["mean"].to(device), latent_std=stats["std"].to(device))
-
-        micro = max(1, ds.batch_size // (run.dist.world_size * ts.grad_accum))  # windows per rank and micro-step
-        pool = run.clip_pool(position)
-        heldout = heldout_windows(settings, ts.preview_samples) if run.dist.is_main else None
-        buckets = TimestepBuckets(ds.loss_buckets, ds.num_train_timesteps)
-        reference: dict[str, float] = {}  # sync metrics of the held-out clips' own frames, measured once
-        critic = None
-        if run.dist.is_main:
-            from synesthete.checkpoint import load_critic
-
-            try:
-                critic = load_critic(settings.critic_path, device)
-            except CheckpointError as exc:  # picture metrics are optional here; sync metrics still log
-                run.print(f"held-out evals log sync metrics only: {exc}")
-        eval_clips: list[dict] = []
-
-        def checkpoint() -> dict[str, Any]:
-            return make_checkpoint(
-                "diffusion", model, settings, ema=raw_state_dict(ema), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), step=step, data_position=pool.position,
-                latent_stats={k: v.cpu() for k, v in stats.items()}, vae_fingerprint=fingerprint,
-                **({"teacher": str(teacher)} if teacher is not None else {}),
-            )
-
-        run.start_progress(step, ds.max_steps)
-        while step < ds.max_steps:
-            gen = run.seed_step(step)
-            pool.refresh()
-            windows = [pool.windows(micro, ds.window, ds.audio_context, gen) for _ in range(ts.grad_accum)]
-
-            def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-                # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S], uint8 [B, 3, H, W]
-                frames, features, styles, anchors = windows[i]
-                b, w = frames.shape[:2]
-                # The anchors are encoded with the window, in one VAE pass, only when training uses them.
-                seen = torch.cat([frames.flatten(0, 1), anchors]) if ds.anchor_prob > 0 else frames.flatten(0, 1)
-                z = normalize(encode_frames(vae, seen, device, ts.amp), stats)
-                x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
-                loss, logs, mse, t = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen,
-                                                    style=styles.to(device), predictor=ema,
-                                                    anchors=z[b * w :] if ds.anchor_prob > 0 else None,
-                                                    teacher=teacher_net)
-                if run.dist.is_main:
-                    buckets.add(mse, t)
-                return loss, logs, b
-
-            result = run.optimize(train_model, optimizer, scheduler, loss_fn, step)
-            update_ema(ema, model, ema_decay(step, ds.ema_decay))
-            step += 1
-            run.log_step(step, result, scheduler.get_last_lr()[0], unit="samples")
-            if run.dist.is_main:
-                if step % ts.log_every == 0:
-                    buckets.log(run, step)
-                if step % ts.image_every == 0 or step == ds.max_steps:
-                    log_samples(run, models, heldout, step)
-                if step % ts.eval_every == 0:
-                    if not reference:
-                        from synesthete.eval import heldout_clips
-
-                        with one_thread():
-                            eval_clips = heldout_clips(settings, ts.eval_clips)
-                        reference = heldout_sync_metrics(None, eval_clips, settings)
-                    renders = render_heldout(models, eval_clips, settings)
-                    for key, value in heldout_sync_metrics(renders, eval_clips, settings).items():
-                        run.scalar(f"eval/{key}", value, step)
-                        run.scalar(f"eval_reference/{key}", reference[key], step)
-                    if critic is not None:
-                        log_picture(run, critic, renders, eval_clips, step)
-                        log_families(run, models, critic, step)
-            run.maybe_checkpoint(step, ds.max_steps, checkpoint)
-
-        summary = run.summary(step, {"parameters": count_params(model)})
+        tr = build_trainee(run, sources)
+        step = train_steps(run, tr, sources.teacher)
+        summary = run.summary(step, {"parameters": count_params(tr.model)})
         if export is not None and run.dist.is_main:
             summary["exported"] = str(export_checkpoint(run.folder / LATEST, export))
     return summary

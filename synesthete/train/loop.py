@@ -45,6 +45,7 @@ from synesthete.errors import CheckpointError, OutputError, TrainingError
 from synesthete.files import check_folder, remove_stale_temps, write_text
 from synesthete.locks import FileLock, run_folder_lock
 from synesthete.settings import Settings
+from synesthete.threads import ThreadTuner
 from synesthete.train.dist import StopRequest, any_rank, setup_distributed
 
 LATEST = "ckpt_latest.pt"
@@ -93,13 +94,16 @@ class StepResult:
 
 
 # --------------------------------------------------------------------------------------------- the run
+HPARAM_SECTIONS = {"diffusion": ("dit", "diffusion")}  # a trainer's own sections, where it has more than one
+
+
 def hparam_values(kind: str, settings: Settings) -> dict[str, Any]:
     """The hyperparameters a run logs to TensorBoard's HParams tab: the preset, the trained network's section
-    (``vae``, ``diffusion`` or ``critic``), ``train`` and ``video``, flattened to ``section.field`` with values
-    TensorBoard takes (numbers, strings, booleans; lists as text)."""
+    (``vae``, ``diffusion`` with the DiT's architecture ``dit``, or ``critic``), ``train`` and ``video``, flattened
+    to ``section.field`` with values TensorBoard takes (numbers, strings, booleans; lists as text)."""
     data = settings.model_dump(mode="json")
     out: dict[str, Any] = {"preset": data["preset"]}
-    for section in (kind, "train", "video"):
+    for section in (*HPARAM_SECTIONS.get(kind, (kind,)), "train", "video"):
         for key, value in data.get(section, {}).items():
             if not isinstance(value, bool | int | float | str):
                 value = "" if value is None else str(value)
@@ -194,8 +198,6 @@ class TrainingRun:
         # keeps the OMP_NUM_THREADS the launcher gave it.
         self.tuner = None
         if self.device.type == "cpu" and not self.dist.enabled:
-            from synesthete.threads import ThreadTuner
-
             self.tuner = ThreadTuner()
 
     # -- context ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from synesthete.checkpoint import export_checkpoint, make_checkpoint
-from synesthete.data import one_thread
+from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.device import autocast
 from synesthete.media import to_unit
 from synesthete.metrics.quality import psnr
@@ -29,8 +29,6 @@ from synesthete.train.loop import LATEST, TrainingRun, image_row, make_optimizer
 
 def heldout_frames(settings: Settings, count: int) -> torch.Tensor:
     """A fixed batch of ``count`` held-out frames, one per held-out clip, uint8 [count, 3, H, W]."""
-    from synesthete.data import make_clip, seed_for
-
     frames = []
     for i in range(count):
         with one_thread():
