@@ -26,6 +26,7 @@ from synesthete.device import resolve_device
 from synesthete.errors import ConfigError, InputError, SynestheteError
 from synesthete.eval import PictureScores, SyncScores, VideoScore, score_file
 from synesthete.locks import output_lock
+from synesthete.models.critic import Critic
 from synesthete.render import RenderJob, RenderResult, plan_render, run_render
 from synesthete.settings import Settings, load_settings, validation_message
 
@@ -82,7 +83,7 @@ class Synesthete:
         self._base = settings if settings is not None else _load_settings()
         self._models = models
         self._device: torch.device | None = None
-        self._critic: Any = None
+        self._critic: Critic | None = None
 
     @classmethod
     def from_pretrained(
@@ -199,8 +200,8 @@ class Synesthete:
 
     # ------------------------------------------------------------------------------------- score
     @property
-    def critic(self) -> Any:
-        """The style critic (network, checkpoint) of the picture metrics, loaded on first use."""
+    def critic(self) -> Critic:
+        """The style critic of the picture metrics, loaded on first use."""
         if self._critic is None:
             self._critic = load_critic(self._base.critic_path, self.device)
         return self._critic

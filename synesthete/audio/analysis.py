@@ -23,6 +23,7 @@ the checks and the progress bar of `synesthete analyze`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ def analyse_wave(wave: torch.Tensor, sample_rate: int) -> SongAnalysis:
     return out
 
 
-def analyse_file(path: str | Path, sample_rate: int = ANALYSIS_RATE, progress: Any = None) -> SongAnalysis:
+def analyse_file(path: str | Path, sample_rate: int = ANALYSIS_RATE,
+                 progress: Callable[[float], None] | None = None) -> SongAnalysis:
     """Analyse an audio file, streamed: FFmpeg decodes it at ``sample_rate``, mono, 30 s at a time, so a song of
     any length costs its frame features only. ``progress(seconds)`` (if given) hears how far it has got."""
     import time

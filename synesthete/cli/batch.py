@@ -16,11 +16,12 @@ from synesthete.console import err_console, is_quiet
 from synesthete.errors import OutputError, SynestheteError, Terminated
 from synesthete.files import check_folder, check_output, expand_songs, new_folders, output_names
 from synesthete.locks import output_lock
+from synesthete.settings import Settings
 
 Row = tuple[Path, Path | None, Any]  # (song, the video written or None, its RenderResult or error message)
 
 
-def render_many(settings: Any, songs: list[Path], folder: Path, start: float, duration: float | None,
+def render_many(settings: Settings, songs: list[Path], folder: Path, start: float, duration: float | None,
                 overwrite: bool) -> None:
     """Songs (and folders of songs) into ``folder``, the models loaded once. A song that cannot be rendered is
     one red line and is skipped; the others still render. Exit 1 if any failed, after a summary table.
@@ -54,7 +55,7 @@ def render_many(settings: Any, songs: list[Path], folder: Path, start: float, du
         raise typer.Exit(1)
 
 
-def _render_songs(settings: Any, found: list[Path], outs: list[Path], start: float, duration: float | None,
+def _render_songs(settings: Settings, found: list[Path], outs: list[Path], start: float, duration: float | None,
                   overwrite: bool) -> list[Row]:
     """Plan every song (every check first, before the models load), then load the models once and render the
     songs that passed, one after another; a row per song."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -27,6 +27,7 @@ from synesthete.cli.settings_merge import build_settings
 from synesthete.console import err_console
 from synesthete.errors import InputError
 from synesthete.files import check_input
+from synesthete.settings import Settings
 
 
 def eval_cmd(
@@ -106,7 +107,7 @@ def eval_cmd(
         _eval(settings, video, audio, manifest, out, plot, sheet, overwrite, as_json)
 
 
-def _family_eval(settings: Any, out: Path | None, sheet: Path | None, overwrite: bool, as_json: bool) -> None:
+def _family_eval(settings: Settings, out: Path | None, sheet: Path | None, overwrite: bool, as_json: bool) -> None:
     """``--families`` (and ``--music``): every visualizer family judged on its own."""
     # torch: after the option checks
     from synesthete.cli import tables
@@ -120,7 +121,7 @@ def _family_eval(settings: Any, out: Path | None, sheet: Path | None, overwrite:
     wrote(written, as_json)
 
 
-def _eval(settings: Any, video: Path | None, audio: Path | None, manifest: Path | None, out: Path | None,
+def _eval(settings: Settings, video: Path | None, audio: Path | None, manifest: Path | None, out: Path | None,
           plot: Path | None, sheet: Path | None, overwrite: bool, as_json: bool) -> None:
     """The model on held-out clips, or ``video`` (with ``audio`` and the beats of ``manifest``)."""
     if video is not None:  # before torch is imported: a missing file is one line at once

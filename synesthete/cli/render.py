@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +17,7 @@ from synesthete.cli.settings_merge import build_settings
 from synesthete.console import console
 from synesthete.files import check_input, check_mp4, check_output, new_folders
 from synesthete.locks import output_lock
+from synesthete.settings import Settings
 
 
 class OnOff(StrEnum):
@@ -111,7 +112,8 @@ def render(
         render_many(settings, songs, out, start, duration, overwrite)
 
 
-def _render_one(settings: Any, song: Path, out: Path, start: float, duration: float | None, overwrite: bool) -> None:
+def _render_one(settings: Settings, song: Path, out: Path, start: float, duration: float | None,
+                overwrite: bool) -> None:
     """One song to one mp4: every check before the models load, then the render and its summary."""
     with new_folders(out.parent), output_lock(out):  # a second render to the same file is refused meanwhile
         t_start = time.perf_counter()

@@ -11,6 +11,7 @@ from synesthete.cli.app import Quiet, Verbose, print_summary
 from synesthete.cli.options import Device, Preset, check_export, model_file, music_dirs, with_default
 from synesthete.cli.settings_merge import train_settings
 from synesthete.console import console, err_console
+from synesthete.settings import Settings
 
 train_app = typer.Typer(
     help="Train the VAE ('the Eye'), the Diffusion Transformer ('the Brain') or the style critic.",
@@ -68,7 +69,7 @@ GradAccum = Annotated[
 
 
 def _prepare(kind: str, preset: str | None, resume: Path | None, export: Path | None, device: str | None,
-             music: list[Path] | None, *, steps: dict[str, Any], train: dict[str, Any]) -> Any:
+             music: list[Path] | None, *, steps: dict[str, Any], train: dict[str, Any]) -> Settings:
     """A training command's settings (``kind``'s max_steps, batch_size and lr from ``steps``), with every check
     that needs no torch made (the --export folder, the --music folders), and the music scanned."""
     settings = train_settings(preset, resume, device=device, **{kind: steps}, train=train,
@@ -78,7 +79,7 @@ def _prepare(kind: str, preset: str | None, resume: Path | None, export: Path | 
     return settings
 
 
-def _scan_music(settings: Any) -> None:
+def _scan_music(settings: Settings) -> None:
     """Scan the music folders of ``data.music_dirs`` now (undecodable folders fail before any network is built)
     and say what training will draw from; the scan is kept for the data engine (``data.music_library``)."""
     if not settings.data.music_dirs:

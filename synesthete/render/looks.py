@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
+from synesthete.audio.analysis import Section, SongAnalysis
 from synesthete.audio.synth import synthesize
 from synesthete.data import feature_extractor
 from synesthete.music import file_digest
@@ -75,12 +76,13 @@ def style_exemplar(models: Models, settings: Settings, style: list[str], seed: i
     return models.encode(frames.to(network_device(models)))
 
 
-def section_plan(analysis: Any, start: float, seconds: float, fps: float, total: int) -> list[tuple[int, Any]]:
+def section_plan(analysis: SongAnalysis, start: float, seconds: float, fps: float,
+                 total: int) -> list[tuple[int, Section]]:
     """The song's sections (``SongAnalysis.sections``) that play in the excerpt [start, start + seconds), as
     (first frame, section): the one playing at the excerpt's start from frame 0, each later one from the frame
     nearest the downbeat it starts on. A sliver of a section at either end of the excerpt (under
     MIN_SECTION_FRAMES) goes to its neighbour instead of cutting twice in a moment."""
-    out: list[tuple[int, Any]] = []
+    out: list[tuple[int, Section]] = []
     for sec in analysis.sections:
         if sec.end <= start or sec.start >= start + seconds:
             continue
@@ -96,8 +98,8 @@ def section_plan(analysis: Any, start: float, seconds: float, fps: float, total:
     return out
 
 
-def section_looks(models: Models, settings: Settings, job: RenderJob, plan: list[tuple[int, Any]],
-                  analysis: Any) -> list[Look]:
+def section_looks(models: Models, settings: Settings, job: RenderJob, plan: list[tuple[int, Section]],
+                  analysis: SongAnalysis | None) -> list[Look]:
     """The look of each section of ``plan`` (one look for the song without sections): its style
     (``styles.section_styles``: with auto a family per kind of section) and its exemplar, in the look
     ``seed_look`` draws for its label from the job's seed. Sections of the same kind share one look."""

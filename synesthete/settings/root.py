@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from synesthete.errors import ConfigError
@@ -180,7 +180,7 @@ class Settings(BaseSettings):
         return round(self.audio.clip_seconds * self.video.fps)
 
 
-def validation_message(exc: Any, names: dict[str, str] | None = None) -> str:
+def validation_message(exc: ValidationError, names: dict[str, str] | None = None) -> str:
     """One line for a pydantic ValidationError: each field (``names`` renames dotted fields, e.g. the API's
     keywords) and what is wrong with it. Never the value: it may be a secret from .env."""
     parts = []
