@@ -142,8 +142,7 @@ def _write_clips(settings: Settings, num: int, out: Path, audio_only: bool, line
                  synth: dict[str, Any]) -> None:
     """Write the clips one by one, appending each finished clip's manifest line to ``lines``; ``synth`` are
     ``synthesize`` overrides (a song form)."""
-    # The clip engine (and torch) is imported here, after generate_dataset's checks: a bad option or
-    # folder is one line without it.
+    # start-up: the CLI imports this module; the clip engine (torch) loads only after generate_dataset's checks
     from synesthete.audio.synth import synthesize
     from synesthete.data import make_clip, seed_for
     from synesthete.media import write_video, write_wav

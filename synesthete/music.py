@@ -26,6 +26,7 @@ import torch
 
 from synesthete.errors import InputError
 from synesthete.files import find_music
+from synesthete.media import audio_info, decodable_duration, load_audio
 
 # Augmentation of an excerpt (see docs/data_engine.md). Gain is relative to the file's own level: mastered
 # songs are loud, and a user's file may be quieter; the result is peak-limited to PEAK, never clipped.
@@ -77,8 +78,6 @@ class MusicLibrary:
         Songs shorter than ``min_seconds`` (one excerpt) are skipped too. A folder with nothing usable is an
         InputError naming it.
         """
-        from synesthete.media import audio_info, decodable_duration
-
         songs: list[Song] = []
         skipped: list[tuple[Path, str]] = []
         seen: set[str] = set()
@@ -145,8 +144,6 @@ def excerpt(song: Song, seed: int, seconds: float, sample_rate: int, augment: bo
     The speed change decodes ``seconds * speed`` seconds of the song at ``sample_rate / speed`` Hz and plays
     them at ``sample_rate``: tempo and pitch scale by ``speed`` together, in one resampling by FFmpeg.
     """
-    from synesthete.media import load_audio
-
     rng = random.Random(f"synesthete-music-excerpt:{seed}")
     speed = rng.uniform(1 - SPEED, 1 + SPEED) if augment else 1.0
     gain_db = rng.uniform(*GAIN_DB) if augment else 0.0

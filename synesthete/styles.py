@@ -13,6 +13,7 @@ import random
 import torch
 
 from synesthete.errors import InputError
+from synesthete.files import shorten
 
 AUTO = "auto"
 LIST = "list"
@@ -20,22 +21,20 @@ LIST = "list"
 
 def families() -> list[str]:
     """Every visualizer family, in registry order (the order of the multi-hot style vector)."""
-    from synesthete.visual import VISUALIZERS
+    from synesthete.visual import VISUALIZERS  # start-up: the visualizers are a heavy import models/ need not pay
 
     return list(VISUALIZERS)
 
 
 def describe() -> dict[str, str]:
     """One-line description of each family."""
-    from synesthete.visual import VISUALIZERS
+    from synesthete.visual import VISUALIZERS  # start-up: as in families()
 
     return {name: vis.description for name, vis in VISUALIZERS.items()}
 
 
 def parse_style(name: str) -> list[str]:
     """``"spectrum+kaleido"`` -> ``["spectrum", "kaleido"]`` (registry order, no repeats); unknown -> InputError."""
-    from synesthete.files import shorten
-
     valid = families()
     parts = [p.strip().lower() for p in str(name).split("+")]
     use = (f"use one of {', '.join(valid)}, a '+'-joined composition of them, or '{AUTO}' ('synesthete styles' "

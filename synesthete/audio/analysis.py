@@ -23,6 +23,7 @@ the checks and the progress bar of `synesthete analyze`).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ import torchaudio
 from synesthete.audio.frames import HOP_SECONDS, FrameAnalyser, Frames, frame_features, loudness_flux, onset_envelopes
 from synesthete.audio.sections import beat_features, downbeat_phase, find_sections
 from synesthete.audio.tempo import BEAT_DELAY, BEATS_PER_BAR, estimate_tempo, metrical_level
+from synesthete.console import make_progress
+from synesthete.errors import InputError
+from synesthete.media import AudioReader, audio_info
 
 ANALYSIS_RATE = 16000  # Hz: songs are decoded (waves resampled) at this rate, mono, for the analysis
 
@@ -106,8 +110,6 @@ def analyse_frames(frames: Frames) -> SongAnalysis:
 
 def analyse_wave(wave: torch.Tensor, sample_rate: int) -> SongAnalysis:
     """Analyse a mono wave [N] (or [C, N], downmixed) in memory, resampled to ANALYSIS_RATE as a file is."""
-    import time
-
     t0 = time.perf_counter()
     wave = wave.float()
     if wave.ndim == 2:
@@ -123,10 +125,6 @@ def analyse_file(path: str | Path, sample_rate: int = ANALYSIS_RATE,
                  progress: Callable[[float], None] | None = None) -> SongAnalysis:
     """Analyse an audio file, streamed: FFmpeg decodes it at ``sample_rate``, mono, 30 s at a time, so a song of
     any length costs its frame features only. ``progress(seconds)`` (if given) hears how far it has got."""
-    import time
-
-    from synesthete.media import AudioReader
-
     t0 = time.perf_counter()
     analyser = FrameAnalyser(sample_rate)
     block = 30 * sample_rate
@@ -147,10 +145,6 @@ def analyse_file(path: str | Path, sample_rate: int = ANALYSIS_RATE,
 def analyse_song(path: str | Path, progress: bool = False) -> SongAnalysis:
     """``analyse_file`` with the checks and the progress bar of `synesthete analyze`: a file that is no audio, or
     has none that decodes, is an InputError."""
-    from synesthete.console import make_progress
-    from synesthete.errors import InputError
-    from synesthete.media import audio_info
-
     path = Path(path)
     info = audio_info(path)  # a missing file or one without audio: one line
     if info.duration <= 0:

@@ -461,11 +461,3 @@ def dummy_inputs(settings: Settings, batch: int = 1) -> tuple[torch.Tensor, ...]
     t = torch.randint(0, cfg.num_train_timesteps, (batch,))
     features = torch.rand(batch, cfg.window + 2 * cfg.audio_context, num_features(settings.audio))
     return x, t, features, torch.zeros(batch, dtype=torch.bool)
-
-
-def dit_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
-    """Model FLOPs of one window (sample) through the DiT ("forward"), or x3 for "train" (forward + backward)."""
-    from synesthete.models import count_flops  # here: synesthete.models imports this module
-
-    flops = count_flops(DiT.from_settings(settings), *dummy_inputs(settings))
-    return flops * 3 if kind == "train" else flops

@@ -185,13 +185,3 @@ def vae_loss(
     mse = F.mse_loss(recon.float(), x.float())
     kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
     return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
-
-
-def vae_flops_per_sample(settings: Settings, kind: str = "forward") -> int:
-    """Model FLOPs of one frame through encode + decode ("forward"), or x3 for "train" (forward + backward)."""
-    from synesthete.models import count_flops
-
-    model = VAE.from_settings(settings)
-    x = torch.rand(1, 3, settings.video.height, settings.video.width)
-    flops = count_flops(model, x)
-    return flops * 3 if kind == "train" else flops
