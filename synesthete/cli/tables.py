@@ -16,7 +16,6 @@ from rich.table import Table
 
 from synesthete.cli.app import shown
 from synesthete.console import console
-from synesthete.eval import ROW_KEYS, SEED_LOOK, VAE_ROUNDTRIP
 
 if TYPE_CHECKING:
     from synesthete.audio.analysis import SongAnalysis
@@ -95,6 +94,8 @@ def print_video(result: dict) -> None:
 
 def print_picture(picture: dict) -> None:
     """Print the picture metrics (model beside oracle and floors)."""
+    from synesthete.eval import SEED_LOOK, VAE_ROUNDTRIP  # start-up: loaded by now; `analyze` prints without eval
+
     table = Table(title="picture (style critic)", title_justify="left")
     table.add_column("", style="bold")
     for col in ("model", "oracle", "oracle shuffled in time"):
@@ -161,6 +162,8 @@ def print_families(result: dict) -> None:
 
 def print_heldout(result: dict) -> None:
     """Print the held-out comparison table and the shuffle-gap/quality table."""
+    from synesthete.eval import ROW_KEYS  # start-up: loaded by now; `analyze` prints without eval
+
     title = (
         f"sync on {result['clips']} held-out clips of {result['clip_seconds']:g} s "
         f"({'strict peaks' if result['strict'] else 'peak threshold ' + format(result['peak_threshold'], 'g')})"
