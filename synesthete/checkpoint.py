@@ -425,8 +425,9 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
 
     The VAE is float32. The DiT is float32 too, except where render and eval run it under bf16 autocast
     (``device.precision(device, settings.render.amp)`` is "bf16"): there its weights are stored in bf16, so
-    autocast does not cast every weight again in every forward (about 10 % of a render's network time on a
-    2-core CPU). Call it under ``device.autocast`` then, as ``render.iter_windows`` does.
+    autocast does not cast every weight again in every forward (a measurable share of a render's network time
+    on a CPU: docs/experiments/2026-11-29-render-speed.md). Call it under ``device.autocast`` then, as
+    ``render.iter_windows`` does.
     """
     checkpoint_dir = Path(checkpoint_dir)
     vae_path = _default_file(checkpoint_dir, "vae")

@@ -210,9 +210,10 @@ def collate_clips(batch: list[dict]) -> dict:
 def one_thread() -> Iterator[None]:
     """Run the data engine on one intra-op thread (its small tensor ops gain nothing from more).
 
-    On a busy CPU, OpenMP's two-thread barriers wait for a descheduled thread at every small op: making a
-    cpu-preset clip took 1.4 s with 2 threads and 0.023 s with 1 on this machine under load (13 ms either
-    way when idle). DataLoader workers already run single-threaded (``data.worker_init_fn``).
+    On a busy CPU, OpenMP's two-thread barriers wait for a descheduled thread at every small op, so a clip
+    made on 2 threads under load took many times longer than on 1, while on an idle CPU the two are as fast
+    (docs/experiments/2026-11-25-training-throughput.md). DataLoader workers already run single-threaded
+    (``data.worker_init_fn``).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

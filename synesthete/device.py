@@ -62,7 +62,7 @@ def _cpu_flags() -> frozenset[str]:
 
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matrix products run in hardware: CUDA GPUs that support bf16, and x86 CPUs with
-    AVX512-BF16 or AMX (there oneDNN runs a bf16 matmul about 4x faster than float32). Elsewhere (older CPUs,
+    AVX512-BF16 or AMX (there oneDNN runs a bf16 matmul several times faster than float32). Elsewhere (older CPUs,
     Apple Silicon's CPU, MPS) bf16 is emulated or untested, so float32 stays."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -1,17 +1,17 @@
 """CPU threads for a machine that is shared: how many, and how OpenMP workers wait.
 
-Two facts measured on the project's 2-core CPU drive this module (docs/infrastructure.md, "Rendering under
-load"):
+Two facts about the project's 2-core CPU drive this module (docs/rendering.md#threads-on-a-shared-cpu; the
+figures are in docs/experiments/2026-11-29-render-speed.md):
 
 - With the default OpenMP wait policy, a worker that reaches a barrier first *spins* for a while (GNU
   OpenMP: ``GOMP_SPINCOUNT=300000``, about 3 ms). When another process holds the other core, the partner it
-  waits for is descheduled and every small parallel op stalls: one render beside two other torch processes
-  took 44x real time instead of about 2x. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) avoids that, but
-  then every op of a small network pays a futex wake-up, and two threads ran a DiT forward slower than one
-  (33 ms against 18 ms in bf16). A short spin, ``GOMP_SPINCOUNT=3000`` (tens of microseconds), covers the
-  gap between the ops of one forward and still sleeps soon when the partner is descheduled: two threads
-  then take 12 ms. It must be in the environment before torch loads its OpenMP runtime, so the entry
-  points call ``prepare_openmp`` before they import torch: the CLI at its start (``synesthete.cli``), and
+  waits for is descheduled and every small parallel op stalls: a render beside other torch processes runs
+  many times slower. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) avoids that, but then every op of a
+  small network pays a futex wake-up, and two threads ran a DiT forward slower than one. A short spin,
+  ``GOMP_SPINCOUNT=3000`` (tens of microseconds), covers the gap between the ops of one forward and still
+  sleeps soon when the partner is descheduled: two threads are then faster than one again. It must be in
+  the environment before torch loads its OpenMP runtime, so the entry points call ``prepare_openmp`` before
+  they import torch: the CLI at its start (``synesthete.cli``), and
   the Python API when ``synesthete.Synesthete`` (or another name of ``synesthete.__all__``) is first
   looked up (``synesthete.__getattr__``). Importing a module (``synesthete.render``, ``synesthete.pipeline``)
   has no such side effect: a script that imports them directly, or imports torch first, keeps OpenMP's

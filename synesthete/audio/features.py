@@ -8,7 +8,8 @@ The analysis runs at a fine hop (``audio.feature_hop``, 10 ms at 16 kHz) and is 
 frames: onsets by max (a 10 ms transient must survive), the rest by mean. Frame ``i`` is shown at time
 ``i / fps`` and describes the audio centred on that moment, ``[(i - 0.5) / fps, (i + 0.5) / fps)``, so an
 onset lands on the frame *nearest* to it. (With ``[i / fps, (i + 1) / fps)`` the picture would react up
-to a whole frame before the sound is heard; AV-Align measured the visualizers' oracle at 0.27 that way.)
+to a whole frame before the sound is heard, which AV-Align, strict to one frame, punishes:
+docs/experiments/2026-11-25-sync-metrics.md.)
 """
 
 from __future__ import annotations

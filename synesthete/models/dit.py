@@ -47,8 +47,8 @@ POS_EMBED_STD = 0.02  # init std of learned embeddings (temporal position, null 
 # The style and context embeddings start at zero (so warm starts compute what they computed before) and are
 # multiplied by this gain: under Adam every weight moves about lr per step whatever its gradient, so at
 # lr 3e-4 a zero-initialised embedding needs thousands of steps to reach the scale of the timestep and
-# audio vectors it is added to. The gain is a per-parameter learning-rate multiplier in disguise: measured
-# on the cpu preset, the style embedding's norm per family was 0.03-0.08 after 300 steps without it.
+# audio vectors it is added to. The gain is a per-parameter learning-rate multiplier in disguise; without it
+# the style embedding had barely grown after hundreds of steps (docs/experiments/2026-11-25-training-throughput.md).
 COND_EMBED_GAIN = 30.0
 # The guidance scale w enters the sinusoidal embedding as (w - 1) * this: w in 1..3 spans the low
 # frequencies the way timesteps 0..200 do (w = 1, the plain conditional prediction, embeds as timestep 0).
@@ -153,9 +153,9 @@ class CrossAttention(nn.Module):
 class Mlp(nn.Module):
     """Transformer feed-forward: Linear, GELU, Linear.
 
-    The exact (erf) GELU: on a CPU its bf16 kernel ran 8x faster than the tanh approximation the first
-    checkpoints were trained with (25 against 194 us on [2, 8, 16, 768], 2 threads), and the two differ by
-    less than bf16 rounding, so those weights work unchanged."""
+    The exact (erf) GELU: on a CPU its bf16 kernel is vectorised and the tanh approximation's, which the
+    first checkpoints were trained with, is not (docs/experiments/2026-11-29-render-speed.md has the
+    timings); the two differ by less than bf16 rounding, so those weights work unchanged."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()

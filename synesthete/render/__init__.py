@@ -5,7 +5,7 @@ song, the output, the style) and gives a ``RenderJob``; ``run_render`` runs it w
 ``RenderResult``. ``synesthete.Synesthete`` (the Python API) and the CLI drive these; ``render_song`` plans,
 loads the models and runs, for one song. The data path of a run, module by module:
 0. ``job`` and ``looks``: with ``render.sections`` (the default), analyse the whole song
-   (``audio.analysis.analyse_file``: tempo, beats, downbeats, sections; streamed, about 200x real time) and
+   (``audio.analysis.analyse_file``: tempo, beats, downbeats, sections; streamed, far faster than real time) and
    give each kind of section of the excerpt its look (``section_looks``): a style (``auto``: a family per
    kind) and a style exemplar drawn from the render seed, which is ``render.seed`` or, when that is empty, a
    hash of the song file (``song_seed``).

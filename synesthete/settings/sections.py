@@ -340,8 +340,8 @@ class EvalSettings(_Section):
     clip_look: bool = Field(
         True, description="Render each held-out clip's style exemplar in the clip's own look (the visual "
         "parameters its oracle was drawn with: colours, shapes, counts), as the FSD floor assumes; false: the "
-        "render seed's look, as `render --style` draws it (the visualizers themselves score about 5x the floor "
-        "then, drawing the same songs in that look).",
+        "render seed's look, as `render --style` draws it (then even the visualizers themselves score well above "
+        "the floor, drawing the same songs in that look).",
     )
     long_seconds: float = Field(
         60.0, ge=0, description="Length of the long held-out render that measures style stability (0 = skip)."

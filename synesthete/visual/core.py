@@ -155,9 +155,9 @@ def retain_freed_memory() -> None:
     """Ask glibc to keep freed memory instead of returning it to the OS (once per process; no-op elsewhere).
 
     A clip's frames are tens of MB; by default glibc serves such blocks with fresh ``mmap`` pages that the
-    kernel must zero on first touch, which more than doubled the render time (system time) in our
-    measurements. Pinning the mmap threshold at its maximum (32 MB) and disabling heap trimming lets freed
-    blocks be reused.
+    kernel must zero on first touch, which made system time a large part of the render time
+    (docs/visualizers.md, "Allocator"). Pinning the mmap threshold at its maximum (32 MB) and disabling heap
+    trimming lets freed blocks be reused.
     """
     global _MEMORY_TUNED
     if _MEMORY_TUNED:
@@ -316,7 +316,7 @@ def paint(base: torch.Tensor, mask: torch.Tensor, color: torch.Tensor) -> torch.
     color = color.reshape(-1, 3)[:, :, None, None]  # [T|1, 3, 1, 1]
     if base.ndim <= 2:
         base = base.reshape(-1, 3)[:, :, None, None]
-        # (written as mul + add_: a broadcasting addcmul with a new output is ~4x slower on CPU)
+        # (written as mul + add_: a broadcasting addcmul with a new output is much slower on CPU; docs/visualizers.md)
         return (mask[:, None] * (color - base)).add_(base)
     return base.lerp_(color, mask[:, None])
 
