@@ -2,8 +2,8 @@
 
 A render is planned, then run: ``plan_render`` checks everything that needs no network (the excerpt, the
 song, the output, the style) and gives a ``RenderJob``; ``run_render`` runs it with loaded models and gives a
-``RenderResult``. ``synesthete.Synesthete`` (the Python API) and the CLI drive these; ``render_song`` plans,
-loads the models and runs, for one song. The data path of a run, module by module:
+``RenderResult`` (both in ``records``). ``synesthete.Synesthete`` (the Python API) and the CLI drive these;
+``render_song`` plans, loads the models and runs, for one song. The data path of a run, module by module:
 0. ``job`` and ``looks``: with ``render.sections`` (the default), analyse the whole song
    (``audio.analysis.analyse_file``: tempo, beats, downbeats, sections; streamed, far faster than real time) and
    give each kind of section of the excerpt its look (``section_looks``): a style (``auto``: a family per
@@ -26,16 +26,7 @@ is using, re-checked as it goes. The entry points (the CLI, ``synesthete.Synesth
 spin only briefly before they sleep (``threads.prepare_openmp``); importing this package does not.
 """
 
-from synesthete.render.job import (
-    RenderJob,
-    RenderResult,
-    RenderSection,
-    generate_frames,
-    plan_render,
-    render_song,
-    run_render,
-    song_features,
-)
+from synesthete.render.job import generate_frames, plan_render, render_song, run_render, song_features
 from synesthete.render.layout import MIN_LANE_WINDOWS, WindowLayout, window_layout
 from synesthete.render.looks import (
     MIN_SECTION_FRAMES,
@@ -47,6 +38,7 @@ from synesthete.render.looks import (
     style_exemplar,
 )
 from synesthete.render.output import check_memory, memory_need
+from synesthete.render.records import RenderJob, RenderResult, RenderSection
 from synesthete.render.windows import Look, iter_windows, settled_silence, song_layout
 
 __all__ = [

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from synesthete.audio.analysis import Section, SongAnalysis
 from synesthete.audio.synth import synthesize
+from synesthete.checkpoint import Models
 from synesthete.data import feature_extractor
 from synesthete.music import file_digest
+from synesthete.render.records import RenderJob
 from synesthete.render.windows import Look, network_device
 from synesthete.settings import Settings
 from synesthete.styles import section_styles
 from synesthete.visual import render_frames
 from synesthete.visual.compose import params_for
-
-if TYPE_CHECKING:
-    from synesthete.checkpoint import Models
-    from synesthete.render.job import RenderJob
 
 EXEMPLAR_SEED = 20240917  # the fixed synthetic clip that drives the style exemplar
 EXEMPLAR_SECONDS = 1.0

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from synesthete.errors import OutputError
-from synesthete.media import VideoWriter, to_uint8
+from synesthete.media import AudioReader, VideoWriter, to_uint8
+from synesthete.render.records import RenderJob
 from synesthete.settings import Settings
-
-if TYPE_CHECKING:
-    from synesthete.media import AudioReader
-    from synesthete.render.job import RenderJob
 
 AAC_RATES = (44100, 48000)  # native rates kept as they are; anything else is resampled for the AAC track
 

@@ -12,22 +12,19 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from synesthete import sampling
 from synesthete.audio.features import DB_FLOOR, feature_names
+from synesthete.checkpoint import Models
 from synesthete.device import autocast
 from synesthete.metrics.quality import settled
 from synesthete.render.layout import WindowLayout, window_layout
 from synesthete.settings import Settings
 from synesthete.styles import style_vector
-
-if TYPE_CHECKING:
-    from synesthete.checkpoint import Models
-    from synesthete.threads import ThreadTuner
+from synesthete.threads import ThreadTuner
 
 DECODE_BATCH = 12  # latents the VAE decodes at a time once the lanes are done (more is no faster, and costs memory)
 
