@@ -2,12 +2,17 @@
 
 Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick parts with ``--parts``:
 
-* ``rtf``: wall time / audio duration of ``render_song`` on a procedural song (``--seconds``, 10 s) with the
+* ``rtf``: wall time / audio duration of ``render_song`` on a procedural song (``--seconds``, 20 s) with the
   committed checkpoints, in this process (imports excluded; model loading included and also reported on
-  its own), with its breakdown: set-up (audio checks, model loading), features, network (the DiT passes),
-  VAE decode, encode+mux, and the lanes used. ``--sampler``/``--steps`` override the defaults; ``--grid``
+  its own), once per precision path in ``--paths`` (``float32``: ``render.amp`` off, what every CPU runs;
+  ``amp``: ``render.amp`` on, bf16 where the CPU has it natively, else float32 again), with its breakdown:
+  set-up (audio checks, model loading), features, network (the DiT passes), VAE decode, encode+mux, and the
+  lanes used. ``--sampler``/``--steps`` override the defaults; ``--grid``
   measures several ``sampler:steps[:lanes[:checkpoints]]`` settings one after the other (``:10:1``: 10 steps,
   one lane; ``::4:/tmp/teacher``: the defaults with 4 lanes and the checkpoints of that folder).
+* ``setup``: a fresh process loads the models with ``Synesthete.from_pretrained()`` and renders 2 s twice:
+  the load, each render's ``setup`` (checks and planning, after the models are loaded) and each render's
+  time outside the network and the VAE decoder; the first render pays whatever is set up lazily.
 * ``rss``: peak resident memory of a fresh ``synesthete render`` process (its own VmHWM on Linux) for each
   length in ``--long`` (30 s and 10 min). These renders use ``--rss-steps`` sampler steps (1): memory does
   not depend on the step count, time does.
@@ -154,12 +159,50 @@ def part_rtf(tmp: Path, args) -> dict:
     render_stats(song, tmp / "warm.mp4", duration=2.0, steps=1)  # first-call costs out of the way
     grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
     rows = []
-    for item in grid:
-        sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
-        stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
-                             steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
-        rows.append(_rounded(stats))
+    for path in args.paths.split(","):
+        os.environ["SYNESTHETE_RENDER__AMP"] = {"float32": "false", "amp": "true"}[path.strip()]
+        for item in grid:
+            sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
+            stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
+                                 steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
+            rows.append({"path": path.strip(), **_rounded(stats)})
+    os.environ.pop("SYNESTHETE_RENDER__AMP", None)
     return {"song_seconds": args.seconds, "runs": rows}
+
+
+SETUP_SCRIPT = '''
+import json, sys, time
+from synesthete import Synesthete
+t = time.perf_counter()
+pipe = Synesthete.from_pretrained()
+out = {"load_s": time.perf_counter() - t, "renders": []}
+for _ in range(2):
+    t = time.perf_counter()
+    r = pipe.render(sys.argv[1], duration=2.0, seed=0)
+    wall = time.perf_counter() - t
+    out["renders"].append({"wall_s": wall, "setup_s": r.timings["setup"],
+                           "outside_network_and_decoder_s": wall - r.timings["network"] - r.timings["vae_decode"],
+                           "precision": r.precision})
+print(json.dumps(out))
+'''
+
+
+def part_setup(tmp: Path, args) -> dict:
+    song = tmp / "song.wav"
+    if not song.exists():
+        make_song(song, args.seconds)
+    env = {k: v for k, v in os.environ.items() if k != "SYNESTHETE_RENDER__AMP"}
+    env["SYNESTHETE_RENDER__AMP"] = "false"
+    runs = []
+    for _ in range(args.setup_runs):
+        proc = subprocess.run([sys.executable, "-c", SETUP_SCRIPT, str(song)], cwd=str(ROOT), env=env,
+                              capture_output=True, text=True, check=True)
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs.append({"load_s": round(figures["load_s"], 2),
+                     "renders": [{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
+                                 for r in figures["renders"]]})
+    first = sorted(r["renders"][0]["setup_s"] for r in runs)
+    return {"path": "float32", "runs": runs, "first_render_setup_s_median": first[len(first) // 2]}
 
 
 def part_rss(tmp: Path, args) -> dict:
@@ -234,14 +277,17 @@ POLICIES = {
     "one": {"OMP_NUM_THREADS": "1"},  # one thread each
 }
 
-PARTS = {"rtf": part_rtf, "rss": part_rss, "seek": part_seek, "paired": part_paired}
+PARTS = {"rtf": part_rtf, "setup": part_setup, "rss": part_rss, "seek": part_seek, "paired": part_paired}
 
 
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="rtf,rss,seek,paired", help="comma-separated: " + ", ".join(PARTS))
-    parser.add_argument("--seconds", type=float, default=10.0, help="song length for the real-time factor")
+    parser.add_argument("--parts", default="rtf,setup,rss,seek,paired", help="comma-separated: " + ", ".join(PARTS))
+    parser.add_argument("--seconds", type=float, default=20.0, help="song length for the real-time factor")
+    parser.add_argument("--paths", default="float32,amp",
+                        help="precision paths of the rtf part: float32 (render.amp off), amp (render.amp on)")
+    parser.add_argument("--setup-runs", type=int, default=3, help="fresh processes timed by the setup part")
     parser.add_argument("--sampler", default=None, help="sampler (default: the settings')")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the settings')")
     parser.add_argument("--grid", nargs="*", default=None,
@@ -258,7 +304,10 @@ def main() -> None:
     threads.prepare_openmp()  # as the CLI does, before torch loads OpenMP
     import torch
 
+    from synesthete.device import cpu_features
+
     result: dict = {
+        "cpu": cpu_features(),
         "usable_cores": threads.usable_cores(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__,

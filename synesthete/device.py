@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 
 import torch
 
@@ -58,6 +59,23 @@ def _cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> dict[str, object]:
+    """What the CPU offers for the networks' speed (benchmarks report it beside their figures): its model
+    name, which of ``SPEED_FLAGS`` it has, and whether bf16 runs natively on it (``native_bf16``)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    flags = _cpu_flags()
+    return {"model": model, "flags": [f for f in SPEED_FLAGS if f in flags],
+            "native_bf16": native_bf16(torch.device("cpu"))}
 
 
 def native_bf16(device: torch.device) -> bool:

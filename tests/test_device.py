@@ -111,3 +111,12 @@ def test_loaded_dit_is_bf16_exactly_where_render_runs_it_under_autocast(monkeypa
     features = torch.rand(1, d.window + 2 * d.audio_context, num_features(s.audio))
     latents = sample(models.dit, features, shape, s.sampling, steps=2)
     assert latents.dtype == torch.float32 and torch.isfinite(latents).all()
+
+
+def test_cpu_features_name_the_speed_flags_and_native_bf16(monkeypatch):
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: frozenset({"avx2", "fma", "avx512_bf16", "sse4_2"}))
+    features = dev.cpu_features()
+    assert features["flags"] == ["avx2", "fma", "avx512_bf16"] and features["native_bf16"] is True
+    assert isinstance(features["model"], str) and features["model"]
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert dev.cpu_features()["native_bf16"] is False
