@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tone
 
 from synesthete import media
 from synesthete.audio.tempo import estimate_tempo
@@ -265,3 +266,33 @@ def test_plot_is_written_atomically(tmp_path, wave, settings):
     path = plot_sync(tmp_path / "sync.png", [("jump", a), ("again", a)])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["sync.png"]
+
+
+# --------------------------------------------------------------------------------------------- flat audio
+
+
+@pytest.mark.parametrize("kind", ["steady tone", "silence", "near silence", "white noise"])
+def test_flat_audio_has_no_onsets(kind):
+    from synesthete.metrics.onsets import audio_peaks
+
+    sr, n = 22050, 22050 * 6
+    gen = torch.Generator().manual_seed(0)
+    wave = {
+        "steady tone": tone(6.0, sr, 220.0),
+        "silence": torch.zeros(n),
+        "near silence": 1e-5 * torch.randn(n, generator=gen),
+        "white noise": 0.2 * torch.randn(n, generator=gen),
+    }[kind]
+    peaks, _ = audio_peaks(wave, sr)
+    assert len(peaks) == 0, peaks
+
+
+def test_drums_still_have_onsets():
+    from synesthete.audio.synth import synthesize
+    from synesthete.metrics.onsets import audio_peaks
+    from synesthete.settings import load_settings
+
+    settings = load_settings()
+    wave, score = synthesize(3, settings, duration=4.0, drums=True, silence=False, dropout=False)
+    peaks, _ = audio_peaks(wave, settings.audio.sample_rate)
+    assert len(peaks) >= 4

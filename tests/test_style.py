@@ -415,3 +415,12 @@ def test_auto_gives_two_songs_two_looks_and_a_song_always_its_own(tmp_path):
     assert styles["A"] == resolve_style("auto", a.seed) and len({styles[k][0] for k in "ABC"}) == 3
     assert section_styles("tiles", a.seed, list("AB")) == {"A": ["tiles"], "B": ["tiles"]}
     assert seed_look(["tiles"], 3, s, "A") == seed_look(["tiles"], 3, s) != seed_look(["tiles"], 3, s, "B")
+
+
+def test_style_messages(song, pipe):
+    with pytest.raises(InputError) as info:
+        pipe.render(song, style="+")
+    assert str(info.value).startswith("unknown style '+': it has no family name before or after a '+'")
+    with pytest.raises(InputError) as info:
+        pipe.render(song, style="z" * 100_000)
+    assert len(str(info.value)) < 400 and "(100002 characters)" in str(info.value)
