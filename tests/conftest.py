@@ -16,7 +16,8 @@ import sys
 import time
 import traceback
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,18 +309,26 @@ def temps(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if ".tmp" in p.name)
 
 
-def popen_cli(*args: str, env: dict[str, str] | None = None, sigint: bool = True) -> subprocess.Popen:
-    """``python -m synesthete ARGS`` in the background, in its own process group (a kill reaches only it).
+@contextmanager
+def running_cli(*args: str, env: dict[str, str] | None = None, sigint: bool = True) -> Iterator[subprocess.Popen]:
+    """``python -m synesthete ARGS`` in the background for the ``with`` block, in its own process group (a kill
+    reaches only it); a process still running when the block ends (a failed check) is killed with its group.
 
     ``sigint`` False starts it with SIGINT ignored (as a shell's background job), True with the default handler
     (a terminal's foreground job; Python keeps an inherited ignored SIGINT ignored, and ``pytest &`` has one).
     """
     disposition = signal.SIG_DFL if sigint else signal.SIG_IGN
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "synesthete", *args], cwd=str(ROOT), env=cli_env(env), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
 
 
 def wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 180.0) -> None:

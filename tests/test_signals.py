@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_user_error, call_cli, popen_cli, render, temps, tone, wait_for
+from conftest import TINY, assert_user_error, call_cli, render, running_cli, temps, tone, wait_for
 
 from synesthete.media import write_wav
 
@@ -32,17 +32,13 @@ def test_render_lock_then_sigterm_cleans_up(ckpt_dir, tmp_path):
     out = tmp_path / "long.mp4"
     args = ("render", str(long), "-o", str(out), "--preset", "tiny", "--steps", "100",
             "--checkpoint-dir", str(ckpt_dir))
-    first = popen_cli(*args)
-    try:
+    with running_cli(*args) as first:
         wait_for(lambda: bool(list(tmp_path.glob(".long.*.tmp.mp4"))), first, "the temporary mp4")
         # A second render to the same output, even with --overwrite, is refused while the first runs.
         second = call_cli(*args, "--overwrite")
         assert_user_error(second, "in use by another synesthete job")
         first.send_signal(signal.SIGTERM)
         stdout, stderr = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 143, stderr
     assert "Traceback" not in stdout + stderr
     assert "terminated (SIGTERM)" in stderr
@@ -53,11 +49,9 @@ def test_render_lock_then_sigterm_cleans_up(ckpt_dir, tmp_path):
 def test_stale_temp_from_kill_9_is_removed_by_next_render(ckpt_dir, song, tmp_path):
     long = _long_song(tmp_path)
     out = tmp_path / "long.mp4"
-    proc = popen_cli("render", str(long), "-o", str(out), "--preset", "tiny", "--steps", "100",
-                     "--checkpoint-dir", str(ckpt_dir))
-    try:
+    with running_cli("render", str(long), "-o", str(out), "--preset", "tiny", "--steps", "100",
+                     "--checkpoint-dir", str(ckpt_dir)) as proc:
         wait_for(lambda: bool(list(tmp_path.glob(".long.*.tmp.mp4"))), proc, "the temporary mp4")
-    finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     assert list(tmp_path.glob(".long.*.tmp.mp4")), "kill -9 leaves the temporary file behind"
@@ -74,17 +68,14 @@ def test_render_whose_decoder_dies_fails_and_leaves_no_video(ckpt_dir, tmp_path)
     write_wav(path, tone(60.0), 16000)
     out = tmp_path / "out.mp4"
     # FFmpeg, blocked on a full pipe, exits once the render reads on: a render that goes on makes it read soon.
-    proc = popen_cli("render", str(path), "-o", str(out), *TINY, "--checkpoint-dir", str(ckpt_dir), sigint=False)
-    try:
+    with running_cli("render", str(path), "-o", str(out), *TINY, "--checkpoint-dir", str(ckpt_dir),
+                     sigint=False) as proc:
         # Encoded video in the temporary mp4: FFmpeg has been decoding for a while (a signal before it set up its
         # handler would find SIGINT ignored, as the render it inherits from has it).
         wait_for(lambda: any(p.stat().st_size > 20_000 for p in tmp_path.glob(".out.*.tmp.mp4")), proc,
                  "the first seconds of video")
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, stdout + stderr
     assert "Traceback" not in stdout + stderr
     errors = [line for line in stderr.splitlines() if line.strip()]
@@ -101,16 +92,12 @@ def test_a_stopped_batch_says_what_it_rendered_and_what_not(ckpt_dir, tmp_path, 
     write_wav(long, tone(120.0), 16000)
     write_wav(last, tone(0.5), 16000)
     out = tmp_path / "out"
-    proc = popen_cli("render", str(first), str(long), str(last), "-o", str(out), "--preset", "tiny",
-                     "--steps", "100", "--checkpoint-dir", str(ckpt_dir))
-    try:
+    with running_cli("render", str(first), str(long), str(last), "-o", str(out), "--preset", "tiny",
+                     "--steps", "100", "--checkpoint-dir", str(ckpt_dir)) as proc:
         wait_for(lambda: (out / "first.mp4").exists() and any(p.name.startswith(".long.") for p in out.iterdir()),
                  proc, "the first video and the second's temporary file")
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == (130 if signum == signal.SIGINT else 143), stdout + stderr
     assert "Traceback" not in stdout + stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -126,14 +113,10 @@ def test_a_stopped_batch_says_what_it_rendered_and_what_not(ckpt_dir, tmp_path, 
 @pytest.mark.slow
 def test_gen_audio_sigterm_keeps_finished_clips_and_their_manifest(tmp_path):
     out = tmp_path / "data"
-    proc = popen_cli("gen-audio", "-n", "1000", "-o", str(out), "--preset", "tiny")
-    try:
+    with running_cli("gen-audio", "-n", "1000", "-o", str(out), "--preset", "tiny") as proc:
         wait_for(lambda: (out / "clip_00001.wav").exists(), proc, "two finished clips")
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stdout + stderr and "terminated (SIGTERM)" in stderr
     import json
@@ -148,9 +131,8 @@ def test_gen_audio_sigterm_keeps_finished_clips_and_their_manifest(tmp_path):
 def test_two_trainings_with_one_run_name(tmp_path):
     env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs"), "SYNESTHETE_TRAIN__CHECKPOINT_EVERY": "100000"}
     args = ("train", "vae", "--preset", "tiny", "--max-steps", "100000", "--run-name", "dup")
-    first = popen_cli(*args, env=env)
     folder = tmp_path / "runs" / "dup"
-    try:
+    with running_cli(*args, env=env) as first:
         wait_for(lambda: (folder / "settings.json").exists() and list(folder.glob("events.out.tfevents.*")), first,
                  "the first run to start")
         second = call_cli(*args, env=env)
@@ -158,9 +140,6 @@ def test_two_trainings_with_one_run_name(tmp_path):
         assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # the second wrote nothing there
         first.send_signal(signal.SIGTERM)
         stdout, stderr = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 130, stderr  # training's own handler: checkpoint, then stop
     assert (folder / "ckpt_latest.pt").exists() and not (folder / ".lock").exists()
     assert temps(folder) == []
