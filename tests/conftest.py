@@ -1,4 +1,6 @@
-"""Shared test helpers: run the real CLI (in this process or a subprocess), tiny settings, a hermetic environment.
+"""Shared test helpers: run the real CLI (in this process or a subprocess), tiny settings, a hermetic environment,
+and what several subjects share: tiny random-weight checkpoints (``ckpt_dir``, ``pipe``), short songs (``song``,
+``songs``, ``tone``), the CLI render on them (``render``), CLI processes to signal (``running_cli``, ``wait_for``).
 
 Test modules import these helpers one way only: ``from conftest import ...`` (pytest puts ``tests/`` on
 ``sys.path`` and loads this file as the module ``conftest``, so that import reuses it instead of running it

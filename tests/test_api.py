@@ -55,6 +55,7 @@ def test_render_to_memory(pipe, songs):
     assert "frames=<(30, 3" in repr(result)  # no tensor dump
 
 
+@pytest.mark.slow
 def test_render_is_deterministic_for_a_seed(pipe, songs):
     from synesthete.render import render_song
 
@@ -80,6 +81,7 @@ def two_parts(tmp_path_factory) -> tuple[Path, dict]:
     return path, score
 
 
+@pytest.mark.slow
 def test_render_follows_the_sections_with_the_same_rules_as_the_cli(pipe, two_parts):
     """Synesthete.render(sections=...) as `render --sections`: on (the default), an excerpt across the A-B boundary
     cuts once, on the frame of the downbeat that starts B, and lists both sections with their looks; off, no cut
@@ -109,6 +111,7 @@ def test_render_excerpt_and_size(pipe, songs):
     assert (result.start, result.duration) == (0.5, pytest.approx(0.4))
 
 
+@pytest.mark.slow
 def test_render_to_file(pipe, songs, tmp_path):
     out = tmp_path / "song.mp4"
     result = pipe.render(songs["ogg"], out, seed=3)

@@ -70,6 +70,7 @@ def test_expand_songs(tmp_path):
 # --------------------------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_batch_render_skips_a_bad_file(ckpt_dir, songs, tmp_path):
     out = tmp_path / "videos"  # created by the render
     proc = call_cli("render", str(songs["wav"]), str(songs["corrupt"]), str(songs["ogg"]), "-o", str(out),

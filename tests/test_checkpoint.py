@@ -1,4 +1,5 @@
-"""Checkpoints: safe loading, architecture checks, atomic writes, export and load_models."""
+"""Checkpoints: safe loading, architecture checks, tampered and non-finite files, atomic writes, export and
+load_models, and where the shipped checkpoints are found (any folder, an installed package)."""
 
 from __future__ import annotations
 

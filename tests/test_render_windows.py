@@ -40,13 +40,13 @@ def _two_lanes(tmp_path) -> tuple[Models, Settings]:
 
 
 @pytest.mark.parametrize("anchor", [0, 1])
-def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, tmp_path, anchor):
+def test_anchored_context_holds_the_exemplar_in_every_window(monkeypatch, ckpt_dir, anchor):
     """With render.anchor = a, every window's first a context frames are the exemplar's last a latents and the
     rest are the previous window's last frames; with 0 they are all the previous window's."""
     from synesthete.render import generate_frames, render_seed, style_exemplar
 
     s = load_settings("tiny").updated(render={"anchor": anchor, "overlap": 2}, device="cpu")
-    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    models = load_models(s, ckpt_dir, "cpu")
     seen = _record_samples(monkeypatch)
     frames = generate_frames(models, torch.randn(s.audio.sample_rate) * 0.1, models.fitted(s), style=["tiles"])
     assert frames.shape[0] == s.video.fps

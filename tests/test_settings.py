@@ -1,4 +1,5 @@
-"""Settings: precedence, env overrides, typos, presets, .env.example, the env file, hermetic tests."""
+"""Settings: precedence, env overrides, typos, presets, ranges, .env.example, the env file, hermetic tests, and
+setting errors in one line that never prints a value."""
 
 from __future__ import annotations
 

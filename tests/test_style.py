@@ -115,19 +115,17 @@ def test_style_exemplar_is_the_styles_look_picked_by_the_seed():
         assert all(families()[int(i)] == name for i in top), (name, top)
 
 
-def test_style_exemplar_in_a_given_look_is_that_look(tmp_path):
+def test_style_exemplar_in_a_given_look_is_that_look(ckpt_dir):
     """style_exemplar(look=params): the exemplar is the visualizers drawn with those parameters (a held-out
     clip's own, as eval renders it), whatever the seed; a look of another style is refused."""
     import random
-
-    from conftest import tiny_checkpoints
 
     from synesthete.checkpoint import load_models
     from synesthete.render import style_exemplar
     from synesthete.visual.compose import params_for
 
     s = load_settings("tiny")
-    models = load_models(s, tiny_checkpoints(tmp_path), "cpu")
+    models = load_models(s, ckpt_dir, "cpu")
     s = models.fitted(s)
     look = params_for(["tiles"], random.Random("a held-out clip"), s)
     a = style_exemplar(models, s, ["tiles"], seed=1, look=look)
