@@ -1,4 +1,6 @@
-"""Shared test helpers: run the real CLI (in this process or a subprocess), tiny settings, a hermetic environment.
+"""Shared test helpers: run the real CLI (in this process or a subprocess), tiny settings, a hermetic environment,
+and what several subjects share: tiny random-weight checkpoints (``ckpt_dir``, ``pipe``), short songs (``song``,
+``songs``, ``tone``), the CLI render on them (``render``), CLI processes to signal (``running_cli``, ``wait_for``).
 
 Test modules import these helpers one way only: ``from conftest import ...`` (pytest puts ``tests/`` on
 ``sys.path`` and loads this file as the module ``conftest``, so that import reuses it instead of running it
@@ -13,9 +15,11 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import traceback
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,3 +229,136 @@ def tiny():
     from synesthete.settings import load_settings
 
     return load_settings("tiny")
+
+
+# ============================================================================================= tiny renders
+# What many subjects share: tiny random-weight checkpoints, short songs, the CLI render on them, real processes
+# to signal, and the checks on what the CLI prints.
+
+TINY = ("--preset", "tiny", "--steps", "2")  # render options for the tiny checkpoints: 32x32 frames, 2 steps
+
+
+def tone(seconds: float, sample_rate: int = 16000, freq: float = 220.0, amp: float = 0.3) -> torch.Tensor:
+    """A sine of ``freq`` Hz, mono [N]."""
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    return amp * torch.sin(2 * torch.pi * freq * t)
+
+
+def drums(seconds: float, seed: int = 3) -> torch.Tensor:
+    """A procedural clip with drums, mono [N] at 16 kHz."""
+    from synesthete.audio.synth import synthesize
+    from synesthete.settings import load_settings
+
+    wave, _ = synthesize(seed, load_settings("tiny"), duration=seconds, drums=True, silence=False, dropout=False)
+    return wave
+
+
+def ffmpeg(*args: str) -> None:
+    """Run FFmpeg quietly (``-y``); it must succeed."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def ckpt_dir(tmp_path_factory) -> Path:
+    """Tiny random-weight vae.pt + diffusion.pt (the exported layout, preset tiny: 32x32 frames), built from the
+    current code once for the session. Tests read them; one that needs other weights copies them."""
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"))
+
+
+@pytest.fixture(scope="session")
+def song(tmp_path_factory) -> Path:
+    """A 1 s tone (220 Hz) as a 16 kHz wav."""
+    from synesthete.media import write_wav
+
+    path = tmp_path_factory.mktemp("song") / "song.wav"
+    write_wav(path, tone(1.0), 16000)
+    return path
+
+
+@pytest.fixture(scope="session")
+def songs(tmp_path_factory) -> dict[str, Path]:
+    """Real input files: 1 s wav and ogg songs (with drums), a corrupt mp3, a 0-sample wav, a video with no audio."""
+    from torchcodec.encoders import AudioEncoder
+
+    from synesthete.media import write_video, write_wav
+
+    root = tmp_path_factory.mktemp("songs")
+    files = {"wav": root / "one.wav", "ogg": root / "two.ogg", "corrupt": root / "bad.mp3",
+             "empty": root / "empty.wav", "noaudio": root / "mute.mp4"}
+    write_wav(files["wav"], drums(1.0), 16000)
+    AudioEncoder(drums(1.0, seed=5).unsqueeze(0), sample_rate=16000).to_file(str(files["ogg"]))
+    files["corrupt"].write_bytes(b"ID3" + bytes(range(256)) * 20)
+    write_wav(files["empty"], torch.zeros(1, 0), 16000)
+    write_video(files["noaudio"], torch.zeros(10, 3, 32, 32), 30)
+    return files
+
+
+@pytest.fixture(scope="session")
+def pipe(ckpt_dir):
+    """``Synesthete`` on the tiny checkpoints, 2 sampler steps (renders take what they ask for: it is not changed)."""
+    from synesthete import Synesthete
+
+    return Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": 2})
+
+
+def render(ckpt_dir: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    """`synesthete render ARGS` on the tiny checkpoints in ``ckpt_dir`` (``TINY``), in this process."""
+    return call_cli("render", *args, *TINY, "--checkpoint-dir", str(ckpt_dir), env=env)
+
+
+def temps(folder: Path) -> list[Path]:
+    """The temporary files (``files.atomic_path``) in ``folder``."""
+    return sorted(p for p in folder.iterdir() if ".tmp" in p.name)
+
+
+@contextmanager
+def running_cli(*args: str, env: dict[str, str] | None = None, sigint: bool = True) -> Iterator[subprocess.Popen]:
+    """``python -m synesthete ARGS`` in the background for the ``with`` block, in its own process group (a kill
+    reaches only it); a process still running when the block ends (a failed check) is killed with its group.
+
+    ``sigint`` False starts it with SIGINT ignored (as a shell's background job), True with the default handler
+    (a terminal's foreground job; Python keeps an inherited ignored SIGINT ignored, and ``pytest &`` has one).
+    """
+    disposition = signal.SIG_DFL if sigint else signal.SIG_IGN
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synesthete", *args], cwd=str(ROOT), env=cli_env(env), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 180.0) -> None:
+    """Poll until ``predicate()`` holds; fail (and kill ``proc``'s group) if ``proc`` ends first or ``limit``
+    seconds pass."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended (rc {proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def fits(text: str, width: int = 80) -> None:
+    """Every line fits ``width`` columns and nothing was cut with an ellipsis."""
+    for line in text.splitlines():
+        assert len(line) <= width, f"{len(line)} columns: {line!r}"
+    assert "…" not in text, text
+
+
+def summary_rows(stdout: str) -> dict[str, str]:
+    """The rows of a key/value summary table printed by the CLI."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 2 and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows

@@ -1,8 +1,9 @@
-"""The Python API (``synesthete.Synesthete``) and batch render (``synesthete render a b c -o folder/``).
+"""The Python API (``synesthete.Synesthete``): render to memory or a file, sections, plan, score, and the
+project's own errors for bad options, settings and outputs.
 
-Renders use tiny random-weight checkpoints (32x32 frames) built from the current code, real audio files and
-real FFmpeg: what is under test is the API and the batch handling around the model, not the pictures. The
-batch tests run the real CLI in this process (``call_cli``); the one that renders twice is marked slow.
+Renders use tiny random-weight checkpoints (conftest's ``ckpt_dir`` and ``pipe``: 32x32 frames) built from the
+current code, real audio files and real FFmpeg: what is under test is the API around the model, not the
+pictures. Batch render (the CLI's) is in test_batch.py.
 """
 
 from __future__ import annotations
@@ -12,51 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, call_cli, tiny_checkpoints
+from conftest import assert_user_error, render, tiny_checkpoints, tone
 
-from synesthete.errors import OutputError
+from synesthete.errors import ConfigError, InputError, OutputError, SynestheteError
 from synesthete.media import load_audio, load_video, write_video, write_wav
 from synesthete.settings import load_settings
 
-STEPS = 2  # sampler steps: enough to exercise the sampler, cheap on the tiny network
-
-
-# --------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory) -> Path:
-    """Tiny (preset tiny: 32x32 frames) checkpoints."""
-    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_ckpt"), load_settings("tiny"))
-
-
-def _drums(seconds: float, seed: int = 3) -> torch.Tensor:
-    """A procedural clip with drums, mono [N] at 16 kHz."""
-    from synesthete.audio.synth import synthesize
-
-    wave, _ = synthesize(seed, load_settings("tiny"), duration=seconds, drums=True, silence=False, dropout=False)
-    return wave
-
-
-@pytest.fixture(scope="module")
-def songs(tmp_path_factory) -> dict[str, Path]:
-    """Real input files: 1 s wav and ogg songs (with drums), a corrupt mp3, a 0-sample wav, a video with no audio."""
-    from torchcodec.encoders import AudioEncoder
-
-    root = tmp_path_factory.mktemp("songs")
-    files = {"wav": root / "one.wav", "ogg": root / "two.ogg", "corrupt": root / "bad.mp3",
-             "empty": root / "empty.wav", "noaudio": root / "mute.mp4"}
-    write_wav(files["wav"], _drums(1.0), 16000)
-    AudioEncoder(_drums(1.0, seed=5).unsqueeze(0), sample_rate=16000).to_file(str(files["ogg"]))
-    files["corrupt"].write_bytes(b"ID3" + bytes(range(256)) * 20)
-    write_wav(files["empty"], torch.zeros(1, 0), 16000)
-    write_video(files["noaudio"], torch.zeros(10, 3, 32, 32), 30)
-    return files
-
-
-@pytest.fixture(scope="module")
-def pipe(ckpt_dir):
-    from synesthete import Synesthete
-
-    return Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": STEPS})
+STEPS = 2  # conftest's pipe: sampler steps enough to exercise the sampler, cheap on the tiny network
 
 
 # --------------------------------------------------------------------------------------------- API: render
@@ -92,6 +55,7 @@ def test_render_to_memory(pipe, songs):
     assert "frames=<(30, 3" in repr(result)  # no tensor dump
 
 
+@pytest.mark.slow
 def test_render_is_deterministic_for_a_seed(pipe, songs):
     from synesthete.render import render_song
 
@@ -117,6 +81,7 @@ def two_parts(tmp_path_factory) -> tuple[Path, dict]:
     return path, score
 
 
+@pytest.mark.slow
 def test_render_follows_the_sections_with_the_same_rules_as_the_cli(pipe, two_parts):
     """Synesthete.render(sections=...) as `render --sections`: on (the default), an excerpt across the A-B boundary
     cuts once, on the frame of the downbeat that starts B, and lists both sections with their looks; off, no cut
@@ -146,6 +111,7 @@ def test_render_excerpt_and_size(pipe, songs):
     assert (result.start, result.duration) == (0.5, pytest.approx(0.4))
 
 
+@pytest.mark.slow
 def test_render_to_file(pipe, songs, tmp_path):
     out = tmp_path / "song.mp4"
     result = pipe.render(songs["ogg"], out, seed=3)
@@ -222,79 +188,78 @@ def test_score_returns_the_eval_figures(clip_mp4):
     assert json_safe(result) == json_safe(score.to_dict())
 
 
-# --------------------------------------------------------------------------------------------- batch names
-def test_output_names_are_stable_and_distinct():
-    from synesthete.files import output_names
-
-    songs = [Path("a/one.mp3"), Path("b/two.wav"), Path("b/one.wav"), Path("c/two.wav"), Path("c/Three.flac")]
-    assert output_names(songs) == ["one_mp3.mp4", "two.mp4", "one_wav.mp4", "two-2.mp4", "Three.mp4"]
-    assert output_names(songs) == output_names(list(songs))  # the same inputs, the same names
-    assert output_names([Path("x.wav")]) == ["x.mp4"]
+# --------------------------------------------------------------------------------------------- API: errors
 
 
-def test_expand_songs(tmp_path):
-    from synesthete.files import expand_songs
-
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for name in ("b.wav", "a.MP3", "notes.txt", ".hidden.wav", "cover.jpg"):
-        (folder / name).write_bytes(b"x")
-    (folder / "sub").mkdir()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    missing = tmp_path / "missing.ogg"
-    found, problems = expand_songs([missing, folder, folder / "b.wav", empty])
-    assert found == [missing, folder / "a.MP3", folder / "b.wav"]  # sorted, once each, missing kept to report
-    assert [p for p, _ in problems] == [empty] and "no audio files" in problems[0][1]
-
-
-# --------------------------------------------------------------------------------------------- batch CLI
-TINY_CLI = ("--steps", str(STEPS))
+@pytest.mark.parametrize(("options", "keyword"), [
+    ({"steps": 0}, "steps"), ({"steps": -1}, "steps"), ({"guidance": float("nan")}, "guidance"),
+    ({"guidance": float("inf")}, "guidance"), ({"style_guidance": float("nan")}, "style_guidance"),
+    ({"style_guidance": float("-inf")}, "style_guidance"), ({"lanes": 0}, "lanes"), ({"seed": -1}, "seed"),
+    ({"sampler": "bogus"}, "sampler"),
+])
+def test_api_option_errors_are_the_projects_own(pipe, song, options, keyword):
+    """7. They were pydantic's multi-line ValidationError (with a URL), which `except SynestheteError` missed."""
+    with pytest.raises(SynestheteError) as info:
+        pipe.render(song, **options)
+    assert isinstance(info.value, InputError)
+    message = str(info.value)
+    assert message.startswith(f"invalid option: {keyword}: ") and "\n" not in message and "http" not in message
 
 
-def test_batch_render_skips_a_bad_file(ckpt_dir, songs, tmp_path):
-    out = tmp_path / "videos"  # created by the render
-    proc = call_cli("render", str(songs["wav"]), str(songs["corrupt"]), str(songs["ogg"]), "-o", str(out),
-                   *TINY_CLI, "--checkpoint-dir", str(ckpt_dir))
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 1, output
-    assert "Traceback" not in output
-    assert sorted(p.name for p in out.iterdir()) == ["one.mp4", "two.mp4"]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "bad.mp3" in errors[0] and "could not be decoded" in errors[0], proc.stderr
-    assert "2 of 3 songs rendered" in proc.stdout
-    for name in ("one.mp4", "two.mp4"):
-        frames, fps = load_video(out / name)
-        assert fps == 30 and frames.shape[0] == 30
+def test_api_setting_errors_are_config_errors(ckpt_dir, monkeypatch):
+    from synesthete import Synesthete
+
+    with pytest.raises(ConfigError, match=r"^invalid setting: sampling\.steps: "):
+        Synesthete.from_pretrained(ckpt_dir, device="cpu", sampling={"steps": 0})
+    monkeypatch.setenv("SYNESTHETE_RENDER__CRF", "99")
+    with pytest.raises(ConfigError, match=r"^invalid setting: render\.crf: "):
+        Synesthete()
 
 
 @pytest.mark.slow
-def test_batch_render_of_a_folder_refuses_existing_outputs(ckpt_dir, songs, tmp_path):
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for name, src in (("x.wav", songs["wav"]), ("x.ogg", songs["ogg"]), ("y.wav", songs["wav"])):
-        (folder / name).write_bytes(src.read_bytes())
-    (folder / "readme.txt").write_text("not a song")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "y.mp4").write_bytes(b"keep me")
-    args = ("render", str(folder), "-o", str(out), *TINY_CLI, "--checkpoint-dir", str(ckpt_dir))
-    proc = call_cli(*args)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert "already exists" in proc.stderr and "--overwrite" in proc.stderr
-    assert (out / "y.mp4").read_bytes() == b"keep me"
-    # Two songs share the stem x: their extensions tell them apart.
-    assert sorted(p.name for p in out.iterdir()) == ["x_ogg.mp4", "x_wav.mp4", "y.mp4"]
-    again = call_cli(*args, "--overwrite")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert load_video(out / "y.mp4")[0].shape[0] == 30
-    assert sorted(p.name for p in out.iterdir()) == ["x_ogg.mp4", "x_wav.mp4", "y.mp4"]
+def test_existing_output_names_the_callers_own_overwrite(ckpt_dir, pipe, song, tmp_path):
+    """7. The API's message for an existing output said `--overwrite`; its keyword is `overwrite=True`."""
+    out = tmp_path / "song.mp4"
+    out.write_bytes(b"keep")
+    with pytest.raises(OutputError, match=r"use overwrite=True to replace it\)$"):
+        pipe.render(song, out)
+    assert_user_error(render(ckpt_dir, str(song), "-o", str(out)), "use --overwrite to replace it")
+    other = tmp_path / "other.wav"
+    write_wav(other, tone(0.2), 16000)
+    proc = render(ckpt_dir, str(song), str(other), "-o", str(tmp_path))  # song.mp4 exists: a batch
+    assert proc.returncode == 1 and "use --overwrite to replace it" in proc.stderr, proc.stderr
+    assert out.read_bytes() == b"keep"
 
 
-def test_batch_render_needs_a_folder_output(ckpt_dir, songs, tmp_path):
-    proc = call_cli("render", str(songs["wav"]), str(songs["ogg"]), "-o", str(tmp_path / "both.mp4"),
-                   "--checkpoint-dir", str(ckpt_dir))
-    assert_user_error(proc, "must be a folder")
-    assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
-    assert list(tmp_path.iterdir()) == []
+# --------------------------------------------------------------------------------------------- API: memory
+
+
+def test_render_to_memory_is_estimated_and_refused_above_the_limit(ckpt_dir, song):
+    """10. A 2-hour song at 128 px to memory needed about 21 GB (frames gathered, then concatenated)."""
+    from synesthete import Synesthete
+    from synesthete.render import check_memory, memory_need
+
+    settings = load_settings()  # 128x128 frames at 30 fps
+    two_hours = 2 * 3600 * 30
+    assert memory_need(settings, two_hours) == two_hours * 3 * 128 * 128  # held once: 10.6 GB, not 21
+    with pytest.raises(OutputError, match=r"7200\.0 s at 128x128 would hold 10\.62 GB of frames, more than "
+                                          r"render\.memory_gb \(4 GB\): render to a file"):
+        check_memory(settings, two_hours)
+    check_memory(settings, 30 * 60)  # a minute is fine
+    small = Synesthete.from_pretrained(ckpt_dir, device="cpu", render={"memory_gb": 1e-5})
+    with pytest.raises(OutputError, match=r"would hold 0\.00 GB of frames, more than render\.memory_gb"):
+        small.render(song)  # 30 frames of 32x32: 92 kB, above 10 kB
+    assert small.render(song, duration=0.1, steps=1).frames.shape == (3, 3, 32, 32)  # 9 kB
+
+
+def test_render_to_memory_holds_its_frames_once():
+    """10. Frames go into one tensor, allocated at the start: no blocks joined at the end."""
+    from synesthete.render.output import MemorySink
+
+    sink = MemorySink(10, 4, 6)
+    for n in (4, 4, 2):
+        sink.add(torch.rand(n, 3, 4, 6))
+    frames = sink.frames()
+    assert frames.shape == (10, 3, 4, 6) and frames.dtype == torch.uint8
+    assert frames.untyped_storage().data_ptr() == sink.data.untyped_storage().data_ptr()
+    assert frames.untyped_storage().nbytes() == 10 * 3 * 4 * 6

@@ -1,17 +1,23 @@
-"""Checkpoints: safe loading, architecture checks, atomic writes, export and load_models."""
+"""Checkpoints: safe loading, architecture checks, tampered and non-finite files, atomic writes, export and
+load_models, and where the shipped checkpoints are found (any folder, an installed package)."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, call_cli, render, run_cli, summary_rows
 
 from synesthete.checkpoint import (
     export_checkpoint,
@@ -23,6 +29,7 @@ from synesthete.checkpoint import (
     vae_fingerprint,
 )
 from synesthete.errors import CheckpointError
+from synesthete.media import load_audio, load_video, write_wav
 from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE
 from synesthete.settings import load_settings
@@ -302,3 +309,134 @@ def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays
     assert new["sampling"]["steps"] == stored["diffusion"]["sample_steps"]
     assert stored["diffusion"]["window"] == new["dit"]["window"]  # the stored dict itself is left as it was
     assert DiTConfig.from_settings(stored, (8, 8, 8)) == checkpoint_config(ckpt, path)
+
+
+# --------------------------------------------------------------------------------------------- tampered files
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("dim", 100_000, "DiTConfig.dim=100000: must be in 1..4096"),
+    ("depth", 10**6, "DiTConfig.depth=1000000: must be in 1..128"),
+    ("dim", -8, "DiTConfig.dim=-8: must be in"),
+    ("heads", "2", "DiTConfig.heads='2': must be an integer"),
+    ("mlp_ratio", float("nan"), "must be a finite number"),
+    ("schedule", "x" * 100_000, "must be one of cosine, linear"),
+    ("depth", 100, "more than the 101,104 parameters the file holds"),  # within bounds, but not these weights
+])
+def test_tampered_checkpoint_config_is_refused_before_building(ckpt_dir, tmp_path, field, value, message):
+    """3. A stored config asking for a huge network was built before any check: dim 100000 allocated 40 GB,
+    depth 10^6 layers until the memory ran out, a negative dim gave a traceback."""
+    from synesthete.checkpoint import load_models, read_checkpoint, save_checkpoint
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "vae.pt").write_bytes((ckpt_dir / "vae.pt").read_bytes())
+    ckpt = read_checkpoint(ckpt_dir / "diffusion.pt")
+    ckpt["config"] = {**ckpt["config"], field: value}
+    save_checkpoint(ckpt, bad / "diffusion.pt")
+    with pytest.raises(CheckpointError, match="diffusion.pt") as info:
+        load_models(load_settings("tiny"), bad, "cpu")
+    assert message in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_tampered_checkpoint_is_one_line_from_the_cli(ckpt_dir, song, tmp_path):
+    from synesthete.checkpoint import read_checkpoint, save_checkpoint
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    ckpt = read_checkpoint(ckpt_dir / "vae.pt")
+    ckpt["config"] = {**ckpt["config"], "base_channels": -1}
+    save_checkpoint(ckpt, bad / "vae.pt")
+    (bad / "diffusion.pt").write_bytes((ckpt_dir / "diffusion.pt").read_bytes())
+    proc = render(bad, str(song), "-o", str(tmp_path / "out.mp4"))
+    assert_user_error(proc, "vae.pt", "VAEConfig.base_channels=-1")
+
+
+def test_non_finite_checkpoint_weights_are_refused(ckpt_dir, song, tmp_path):
+    from synesthete.checkpoint import load_models, read_checkpoint, save_checkpoint
+    from synesthete.errors import CheckpointError
+    from synesthete.settings import load_settings
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "vae.pt").write_bytes((ckpt_dir / "vae.pt").read_bytes())
+    ckpt = read_checkpoint(ckpt_dir / "diffusion.pt")
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = ckpt["model"][name].clone().fill_(float("nan"))
+    save_checkpoint(ckpt, bad / "diffusion.pt")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_models(load_settings("tiny"), bad, "cpu")
+    out = tmp_path / "out.mp4"
+    assert_user_error(render(bad, str(song), "-o", str(out)), "non-finite weights", name)
+    assert not out.exists()
+
+
+def test_stale_temp_files_go_but_live_ones_stay(tmp_path):
+    from synesthete.checkpoint import read_checkpoint, save_checkpoint
+
+    path = tmp_path / "ckpt_latest.pt"
+    stale = tmp_path / ".ckpt_latest.abcd1234.tmp.pt"  # a writer killed with -9 left it: nobody locks it
+    stale.write_bytes(b"half a checkpoint")
+    live = tmp_path / ".ckpt_latest.live5678.tmp.pt"  # a running writer holds its lock
+    live.write_bytes(b"being written")
+    other = tmp_path / ".other.abcd1234.tmp.pt"  # another file's temp is not ours to judge
+    other.write_bytes(b"x")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        save_checkpoint({"format": "synesthete-checkpoint", "version": 1, "kind": "vae", "model": {}}, path)
+    finally:
+        os.close(fd)
+    assert read_checkpoint(path)["kind"] == "vae"
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+# --------------------------------------------------------------------------------------------- shipped checkpoints
+
+
+@pytest.mark.slow
+def test_shipped_checkpoints_are_found_from_any_folder(tmp_path):
+    settings = load_settings()
+    wave = torch.sin(torch.arange(16000) / 16000 * 2 * torch.pi * 220)[None] * 0.3
+    wave[:, ::4000] = 0.9  # a few clicks
+    write_wav(tmp_path / "song.wav", wave, settings.audio.sample_rate)
+    proc = run_cli("render", "song.wav", "-o", "out.mp4", "--steps", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames, fps = load_video(tmp_path / "out.mp4")
+    assert fps == 30 and abs(frames.shape[0] - 30) <= 1 and frames.float().std() > 1
+    assert load_audio(tmp_path / "out.mp4")[0].shape[-1] > 0
+    assert summary_rows(proc.stdout)["checkpoints"] == str(ROOT / "checkpoints")
+
+    shown = json.loads(run_cli("config", "--json", cwd=tmp_path).stdout)
+    assert shown["paths"]["checkpoints"] == str(ROOT / "checkpoints")
+    assert shown["paths"]["critic"] is None  # critic.pt beside them
+
+    # A relative folder the user names stays relative to where the command runs.
+    (tmp_path / "mine").mkdir()
+    proc = call_cli("render", "song.wav", "-o", "other.mp4", "--checkpoint-dir", "mine", cwd=tmp_path)
+    assert_user_error(proc, "mine/vae.pt")
+    assert str(ROOT) not in proc.stderr
+    proc = call_cli("config", "--json", cwd=tmp_path, env={"SYNESTHETE_PATHS__CHECKPOINTS": "mine"})
+    assert json.loads(proc.stdout)["paths"]["checkpoints"] == "mine"
+
+
+def test_an_installed_package_reads_the_checkpoints_it_carries(tmp_path):
+    """The wheel puts checkpoints/*.pt into synesthete/checkpoints/ (pyproject force-include); a package laid
+    out that way finds them there, from any working directory."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for pt in sorted((ROOT / "checkpoints").glob("*.pt")):
+        assert shipped[f"checkpoints/{pt.name}"] == f"synesthete/checkpoints/{pt.name}"
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "synesthete", site / "synesthete", ignore=shutil.ignore_patterns("__pycache__"))
+    for source, target in shipped.items():
+        (site / target).parent.mkdir(parents=True, exist_ok=True)
+        (site / target).symlink_to(ROOT / source)
+    code = "from synesthete.settings import load_settings; print(load_settings().paths.checkpoints)"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "SYNESTHETE_ENV_FILE": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(site / "synesthete" / "checkpoints")

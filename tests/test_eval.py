@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, call_cli
+from conftest import assert_user_error, call_cli, fits
 
 from synesthete import media
 from synesthete.errors import InputError, OutputError
 from synesthete.eval import evaluate_heldout, run_eval, score_video
+from synesthete.media import load_audio, load_video
 from synesthete.metrics import analyse
 from synesthete.settings import load_settings
 
@@ -127,7 +130,8 @@ def test_model_rows_with_real_networks(tiny, tmp_path):
     c = tiny.vae.latent_channels
     models = Models(vae=VAE.from_settings(tiny).eval(), dit=DiT.from_settings(tiny).eval(),
                     latent_mean=torch.zeros(c), latent_std=torch.ones(c))
-    result, _ = evaluate_heldout(tiny, models=models, progress=False)
+    one_step = tiny.updated(sampling={"steps": 1})  # what is checked needs no more (the DiT's output is zero)
+    result, _ = evaluate_heldout(one_step, models=models, progress=False)
     assert {"model", "model_other_audio", "model_half_beat_shift", "oracle", "static"} <= set(result["rows"])
     gaps = result["gaps"]["model"]
     # DiT's zero-initialised output layer makes the same video for any audio: nothing to gain from the audio.
@@ -148,7 +152,8 @@ def test_heldout_renders_start_in_the_clips_own_look(tiny, monkeypatch, clip_loo
     from synesthete.models.dit import DiT
     from synesthete.models.vae import VAE
 
-    s = tiny.updated(eval={"clips": 2, "clip_look": clip_look})
+    # The looks are under test, not the pictures: one sampler step, 1 s clips.
+    s = tiny.updated(eval={"clips": 2, "clip_look": clip_look, "clip_seconds": 1.0}, sampling={"steps": 1})
     torch.manual_seed(0)
     c = s.vae.latent_channels
     models = Models(vae=VAE.from_settings(s).eval(), dit=DiT.from_settings(s).eval(),
@@ -188,3 +193,67 @@ def test_only_the_trainer_and_the_cli_import_the_trainer():
             if any(n == "synesthete.train" or n.startswith("synesthete.train.") for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
+
+
+# --------------------------------------------------------------------------------------------- manifests, tables
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """Two gen-audio clips (tiny preset, 3 s) with their manifest."""
+    from synesthete.gen import generate_dataset
+
+    out = tmp_path_factory.mktemp("sample")
+    generate_dataset(load_settings("tiny", audio={"clip_seconds": 3.0}), num=2, out=out)
+    return out
+
+
+@pytest.mark.slow
+def test_eval_video_with_manifest_beats_json_and_out_file(sample, tmp_path):
+    from synesthete.metrics import analyse
+
+    entry = [json.loads(line) for line in (sample / "manifest.jsonl").read_text().splitlines()][1]
+    video = sample / entry["mp4"]
+    out = tmp_path / "r.json"
+    proc = call_cli("eval", "--video", str(video), "--manifest", str(sample / "manifest.jsonl"), "--json",
+                   "-o", str(out), "--preset", "tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = json.loads(proc.stdout)  # stdout is the JSON alone
+    assert printed == json.loads(out.read_text())
+    assert printed["tempo_bpm"] == entry["tempo"] and entry["wav"] in printed["beats"]
+    frames, fps = load_video(video)
+    wave, sr = load_audio(video, mono=True)
+    tiny = load_settings("tiny")
+    assert printed["metrics"]["bas"] == pytest.approx(analyse(frames, wave[0], sr, fps, tiny, beats=entry["beats"]).bas)
+
+    estimated = call_cli("eval", "--video", str(video), "--json", "--preset", "tiny")
+    assert json.loads(estimated.stdout)["beats"] == "estimated"
+    table = call_cli("eval", "--video", str(video), "--manifest", str(sample), "--preset", "tiny",
+                    env={"COLUMNS": "80"})
+    assert "BAS (manifest beats)" in table.stdout and "tempo (manifest)" in table.stdout
+    fits(table.stdout)
+
+    stranger = tmp_path / "stranger.mp4"
+    shutil.copy(video, stranger)
+    assert_user_error(call_cli("eval", "--video", str(stranger), "--manifest", str(sample / "manifest.jsonl")),
+                      "lists no clip named stranger.mp4")
+    # Named by its soundtrack: a render of clip 1 is scored against clip 1's beats.
+    proc = call_cli("eval", "--video", str(stranger), "--audio", str(sample / entry["wav"]), "--manifest",
+                   str(sample / "manifest.jsonl"), "--json", "--preset", "tiny")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["tempo_bpm"] == entry["tempo"], proc.stderr
+    assert_user_error(call_cli("eval", "--manifest", str(sample / "manifest.jsonl")), "--manifest only applies")
+
+
+def test_heldout_tables_fit_80_columns(tiny, monkeypatch):
+    from synesthete.cli.tables import print_heldout
+    from synesthete.console import console
+    from synesthete.eval import evaluate_heldout
+
+    result, _ = evaluate_heldout(tiny.updated(eval={"clips": 1}), models=None, progress=False)
+    monkeypatch.setenv("COLUMNS", "80")  # an 80-column terminal (setting console.width would fix it for good)
+    assert console.width == 80
+    with console.capture() as captured:
+        print_heldout(result)
+    text = captured.get()
+    fits(text)
+    assert "oracle, ½-beat shift" in text and "AV-Align" in text

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_user_error, call_cli
+from conftest import assert_user_error, call_cli, summary_rows
 
 from synesthete.cli import main
 from synesthete.data import make_clip, seed_for
@@ -137,3 +137,12 @@ def test_gen_audio_form_writes_songs_with_sections(tmp_path):
     assert entry["duration"] == 8.0 and entry["sections"] and entry["downbeats"] and entry["form"] in proc.stdout
     wav, _ = load_audio(out / entry["wav"])
     assert wav.shape[1] == round(8.0 * entry["sample_rate"])
+
+
+def test_gen_audio_summary_names_the_seeds_it_used(tmp_path):
+    proc = call_cli("gen-audio", "-n", "2", "-o", "g", "--audio-only", "--preset", "tiny", "--seed", "5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seeds = [json.loads(line)["seed"] for line in (tmp_path / "g" / "manifest.jsonl").read_text().splitlines()]
+    rows = summary_rows(proc.stdout)
+    assert rows["clip seeds"] == f"{seeds[0]}, {seeds[1]}" and rows["stream seed (--seed)"] == "5"
+    assert seeds[0] != 5

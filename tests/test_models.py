@@ -56,6 +56,7 @@ def test_group_norm_counts_valid_for_small_widths():
         assert channels % groups == 0 and 1 <= groups <= 32
 
 
+@pytest.mark.slow
 def test_vae_overfits_one_batch():
     torch.manual_seed(0)
     s = load_settings("tiny")

@@ -32,6 +32,12 @@ def clips():
     return [make_clip(seed_for(i, settings, "heldout"), settings, drums=True) for i in range(4)]
 
 
+@pytest.fixture(scope="module")
+def outputs(critic, clips):
+    """The committed critic's (family probabilities, features) of each clip's oracle frames."""
+    return [critic.outputs(clip["frames"]) for clip in clips]
+
+
 @pytest.mark.slow
 def test_critic_trained_tiny_separates_two_families(tmp_path):
     """A tiny critic, trained for seconds on two visually distinct families, tells them apart."""
@@ -50,6 +56,7 @@ def test_critic_trained_tiny_separates_two_families(tmp_path):
     assert summary["steps"] == 80 and critic.cut_threshold > 0
 
 
+@pytest.mark.slow
 def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
     frames = torch.cat([c["frames"][::3] for c in clips]).float() / 255  # [T, 3, H, W]
     feats = critic.outputs(frames)[1]
@@ -66,6 +73,7 @@ def test_fsd_is_zero_on_itself_and_grows_with_noise_and_blur(critic, clips):
     assert blur == sorted(blur) and blur[0] > base
 
 
+@pytest.mark.slow
 def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it(critic, clips):
     """heldout_picture's references are scored as the model is: the oracle's own frames sit at the floor (1.0),
     the committed VAE's reconstructions of them just above it, the same songs drawn by the same visualizers in
@@ -90,9 +98,9 @@ def test_fsd_references_the_oracle_itself_at_the_floor_and_another_look_above_it
     assert ratios[SEED_LOOK] > 1.2  # 1.50 on these 4 clips of 3 s; 5.2 on eval's 8 of 6 s
 
 
-def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, clips):
+def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, outputs):
     threshold = critic.cut_threshold
-    feats = [critic.outputs(clip["frames"])[1] for clip in clips]
+    feats = [features for _, features in outputs]
     oracle = [picture.cut_rate(f, threshold) for f in feats]
     assert sum(oracle) / len(oracle) <= 0.03, oracle
     # The four clips back to back, shuffled in time: consecutive frames keep jumping between looks.
@@ -102,11 +110,11 @@ def test_cut_rate_is_low_on_oracle_video_and_high_when_shuffled_in_time(critic, 
     assert picture.cut_rate(shuffled, threshold) >= 0.3
 
 
-def test_critic_works_through_h264(critic, clips):
+def test_critic_works_through_h264(critic, clips, outputs):
     """The critic names the same family on a clip before and after a lossy H.264 round trip."""
     agree = []
-    for clip in clips:
-        clean = critic.outputs(clip["frames"])[0].argmax(1)
+    for clip, (probs, _) in zip(clips, outputs, strict=True):
+        clean = probs.argmax(1)
         coded = critic.outputs(h264_roundtrip(clip["frames"], 30, 30))[0].argmax(1)
         agree.append(float((clean == coded).float().mean()))
     assert min(agree) >= 0.9, agree
@@ -124,11 +132,10 @@ def test_seam_score_is_one_on_oracle_video_and_high_with_jumps(clips):
     assert picture.seam_score(jumpy, joins) > 2.0
 
 
-def test_stability_recognisability_and_sharpness_on_oracle(critic, clips):
+def test_stability_recognisability_and_sharpness_on_oracle(clips, outputs):
     from synesthete.styles import clip_style, families
 
-    for clip in clips:
-        probs = critic.outputs(clip["frames"])[0]
+    for clip, (probs, _) in zip(clips, outputs, strict=True):
         wanted = [families().index(n) for n in clip_style(clip["meta"])]
         assert picture.style_stability(probs) >= 0.8
         assert picture.recognisability(probs, wanted)["on_style"] >= 0.8

@@ -7,13 +7,11 @@ process, which it signals), seconds of CPU each: the module is marked slow.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, call_cli, cli_env
+from conftest import assert_user_error, call_cli, running_cli, wait_for
 
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
@@ -178,23 +176,20 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     song = tmp_path / "long.wav"
     write_wav(song, _song(30.0), 16000)
     out = tmp_path / "long.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synesthete", "render", str(song), "-o", str(out)],
-        cwd=str(ROOT), env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # A shell's background job (`pytest &`) starts with SIGINT ignored, and Python keeps an ignored SIGINT
-        # ignored: give the render the default disposition, as a terminal's foreground job has it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(p.suffix == ".mp4" for p in tmp_path.iterdir()):
-        time.sleep(0.2)  # wait until the temporary mp4 exists: encoding has started
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+
+    def temporary() -> list:
+        return list(tmp_path.glob(".long.*.tmp.mp4"))  # files.atomic_path's name for long.mp4 while it is written
+
+    # SIGINT at its default disposition, as a terminal's foreground job has it (conftest.running_cli).
+    with running_cli("render", str(song), "-o", str(out)) as proc:
+        wait_for(lambda: bool(temporary()), proc, "the temporary mp4")  # encoding has started
+        time.sleep(0.5)
+        assert temporary() and not out.exists(), "the signal must come while the video is half-written"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "Traceback" not in stdout + stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]  # no output, temporary file or lock
 
 
 def test_a_song_of_two_sections_renders_with_one_cut_on_the_downbeat_at_the_boundary(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from synesthete.render import layout as layout_module
 from synesthete.render.layout import MIN_LANE_WINDOWS, WindowLayout, window_layout
@@ -194,3 +195,78 @@ def test_the_layout_module_is_pure():
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "math", "dataclasses", "typing", "numpy"}, imported
     assert "torch" not in vars(layout_module)
+
+
+def _made_and_joins(layout):
+    """Every frame a layout makes, in order of making within lanes and bridges, and where windows begin."""
+    made, joins = [], []
+    for i, start in enumerate(layout.starts):
+        if i:
+            made += range(start - layout.gap, start)  # the bridge
+            joins += [start - layout.gap, start]
+        made += range(start, start + layout.first)
+        for m in range(1, layout.windows[i]):
+            joins.append(start + layout.first + (m - 1) * layout.stride)
+            made += range(joins[-1], joins[-1] + layout.stride)
+    return made, joins
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("exemplar", [True, False])
+def test_window_layout_covers_every_frame_once(lanes, exemplar):
+    """Lanes and bridges tile the song: every frame is made exactly once, and the joins are where a new window's
+    frames begin; a short song gets fewer lanes, each of at least MIN_LANE_WINDOWS windows."""
+    for total in (5, 60, 180, 300, 1801):
+        layout = window_layout(total, 8, 2, lanes, exemplar)
+        assert 1 <= layout.lanes <= lanes and (layout.lanes == 1 or min(layout.windows) >= MIN_LANE_WINDOWS)
+        made, joins = _made_and_joins(layout)
+        assert [f for f in made if f < total] == list(range(total)), (total, lanes)
+        assert layout.joins() == sorted(j for j in joins if 0 < j < total)
+        assert len(set(layout.windows[:-1])) <= 1 and layout.windows[-1] <= layout.windows[0]  # even lanes
+    assert window_layout(300, 8, 2, 4, True).lanes == 4
+    assert window_layout(300, 8, 4, 4, True).lanes == 1  # no room for a bridge between 4 + 4 context frames
+    assert window_layout(300, 8, 2, 1, False).joins()[:3] == [8, 14, 20]  # no exemplar: the first window gives 8
+
+
+def test_bridges_stay_out_of_silences():
+    """A bridge would fall in a silence: it moves to where the music plays, or, if the silence is too long to
+    leave, that boundary goes and the lanes are fewer. Either way every frame is still made once."""
+    even = window_layout(600, 8, 2, 4, True)
+    quiet = torch.zeros(600, dtype=torch.bool)
+    quiet[even.starts[2] - 10 : even.starts[2] + 10] = True  # a short silence over the second boundary
+    moved = window_layout(600, 8, 2, 4, True, quiet)
+    assert moved.lanes == 4 and moved.starts[1] == even.starts[1] and moved.starts[2] != even.starts[2]
+    for start in moved.starts[1:]:
+        assert not quiet[start - moved.gap : start + 1].any()
+    quiet[even.starts[2] - 60 : even.starts[2] + 60] = True  # too long to leave within a quarter of a lane
+    fewer = window_layout(600, 8, 2, 4, True, quiet)
+    assert fewer.lanes == 3 and all(not quiet[s - fewer.gap : s + 1].any() for s in fewer.starts[1:])
+    for layout in (moved, fewer):
+        made, _ = _made_and_joins(layout)
+        assert [f for f in made if f < 600] == list(range(600))
+
+
+def _shown(layout):
+    """The song frames each lane (with the bridge into it) puts on screen, lane by lane."""
+    out = []
+    for lane, start in enumerate(layout.starts):
+        first = start - (layout.gap if layout.bridged(lane) else 0)
+        out.append(list(range(first, min(layout.limit(lane), layout.total))))
+    return out
+
+
+def test_cut_layout_tiles_every_frame_once_and_never_bridges_a_cut():
+    """With cuts (sections) every frame is still shown once; a segment's first lane starts on its cut with no
+    bridge into it (the picture cuts there); no join is listed at a cut; the longest segment sets the number
+    of batched samples and shorter segments use no more lanes than that needs."""
+    for total, cuts in ((600, (200, 430)), (300, (50,)), (1801, (400, 900, 1500)), (90, (30, 60))):
+        layout = window_layout(total, 8, 2, 4, True, cuts=cuts)
+        assert layout.cuts == cuts and sum(layout.segment_lanes) == layout.lanes
+        assert [f for lane in _shown(layout) for f in lane] == list(range(total)), (total, cuts)
+        firsts = [lane for lane in range(layout.lanes) if not layout.bridged(lane)]
+        assert [layout.starts[lane] for lane in firsts] == [0, *cuts]
+        assert not set(cuts) & set(layout.joins())
+        bounds = [0, *cuts, total]
+        rounds = max(max(window_layout(b - a, 8, 2, 4, True).windows) for a, b in zip(bounds, bounds[1:], strict=False))
+        assert max(layout.windows) == rounds
+    assert window_layout(600, 8, 2, 4, True, cuts=()) == window_layout(600, 8, 2, 4, True)

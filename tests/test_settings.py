@@ -1,4 +1,5 @@
-"""Settings: precedence, env overrides, typos, presets, .env.example, the env file, hermetic tests."""
+"""Settings: precedence, env overrides, typos, presets, ranges, .env.example, the env file, hermetic tests, and
+setting errors in one line that never prints a value."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_user_error, run_cli
+from conftest import ROOT, assert_user_error, call_cli, render, run_cli
 from pydantic import ValidationError
 
 from synesthete.errors import ConfigError
@@ -158,3 +159,64 @@ def test_a_dotenv_and_stray_variables_do_not_leak_into_tests(tmp_path, monkeypat
         cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- one-line errors
+
+
+def test_settings_ranges_are_validated():
+    assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_SAMPLING__GUIDANCE": "inf"}), "sampling.guidance")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__CLIP_SECONDS": "nan"}), "audio.clip_seconds")
+    assert_user_error(call_cli("gen-audio", "-n", "1", "--duration", "nan", "-o", "/nonexistent/x"), "clip_seconds")
+
+
+def test_dotenv_foreign_keys_are_ignored(tmp_path):
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-secret-123\nFOO=1\nSYNESTHETE_VIDEO__FPS=25\n")
+    proc = call_cli("config", "--json", cwd=tmp_path, dotenv=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '"fps": 25' in proc.stdout  # the SYNESTHETE_ key of the same file is still read
+    assert "sk-secret" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_setting_errors_never_print_values(tmp_path):
+    secret = "sk-secret-456"
+    (tmp_path / ".env").write_text(f"SYNESTHETE_VIDEO__FPS={secret}\n")
+
+    def check(proc, fragment: str) -> None:  # -v shows tracebacks on purpose, but never a value
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and fragment in output and secret not in output, output
+
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "video.fps")
+    check(run_cli("-v", "config", cwd=tmp_path, dotenv=True), "video.fps")
+    # An unknown SYNESTHETE_ key in .env stays an error, named by its key only.
+    (tmp_path / ".env").write_text(f"SYNESTHETE_VAE__LATNET={secret}\n")
+    assert_user_error(run_cli("config", cwd=tmp_path, dotenv=True), "SYNESTHETE_VAE__LATNET")
+    check(run_cli("-v", "config", cwd=tmp_path, dotenv=True), "SYNESTHETE_VAE__LATNET")
+    check(run_cli("-v", "config", env={"SYNESTHETE_VIDEO": secret}), "video")
+
+
+def test_bad_env_file_and_json_section_are_one_line(tmp_path):
+    (tmp_path / ".env").write_bytes(b"SYNESTHETE_DEVICE=cpu\nA=\xff\xfe\n")
+    assert_user_error(call_cli("config", cwd=tmp_path, dotenv=True), ".env", "utf-8")
+    assert_user_error(call_cli("config", env={"SYNESTHETE_VIDEO": "notjson"}), "video", "json")
+    (tmp_path / ".env").write_text("SYNESTHETE_VIDEO=notjson\n")
+    assert_user_error(call_cli("config", cwd=tmp_path, dotenv=True), "video", "json")
+
+
+def test_x264_preset_is_render_x264_preset():
+    proc = call_cli("config", "--json", env={"SYNESTHETE_RENDER__X264_PRESET": "ultrafast"})
+    assert proc.returncode == 0, proc.stderr
+    render = json.loads(proc.stdout)["render"]
+    assert render["x264_preset"] == "ultrafast" and "preset" not in render
+    assert_user_error(call_cli("config", env={"SYNESTHETE_RENDER__PRESET": "slow"}),
+                      "SYNESTHETE_RENDER__PRESET", "renamed to SYNESTHETE_RENDER__X264_PRESET")
+    assert "SYNESTHETE_RENDER__X264_PRESET=veryfast" in (ROOT / ".env.example").read_text()
+
+
+def test_x264_preset_is_checked_as_a_setting(ckpt_dir, song, tmp_path):
+    """9. `SYNESTHETE_RENDER__X264_PRESET=nosuch` reached the encoder, whose error never named the setting."""
+    proc = render(ckpt_dir, str(song), "-o", str(tmp_path / "x.mp4"), env={"SYNESTHETE_RENDER__X264_PRESET": "nosuch"})
+    assert_user_error(proc, "render.x264_preset", "veryfast")
+    assert not (tmp_path / "x.mp4").exists()

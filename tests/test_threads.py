@@ -35,6 +35,7 @@ def test_prepare_openmp_leaves_the_users_choice_alone():
     assert _probe(GOMP_SPINCOUNT="300000") == ["False", "300000", "None"]
 
 
+@pytest.mark.slow
 def test_prepare_openmp_is_a_no_op_once_torch_is_loaded():
     assert _probe(pre="import torch\n") == ["False", "None", "None"]
 
@@ -121,6 +122,7 @@ def test_usable_cores_is_positive_and_at_most_the_cpu_count():
     assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
 
 
+@pytest.mark.slow
 def test_training_tunes_its_threads_and_gives_them_back(tmp_path, monkeypatch):
     from synesthete.settings import load_settings
     from synesthete.train.vae import train_vae

@@ -1,8 +1,10 @@
-"""Real tiny-preset training: loss falls, TensorBoard tags, exact resume, NaN guard, signals, torchrun."""
+"""Training: real tiny-preset runs through the CLI (loss falls, TensorBoard tags and hparams, exact resume, NaN
+guard, signals, torchrun; seconds each, so marked slow) and the train command's refusals before any work."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, assert_user_error, call_cli, fits, summary_rows
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from synesthete.checkpoint import load_models, read_checkpoint
@@ -20,9 +23,6 @@ from synesthete.settings import load_settings
 from synesthete.styles import families
 from synesthete.train.diffusion import train_diffusion
 from synesthete.train.vae import train_vae
-
-# Real training through the CLI, signals and a 2-process torchrun: seconds each, so the module is slow.
-pytestmark = pytest.mark.slow
 
 FAST = {"SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "SYNESTHETE_DEVICE": "cpu"}
 
@@ -83,6 +83,7 @@ def overfit_runs(workdir: Path) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_loss_falls_when_overfitting_through_the_cli(overfit_runs: Path):
     for run, tag in (("vae", "vae/loss"), ("dit", "diffusion/mse")):
         _, scalars = _scalars(overfit_runs / "runs" / run)
@@ -95,6 +96,7 @@ def test_loss_falls_when_overfitting_through_the_cli(overfit_runs: Path):
     assert sorted(p.name for p in (overfit_runs / "exported").iterdir()) == ["diffusion.pt", "vae.pt"]
 
 
+@pytest.mark.slow
 def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
     events, scalars = _scalars(overfit_runs / "runs" / "vae")
     assert {"vae/loss", "vae/mse", "vae/kl", "vae/psnr", "vae/psnr_heldout", "train/lr", "train/grad_norm",
@@ -118,6 +120,7 @@ def test_tensorboard_has_the_expected_tags(overfit_runs: Path):
     assert (image.height, image.width) == (4 * tiny.video.height, tiny.dit.window * tiny.video.width)
 
 
+@pytest.mark.slow
 def test_exported_models_load_and_generate(overfit_runs: Path):
     from synesthete.audio.features import num_features
     from synesthete.sampling import sample
@@ -146,6 +149,7 @@ def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
     return sum(errors) / len(errors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["float32", "bf16"])
 def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, path: str):
     """`train diffusion --teacher`: the student starts from the teacher, learns its guided output (lower
@@ -201,6 +205,7 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     assert after < 0.6 * before, (before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "diffusion"])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(overfit_runs: Path, monkeypatch, kind: str):
     monkeypatch.chdir(overfit_runs)
@@ -228,6 +233,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(overfit_runs: Path, mon
     assert not _identical(half["model"], whole["model"])  # the second half did train
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workdir: Path, monkeypatch):
     monkeypatch.chdir(workdir)
     settings = load_settings(
@@ -245,6 +251,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, **FAST, **extra}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_a_checkpoint_that_resumes(workdir: Path, monkeypatch, signum: int):
     monkeypatch.chdir(workdir)
@@ -279,6 +286,7 @@ def test_signal_saves_a_checkpoint_that_resumes(workdir: Path, monkeypatch, sign
     assert read_checkpoint(run / "ckpt_latest.pt")["step"] == step + 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(workdir: Path):
     run = workdir / "runs" / "ddp"
     # A session of its own, so that a hung job is killed with all its workers.
@@ -300,3 +308,70 @@ def test_torchrun_two_processes(workdir: Path):
     assert ckpt["data_position"] == 3 * load_settings("tiny").train.fresh_clips
     assert len(list(run.glob("events.out.tfevents.*"))) == 1  # only rank 0 logs
     assert "module." not in "".join(ckpt["model"])
+
+
+# --------------------------------------------------------------------------------------------- the train command
+
+
+TRAIN_ENV = {"SYNESTHETE_DEVICE": "cpu", "SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "COLUMNS": "80"}
+
+
+@pytest.mark.slow
+def test_short_training_resume_hparams_and_80_columns(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    def train(*args: str):
+        return call_cli("train", *args, cwd=tmp_path, env=TRAIN_ENV)
+
+    proc = train("vae", "--preset", "tiny", "--max-steps", "4", "--run-name", "a")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fits(proc.stdout + proc.stderr)
+    assert "4/4" in proc.stderr and "loss" in proc.stderr  # the progress line, whole
+    rows = summary_rows(proc.stdout)
+    assert "loss (steps 1-2)" in rows and "loss (steps 3-4)" in rows  # 4 steps: two halves, no overlap
+    assert re.fullmatch(r"\d+(\.\d+)? [kMG]", rows["parameters"]), rows["parameters"]
+
+    run = tmp_path / "runs" / "a"
+    events = EventAccumulator(str(run))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["preset"].string_value == "tiny" and hparams["vae.max_steps"].number_value == 4
+
+    # --resume takes the run's own settings (tiny): no --preset; a conflicting one is refused.
+    assert_user_error(train("vae", "--resume", "runs/a", "--preset", "cpu"), "preset 'tiny'", "leave out --preset")
+    proc = train("vae", "--resume", "runs/a", "--max-steps", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loss (step 5)" in summary_rows(proc.stdout)
+    ckpt = read_checkpoint(run / "ckpt_latest.pt")
+    assert ckpt["step"] == 5 and ckpt["settings"]["video"]["width"] == 32
+
+    # --vae takes a run folder (its ckpt_latest.pt) as --resume does.
+    proc = train("diffusion", "--preset", "tiny", "--vae", "runs/a", "--max-steps", "1", "--run-name", "d")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loss (step 1)" in summary_rows(proc.stdout)
+    before = sorted(p.name for p in (tmp_path / "runs" / "d").iterdir())
+    # A resumed run that fails (another VAE) adds no empty events file to its folder.
+    assert_user_error(train("diffusion", "--resume", "runs/d", "--vae", str(ROOT / "checkpoints")), "vae.pt")
+    assert sorted(p.name for p in (tmp_path / "runs" / "d").iterdir()) == before
+    assert_user_error(train("diffusion", "--preset", "tiny", "--vae", "runs"), "neither vae.pt nor ckpt_latest.pt")
+
+
+def test_foreign_vae_leaves_no_run_folder(tmp_path):
+    foreign = tmp_path / "vae.pt"
+    foreign.write_text("not a checkpoint")
+    env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs")}
+    proc = call_cli("train", "diffusion", "--preset", "tiny", "--vae", str(foreign), "--run-name", "x", env=env)
+    assert_user_error(proc, "not a checkpoint")
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+@pytest.mark.slow
+def test_train_diffusion_with_a_vae_of_another_size_suggests_what_exists(ckpt_dir, tmp_path):
+    """`train diffusion` suggested `--size`, an option it does not have."""
+    env = {"SYNESTHETE_PATHS__RUNS": str(tmp_path / "runs"), "SYNESTHETE_DEVICE": "cpu"}
+    proc = call_cli("train", "diffusion", "--preset", "cpu", "--vae", str(ckpt_dir / "vae.pt"), "--max-steps", "1",
+                    env=env)
+    assert_user_error(proc, "encodes 32x32 frames", "SYNESTHETE_VIDEO__WIDTH=32")
+    assert "--size" not in proc.stderr
