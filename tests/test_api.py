@@ -189,8 +189,6 @@ def test_score_returns_the_eval_figures(clip_mp4):
 
 
 # --------------------------------------------------------------------------------------------- API: errors
-
-
 @pytest.mark.parametrize(("options", "keyword"), [
     ({"steps": 0}, "steps"), ({"steps": -1}, "steps"), ({"guidance": float("nan")}, "guidance"),
     ({"guidance": float("inf")}, "guidance"), ({"style_guidance": float("nan")}, "style_guidance"),
@@ -232,8 +230,6 @@ def test_existing_output_names_the_callers_own_overwrite(ckpt_dir, pipe, song, t
 
 
 # --------------------------------------------------------------------------------------------- API: memory
-
-
 def test_render_to_memory_is_estimated_and_refused_above_the_limit(ckpt_dir, song):
     """10. A 2-hour song at 128 px to memory needed about 21 GB (frames gathered, then concatenated)."""
     from synesthete import Synesthete

@@ -22,8 +22,6 @@ TINY_CLI = ("--steps", "2")  # the tiny checkpoints' own size; 2 sampler steps
 
 
 # --------------------------------------------------------------------------------------------- names
-
-
 def test_output_names_are_stable_and_distinct():
     from synesthete.files import output_names
 
@@ -68,8 +66,6 @@ def test_expand_songs(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- the CLI
-
-
 @pytest.mark.slow
 def test_batch_render_skips_a_bad_file(ckpt_dir, songs, tmp_path):
     out = tmp_path / "videos"  # created by the render

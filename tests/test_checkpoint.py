@@ -312,8 +312,6 @@ def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays
 
 
 # --------------------------------------------------------------------------------------------- tampered files
-
-
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("dim", 100_000, "DiTConfig.dim=100000: must be in 1..4096"),
     ("depth", 10**6, "DiTConfig.depth=1000000: must be in 1..128"),
@@ -392,8 +390,6 @@ def test_stale_temp_files_go_but_live_ones_stay(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- shipped checkpoints
-
-
 @pytest.mark.slow
 def test_shipped_checkpoints_are_found_from_any_folder(tmp_path):
     settings = load_settings()

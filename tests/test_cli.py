@@ -13,9 +13,8 @@ from conftest import CliResult, assert_user_error, call_cli, cli_env, fits, run_
 from synesthete.cli.options import setting_default
 from synesthete.threads import SHORT_SPIN
 
+
 # --------------------------------------------------------------------------------------------- the entry point
-
-
 @pytest.mark.slow
 def test_call_cli_shows_what_a_real_process_shows(tmp_path):
     """Most tests run the CLI in-process (conftest.call_cli, through the console script's entry point): it
@@ -103,8 +102,6 @@ def test_the_cli_and_its_help_import_no_torch_and_the_entry_prepares_openmp():
 
 
 # --------------------------------------------------------------------------------------------- help, -v, -q
-
-
 def _option_line(help_text: str, option: str) -> str:
     """The help of one option, with the lines it wraps onto (up to the next option)."""
     lines = help_text.splitlines()
@@ -156,8 +153,6 @@ def test_verbose_and_quiet_work_before_and_after_the_subcommand(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- 80 columns
-
-
 def test_config_table_fits_80_columns():
     narrow = call_cli("config", env={"COLUMNS": "80"})
     assert narrow.returncode == 0, narrow.stderr

@@ -196,8 +196,6 @@ def test_only_the_trainer_and_the_cli_import_the_trainer():
 
 
 # --------------------------------------------------------------------------------------------- manifests, tables
-
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     """Two gen-audio clips (tiny preset, 3 s) with their manifest."""

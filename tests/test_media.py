@@ -140,8 +140,6 @@ def test_torchcodec_loads_without_torchdynamo_which_still_loads_when_used(tmp_pa
 
 
 # --------------------------------------------------------------------------------------------- songs users give
-
-
 def write_float_wav(path: Path, data: np.ndarray, sample_rate: int) -> None:
     """A 32-bit IEEE-float wav, written by hand (it can hold NaN and inf, which PCM cannot)."""
     data = np.asarray(data, dtype="<f4")

@@ -277,8 +277,6 @@ def test_plot_is_written_atomically(tmp_path, jump):
 
 
 # --------------------------------------------------------------------------------------------- flat audio
-
-
 @pytest.mark.parametrize("kind", ["steady tone", "silence", "near silence", "white noise"])
 def test_flat_audio_has_no_onsets(kind):
     from synesthete.metrics.onsets import audio_peaks

@@ -23,8 +23,6 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self").exists(), reason="uses /p
 
 
 # --------------------------------------------------------------------------------------------- never onto an input
-
-
 @pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
 def test_render_refuses_to_overwrite_its_input(ckpt_dir, tmp_path, how):
     src = tmp_path / "song.mp4"
@@ -55,8 +53,6 @@ def test_eval_refuses_json_or_plot_onto_its_inputs(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- names and folders
-
-
 def test_long_output_name_fits(ckpt_dir, song, tmp_path):
     out = tmp_path / ("n" * 245 + ".mp4")  # 249 characters: the temporary name must fit too
     proc = render(ckpt_dir, str(song), "-o", str(out))
@@ -100,8 +96,6 @@ def test_eval_json_location_is_checked_before_scoring(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- full disks
-
-
 def _namespace() -> list[str] | None:
     """A command prefix that runs in a private mount namespace where tmpfs can be mounted, or None."""
     for prefix in (["unshare", "-m"], ["unshare", "-rm"]):

@@ -162,8 +162,6 @@ def test_a_dotenv_and_stray_variables_do_not_leak_into_tests(tmp_path, monkeypat
 
 
 # --------------------------------------------------------------------------------------------- one-line errors
-
-
 def test_settings_ranges_are_validated():
     assert_user_error(call_cli("config", env={"SYNESTHETE_AUDIO__SAMPLE_RATE": "1"}), "audio.sample_rate")
     assert_user_error(call_cli("config", env={"SYNESTHETE_SAMPLING__GUIDANCE": "inf"}), "sampling.guidance")

@@ -17,9 +17,8 @@ from conftest import TINY, assert_user_error, call_cli, render, running_cli, tem
 
 from synesthete.media import write_wav
 
+
 # --------------------------------------------------------------------------------------------- render
-
-
 def _long_song(folder: Path, seconds: float = 120.0) -> Path:
     path = folder / "long.wav"
     write_wav(path, tone(seconds, freq=330.0, amp=0.2), 16000)
@@ -108,8 +107,6 @@ def test_a_stopped_batch_says_what_it_rendered_and_what_not(ckpt_dir, tmp_path, 
 
 
 # --------------------------------------------------------------------------------------------- gen-audio, train
-
-
 @pytest.mark.slow
 def test_gen_audio_sigterm_keeps_finished_clips_and_their_manifest(tmp_path):
     out = tmp_path / "data"

@@ -311,8 +311,6 @@ def test_torchrun_two_processes(workdir: Path):
 
 
 # --------------------------------------------------------------------------------------------- the train command
-
-
 TRAIN_ENV = {"SYNESTHETE_DEVICE": "cpu", "SYNESTHETE_TRAIN__PREVIEW_SAMPLES": "2", "COLUMNS": "80"}
 
 
