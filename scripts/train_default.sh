@@ -38,8 +38,9 @@ cp checkpoints/diffusion.pt checkpoints/diffusion_teacher.pt
 uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-distill --max-steps "$DISTILL_STEPS" \
     --lr 1e-4 --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --export checkpoints/
 # Stage 7 (in progress since 2026-12-01): the teacher goes on with real songs mixed in (scripts/fetch_music.sh);
-# the committed diffusion_teacher.pt is this run's EMA at step 502 of a cosine planned to 1,400 (stopped by
-# SIGTERM). Its student is not the default yet (docs/experiments/2026-12-01-real-music.md).
+# the committed diffusion_teacher.pt is this run's EMA at step 986 of a cosine planned to 1,400 (stopped by
+# SIGTERM; 502 steps on 2026-12-01, 484 on 2026-12-02). Its students are not the default: their procedural FSD
+# is past the bar (docs/experiments/2026-12-02-real-music-round-2.md).
 scripts/fetch_music.sh
 uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-1400}" \
     --lr 2e-4 --vae checkpoints/vae.pt --init checkpoints/diffusion_teacher.pt --music data/music \
