@@ -73,7 +73,7 @@ def make_compressed(folder: Path, seconds: float = 420.0) -> dict[str, Path]:
 
 
 def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | None = None, lanes: int | None = None,
-                 checkpoints: str | None = None, **sampling) -> dict:
+                 checkpoints: str | None = None, amp: bool | None = None, **sampling) -> dict:
     """``render_song`` in this process; its numeric stats (wall time, RTF, time split, threads, lanes)."""
     import synesthete.render as render
     from synesthete.settings import load_settings
@@ -85,6 +85,8 @@ def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | No
         settings = settings.updated(render={"lanes": lanes})
     if checkpoints:
         settings = settings.updated(paths={"checkpoints": checkpoints})
+    if amp is not None:
+        settings = settings.updated(render={"amp": amp})
     result = render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False)
     return {"wall_s": result.wall, "seconds": result.duration, "frames": result.num_frames, "rtf": result.rtf,
             "split_s": dict(result.timings), "threads": result.threads, "sampler": f"{result.sampler} {result.steps}",
@@ -160,13 +162,13 @@ def part_rtf(tmp: Path, args) -> dict:
     grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
     rows = []
     for path in args.paths.split(","):
-        os.environ["SYNESTHETE_RENDER__AMP"] = {"float32": "false", "amp": "true"}[path.strip()]
+        amp = {"float32": False, "amp": True}[path.strip()]
         for item in grid:
             sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
             stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
-                                 steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None)
+                                 steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None,
+                                 amp=amp)
             rows.append({"path": path.strip(), **_rounded(stats)})
-    os.environ.pop("SYNESTHETE_RENDER__AMP", None)
     return {"song_seconds": args.seconds, "runs": rows}
 
 
@@ -191,8 +193,7 @@ def part_setup(tmp: Path, args) -> dict:
     song = tmp / "song.wav"
     if not song.exists():
         make_song(song, args.seconds)
-    env = {k: v for k, v in os.environ.items() if k != "SYNESTHETE_RENDER__AMP"}
-    env["SYNESTHETE_RENDER__AMP"] = "false"
+    env = {**os.environ, "SYNESTHETE_RENDER__AMP": "false"}
     runs = []
     for _ in range(args.setup_runs):
         proc = subprocess.run([sys.executable, "-c", SETUP_SCRIPT, str(song)], cwd=str(ROOT), env=env,

@@ -49,16 +49,24 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU feature flags Linux reports (empty elsewhere)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in Linux's /proc/cpuinfo ("model name", "flags", ...; empty elsewhere)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():  # the first processor's block ends here
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
 
 
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -67,12 +75,7 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16
 def cpu_features() -> dict[str, object]:
     """What the CPU offers for the networks' speed (benchmarks report it beside their figures): its model
     name, which of ``SPEED_FLAGS`` it has, and whether bf16 runs natively on it (``native_bf16``)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
+    model = _cpuinfo().get("model name") or platform.processor() or platform.machine()
     flags = _cpu_flags()
     return {"model": model, "flags": [f for f in SPEED_FLAGS if f in flags],
             "native_bf16": native_bf16(torch.device("cpu"))}

@@ -55,12 +55,7 @@ def plot_sync(path: str | Path, panels: list[tuple[str, SyncAnalysis]]) -> Path:
         ax.set_ylabel("normalised")
     axes[-1, 0].set_xlabel("time (s)")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 SECTION_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7")
@@ -106,9 +101,16 @@ def plot_analysis(path: str | Path, analysis: SongAnalysis, title: str = "") -> 
     bottom.set_xlabel("time (s)")
     bottom.set_xlim(0, a.duration)
     bottom.legend(loc="upper right", fontsize=7, frameon=False)
+    return _save(fig, path, dpi=90)
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    """Lay ``fig`` out, write it to ``path`` as a PNG atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
