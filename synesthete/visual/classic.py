@@ -135,6 +135,7 @@ def render_spectrum(ctx: Context, p: dict) -> torch.Tensor:
 TRIGGER_SMOOTH = 0.002  # seconds: the trigger looks for zero crossings of the audio smoothed over this span
 RING_TAPER = 0.15  # fraction of the ring's samples tapered at each end so the ring closes smoothly
 PERSISTENCE_TAPS = 4  # frames of phosphor persistence averaged into the displayed trace
+TRACE_REFERENCE = 128  # the canvas height whose pixels set a trace's samples and halo: every size draws one trace
 
 
 def sample_waveform(rng: random.Random, settings: Settings) -> dict:
@@ -159,11 +160,13 @@ def _triggered_frames(ctx: Context, span: float, points: int, persistence: float
     """Each frame's audio as an oscilloscope shows it: [T, points].
 
     A ``span``-second window starting at the first rising zero crossing of the (smoothed) audio after the
-    frame's start, so periodic sounds stand still; area-resampled to ``points`` (anti-aliased) and mixed
-    with the previous frames' traces (phosphor persistence) so noise does not flicker.
+    frame's start, so periodic sounds stand still; area-resampled (anti-aliased) to the points the trace has on
+    a ``TRACE_REFERENCE``-pixel canvas and mixed with the previous frames' traces (phosphor persistence) so
+    noise does not flicker; then resampled to ``points`` (linear), so every canvas size draws the same trace.
     """
     sr, fps = ctx.drive.settings.audio.sample_rate, ctx.drive.fps
-    length = max(points, round(span * sr))
+    reference = max(2, round(points * TRACE_REFERENCE / ctx.canvas.height))
+    length = max(reference, round(span * sr))
     search = math.ceil(sr / fps)
     seg = ctx.drive.frame_audio(length + search)  # [T, L + S]
     smooth = max(1, round(TRIGGER_SMOOTH * sr)) | 1
@@ -171,11 +174,14 @@ def _triggered_frames(ctx: Context, span: float, points: int, persistence: float
     rising = (low[:, :-1] < 0) & (low[:, 1:] >= 0)  # [T, S]
     start = rising.float().argmax(1)  # first rising crossing (0 if none)
     window = seg.gather(1, start[:, None] + torch.arange(length, device=seg.device))  # [T, L]
-    trace = F.interpolate(window[:, None], size=points, mode="area")[:, 0]  # [T, P]
+    trace = F.interpolate(window[:, None], size=reference, mode="area")[:, 0]  # [T, R]
     decay = persistence / (1 - persistence)  # frames
     weights = torch.exp(-torch.arange(PERSISTENCE_TAPS - 1, -1, -1, device=seg.device) / decay)  # oldest first
     history = F.pad(trace.T, (PERSISTENCE_TAPS - 1, 0), mode="replicate").unfold(1, PERSISTENCE_TAPS, 1)
-    return (history * weights).sum(-1).T / weights.sum()  # [T, P]
+    trace = (history * weights).sum(-1).T / weights.sum()  # [T, R]
+    if points == reference:
+        return trace
+    return F.interpolate(trace[:, None], size=points, mode="linear", align_corners=False)[:, 0]  # [T, P]
 
 
 def render_waveform(ctx: Context, p: dict) -> torch.Tensor:
@@ -205,7 +211,7 @@ def render_waveform(ctx: Context, p: dict) -> torch.Tensor:
         dist = (canvas.r.reshape(-1) - radius[:, None] - near).abs_().sub_(thick[:, None])
         dist = dist.view(-1, canvas.height, canvas.width)
     core = coverage(dist, canvas.pixel)  # [T, H, W]
-    halo = (1 - dist / (4 * p["thickness"] + 2 * canvas.pixel)).clamp_(0, 1).square_()
+    halo = (1 - dist / (4 * p["thickness"] + 4 / TRACE_REFERENCE)).clamp_(0, 1).square_()  # + 2 reference pixels
     lum = torch.maximum(core, halo.mul_((p["glow"] * (0.3 + env))[:, None, None]))
     bg = ctx.color(p["bg"]) + 0.2 * env[:, None] * ctx.color(p["color"])  # [T, 3] the screen glows on a hit
     return paint(bg, lum, ctx.flash(p["color"], p["flash"] * env))
