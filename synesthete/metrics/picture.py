@@ -12,7 +12,7 @@ They use the style critic (``models/critic.py``) as their feature network, as FI
   on either side differ by more than 1.4 times that threshold), the cuts `render` makes between sections;
 * **style stability**: the share of frames whose top family is the video's most common top family;
 * **seam score**: mean frame-to-frame change at window joins over the mean change elsewhere (1 = invisible);
-* **sharpness**: mean gradient magnitude of the grey image (report it as a ratio to the oracle's).
+* **sharpness**: root mean square gradient magnitude of the grey image (report it as a ratio to the oracle's).
 
 ``docs/evaluation.md`` says how to read each, with its floor.
 """
@@ -114,11 +114,14 @@ def _grey(frames: torch.Tensor) -> torch.Tensor:
 
 
 def sharpness(frames: torch.Tensor) -> float:
-    """Mean gradient magnitude (forward differences) of the grey frames [T, 3, H, W]."""
+    """Gradient magnitude (forward differences) of the grey frames [T, 3, H, W], as its root mean square over
+    pixels and frames; compare frames of one size. The root mean square, not the plain mean: an edge blurred
+    over w pixels keeps its plain mean gradient (the same step, spread out), while its mean square falls as
+    1/w, so only this one tells a blurred picture from a sharp one."""
     g = _grey(frames)
     dx = g[:, :-1, 1:] - g[:, :-1, :-1]
     dy = g[:, 1:, :-1] - g[:, :-1, :-1]
-    return float((dx.pow(2) + dy.pow(2)).sqrt().mean())
+    return float((dx.pow(2) + dy.pow(2)).mean().sqrt())
 
 
 def frame_changes(frames: torch.Tensor) -> torch.Tensor:
