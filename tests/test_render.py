@@ -6,15 +6,18 @@ process, which it signals), seconds of CPU each: the module is marked slow.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 
 import pytest
 import torch
-from conftest import assert_user_error, call_cli, running_cli, wait_for
+from conftest import assert_user_error, call_cli, running_cli, summary_rows, wait_for
 
+from synesthete.audio.features import FeatureExtractor
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
+from synesthete.render.job import level_gain
 from synesthete.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -113,6 +116,31 @@ def test_render_other_rates_and_channels(inputs, tmp_path, kind):
     audio, sr = load_audio(out)
     assert audio.shape[0] == (2 if kind == "stereo" else 1)
     assert sr == (44100 if kind == "stereo" else 48000)
+
+
+def test_a_loud_song_is_turned_down_for_the_brain_and_keeps_its_sound(inputs, tmp_path):
+    """An excerpt louder than render.level is analysed turned down (the summary says by how much); the video
+    keeps the song's own sound. The procedural song, at the level of the training clips, is not."""
+    settings = load_settings()
+    wave = _song(2.0)[0]
+    features = FeatureExtractor(settings.audio, settings.video.fps)(wave)
+    assert level_gain(features, settings) == 1.0
+    loud = (wave * 4).clamp(-1, 1)  # 12 dB louder, clipped: a mastered song's kind of level
+    gain = level_gain(FeatureExtractor(settings.audio, settings.video.fps)(loud), settings)
+    assert 0.2 < gain < 0.6
+    turned = FeatureExtractor(settings.audio, settings.video.fps)(loud * gain)
+    assert level_gain(turned, settings) == pytest.approx(1.0, abs=0.02)  # now at render.level
+    assert level_gain(features, settings.updated(render={"level": 0})) == 1.0
+    song = tmp_path / "loud.wav"
+    write_wav(song, loud[None], 16000)
+    out = tmp_path / "loud.mp4"
+    proc = render(str(song), "-o", str(out), *IO_ONLY)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary_rows(proc.stdout)["level"] == f"turned down {-20 * math.log10(gain):.1f} dB for the model " \
+                                                 "(render.level)"
+    audio, sr = load_audio(out)
+    assert audio.abs().max() > 0.9  # the song's own level in the video
+    assert "level" not in summary_rows(render(str(inputs["wav"]), "-o", str(tmp_path / "o.mp4"), *IO_ONLY).stdout)
 
 
 def test_start_and_duration(inputs, tmp_path):

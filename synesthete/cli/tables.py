@@ -228,6 +228,8 @@ def render_summary(result: RenderResult) -> dict[str, Any]:
                                   for sec in result.sections),
             "analysis": f"{result.tempo:.1f} BPM; {len(result.cuts)} cut{'' if len(result.cuts) == 1 else 's'}, "
                         "each on the downbeat that starts a section"} if result.sections else {}),
+        **({"level": f"turned down {-result.level_gain_db:.1f} dB for the model (render.level)"}
+           if result.level_gain_db < -0.05 else {}),
         "seed": f"{result.seed} (from the song's hash)" if result.seed_from_song else result.seed,
         "sampler": f"{result.sampler}, {result.steps} steps, {result.lanes} lane{'s' if result.lanes > 1 else ''}",
         "guidance (audio, style)": f"{result.guidance:g}, {result.style_guidance:g}"

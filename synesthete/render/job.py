@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from synesthete import threads
 from synesthete.audio.analysis import Section, SongAnalysis, analyse_file
-from synesthete.audio.features import FeatureExtractor
+from synesthete.audio.features import DB_FLOOR, FeatureExtractor, feature_names
 from synesthete.checkpoint import Models, load_models
 from synesthete.console import err_console, make_progress
 from synesthete.device import precision, resolve_device
@@ -37,6 +37,7 @@ from synesthete.settings import Settings
 from synesthete.styles import resolve_style, style_name
 
 FEATURE_MARGIN_FRAMES = 3  # extra frames of audio on each side of a chunk so edge features are exact
+LEVEL_QUANTILE = 0.9  # the share of an excerpt's audible frames at or under render.level once it is turned down
 
 
 class SampleSource(Protocol):
@@ -45,13 +46,31 @@ class SampleSource(Protocol):
     def read(self, n: int) -> torch.Tensor: ...
 
 
-def song_features(source: SampleSource, duration: float, settings: Settings) -> torch.Tensor:
+def level_gain(features: torch.Tensor, settings: Settings) -> float:
+    """The gain (at most 1) that turns an excerpt down for the Brain: its loud frames (the ``LEVEL_QUANTILE``
+    of its RMS feature over the frames louder than ``eval.silence_db``) to ``render.level``, the level of the
+    music it learned from. 1 for an excerpt at or under it, for silence, and with ``render.level`` 0.
+
+    Mastered songs are louder than the training clips, and a Brain fed their level bursts out of its look
+    (docs/experiments/2026-12-02-level.md); the visualizers are not asked to draw the turned-down audio, the
+    video keeps the song's own sound."""
+    target = settings.render.level
+    names = feature_names(settings.audio)
+    audible = features[:, names.index("loudness")] > (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
+    if target <= 0 or not bool(audible.any()):
+        return 1.0
+    loud = float(torch.quantile(features[audible, names.index("rms")].float(), LEVEL_QUANTILE))
+    return min(1.0, target / loud) if loud > 0 else 1.0
+
+
+def song_features(source: SampleSource, duration: float, settings: Settings, gain: float = 1.0) -> torch.Tensor:
     """Frame-aligned features [T, F] of an excerpt of ``duration`` seconds, computed chunk by chunk.
 
     ``source`` streams the excerpt's mono audio at ``settings.audio.sample_rate`` from its first sample on
-    (``media.AudioReader``). Each chunk of ``render.chunk_seconds`` is analysed with ``FEATURE_MARGIN_FRAMES``
-    of audio on each side, so features at chunk edges equal those of a one-shot analysis; audio before the
-    excerpt and after its end counts as silence. Only a chunk and its margins are held at a time.
+    (``media.AudioReader``), scaled by ``gain``. Each chunk of ``render.chunk_seconds`` is analysed with
+    ``FEATURE_MARGIN_FRAMES`` of audio on each side, so features at chunk edges equal those of a one-shot
+    analysis; audio before the excerpt and after its end counts as silence. Only a chunk and its margins are
+    held at a time.
     """
     fps = settings.video.fps
     sr = settings.audio.sample_rate
@@ -75,7 +94,7 @@ def song_features(source: SampleSource, duration: float, settings: Settings) -> 
             if block.shape[-1] == 0:
                 exhausted = True  # the file ended early (truncated): the rest is silence
                 break
-            buffer = torch.cat([buffer, block.reshape(-1).float()])
+            buffer = torch.cat([buffer, block.reshape(-1).float() * gain])
         grid = torch.zeros(s1 - s0)  # silence outside the excerpt
         lo, hi = max(s0, buffer_start), min(s1, buffer_start + buffer.shape[-1])
         if hi > lo:
@@ -172,7 +191,7 @@ def _run(models: Models, settings: Settings, job: RenderJob, device: torch.devic
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("audio", total=job.num_frames, info="reading the song")
         analysis = _analyse(job, settings, timings, lambda info: bar.update(task, info=info))
-        features = _features(job, settings, timings)
+        features, gain = _features(job, settings, timings)
         generator = noise_generator(job.seed, device)
         plan = (section_plan(analysis, job.start, job.seconds, settings.video.fps, job.num_frames)
                 if analysis is not None else [])
@@ -198,7 +217,7 @@ def _run(models: Models, settings: Settings, job: RenderJob, device: torch.devic
         checkpoints=Path(settings.paths.checkpoints), device=str(device),
         precision=precision(device, settings.render.amp),
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
-        rtf=wall / job.seconds, seed_from_song=job.seed_from_song,
+        rtf=wall / job.seconds, seed_from_song=job.seed_from_song, level_gain_db=20 * math.log10(gain),
         tempo=analysis.tempo if analysis is not None else None, sections=sections, cuts=list(layout.cuts),
     )
 
@@ -216,15 +235,23 @@ def _analyse(job: RenderJob, settings: Settings, timings: dict[str, float],
     return analysis
 
 
-def _features(job: RenderJob, settings: Settings, timings: dict[str, float]) -> torch.Tensor:
-    """The excerpt's features [T, F], decoded once, streamed, at the model's rate, mono."""
+def _features(job: RenderJob, settings: Settings, timings: dict[str, float]) -> tuple[torch.Tensor, float]:
+    """The excerpt's features [T, F], streamed, at the model's rate, mono, and the gain they were computed at:
+    decoded once, and once more, turned down, when the excerpt is louder than ``render.level`` (``level_gain``)."""
     t0 = time.perf_counter()
-    with job.audio_reader(settings.audio.sample_rate, 1, settings) as reader:
-        features = song_features(reader, job.seconds, settings)  # [T, F]
+
+    def analyse(gain: float) -> torch.Tensor:
+        with job.audio_reader(settings.audio.sample_rate, 1, settings) as reader:
+            return song_features(reader, job.seconds, settings, gain)  # [T, F]
+
+    features = analyse(1.0)
+    gain = level_gain(features, settings)
+    if gain < 1:  # a loud song: once more, turned down
+        features = analyse(gain)
     timings["features"] = time.perf_counter() - t0
     if features.shape[0] != job.num_frames:
         raise RuntimeError(f"feature frames {features.shape[0]} != {job.num_frames}")
-    return features
+    return features, gain
 
 
 def _write(blocks: Iterator[torch.Tensor], sink: MemorySink | Mp4Sink, settings: Settings, size: tuple[int, int],
@@ -292,6 +319,9 @@ def generate_frames(
     fps = settings.video.fps
     extractor = FeatureExtractor(settings.audio, fps)
     features = extractor(wave.float().cpu())  # [T, F]
+    gain = level_gain(features, settings)
+    if gain < 1:
+        features = extractor(wave.float().cpu() * gain)
     device = network_device(models)
     if generator is None:
         generator = noise_generator(render_seed(settings), device)

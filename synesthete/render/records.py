@@ -36,6 +36,8 @@ class RenderResult:
     0 in memory) and "other"; they add up to ``wall``. ``rtf`` (real-time factor) is ``wall`` over ``duration``.
     With ``render.sections``, ``sections`` are the song's sections in the excerpt, each with its look, and
     ``cuts`` the frames where the picture cuts to the next one (each on the downbeat that starts it).
+    ``level_gain_db`` says how far the audio the Brain heard was turned down (``render.level``; 0 for a song
+    at or under it); the video keeps the song's own sound.
     """
 
     output: Path | None
@@ -65,6 +67,7 @@ class RenderResult:
     tempo: float | None = None  # BPM, from the analysis (None without render.sections)
     sections: list[RenderSection] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
+    level_gain_db: float = 0.0  # how far the audio the Brain heard was turned down (render.level), in dB
 
     def __repr__(self) -> str:  # no tensor dump
         frames = "None" if self.frames is None else f"<{tuple(self.frames.shape)} {self.frames.dtype}>"

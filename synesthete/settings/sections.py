@@ -283,6 +283,12 @@ class RenderSettings(_Section):
     size: int = Field(
         0, ge=0, le=MAX_SIZE, description="Output size in pixels (square upscale); 0 keeps the model's size."
     )
+    level: float = Field(
+        0.79, ge=0, description="The loudness the Brain hears at most: an excerpt whose loud frames (the 90th "
+        "percentile of the RMS feature over its audible frames) are louder is turned down to it before the "
+        "analysis (the music it learned from sits there; mastered songs are louder). 0 = as it is. The video "
+        "keeps the song's own sound.",
+    )
     crf: int = Field(20, ge=0, le=51, description="H.264 quality (lower is better).")
     x264_preset: Literal[X264_PRESETS] = Field(  # type: ignore[valid-type]
         "veryfast", description="x264 speed/size preset of the H.264 output (ultrafast ... veryslow); "
