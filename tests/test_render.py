@@ -122,13 +122,14 @@ def test_a_loud_song_is_turned_down_for_the_brain_and_keeps_its_sound(inputs, tm
     """An excerpt louder than render.level is analysed turned down (the summary says by how much); the video
     keeps the song's own sound. The procedural song, at the level of the training clips, is not."""
     settings = load_settings()
+    extract = FeatureExtractor(settings.audio, settings.video.fps)
     wave = _song(2.0)[0]
-    features = FeatureExtractor(settings.audio, settings.video.fps)(wave)
+    features = extract(wave)
     assert level_gain(features, settings) == 1.0
     loud = (wave * 4).clamp(-1, 1)  # 12 dB louder, clipped: a mastered song's kind of level
-    gain = level_gain(FeatureExtractor(settings.audio, settings.video.fps)(loud), settings)
+    gain = level_gain(extract(loud), settings)
     assert 0.2 < gain < 0.6
-    turned = FeatureExtractor(settings.audio, settings.video.fps)(loud * gain)
+    turned = extract(loud * gain)
     assert level_gain(turned, settings) == pytest.approx(1.0, abs=0.02)  # now at render.level
     assert level_gain(features, settings.updated(render={"level": 0})) == 1.0
     song = tmp_path / "loud.wav"

@@ -228,7 +228,7 @@ def test_same_picture_on_the_accelerator(clip):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(VISUALIZERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_a_visualizer_at_512_is_its_128_frame_drawn_finer(name):
     """The 512 frame, area-averaged to 128, is the 128 frame: line widths, sizes and trails are in relative
     units, so a larger canvas draws the same picture finer (what a high-resolution decoder would learn from).
@@ -236,7 +236,7 @@ def test_a_visualizer_at_512_is_its_128_frame_drawn_finer(name):
     other pixels at 512, and still agree to 28 dB."""
     settings = load_settings().updated(audio={"clip_seconds": 0.5})
     wave, _ = synthesize(5, settings, drums=True, silence=False, dropout=False)
-    features = FeatureExtractor(settings.audio, settings.video.fps)(wave)
+    features = _features(settings, wave)
     big_settings = settings.updated(video={"height": 512, "width": 512})
     for look in range(2):
         params = params_for([name], random.Random(look), settings)

@@ -63,6 +63,14 @@ def level_gain(features: torch.Tensor, settings: Settings) -> float:
     return min(1.0, target / loud) if loud > 0 else 1.0
 
 
+def at_level(analyse: Callable[[float], torch.Tensor], settings: Settings) -> tuple[torch.Tensor, float]:
+    """Features [T, F] of ``analyse(gain)`` at the level the Brain hears, and that gain: analysed as they are,
+    and once more turned down (``level_gain``) when louder than ``render.level``."""
+    features = analyse(1.0)
+    gain = level_gain(features, settings)
+    return (analyse(gain) if gain < 1 else features), gain
+
+
 def song_features(source: SampleSource, duration: float, settings: Settings, gain: float = 1.0) -> torch.Tensor:
     """Frame-aligned features [T, F] of an excerpt of ``duration`` seconds, computed chunk by chunk.
 
@@ -237,17 +245,14 @@ def _analyse(job: RenderJob, settings: Settings, timings: dict[str, float],
 
 def _features(job: RenderJob, settings: Settings, timings: dict[str, float]) -> tuple[torch.Tensor, float]:
     """The excerpt's features [T, F], streamed, at the model's rate, mono, and the gain they were computed at:
-    decoded once, and once more, turned down, when the excerpt is louder than ``render.level`` (``level_gain``)."""
+    decoded once, and once more, turned down, when the excerpt is louder than ``render.level`` (``at_level``)."""
     t0 = time.perf_counter()
 
     def analyse(gain: float) -> torch.Tensor:
         with job.audio_reader(settings.audio.sample_rate, 1, settings) as reader:
             return song_features(reader, job.seconds, settings, gain)  # [T, F]
 
-    features = analyse(1.0)
-    gain = level_gain(features, settings)
-    if gain < 1:  # a loud song: once more, turned down
-        features = analyse(gain)
+    features, gain = at_level(analyse, settings)
     timings["features"] = time.perf_counter() - t0
     if features.shape[0] != job.num_frames:
         raise RuntimeError(f"feature frames {features.shape[0]} != {job.num_frames}")
@@ -318,10 +323,8 @@ def generate_frames(
     (``style_exemplar``)."""
     fps = settings.video.fps
     extractor = FeatureExtractor(settings.audio, fps)
-    features = extractor(wave.float().cpu())  # [T, F]
-    gain = level_gain(features, settings)
-    if gain < 1:
-        features = extractor(wave.float().cpu() * gain)
+    wave = wave.float().cpu()
+    features, _ = at_level(lambda gain: extractor(wave * gain), settings)  # [T, F]
     device = network_device(models)
     if generator is None:
         generator = noise_generator(render_seed(settings), device)
