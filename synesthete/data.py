@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import signal
 from collections import deque
@@ -31,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
-from synesthete.audio.features import FeatureExtractor, cached_extractor, frames_for
+from synesthete.audio.features import FeatureExtractor, at_level, cached_extractor, frames_for
 from synesthete.audio.synth import synthesize
 from synesthete.media import to_uint8
-from synesthete.music import SPEED, MusicLibrary, Song, excerpt, uses_music
+from synesthete.music import LEVEL_JITTER_DB, SPEED, MusicLibrary, Song, excerpt, uses_music
 from synesthete.settings import Settings
 from synesthete.styles import clip_style, style_vector
 from synesthete.visual import render_frames, sample_params
@@ -86,15 +87,28 @@ def make_music_clip(song: Song, seed: int, settings: Settings, with_frames: bool
     """One training pair from a real song: an augmented excerpt (``music.excerpt``) drawn as ``make_clip`` draws.
 
     ``meta["music"]`` says which file, where and how it was augmented; there are no exact beats.
+    An excerpt louder than about ``render.level`` is turned down to it (``level_gain``, to a target drawn
+    within ``LEVEL_JITTER_DB`` of it), before the visualizers draw it: render turns a song down the same way
+    before the Brain hears it, so the Brain trains at the level it renders at. ``meta["music"]["level_db"]``
+    is that gain (0 for an excerpt already under it).
     """
     wave, how = excerpt(song, seed, settings.audio.clip_seconds, settings.audio.sample_rate)
-    return draw_clip(seed, wave, {"music": how}, settings, with_frames)
-
-
-def draw_clip(seed: int, wave: torch.Tensor, meta: dict, settings: Settings, with_frames: bool) -> dict:
-    """Features [T, F] of ``wave`` [N] and, with ``with_frames``, the visualizers' frames in the look of ``seed``."""
     num_frames = frames_for(wave.shape[0], settings.audio.sample_rate, settings.video.fps)
-    features = feature_extractor(settings)(wave, num_frames)  # [T, F]
+    extract = feature_extractor(settings)
+    jitter = random.Random(f"synesthete-music-level:{seed}").uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB)
+    features, gain = at_level(lambda g: extract(wave * g, num_frames), settings,
+                              settings.render.level * 10 ** (jitter / 20))
+    how = {**how, "level_db": round(20 * math.log10(gain), 2)}
+    return draw_clip(seed, wave * gain, {"music": how}, settings, with_frames, features)
+
+
+def draw_clip(seed: int, wave: torch.Tensor, meta: dict, settings: Settings, with_frames: bool,
+              features: torch.Tensor | None = None) -> dict:
+    """Features [T, F] of ``wave`` [N] (``features``, if the caller has them) and, with ``with_frames``, the
+    visualizers' frames in the look of ``seed``."""
+    if features is None:
+        num_frames = frames_for(wave.shape[0], settings.audio.sample_rate, settings.video.fps)
+        features = feature_extractor(settings)(wave, num_frames)  # [T, F]
     params = sample_params(random.Random(f"synesthete-visual:{seed}"), settings)
     clip = {"seed": int(seed), "audio": wave, "features": features, "meta": {**meta, "visual": params}}
     if with_frames:

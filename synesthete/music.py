@@ -34,6 +34,7 @@ GAIN_DB = (-6.0, 3.0)
 TILT = 0.3  # spectral slope exponent: |X(f)| * (f / 1 kHz) ** u, u uniform in [-TILT, TILT] (about +-1.8 dB/octave)
 SPEED = 0.06  # tempo and pitch scale uniform in [1 - SPEED, 1 + SPEED]
 PEAK = 0.99
+LEVEL_JITTER_DB = 3.0  # a loud excerpt is turned down to render.level +- this (uniform dB): data.make_music_clip
 HASH_BLOCK = 1 << 20
 
 

@@ -14,10 +14,9 @@ import pytest
 import torch
 from conftest import assert_user_error, call_cli, running_cli, summary_rows, wait_for
 
-from synesthete.audio.features import FeatureExtractor
+from synesthete.audio.features import FeatureExtractor, level_gain
 from synesthete.audio.synth import synthesize
 from synesthete.media import load_audio, load_video, write_video, write_wav
-from synesthete.render.job import level_gain
 from synesthete.settings import load_settings
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,13 @@ docs/experiments/2026-11-25-sync-metrics.md.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torchaudio
 from torch import nn
 
-from synesthete.settings import AudioSettings
+from synesthete.settings import AudioSettings, Settings
 
 # Fixed channel order of the feature vector; band channels follow as band_0 .. band_{n_bands-1}.
 BASE_FEATURES = ("rms", "loudness", "onset", "centroid")
@@ -26,6 +28,7 @@ BASE_FEATURES = ("rms", "loudness", "onset", "centroid")
 RMS_SCALE = 4.0  # linear RMS of a loudness-normalised clip is about 0.1-0.25
 DB_FLOOR = -70.0  # dB mapped to 0 in the loudness and band channels
 ONSET_SCALE = 1 / 20.0  # mean positive log-mel flux (dB) of a drum hit is about 15-40 dB
+LEVEL_QUANTILE = 0.9  # the share of an excerpt's audible frames at or under render.level once it is turned down
 
 
 def feature_names(audio: AudioSettings) -> list[str]:
@@ -36,6 +39,34 @@ def feature_names(audio: AudioSettings) -> list[str]:
 def num_features(audio: AudioSettings) -> int:
     """Number of feature channels per frame."""
     return len(BASE_FEATURES) + audio.n_bands
+
+
+def level_gain(features: torch.Tensor, settings: Settings, target: float | None = None) -> float:
+    """The gain (at most 1) that turns an excerpt down for the Brain: its loud frames (the ``LEVEL_QUANTILE``
+    of its RMS feature over the frames louder than ``eval.silence_db``) to ``target`` (default
+    ``render.level``, the level of the music it learned from). 1 for an excerpt at or under it, for silence,
+    and with a target of 0.
+
+    Mastered songs are louder than the procedural clips, and a Brain fed their level bursts out of its look
+    (docs/experiments/2026-12-02-level.md). Render turns a song down before the analysis (the video keeps the
+    song's own sound), and the data engine turns loud real excerpts down to about the same level
+    (``data.make_music_clip``), so the Brain trains at the level it renders at."""
+    target = settings.render.level if target is None else target
+    names = feature_names(settings.audio)
+    audible = features[:, names.index("loudness")] > (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
+    if target <= 0 or not bool(audible.any()):
+        return 1.0
+    loud = float(torch.quantile(features[audible, names.index("rms")].float(), LEVEL_QUANTILE))
+    return min(1.0, target / loud) if loud > 0 else 1.0
+
+
+def at_level(analyse: Callable[[float], torch.Tensor], settings: Settings,
+             target: float | None = None) -> tuple[torch.Tensor, float]:
+    """Features [T, F] of ``analyse(gain)`` at the level the Brain hears, and that gain: analysed as they are,
+    and once more turned down (``level_gain``) when louder than ``target`` (default ``render.level``)."""
+    features = analyse(1.0)
+    gain = level_gain(features, settings, target)
+    return (analyse(gain) if gain < 1 else features), gain
 
 
 def frames_for(num_samples: int, sample_rate: int, fps: float) -> int:

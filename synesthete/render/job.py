@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from synesthete import threads
 from synesthete.audio.analysis import Section, SongAnalysis, analyse_file
-from synesthete.audio.features import DB_FLOOR, FeatureExtractor, feature_names
+from synesthete.audio.features import FeatureExtractor, at_level
 from synesthete.checkpoint import Models, load_models
 from synesthete.console import err_console, make_progress
 from synesthete.device import precision, resolve_device
@@ -37,38 +37,12 @@ from synesthete.settings import Settings
 from synesthete.styles import resolve_style, style_name
 
 FEATURE_MARGIN_FRAMES = 3  # extra frames of audio on each side of a chunk so edge features are exact
-LEVEL_QUANTILE = 0.9  # the share of an excerpt's audible frames at or under render.level once it is turned down
 
 
 class SampleSource(Protocol):
     """What ``song_features`` reads: ``read(n)`` gives the next n samples [1, n] (fewer at the end)."""
 
     def read(self, n: int) -> torch.Tensor: ...
-
-
-def level_gain(features: torch.Tensor, settings: Settings) -> float:
-    """The gain (at most 1) that turns an excerpt down for the Brain: its loud frames (the ``LEVEL_QUANTILE``
-    of its RMS feature over the frames louder than ``eval.silence_db``) to ``render.level``, the level of the
-    music it learned from. 1 for an excerpt at or under it, for silence, and with ``render.level`` 0.
-
-    Mastered songs are louder than the training clips, and a Brain fed their level bursts out of its look
-    (docs/experiments/2026-12-02-level.md); the visualizers are not asked to draw the turned-down audio, the
-    video keeps the song's own sound."""
-    target = settings.render.level
-    names = feature_names(settings.audio)
-    audible = features[:, names.index("loudness")] > (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
-    if target <= 0 or not bool(audible.any()):
-        return 1.0
-    loud = float(torch.quantile(features[audible, names.index("rms")].float(), LEVEL_QUANTILE))
-    return min(1.0, target / loud) if loud > 0 else 1.0
-
-
-def at_level(analyse: Callable[[float], torch.Tensor], settings: Settings) -> tuple[torch.Tensor, float]:
-    """Features [T, F] of ``analyse(gain)`` at the level the Brain hears, and that gain: analysed as they are,
-    and once more turned down (``level_gain``) when louder than ``render.level``."""
-    features = analyse(1.0)
-    gain = level_gain(features, settings)
-    return (analyse(gain) if gain < 1 else features), gain
 
 
 def song_features(source: SampleSource, duration: float, settings: Settings, gain: float = 1.0) -> torch.Tensor:
