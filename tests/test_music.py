@@ -10,11 +10,12 @@ import pytest
 import torch
 from conftest import ROOT, assert_user_error, call_cli, tiny_checkpoints
 
-from synesthete.data import ClipStream, make_clip, music_library, seed_for
+from synesthete.audio.features import level_gain
+from synesthete.data import ClipStream, make_clip, make_music_clip, music_library, seed_for
 from synesthete.errors import InputError
 from synesthete.eval import visualizers
 from synesthete.media import write_wav
-from synesthete.music import GAIN_DB, SPEED, TILT, MusicLibrary, excerpt, file_digest
+from synesthete.music import GAIN_DB, LEVEL_JITTER_DB, SPEED, TILT, MusicLibrary, excerpt, file_digest
 from synesthete.styles import families
 
 RATE = 16000
@@ -109,6 +110,33 @@ def test_excerpt_gain_and_tilt_keep_the_peak_in_range(songs):
         assert wave.shape == (RATE,) and float(wave.abs().max()) <= 0.99 + 1e-6
         assert GAIN_DB[0] <= how["gain_db"] <= GAIN_DB[1] and abs(how["tilt"]) <= TILT
         assert abs(how["speed"] - 1) <= SPEED
+
+
+def test_loud_excerpts_are_turned_down_to_the_level_render_feeds_the_brain(tiny, songs):
+    """A real excerpt louder than render.level comes turned down to it (+- LEVEL_JITTER_DB), as render turns a
+    song down before the Brain hears it; its frames are drawn from the turned-down audio; level 0 keeps it."""
+    level = 0.3  # the tones' loud frames sit at 0.45-1.27 after the excerpt's own gain: all louder
+    settings = _settings(tiny, songs, music_heldout=0.0).updated(render={"level": level})
+    library = music_library(settings)
+    low, high = level * 10 ** (-LEVEL_JITTER_DB / 20), level * 10 ** (LEVEL_JITTER_DB / 20)
+    gains = []
+    for seed in range(6):
+        song = library.pick(seed, "train")
+        wave, _ = excerpt(song, seed, settings.audio.clip_seconds, RATE)
+        clip = make_music_clip(song, seed, settings)
+        gain_db = clip["meta"]["music"]["level_db"]
+        assert gain_db < 0
+        assert torch.allclose(clip["audio"], wave * 10 ** (gain_db / 20), rtol=2e-3, atol=1e-6)  # turned down only
+        # Its loud frames now sit within the jitter of the level (level_gain 1 at the top of the range).
+        assert level_gain(clip["features"], settings, target=high * 1.01) == 1.0
+        assert level_gain(clip["features"], settings, target=low * 0.99) < 1.0
+        gains.append(gain_db)
+        drawn = visualizers(clip["audio"], clip["meta"]["visual"], settings, clip["frames"].shape[0])
+        assert torch.equal(drawn, clip["frames"])
+    assert len(set(gains)) == len(gains)  # each clip its own gain: the target is drawn per clip
+    off = settings.updated(render={"level": 0})
+    clip = make_music_clip(library.pick(0, "train"), 0, off, with_frames=False)
+    assert clip["meta"]["music"]["level_db"] == 0.0
 
 
 def test_music_option_refuses_bad_folders_with_one_line(tmp_path):
