@@ -1,14 +1,13 @@
 """ONNX Runtime against eager PyTorch for the DiT's forward and the VAE's decoder, float32 on the CPU.
 
-Prints JSON. Needs packages that are not dependencies of synesthete; install them beside the environment,
-not into it, and run with them on the path::
+Prints JSON. Needs the onnx extra (``uv sync --extra onnx``; the development environment has it)::
 
-    uv pip install --target /tmp/ort onnx onnxruntime onnxscript   # then drop numpy, sympy, packaging there
-    PYTHONPATH=/tmp/ort uv run python benchmarks/onnx_runtime.py
+    uv run python benchmarks/onnx_runtime.py
 
-The DiT is exported as render calls it (``sampling.model_call``): 4 lanes' windows, the audio condition
-computed once per window (``embed_audio``), the style, the context mask and the audio guidance scale; the
-decoder on 12 latents (render's decode batch). Each is timed eager and under ONNX Runtime (intra-op threads =
+The DiT is exported as render exports it (``engine.export``) and called on render's inputs: 4 lanes' windows,
+the audio condition computed once per window (``embed_audio``), the style, the context mask and timestep and
+the audio guidance scale; the decoder (not run in ONNX Runtime by render) on 12 latents (render's decode
+batch). Each is timed eager and under ONNX Runtime (intra-op threads =
 torch's), ``--repeats`` rounds of ``--calls`` calls, alternating, in one process: a ratio taken in one sitting.
 The outputs are compared on the same inputs (largest absolute difference, and over the output's scale).
 """
@@ -35,22 +34,22 @@ def timed(fn, calls: int) -> float:
     return (time.perf_counter() - t0) / calls * 1000
 
 
-def compare(name: str, module, inputs: tuple, folder: Path, calls: int, repeats: int) -> dict:
-    """Export ``module`` on ``inputs``, then time eager against ONNX Runtime and compare their outputs."""
+def compare(module, inputs: tuple, path: Path, export, calls: int, repeats: int) -> dict:
+    """Export ``module`` to ``path`` with ``export(path)``, then time eager against ONNX Runtime on ``inputs``
+    (in the graph's input order) and compare their outputs."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
-    path = folder / f"{name}.onnx"
-    names = [f"in{i}" for i in range(len(inputs))]
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the exporter reports its progress on stdout
-        torch.onnx.export(module, inputs, str(path), input_names=names, dynamo=True)
+        export(path)
     export_s = time.perf_counter() - t0
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
     feed = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
 
     def eager():
@@ -91,38 +90,15 @@ def main() -> None:
     import torch
     from torch import nn
 
+    from synesthete import engine
     from synesthete.checkpoint import load_models
     from synesthete.device import cpu_features
-    from synesthete.models.dit import AudioCondition
     from synesthete.settings import load_settings
 
-    settings = load_settings().updated(render={"amp": False})
+    settings = load_settings().updated(render={"amp": False, "engine": "eager"})
     models = load_models(settings, settings.paths.checkpoints, "cpu")
     dit, cfg = models.dit, models.dit.config
-    lanes = settings.render.lanes
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(lanes, cfg.window, cfg.latent_channels, cfg.latent_height, cfg.latent_width, generator=generator)
-    features = torch.rand(lanes, cfg.window + 2 * cfg.audio_context, cfg.audio_features, generator=generator)
-    with torch.no_grad():
-        audio = dit.embed_audio(features, torch.zeros(lanes, dtype=torch.bool))
-    style = torch.zeros(lanes, cfg.num_styles)
-    style[:, 0] = 1
-    mask = torch.zeros(lanes, cfg.window, dtype=torch.bool)
-    mask[:, :2] = True
-    t = torch.full((lanes,), 500, dtype=torch.long)
-    guidance = torch.full((lanes,), settings.sampling.guidance)
-
-    class Step(nn.Module):
-        """The DiT as render calls it, with plain tensor inputs."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.dit = dit
-
-        def forward(self, x, t, vector, tokens, style, mask, guidance):
-            return self.dit(x, t, audio=AudioCondition(vector, tokens), style=style,
-                            drop_style=torch.zeros_like(mask[:, 0]), context_mask=mask,
-                            guidance=guidance if cfg.guidance_embed else None)
+    inputs = engine.example_inputs(dit, settings.render.lanes)  # one batched sample of render's lanes
 
     class Decode(nn.Module):
         def __init__(self) -> None:
@@ -132,13 +108,18 @@ def main() -> None:
         def forward(self, z):
             return self.vae.decode(z)
 
+    def export_decoder(path: Path) -> None:
+        torch.onnx.export(Decode().eval(), (z,), str(path), input_names=["z"], dynamo=False)
+
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(12, cfg.latent_channels, cfg.latent_height, cfg.latent_width, generator=generator)
     result: dict = {"cpu": cpu_features(), "torch": torch.__version__, "path": "float32",
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "lanes": settings.render.lanes}
     with tempfile.TemporaryDirectory() as tmp:
-        result["dit_forward"] = compare("dit", Step().eval(), (x, t, audio.vector, audio.tokens, style, mask,
-                                                               guidance), Path(tmp), args.calls, args.repeats)
-        z = torch.randn(12, cfg.latent_channels, cfg.latent_height, cfg.latent_width, generator=generator)
-        result["vae_decode_12"] = compare("decode", Decode().eval(), (z,), Path(tmp), args.calls, args.repeats)
+        result["dit_forward"] = compare(engine._Forward(dit).eval(), inputs, Path(tmp) / "dit.onnx",
+                                        lambda path: engine.export(dit, path), args.calls, args.repeats)
+        result["vae_decode_12"] = compare(Decode().eval(), (z,), Path(tmp) / "decode.onnx", export_decoder,
+                                          args.calls, args.repeats)
     print(json.dumps(result, indent=2))
 
 

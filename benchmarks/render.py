@@ -7,7 +7,8 @@ Prints JSON. Run: ``uv run python benchmarks/render.py`` (everything), or pick p
   its own), once per precision path in ``--paths`` (``float32``: ``render.amp`` off, what every CPU runs;
   ``amp``: ``render.amp`` on, bf16 where the CPU has it natively, else float32 again), with its breakdown:
   set-up (audio checks, model loading), features, network (the DiT passes), VAE decode, encode+mux, and the
-  lanes used. ``--sampler``/``--steps`` override the defaults; ``--grid``
+  lanes used; each once per engine in ``--engines`` (``auto,eager``: ONNX Runtime where it runs, and eager
+  PyTorch; each row says which ran). ``--sampler``/``--steps`` override the defaults; ``--grid``
   measures several ``sampler:steps[:lanes[:checkpoints]]`` settings one after the other (``:10:1``: 10 steps,
   one lane; ``::4:/tmp/teacher``: the defaults with 4 lanes and the checkpoints of that folder).
 * ``setup``: a fresh process loads the models with ``Synesthete.from_pretrained()`` and renders 2 s twice:
@@ -73,7 +74,8 @@ def make_compressed(folder: Path, seconds: float = 420.0) -> dict[str, Path]:
 
 
 def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | None = None, lanes: int | None = None,
-                 checkpoints: str | None = None, amp: bool | None = None, **sampling) -> dict:
+                 checkpoints: str | None = None, amp: bool | None = None, engine: str | None = None,
+                 **sampling) -> dict:
     """``render_song`` in this process; its numeric stats (wall time, RTF, time split, threads, lanes)."""
     import synesthete.render as render
     from synesthete.settings import load_settings
@@ -87,16 +89,19 @@ def render_stats(song: Path, out: Path, start: float = 0.0, duration: float | No
         settings = settings.updated(paths={"checkpoints": checkpoints})
     if amp is not None:
         settings = settings.updated(render={"amp": amp})
+    if engine is not None:
+        settings = settings.updated(render={"engine": engine})
     result = render.render_song(settings, song, out, start=start, duration=duration, overwrite=True, progress=False)
     return {"wall_s": result.wall, "seconds": result.duration, "frames": result.num_frames, "rtf": result.rtf,
             "split_s": dict(result.timings), "threads": result.threads, "sampler": f"{result.sampler} {result.steps}",
             "lanes": result.lanes, "checkpoints": str(result.checkpoints),
-            "guidance_distilled": result.guidance_distilled}
+            "guidance_distilled": result.guidance_distilled, "engine": result.engine}
 
 
 def _rounded(stats: dict) -> dict:
     return {
         "sampler": stats["sampler"],
+        "engine": stats["engine"],
         "lanes": stats["lanes"],
         "checkpoints": stats["checkpoints"],
         "guidance_distilled": stats["guidance_distilled"],
@@ -158,17 +163,18 @@ def finish(proc: subprocess.Popen) -> dict:
 def part_rtf(tmp: Path, args) -> dict:
     song = tmp / "song.wav"
     make_song(song, args.seconds)
-    render_stats(song, tmp / "warm.mp4", duration=2.0, steps=1)  # first-call costs out of the way
+    render_stats(song, tmp / "warm.mp4", duration=2.0, steps=1)  # first-call costs (and the ONNX export) out of the way
     grid = args.grid or [f"{args.sampler or ''}:{args.steps or ''}"]
     rows = []
     for path in args.paths.split(","):
         amp = {"float32": False, "amp": True}[path.strip()]
         for item in grid:
             sampler, steps, lanes, checkpoints = (item.split(":", 3) + ["", "", ""])[:4]
-            stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
-                                 steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None,
-                                 amp=amp)
-            rows.append({"path": path.strip(), **_rounded(stats)})
+            for engine in args.engines.split(","):
+                stats = render_stats(song, tmp / "out.mp4", sampler=sampler or None, checkpoints=checkpoints or None,
+                                     steps=int(steps) if steps else None, lanes=int(lanes) if lanes else None,
+                                     amp=amp, engine=engine.strip())
+                rows.append({"path": path.strip(), **_rounded(stats)})
     return {"song_seconds": args.seconds, "runs": rows}
 
 
@@ -184,7 +190,7 @@ for _ in range(2):
     wall = time.perf_counter() - t
     out["renders"].append({"wall_s": wall, "setup_s": r.timings["setup"],
                            "outside_network_and_decoder_s": wall - r.timings["network"] - r.timings["vae_decode"],
-                           "precision": r.precision})
+                           "precision": r.precision, "engine": r.engine})
 print(json.dumps(out))
 '''
 
@@ -289,6 +295,9 @@ def main() -> None:
     parser.add_argument("--paths", default="float32,amp",
                         help="precision paths of the rtf part: float32 (render.amp off), amp (render.amp on)")
     parser.add_argument("--setup-runs", type=int, default=3, help="fresh processes timed by the setup part")
+    parser.add_argument("--engines", default="auto,eager",
+                        help="render.engine values the rtf part renders with, one after the other for each path "
+                        "and grid item (auto: ONNX Runtime on the CPU's float32 path where installed)")
     parser.add_argument("--sampler", default=None, help="sampler (default: the settings')")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the settings')")
     parser.add_argument("--grid", nargs="*", default=None,

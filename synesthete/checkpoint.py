@@ -35,7 +35,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from synesthete import __version__
+from synesthete.console import err_console
 from synesthete.device import precision
+from synesthete.engine import prepare as prepare_engine
 from synesthete.errors import CheckpointError, ConfigError
 from synesthete.media import atomic_save, to_unit
 from synesthete.models.config import ConfigBoundsError, RetiredFieldError
@@ -279,6 +281,7 @@ class Models:
     latent_mean: torch.Tensor  # [C]: per-channel mean of the VAE latents (diffusion works on (z - mean) / std)
     latent_std: torch.Tensor  # [C]
     audio: dict[str, Any] | None = None  # the audio analysis the DiT was trained on (its checkpoint's settings)
+    engine: str = "eager"  # what runs the DiT's forward: "eager" or "onnxruntime" (``engine.prepare``)
 
     @property
     def config(self) -> DiTConfig:
@@ -456,12 +459,16 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
         raise ConfigError(f"sampling.steps={settings.sampling.steps} must be at most the "
                           f"{dit_cfg.num_train_timesteps} timesteps {dit_path} was trained with")
     dit = build_model(dit_ckpt, dit_path, device)
-    if precision(torch.device(device), settings.render.amp) == "bf16":
+    path = precision(torch.device(device), settings.render.amp)
+    if path == "bf16":
         dit = dit.to(torch.bfloat16)
+    dit, engine = prepare_engine(dit, dit_path, settings.render.engine, torch.device(device), path,
+                                 settings.paths.cache, say=lambda line: err_console.print(line, markup=False))
     return Models(
         vae=build_model(vae_ckpt, vae_path, device),
         dit=dit,
         latent_mean=stats["mean"].float().to(device),
         latent_std=stats["std"].float().to(device),
         audio=trained_audio(dit_ckpt),
+        engine=engine,
     )

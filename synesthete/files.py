@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import tempfile
@@ -385,3 +386,13 @@ def find_music(folder: str | Path) -> list[Path]:
         kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
         raise InputError(f"music folder {folder} holds no audio files ({kinds}), subfolders included")
     return sorted(found)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex): what the held-out split of a music folder and the cache of a checkpoint's
+    exported graph follow (the content, not the name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -16,7 +16,6 @@ Everything is a pure function of the seed and the file list: a resumed run re-ma
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from synesthete.errors import InputError
-from synesthete.files import find_music
+from synesthete.files import file_digest, find_music
 from synesthete.media import audio_info, decodable_duration, load_audio
 
 # Augmentation of an excerpt (see docs/data_engine.md). Gain is relative to the file's own level: mastered
@@ -35,7 +34,6 @@ TILT = 0.3  # spectral slope exponent: |X(f)| * (f / 1 kHz) ** u, u uniform in [
 SPEED = 0.06  # tempo and pitch scale uniform in [1 - SPEED, 1 + SPEED]
 PEAK = 0.99
 LEVEL_JITTER_DB = 3.0  # a loud excerpt is turned down to render.level +- this (uniform dB): data.make_music_clip
-HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -50,15 +48,6 @@ class Song:
     def heldout_key(self) -> float:
         """A number in [0, 1) fixed by the file's bytes: the file is held out when it is below the share."""
         return int(self.digest[:12], 16) / float(16**12)
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes (the held-out split follows the content, not the name)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class MusicLibrary:

@@ -47,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # bf16, so with the defaults the suite's numbers would depend on the CPU it runs on. The bf16 path has tests of
 # its own that mock the CPU flags (test_device.py, test_train.py) and so need no bf16 hardware.
 FLOAT32 = {"SYNESTHETE_TRAIN__AMP": "false", "SYNESTHETE_RENDER__AMP": "false"}
+# What the session adds to FLOAT32: paths.cache in the session's temporary folder (the DiT's ONNX export of each
+# tiny checkpoint goes there, never into the developer's ~/.cache).
+HERMETIC: dict[str, str] = dict(FLOAT32)
 
 
 def _is_ours(key: str) -> bool:
@@ -55,12 +58,13 @@ def _is_ours(key: str) -> bool:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def hermetic_environment():
+def hermetic_environment(tmp_path_factory):
     """Neither the developer's ``SYNESTHETE_*`` variables nor a ``.env`` reach Settings, nor the CPU's bf16.
 
     For the whole session (so module-scoped fixtures are covered too) every ``SYNESTHETE_*`` variable is
     removed from ``os.environ``, ``SYNESTHETE_ENV_FILE`` is set empty (read no env file) and ``FLOAT32`` is set
-    (train and render in float32 whatever the CPU). Subprocesses inherit that. Tests change settings through
+    (train and render in float32 whatever the CPU), and ``paths.cache`` is a temporary folder of the session
+    (``HERMETIC``). Subprocesses inherit that. Tests change settings through
     ``monkeypatch.setenv`` or ``run_cli(env=...)``; a test that exercises ``.env`` itself passes
     ``run_cli(..., dotenv=True)``.
     """
@@ -68,19 +72,20 @@ def hermetic_environment():
         for key in [key for key in os.environ if _is_ours(key)]:
             mp.delenv(key)
         mp.setenv(ENV_FILE_VARIABLE, "")
-        for key, value in FLOAT32.items():
+        HERMETIC["SYNESTHETE_PATHS__CACHE"] = str(tmp_path_factory.mktemp("cache"))
+        for key, value in HERMETIC.items():
             mp.setenv(key, value)
         yield
 
 
 def cli_env(env: dict[str, str] | None = None, dotenv: bool = False) -> dict[str, str]:
-    """The environment of a CLI subprocess: ``os.environ`` without ``SYNESTHETE_*`` variables but ``FLOAT32``,
+    """The environment of a CLI subprocess: ``os.environ`` without ``SYNESTHETE_*`` variables but ``HERMETIC``,
     plus ``env``.
 
     It reads no env file unless ``dotenv`` (then ``.env`` in its working directory, as a user's would).
     """
     full_env = {k: v for k, v in os.environ.items() if not _is_ours(k)}
-    full_env.update(FLOAT32)
+    full_env.update(HERMETIC)
     if not dotenv:
         full_env[ENV_FILE_VARIABLE] = ""
     full_env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_user_error, call_cli, render, run_cli
+from conftest import HERMETIC, ROOT, assert_user_error, call_cli, render, run_cli
 from pydantic import ValidationError
 
 from synesthete.errors import ConfigError
@@ -133,10 +133,11 @@ def test_env_file_variable_names_the_env_file(tmp_path, monkeypatch):
 
 def test_tests_see_the_default_settings():
     """In process and in the CLI, settings are the field defaults, whatever the developer's .env and shell hold
-    (but conftest's FLOAT32: the suite runs float32 whatever the CPU)."""
+    (but conftest's HERMETIC: the suite runs float32 whatever the CPU, and caches in a temporary folder)."""
     defaults = Settings.model_construct().model_dump(mode="json")  # field defaults only (model_validate reads env)
     assert defaults["train"]["amp"] and defaults["render"]["amp"]
     defaults["train"]["amp"] = defaults["render"]["amp"] = False
+    defaults["paths"]["cache"] = HERMETIC["SYNESTHETE_PATHS__CACHE"]
     assert load_settings().model_dump(mode="json") == defaults
     proc = run_cli("config", "--json", cwd=Path.cwd())
     assert proc.returncode == 0, proc.stderr

@@ -212,7 +212,8 @@ TIME_SPLIT = (("setup", "setup"), ("analysis", "analysis"), ("features", "featur
 
 def render_summary(result: RenderResult) -> dict[str, Any]:
     """The rows of `synesthete render`'s summary table, for people: rounded figures and joined settings."""
-    device = f"{result.device}, {result.precision}" + (f", {result.threads}" if result.threads else "")
+    engine = ", ONNX Runtime" if result.engine == "onnxruntime" else ""
+    device = f"{result.device}, {result.precision}{engine}" + (f", {result.threads}" if result.threads else "")
     return {
         "output": str(result.output) if result.output is not None else "(in memory)",
         "duration (s)": round(result.duration, 3),

@@ -153,7 +153,7 @@ def run_render(
     render alone counts that too. ``label`` names the progress line."""
     t_start = time.perf_counter() if since is None else since
     device = network_device(models)
-    tuner = threads.ThreadTuner() if device.type == "cpu" else None
+    tuner = threads.ThreadTuner() if device.type == "cpu" and models.engine == "eager" else None
     try:
         return _run(models, settings, job, device, tuner, t_start, progress, label)
     finally:
@@ -201,6 +201,7 @@ def _run(models: Models, settings: Settings, job: RenderJob, device: torch.devic
         threads=tuner.describe("batches") if tuner is not None else None, timings=timings, wall=wall,
         rtf=wall / job.seconds, seed_from_song=job.seed_from_song, level_gain_db=20 * math.log10(gain),
         tempo=analysis.tempo if analysis is not None else None, sections=sections, cuts=list(layout.cuts),
+        engine=models.engine,
     )
 
 
@@ -306,7 +307,7 @@ def generate_frames(
     if style and settings.render.exemplar:
         exemplar = style_exemplar(models, settings, style, render_seed(settings), look)
     blocks: list[torch.Tensor] = []
-    tuner = threads.ThreadTuner() if device.type == "cpu" else None
+    tuner = threads.ThreadTuner() if device.type == "cpu" and models.engine == "eager" else None
     try:
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("generating", total=features.shape[0], info="")

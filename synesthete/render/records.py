@@ -68,6 +68,7 @@ class RenderResult:
     sections: list[RenderSection] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
     level_gain_db: float = 0.0  # how far the audio the Brain heard was turned down (render.level), in dB
+    engine: str = "eager"  # what ran the DiT's forward: "eager" (PyTorch) or "onnxruntime" (render.engine)
 
     def __repr__(self) -> str:  # no tensor dump
         frames = "None" if self.frames is None else f"<{tuple(self.frames.shape)} {self.frames.dtype}>"
