@@ -396,3 +396,73 @@ def test_distillation_targets_the_teachers_guided_output():
                                    kw["drop_style"], kw["context_mask"], kw["context_t"])
         assert torch.allclose(target, cond + (w - 1) * (cond - uncond), atol=1e-5)
     assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]
+
+
+# --------------------------------------------------------------------------------------------- step distillation
+def _distilled_teacher(settings, seed: int) -> DiT:
+    """A guidance-distilled tiny DiT whose guidance weights are random too (the scale changes its output)."""
+    teacher = _student_of(perturbed_dit(settings, seed), settings)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in teacher.guidance_embedder.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return teacher.eval()
+
+
+def test_the_step_target_is_one_ddim_step_to_where_two_of_the_teachers_land():
+    """two_step_target, checked row by row against the sampler's own DDIM steps: the teacher's two steps
+    t -> t_mid -> t_next, and the student's one step from the same x_t with the target's x0."""
+    from synesthete.sampling import DDIMSampler
+    from synesthete.train.losses import Condition, grid_timesteps, teacher_output, two_step_target
+
+    s = load_settings("tiny")
+    teacher = _distilled_teacher(s, 6)
+    schedule = NoiseSchedule(s.dit)
+    x, _, feats, drop = dummy_inputs(s, batch=6)
+    t, t_mid, t_next = grid_timesteps(schedule, 4, 6, torch.Generator().manual_seed(1), x.device)
+    grid = schedule.timesteps(4).tolist() + [-1]
+    assert set(t.tolist()) <= set(grid[:-1]) and len(set(t.tolist())) > 1
+    for a, m, b in zip(t.tolist(), t_mid.tolist(), t_next.tolist(), strict=True):
+        assert grid[grid.index(a) + 1] == b and a > m > b
+    ctx = torch.zeros(6, s.dit.window, dtype=torch.bool)
+    ctx[:, :2] = True
+    style = torch.zeros(6, 7)
+    style[:, 1] = 1
+    c = Condition(feats, drop, torch.full((6,), 2.0), style, torch.zeros(6, dtype=torch.bool), ctx,
+                  torch.zeros(6, dtype=torch.long))
+    target = two_step_target(teacher, schedule, x, t, t_mid, t_next, c, clip_x0=0.0)
+    ddim = DDIMSampler(schedule)
+    for b in range(6):
+        row = Condition(*(v[b : b + 1] for v in (feats, drop, c.w, style, c.drop_style, ctx, c.t_ctx)))
+
+        def step(z, at, to, row=row, keep=ctx[b : b + 1, :, None, None, None]):
+            tt = torch.tensor([at])
+            out = teacher_output(teacher, z, tt, row)
+            return torch.where(keep, z, ddim.step(z, schedule.predict_x0(z, tt, out), schedule.predict_eps(z, tt, out),
+                                                  at, to))
+
+        z_next = step(step(x[b : b + 1], int(t[b]), int(t_mid[b])), int(t_mid[b]), int(t_next[b]))
+        tt = t[b : b + 1]
+        one = ddim.step(x[b : b + 1], schedule.predict_x0(x[b : b + 1], tt, target[b : b + 1]),
+                        schedule.predict_eps(x[b : b + 1], tt, target[b : b + 1]), int(t[b]), int(t_next[b]))
+        gen = ~ctx[b]
+        assert torch.allclose(one[0, gen], z_next[0, gen], atol=1e-4)
+
+
+def test_step_distillation_trains_on_the_grid_with_the_teachers_scale():
+    """diffusion_loss with distill_steps: every window's timestep is on the student's grid, the student and a
+    guidance-distilled teacher are told the same scale, and a student that is its teacher has some error
+    (two steps are not one)."""
+    from synesthete.train.losses import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0,
+                                                 "distill_steps": 4, "distill_guidance": (2.0, 2.0)})
+    teacher = _distilled_teacher(s, 7)
+    student = Recorder(_distilled_teacher(s, 7))
+    x0, _, feats, _ = dummy_inputs(s, batch=8)
+    loss = diffusion_loss(student, NoiseSchedule(s.dit), x0, feats, s, torch.Generator().manual_seed(3),
+                          teacher=Recorder(teacher))
+    seen = student.seen[0]
+    assert set(seen["t"].tolist()) <= set(NoiseSchedule(s.dit).timesteps(4).tolist())
+    assert torch.equal(seen["guidance"], torch.full((8,), 2.0))
+    assert torch.isfinite(loss.loss) and float(loss.logs["mse"]) > 1e-6

@@ -206,6 +206,43 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
 
 
 @pytest.mark.slow
+def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
+    """`train diffusion --teacher` with diffusion.distill_steps: the student learns the one step that lands
+    where two of its teacher's do (lower step-distillation error on its training windows than at the start)."""
+    from synesthete.checkpoint import build_model, load_checkpoint, load_vae
+    from synesthete.data import ClipPool
+    from synesthete.models import DiT
+    from synesthete.train.diffusion import encode_frames, normalize
+
+    monkeypatch.chdir(overfit_runs)
+    env = {"SYNESTHETE_DIFFUSION__DISTILL_STEPS": "2", "SYNESTHETE_DIFFUSION__DISTILL_GUIDANCE": "[2, 2]",
+           "SYNESTHETE_TRAIN__OVERFIT": "true"}
+    for key, value in {**FAST, **env}.items():
+        monkeypatch.setenv(key, value)
+    _cli("train", "diffusion", "--preset", "tiny", "--max-steps", "30", "--lr", "3e-3", "--batch-size", "8",
+         "--run-name", "steps", "--vae", "exported", "--teacher", "exported", "--export", "stepped")
+    assert read_checkpoint("runs/steps/ckpt_latest.pt")["settings"]["diffusion"]["distill_steps"] == 2
+
+    tiny = load_settings("tiny")
+    teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
+    teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
+    fresh = DiT.from_settings(tiny.updated(dit={"guidance_embed": True})).eval()
+    fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
+    student = build_model(load_checkpoint("stepped/diffusion.pt", "diffusion"), "stepped/diffusion.pt")
+    vae, _ = load_vae("exported/vae.pt", "cpu")
+    pool = ClipPool(tiny, 0, 0, 1, print)
+    pool.refresh()
+    frames, features, styles, _ = pool.windows(8, tiny.dit.window, tiny.dit.audio_context,
+                                               torch.Generator().manual_seed(0))
+    stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
+    latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)
+    latents = latents.view(*frames.shape[:2], *latents.shape[1:])
+    before = _distill_error(fresh, teacher, tiny, latents, features, styles)
+    after = _distill_error(student, teacher, tiny, latents, features, styles)
+    assert after < 0.8 * before, (before, after)  # 0.045 -> 0.032 here
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "diffusion"])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(overfit_runs: Path, monkeypatch, kind: str):
     monkeypatch.chdir(overfit_runs)

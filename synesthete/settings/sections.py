@@ -173,6 +173,11 @@ class DiffusionSettings(_Section):
         (1.0, 3.0), description="Audio guidance scales (low, high) that distillation draws from, one per "
         "window: the student learns its teacher's guided prediction at each (`train diffusion --teacher`).",
     )
+    distill_steps: int = Field(
+        0, ge=0, le=500, description="Step distillation (`train diffusion --teacher`): the student learns in one "
+        "DDIM step what its teacher does in two, on the trailing grid of this many sampling steps, so it samples "
+        "with `--sampler ddim --steps` this many (the teacher with twice as many); 0: guidance distillation only.",
+    )
     latent_stat_clips: int = Field(
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
     )

@@ -244,7 +244,7 @@ def warm_start_from(run: TrainingRun, model: DiT, ema: DiT, sources: Sources, fi
 
 
 def load_teacher(run: TrainingRun, sources: Sources, fingerprint: str, stats: dict[str, torch.Tensor]) -> nn.Module:
-    """The frozen teacher of a guidance distillation, checked to share the student's latents."""
+    """The frozen teacher of a guidance (or step) distillation, checked to share the student's latents."""
     teacher, ckpt = sources.teacher, sources.teacher_ckpt
     if ckpt.get("vae_fingerprint") not in (None, fingerprint):
         raise CheckpointError(f"{teacher} was trained on the latents of a different VAE than {sources.vae}")
@@ -255,8 +255,9 @@ def load_teacher(run: TrainingRun, sources: Sources, fingerprint: str, stats: di
                               "student from the teacher (no --init) so that they share latent statistics")
     net = build_model(ckpt, teacher, run.device)
     low, high = run.settings.diffusion.distill_guidance
-    run.print(f"guidance distillation from {teacher} (step {ckpt.get('step', '?')}): audio scales "
-              f"{low:g}-{high:g}")
+    steps = run.settings.diffusion.distill_steps
+    kind = f"step distillation to {steps} DDIM steps" if steps else "guidance distillation"
+    run.print(f"{kind} from {teacher} (step {ckpt.get('step', '?')}): audio scales {low:g}-{high:g}")
     return net
 
 

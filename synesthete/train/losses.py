@@ -11,7 +11,10 @@ For x0 [B, W, C, h, w] (unit-variance latents), features [B, W + 2ctx, F] and mu
   (``diffusion.anchor_prob``);
 * the shuffled-audio hinge: the same noisy input is denoised a second time with the next window's features in
   the same batched forward, and ``relu(L_correct + margin - L_shuffled)`` is added per window;
-* with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``guided_target``).
+* with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``teacher_output``);
+  with ``diffusion.distill_steps`` N as well (step distillation, Salimans & Ho 2022, "Progressive Distillation
+  for Fast Sampling of Diffusion Models"), the windows' timesteps lie on the trailing grid of N sampling steps
+  and the target is the one DDIM step that lands where two of the teacher's land (``two_step_target``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synesthete.sampling import NoiseSchedule, randn_like
+from synesthete.sampling import NoiseSchedule, guidance_distilled, randn_like
 from synesthete.settings import Settings
 
 
@@ -184,6 +187,9 @@ def diffusion_loss(
     ds = settings.diffusion
     b = x0.shape[0]
     d = draw(x0, settings, schedule, generator)
+    stepped = teacher is not None and ds.distill_steps > 0
+    if stepped:  # the student's timesteps, and where its step and its teacher's two steps go
+        d.t, t_mid, t_next = grid_timesteps(schedule, ds.distill_steps, b, generator, x0.device)
     source = context_source(x0, d.ctx, features, settings, generator, schedule, style, predictor, anchors)
     x_ctx = torch.where((d.t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, d.ctx_noise, d.t_ctx), source)
     x_t = torch.where(d.ctx[..., None, None, None], x_ctx, schedule.q_sample(x0, d.noise, d.t))
@@ -192,7 +198,11 @@ def diffusion_loss(
     if teacher is not None:
         low, high = ds.distill_guidance
         w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(x0.device)  # [B]
-        target = guided_target(teacher, x_t, d.t, features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx)
+        cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx)
+        if stepped:
+            target = two_step_target(teacher, schedule, x_t, d.t, t_mid, t_next, cond, settings.sampling.clip_x0)
+        else:
+            target = teacher_output(teacher, x_t, d.t, cond)
     gen_frames = (~d.ctx).float()  # [B, W]: frames the loss covers (at least one per window)
 
     def window_mse(pred: torch.Tensor) -> torch.Tensor:
@@ -215,6 +225,73 @@ def diffusion_loss(
         hinge = hinge_terms(mse, window_mse(pred_shuffled), d.drop, ds.hinge_margin, logs)
         loss = loss + ds.hinge_weight * hinge
     return DiffusionLoss(loss, logs, mse.detach(), d.t)
+
+
+@dataclass
+class Condition:
+    """What a teacher is told besides x_t and t: the windows' audio, dropout, audio guidance scale, style and
+    context (``diffusion_loss``'s draws)."""
+
+    features: torch.Tensor  # [B, W + 2ctx, F]
+    drop: torch.Tensor  # [B] bool
+    w: torch.Tensor  # [B] audio guidance scale
+    style: torch.Tensor | None  # [B, S]
+    drop_style: torch.Tensor  # [B] bool
+    ctx: torch.Tensor  # [B, W] bool
+    t_ctx: torch.Tensor  # [B]
+
+
+@torch.no_grad()
+def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Condition) -> torch.Tensor:
+    """The teacher's audio-guided output [B, W, C, h, w] at the scales ``c.w``: one pass of a guidance-distilled
+    teacher, which takes the scale as an input, else its two classifier-free-guidance passes
+    (``guided_target``)."""
+    if guidance_distilled(teacher):
+        return teacher(x_t, t, c.features, c.drop, style=c.style, drop_style=c.drop_style, context_mask=c.ctx,
+                       context_t=c.t_ctx, guidance=c.w).float()
+    return guided_target(teacher, x_t, t, c.features, c.drop, c.w, c.style, c.drop_style, c.ctx, c.t_ctx)
+
+
+def grid_timesteps(schedule: NoiseSchedule, steps: int, batch: int, generator: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per window [B]: a timestep t of the trailing grid of ``steps`` sampling steps (``schedule.timesteps``),
+    the grid's next one t_next (-1: clean data), and the teacher's step between them, t_mid = (t + t_next) // 2."""
+    grid = torch.cat([schedule.timesteps(steps), torch.tensor([-1])])
+    i = torch.randint(0, steps, (batch,), generator=generator)
+    t, t_next = grid[i], grid[i + 1]
+    return t.to(device), ((t + t_next) // 2).to(device), t_next.to(device)
+
+
+def _ab(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sqrt(ab), sqrt(1 - ab)) at timesteps t [B] (-1: clean, ab = 1), shaped to broadcast over ``like``."""
+    ab = schedule.alphas_cumprod.to(like.device)[t.clamp(min=0)]
+    ab = torch.where(t >= 0, ab, torch.ones_like(ab))
+    shape = (-1, *([1] * (like.ndim - 1)))
+    return ab.sqrt().to(like.dtype).view(shape), (1 - ab).sqrt().to(like.dtype).view(shape)
+
+
+@torch.no_grad()
+def two_step_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                    t_mid: torch.Tensor, t_next: torch.Tensor, c: Condition, clip_x0: float) -> torch.Tensor:
+    """The step-distillation target [B, W, C, h, w] in the network's parameterisation: the teacher takes two
+    DDIM steps, x_t -> t_mid -> t_next (context frames held, as the sampler holds them); the target is the
+    x0 whose single DDIM step from x_t lands there, x0 = (z_next - (s_n / s_t) x_t) / (a_n - (s_n / s_t) a_t),
+    written as the output that predicts it at t (Salimans & Ho 2022, algorithm 2)."""
+    keep = c.ctx[..., None, None, None]
+
+    def ddim(x: torch.Tensor, at: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+        x0 = schedule.predict_x0(x, at, teacher_output(teacher, x, at, c))
+        x0 = x0.clamp(-clip_x0, clip_x0) if clip_x0 > 0 else x0
+        a_t, s_t = _ab(schedule, at, x)
+        a_n, s_n = _ab(schedule, to, x)
+        return torch.where(keep, x, a_n * x0 + s_n * (x - a_t * x0) / s_t)
+
+    z_next = ddim(ddim(x_t, t, t_mid), t_mid, t_next)
+    a_t, s_t = _ab(schedule, t, x_t)
+    a_n, s_n = _ab(schedule, t_next, x_t)
+    ratio = s_n / s_t
+    x0 = (z_next - ratio * x_t) / (a_n - ratio * a_t)
+    return schedule.target(x0, (x_t - a_t * x0) / s_t, t)
 
 
 @torch.no_grad()
