@@ -258,16 +258,16 @@ def test_models_encode_and_decode_own_the_latent_scaling(tiny, tmp_path):
 
 
 def test_retired_knobs_at_todays_value_still_load_and_other_values_are_refused(tiny, tmp_path):
-    """Shipped checkpoints whose config or stored settings carry a retired experiment knob (the teacher's config
-    says noise_correlation 0.0) still load; the same files asking for another value are refused in one line,
-    whether the knob is in the config, in the settings of a file without config, or in the settings a resumed
-    run trains on."""
+    """Checkpoints whose config or stored settings carry a retired experiment knob (the teachers written before
+    2026-12-02 say noise_correlation 0.0 in their config; here the shipped student, given that key) still load;
+    the same files asking for another value are refused in one line, whether the knob is in the config, in the
+    settings of a file without config, or in the settings a resumed run trains on."""
     from synesthete.checkpoint import build_model, checkpoint_config
     from synesthete.settings import default_checkpoint_dir
 
-    shipped = default_checkpoint_dir() / "diffusion_teacher.pt"
+    shipped = default_checkpoint_dir() / "diffusion.pt"
     ckpt = read_checkpoint(shipped)
-    assert ckpt["config"]["noise_correlation"] == 0.0  # a retired key, at today's value
+    ckpt["config"]["noise_correlation"] = 0.0  # a retired key, at today's value, as older files carry it
     assert "noise_correlation" not in checkpoint_config(ckpt, shipped).to_dict()
     build_model(ckpt, shipped)
 
@@ -300,7 +300,7 @@ def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays
     from synesthete.models.dit import DiTConfig
     from synesthete.settings import default_checkpoint_dir, upgrade_stored
 
-    path = default_checkpoint_dir() / "diffusion_teacher.pt"
+    path = default_checkpoint_dir() / "diffusion.pt"  # stage 6, written before the split
     ckpt = read_checkpoint(path)
     stored = ckpt["settings"]
     assert "window" in stored["diffusion"] and "dit" not in stored  # the old layout
