@@ -149,6 +149,33 @@ def _distill_error(dit, teacher, settings, latents, features, styles) -> float:
     return sum(errors) / len(errors)
 
 
+def _distillation_errors(export: str) -> tuple[float, float]:
+    """The distillation error (``_distill_error``, at the settings the environment gives) of the student exported
+    to ``export`` and of the same student before training (its teacher's weights), on the windows it trained
+    on (train.overfit repeats the first batch of the stream); the teacher is ``exported/diffusion.pt``."""
+    from synesthete.checkpoint import build_model, load_checkpoint, load_vae
+    from synesthete.data import ClipPool
+    from synesthete.models import DiT
+    from synesthete.train.diffusion import encode_frames, normalize
+
+    tiny = load_settings("tiny")
+    teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
+    teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
+    fresh = DiT.from_settings(tiny.updated(dit={"guidance_embed": True})).eval()
+    fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
+    student = build_model(load_checkpoint(f"{export}/diffusion.pt", "diffusion"), f"{export}/diffusion.pt")
+    vae, _ = load_vae("exported/vae.pt", "cpu")
+    pool = ClipPool(tiny, 0, 0, 1, print)
+    pool.refresh()
+    frames, features, styles, _ = pool.windows(8, tiny.dit.window, tiny.dit.audio_context,
+                                               torch.Generator().manual_seed(0))
+    stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
+    latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)
+    latents = latents.view(*frames.shape[:2], *latents.shape[1:])
+    return (_distill_error(fresh, teacher, tiny, latents, features, styles),
+            _distill_error(student, teacher, tiny, latents, features, styles))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["float32", "bf16"])
 def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, path: str):
@@ -162,10 +189,6 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     outputs differ little at 1-3, so 30 steps of learning its small difference were within the noise of the
     measure (a 5 % cut in float32, where the test asked for 20 %); at 4-8 both paths cut it to about 0.36."""
     from synesthete import device
-    from synesthete.checkpoint import build_model, load_checkpoint, load_vae
-    from synesthete.data import ClipPool
-    from synesthete.models import DiT
-    from synesthete.train.diffusion import encode_frames, normalize
 
     monkeypatch.chdir(overfit_runs)
     scales = {"SYNESTHETE_DIFFUSION__DISTILL_GUIDANCE": "[4, 8]"}
@@ -184,24 +207,8 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     _cli("train", "diffusion", "--resume", f"runs/{run}", "--vae", "exported", "--max-steps", "32")
     assert read_checkpoint(f"runs/{run}/ckpt_latest.pt")["step"] == 32
 
-    tiny = load_settings("tiny")
-    assert tiny.diffusion.distill_guidance == (4.0, 8.0)
-    teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
-    teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
-    fresh = DiT.from_settings(tiny.updated(dit={"guidance_embed": True})).eval()
-    fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
-    student = build_model(load_checkpoint(f"{export}/diffusion.pt", "diffusion"), f"{export}/diffusion.pt")
-    # The windows it was trained on (train.overfit repeats the first batch of the stream).
-    vae, _ = load_vae("exported/vae.pt", "cpu")
-    pool = ClipPool(tiny, 0, 0, 1, print)
-    pool.refresh()
-    frames, features, styles, _ = pool.windows(8, tiny.dit.window, tiny.dit.audio_context,
-                                               torch.Generator().manual_seed(0))
-    stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
-    latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)
-    latents = latents.view(*frames.shape[:2], *latents.shape[1:])
-    before = _distill_error(fresh, teacher, tiny, latents, features, styles)
-    after = _distill_error(student, teacher, tiny, latents, features, styles)
+    assert load_settings("tiny").diffusion.distill_guidance == (4.0, 8.0)
+    before, after = _distillation_errors(export)
     assert after < 0.6 * before, (before, after)
 
 
@@ -209,11 +216,6 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
 def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     """`train diffusion --teacher` with diffusion.distill_steps: the student learns the one step that lands
     where two of its teacher's do (lower step-distillation error on its training windows than at the start)."""
-    from synesthete.checkpoint import build_model, load_checkpoint, load_vae
-    from synesthete.data import ClipPool
-    from synesthete.models import DiT
-    from synesthete.train.diffusion import encode_frames, normalize
-
     monkeypatch.chdir(overfit_runs)
     env = {"SYNESTHETE_DIFFUSION__DISTILL_STEPS": "2", "SYNESTHETE_DIFFUSION__DISTILL_GUIDANCE": "[2, 2]",
            "SYNESTHETE_TRAIN__OVERFIT": "true"}
@@ -223,22 +225,7 @@ def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
          "--run-name", "steps", "--vae", "exported", "--teacher", "exported", "--export", "stepped")
     assert read_checkpoint("runs/steps/ckpt_latest.pt")["settings"]["diffusion"]["distill_steps"] == 2
 
-    tiny = load_settings("tiny")
-    teacher_ckpt = load_checkpoint("exported/diffusion.pt", "diffusion")
-    teacher = build_model(teacher_ckpt, "exported/diffusion.pt")
-    fresh = DiT.from_settings(tiny.updated(dit={"guidance_embed": True})).eval()
-    fresh.load_state_dict(teacher.state_dict(), strict=False)  # the student before training
-    student = build_model(load_checkpoint("stepped/diffusion.pt", "diffusion"), "stepped/diffusion.pt")
-    vae, _ = load_vae("exported/vae.pt", "cpu")
-    pool = ClipPool(tiny, 0, 0, 1, print)
-    pool.refresh()
-    frames, features, styles, _ = pool.windows(8, tiny.dit.window, tiny.dit.audio_context,
-                                               torch.Generator().manual_seed(0))
-    stats = {k: v.float() for k, v in teacher_ckpt["latent_stats"].items()}
-    latents = normalize(encode_frames(vae, frames.flatten(0, 1), torch.device("cpu"), False), stats)
-    latents = latents.view(*frames.shape[:2], *latents.shape[1:])
-    before = _distill_error(fresh, teacher, tiny, latents, features, styles)
-    after = _distill_error(student, teacher, tiny, latents, features, styles)
+    before, after = _distillation_errors("stepped")
     assert after < 0.8 * before, (before, after)  # 0.045 -> 0.032 here
 
 
