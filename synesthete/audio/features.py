@@ -41,6 +41,12 @@ def num_features(audio: AudioSettings) -> int:
     return len(BASE_FEATURES) + audio.n_bands
 
 
+def audible_level(settings: Settings) -> float:
+    """The loudness feature's value at ``eval.silence_db`` (the channel maps DB_FLOOR..0 dB to 0..1): frames
+    above it are audible, frames under it silent."""
+    return (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
+
+
 def level_gain(features: torch.Tensor, settings: Settings, target: float | None = None) -> float:
     """The gain (at most 1) that turns an excerpt down for the Brain: its loud frames (the ``LEVEL_QUANTILE``
     of its RMS feature over the frames louder than ``eval.silence_db``) to ``target`` (default
@@ -53,7 +59,7 @@ def level_gain(features: torch.Tensor, settings: Settings, target: float | None 
     (``data.make_music_clip``), so the Brain trains at the level it renders at."""
     target = settings.render.level if target is None else target
     names = feature_names(settings.audio)
-    audible = features[:, names.index("loudness")] > (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
+    audible = features[:, names.index("loudness")] > audible_level(settings)
     if target <= 0 or not bool(audible.any()):
         return 1.0
     loud = float(torch.quantile(features[audible, names.index("rms")].float(), LEVEL_QUANTILE))

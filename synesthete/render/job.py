@@ -45,6 +45,12 @@ class SampleSource(Protocol):
     def read(self, n: int) -> torch.Tensor: ...
 
 
+def _tuner(models: Models, device: torch.device) -> threads.ThreadTuner | None:
+    """The thread tuner of a render on the CPU whose network runs in PyTorch (ONNX Runtime keeps its own
+    threads, set when its session is made), else None."""
+    return threads.ThreadTuner() if device.type == "cpu" and models.engine == "eager" else None
+
+
 def song_features(source: SampleSource, duration: float, settings: Settings, gain: float = 1.0) -> torch.Tensor:
     """Frame-aligned features [T, F] of an excerpt of ``duration`` seconds, computed chunk by chunk.
 
@@ -153,7 +159,7 @@ def run_render(
     render alone counts that too. ``label`` names the progress line."""
     t_start = time.perf_counter() if since is None else since
     device = network_device(models)
-    tuner = threads.ThreadTuner() if device.type == "cpu" and models.engine == "eager" else None
+    tuner = _tuner(models, device)
     try:
         return _run(models, settings, job, device, tuner, t_start, progress, label)
     finally:
@@ -307,7 +313,7 @@ def generate_frames(
     if style and settings.render.exemplar:
         exemplar = style_exemplar(models, settings, style, render_seed(settings), look)
     blocks: list[torch.Tensor] = []
-    tuner = threads.ThreadTuner() if device.type == "cpu" and models.engine == "eager" else None
+    tuner = _tuner(models, device)
     try:
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("generating", total=features.shape[0], info="")

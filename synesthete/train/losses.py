@@ -263,11 +263,10 @@ def grid_timesteps(schedule: NoiseSchedule, steps: int, batch: int, generator: t
 
 
 def _ab(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sqrt(ab), sqrt(1 - ab)) at timesteps t [B] (-1: clean, ab = 1), shaped to broadcast over ``like``."""
-    ab = schedule.alphas_cumprod.to(like.device)[t.clamp(min=0)]
-    ab = torch.where(t >= 0, ab, torch.ones_like(ab))
-    shape = (-1, *([1] * (like.ndim - 1)))
-    return ab.sqrt().to(like.dtype).view(shape), (1 - ab).sqrt().to(like.dtype).view(shape)
+    """``schedule.coefficients`` at timesteps t [B] that may be -1 (clean data: 1 and 0)."""
+    a, s = schedule.coefficients(t.clamp(min=0), like)
+    clean = (t < 0).to(like.device).view(-1, *([1] * (like.ndim - 1)))
+    return torch.where(clean, torch.ones_like(a), a), torch.where(clean, torch.zeros_like(s), s)
 
 
 @torch.no_grad()
