@@ -206,6 +206,18 @@ def test_sample_params_follows_the_settings(tiny):
         sample_params(rng, _only(tiny, ["nosuch"]))
 
 
+def test_a_name_listed_twice_is_drawn_twice_as_often(tiny):
+    rng = random.Random(1)
+    weighted = _only(tiny, ["pulse", "pulse", "pulse", "tiles"], compose_prob=0.0)
+    names = [sample_params(rng, weighted)["layers"][0]["name"] for _ in range(400)]
+    assert set(names) == {"pulse", "tiles"}
+    assert 0.67 < names.count("pulse") / len(names) < 0.83  # 3 in 4
+    # Compositions stay of different families: two names listed, so never more than two layers.
+    stacked = _only(tiny, ["pulse", "pulse", "tiles"], compose_prob=1.0)
+    draws = [[layer["name"] for layer in sample_params(rng, stacked)["layers"]] for _ in range(50)]
+    assert all(sorted(d) == ["pulse", "tiles"] for d in draws)
+
+
 def test_longer_and_empty_clips(clip):
     settings, wave, feats = clip
     params = sample_params(random.Random(2), _only(settings, [], compose_prob=1.0))

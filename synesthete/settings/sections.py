@@ -80,7 +80,8 @@ class DataSettings(_Section):
     compose_prob: float = Field(0.3, ge=0, le=1, description="Probability that 2-3 visualizers are composed.")
     augment: bool = Field(True, description="Apply light augmentation (flip, hue shift) to frames.")
     visualizers: list[str] = Field(
-        default_factory=list, description="Visualizer names to draw from; empty means all registered ones."
+        default_factory=list, description="Visualizer names to draw from; empty means all registered ones. A name "
+        "listed n times is drawn n times as often (e.g. more of the hard families in a fine-tune)."
     )
     music_dirs: list[Path] = Field(
         default_factory=list, description="Folders of real songs (subfolders too) whose excerpts join the "

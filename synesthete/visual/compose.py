@@ -33,7 +33,7 @@ ALPHA_COVER = 2.0  # an alpha layer covers fully where its brightest channel exc
 
 
 def available(settings: Settings) -> list[str]:
-    """The visualizer names to draw from (``data.visualizers``, or all registered ones)."""
+    """The visualizer names to draw from (``data.visualizers``, or all registered ones); a name may repeat."""
     names = list(settings.data.visualizers) or list(VISUALIZERS)
     unknown = [n for n in names if n not in VISUALIZERS]
     if unknown:
@@ -47,8 +47,22 @@ def sample_params(rng: random.Random, settings: Settings) -> dict:
     count = 1
     if rng.random() < settings.data.compose_prob:
         count = rng.choice([2, 3])
-    chosen = rng.sample(names, count) if count <= len(names) else [rng.choice(names) for _ in range(count)]
+    if len(set(names)) < len(names):  # a name listed n times is drawn n times as often
+        chosen = _weighted_distinct(names, count, rng)
+    else:
+        chosen = rng.sample(names, count) if count <= len(names) else [rng.choice(names) for _ in range(count)]
     return params_for(chosen, rng, settings)
+
+
+def _weighted_distinct(names: list[str], count: int, rng: random.Random) -> list[str]:
+    """``count`` different names (fewer if there are fewer), each draw weighted by how often a name is listed."""
+    chosen: list[str] = []
+    pool = list(names)
+    while pool and len(chosen) < count:
+        name = rng.choice(pool)
+        chosen.append(name)
+        pool = [n for n in pool if n != name]
+    return chosen
 
 
 def params_for(chosen: list[str], rng: random.Random, settings: Settings) -> dict:
