@@ -455,7 +455,7 @@ def load_models(settings: Settings, checkpoint_dir: str | Path, device: torch.de
     stats = dit_ckpt["latent_stats"]
     check_finite(stats, dit_path)
     check_frame_rate(dit_ckpt, settings, dit_path)
-    if settings.sampling.steps > dit_cfg.num_train_timesteps:
+    if (settings.sampling.steps or 0) > dit_cfg.num_train_timesteps:
         raise ConfigError(f"sampling.steps={settings.sampling.steps} must be at most the "
                           f"{dit_cfg.num_train_timesteps} timesteps {dit_path} was trained with")
     dit = build_model(dit_ckpt, dit_path, device)

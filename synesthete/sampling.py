@@ -190,6 +190,19 @@ SAMPLERS: dict[str, type[Stepper]] = {
 }
 
 
+# How a network that says nothing else is sampled (``sampling.sampler`` auto, ``sampling.steps`` empty).
+PLAIN_SAMPLER, PLAIN_STEPS = "dpm++", 10
+
+
+def recipe(cfg: SamplingSettings, config: DiTConfig | None) -> tuple[str, int]:
+    """The sampler and steps a network of ``config`` is sampled with: the settings' where they name them, else
+    the network's own (DDIM at the steps a step-distilled student learned, ``config.distilled_steps``; else
+    ``PLAIN_SAMPLER`` at ``PLAIN_STEPS``)."""
+    distilled = getattr(config, "distilled_steps", 0)
+    sampler = cfg.sampler if cfg.sampler != "auto" else ("ddim" if distilled else PLAIN_SAMPLER)
+    return sampler, cfg.steps or distilled or PLAIN_STEPS
+
+
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), on x's device."""
     if generator is None:
@@ -321,11 +334,11 @@ def sample(
 ) -> torch.Tensor:
     """Generate clean latents [B, W, C, h, w] (unit-variance latent space) for features [B, W + 2*ctx, F].
 
-    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.sampling``)
-    gives the sampler's defaults: ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"), ``guidance`` (audio) and
-    ``style_guidance`` default to it. ``style`` [B, S] is the multi-hot style (None:
-    the null style). Classifier-free guidance composes one term per condition, each against a pass with only
-    that condition dropped:
+    The noise schedule is the one the network was trained on (its ``config``). ``cfg`` (``settings.sampling``) gives
+    the sampler's defaults: ``steps``, ``sampler`` ("ddpm" | "ddim" | "dpm++"; where the settings say auto, the
+    network's own: ``recipe``), ``guidance`` (audio) and ``style_guidance`` default to it. ``style`` [B, S] is the
+    multi-hot style (None: the null style). Classifier-free guidance composes one term per condition, each against a
+    pass with only that condition dropped:
 
         out = e(s, a) + (g_audio - 1) (e(s, a) - e(s, 0)) + (g_style - 1) (e(s, a) - e(0, a))
 
@@ -338,8 +351,9 @@ def sample(
     """
     if not isinstance(cfg, SamplingSettings):
         raise TypeError(f"sample() takes the sampling settings (settings.sampling), not {type(cfg).__name__}")
-    steps = cfg.steps if steps is None else steps
-    sampler = cfg.sampler if sampler is None else sampler
+    own_sampler, own_steps = recipe(cfg, getattr(model, "config", None))
+    steps = own_steps if steps is None else steps
+    sampler = own_sampler if sampler is None else sampler
     guidance = cfg.guidance if guidance is None else guidance
     style_guidance = cfg.style_guidance if style_guidance is None else style_guidance
     if sampler not in SAMPLERS:

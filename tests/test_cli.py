@@ -115,11 +115,11 @@ def _option_line(help_text: str, option: str) -> str:
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        (("render",), {"--steps": "sampling.steps", "--guidance": "sampling.guidance",
+        (("render",), {"--guidance": "sampling.guidance",
                        "--lanes": "render.lanes", "--fps": "video.fps", "--size": "render.size",
                        "--device": "device", "--preset": "preset"}),
         (("train", "vae"), {"--max-steps": "vae.max_steps", "--lr": "vae.lr", "--seed": "train.seed"}),
-        (("eval",), {"--steps": "sampling.steps", "--clips": "eval.clips"}),
+        (("eval",), {"--clips": "eval.clips"}),
     ],
 )
 def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, options):
@@ -131,6 +131,9 @@ def test_help_shows_the_settings_defaults_and_flags_take_no_value(command, optio
     if command == ("render",):  # no number: an empty render.seed is drawn from the song
         assert "hash of the song" in _option_line(proc.stdout, "--seed")
         assert "[default: on]" in _option_line(proc.stdout, "--sections")
+        assert "step-distilled" in _option_line(proc.stdout, "--sampler")
+    if command != ("train", "vae"):  # no number: a step-distilled Brain samples with the steps it learned
+        assert "step-distilled" in _option_line(proc.stdout, "--steps")
     assert re.search(r"--overwrite\s+Replace", proc.stdout) or command == ("train", "vae")
     assert "--verbose" in proc.stdout and "--quiet" in proc.stdout
 

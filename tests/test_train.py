@@ -212,6 +212,13 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     assert after < 0.6 * before, (before, after)
 
 
+def _counting(fn, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+    return counted
+
+
 @pytest.mark.slow
 def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     """`train diffusion --teacher` with diffusion.distill_steps: the student learns the one step that lands
@@ -227,6 +234,23 @@ def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
 
     before, after = _distillation_errors("stepped")
     assert after < 0.8 * before, (before, after)  # 0.045 -> 0.032 here
+
+    # The student samples as it learned to: DDIM at 2 steps, one network pass per step (count them), unless told
+    # otherwise.
+    from synesthete import Synesthete, sampling
+
+    Path("stepped/vae.pt").symlink_to(Path("exported/vae.pt").resolve())
+    pipe = Synesthete.from_pretrained("stepped", device="cpu", render={"engine": "eager"})
+    assert pipe.models.config.distilled_steps == 2
+    passes, samples = [], []
+    pipe.models.dit.register_forward_hook(lambda *_: passes.append(1))
+    monkeypatch.setattr(sampling, "sample", _counting(sampling.sample, samples))
+    song = ROOT / "examples" / "drums_112bpm.wav"
+    for steps, told in ((2, None), (3, 3)):
+        passes.clear(), samples.clear()
+        result = pipe.render(song, duration=1.0, seed=1, sections=False, steps=told)
+        assert (result.sampler, result.steps) == ("ddim", steps)
+        assert samples and len(passes) == steps * len(samples), (len(passes), len(samples))
 
 
 @pytest.mark.slow

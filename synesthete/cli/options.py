@@ -19,7 +19,7 @@ from synesthete.settings import Settings
 
 # ----------------------------------------------------------------------------------------------- help text
 def setting_default(dotted: str) -> Any:
-    """The declared default of a setting, e.g. ``"sampling.steps"`` -> 10 (no Settings is built)."""
+    """The declared default of a setting, e.g. ``"sampling.guidance"`` -> 2.0 (no Settings is built)."""
     section, _, name = dotted.partition(".")
     field = Settings.model_fields[section]
     if name:
@@ -49,7 +49,11 @@ CheckpointDir = Annotated[
     typer.Option("--checkpoint-dir",
                  help=with_default("Folder with vae.pt and diffusion.pt.", shown="the shipped checkpoints")),
 ]
-Steps = Annotated[int | None, typer.Option("--steps", help=with_default("Sampler steps.", "sampling.steps"))]
+Steps = Annotated[
+    int | None,
+    typer.Option("--steps", help=with_default("Sampler steps.", shown="the Brain's own: the steps a step-distilled "
+                                              "Brain learned, else 10")),
+]
 RenderSeed = Annotated[
     int | None,
     typer.Option("--seed", help=with_default("Noise seed, and the seed of the looks (and of the style 'auto').",

@@ -68,7 +68,8 @@ def render(
     sampler: Annotated[
         str | None,
         typer.Option("--sampler", help=with_default("ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M)).",
-                                                    "sampling.sampler")),
+                                                    shown="the Brain's own: ddim for a step-distilled Brain, "
+                                                    "else dpm++")),
     ] = None,
     lanes: Annotated[
         int | None,

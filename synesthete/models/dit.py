@@ -256,6 +256,7 @@ class DiTConfig(ModelConfig):
     schedule: str
     prediction: str
     guidance_embed: bool = False  # takes the audio guidance scale as an input (a guidance-distilled student)
+    distilled_steps: int = 0  # the DDIM steps a step-distilled student samples with (0: not step-distilled)
 
     BOUNDS: ClassVar[dict[str, Any]] = {
         "latent_channels": (int, 1, 256), "latent_height": (int, 1, 512), "latent_width": (int, 1, 512),
@@ -263,7 +264,7 @@ class DiTConfig(ModelConfig):
         "heads": (int, 1, 128), "mlp_ratio": (float, 0.01, 16), "audio_features": (int, 1, 1024),
         "audio_context": (int, 0, 256), "audio_dim": (int, 1, 4096), "num_styles": (int, 1, 1024),
         "fps": (float, 0.01, 240), "num_train_timesteps": (int, 1, 100_000), "schedule": ("cosine", "linear"),
-        "prediction": ("eps", "v"), "guidance_embed": bool,
+        "prediction": ("eps", "v"), "guidance_embed": bool, "distilled_steps": (int, 0, 100_000),
     }
     RETIRED: ClassVar[dict[str, str]] = {"noise_correlation": "diffusion.noise_correlation"}
 
@@ -299,6 +300,8 @@ class DiTConfig(ModelConfig):
             audio_dim=d["audio_dim"], num_styles=len(families()), fps=video["fps"],
             num_train_timesteps=d["num_train_timesteps"], schedule=d["schedule"], prediction=d["prediction"],
             guidance_embed=bool(d.get("guidance_embed", False)),
+            # A student of a step distillation (`--teacher` sets dit.guidance_embed) samples with DDIM at its steps.
+            distilled_steps=int((s.get("diffusion") or {}).get("distill_steps", 0)) if d.get("guidance_embed") else 0,
         )
 
     @property

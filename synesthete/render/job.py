@@ -32,7 +32,7 @@ from synesthete.render.output import MemorySink, Mp4Sink, check_memory, output_s
 from synesthete.render.progress import Pace, RenderProgress, progress_bar
 from synesthete.render.records import RenderJob, RenderResult, RenderSection
 from synesthete.render.windows import Look, iter_windows, network_device, noise_generator, song_layout
-from synesthete.sampling import guidance_distilled
+from synesthete.sampling import guidance_distilled, recipe
 from synesthete.settings import Settings
 from synesthete.styles import resolve_style, style_name
 
@@ -197,10 +197,11 @@ def _run(models: Models, settings: Settings, job: RenderJob, device: torch.devic
     sections = _sections(job, plan, looks)
     styles = list(dict.fromkeys(sec.style for sec in sections)) or [style_name(job.style)]
     d = settings.sampling
+    sampler, steps = recipe(d, models.config)
     return RenderResult(
         output=job.out, frames=sink.frames() if isinstance(sink, MemorySink) else None,
         fps=settings.video.fps, num_frames=done, width=width, height=height, start=job.start, duration=job.seconds,
-        style=" / ".join(styles), seed=job.seed, sampler=d.sampler, steps=d.steps, lanes=layout.lanes,
+        style=" / ".join(styles), seed=job.seed, sampler=sampler, steps=steps, lanes=layout.lanes,
         guidance=d.guidance, style_guidance=d.style_guidance, guidance_distilled=guidance_distilled(models.dit),
         checkpoints=Path(settings.paths.checkpoints), device=str(device),
         precision=precision(device, settings.render.amp),

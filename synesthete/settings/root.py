@@ -144,7 +144,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"dit.patch_size={self.dit.patch_size} must divide the latent {name} {latent}")
         if self.dit.dim % self.dit.heads:
             raise ValueError(f"dit.dim={self.dit.dim} must be divisible by dit.heads")
-        if self.sampling.steps > self.dit.num_train_timesteps:
+        if (self.sampling.steps or 0) > self.dit.num_train_timesteps:
             raise ValueError(
                 f"sampling.steps={self.sampling.steps} must be at most "
                 f"dit.num_train_timesteps={self.dit.num_train_timesteps}"

@@ -36,6 +36,13 @@ def default_checkpoint_dir() -> Path:
     return package.parent / "checkpoints"  # neither has them: the error names the checkout's folder
 
 
+def _empty_is_none(value: Any) -> Any:
+    """None for an empty string or ``null`` (how an environment variable or .env.example leaves a setting unset)."""
+    if isinstance(value, str) and value.strip().lower() in ("", "null"):
+        return None
+    return value
+
+
 class _Section(BaseModel):
     """Base for settings sections: unknown keys are errors, so typos are caught; NaN and inf are refused."""
 
@@ -176,8 +183,9 @@ class DiffusionSettings(_Section):
     )
     distill_steps: int = Field(
         0, ge=0, le=500, description="Step distillation (`train diffusion --teacher`): the student learns in one "
-        "DDIM step what its teacher does in two, on the trailing grid of this many sampling steps, so it samples "
-        "with `--sampler ddim --steps` this many (the teacher with twice as many); 0: guidance distillation only.",
+        "DDIM step what its teacher does in two, on the trailing grid of this many sampling steps; the student's "
+        "config records them (`distilled_steps`) and samples with DDIM at this many unless sampling says otherwise "
+        "(the teacher with twice as many); 0: guidance distillation only.",
     )
     latent_stat_clips: int = Field(
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."
@@ -196,10 +204,14 @@ class DiffusionSettings(_Section):
 class SamplingSettings(_Section):
     """How render, eval and training previews sample a trained DiT (its noise schedule is its own)."""
 
-    sampler: Literal["ddpm", "ddim", "dpm++"] = Field(
-        "dpm++", description="Sampler used by render/eval/training previews (dpm++: DPM-Solver++(2M))."
+    sampler: Literal["auto", "ddpm", "ddim", "dpm++"] = Field(
+        "auto", description="Sampler used by render/eval/training previews: auto = the Brain's own (DDIM for a "
+        "step-distilled one, the sampler it was distilled for; else dpm++: DPM-Solver++(2M)).",
     )
-    steps: int = Field(10, gt=0, description="Sampler steps (the seed used DDPM with 50).")
+    steps: int | None = Field(
+        None, gt=0, description="Sampler steps; empty = the Brain's own (the steps a step-distilled one learned, "
+        "else 10).",
+    )
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
@@ -208,6 +220,12 @@ class SamplingSettings(_Section):
         10.0, ge=0, description="Sampling clamps the predicted clean latent to +-this (0 = off); guards eps "
         "prediction near the zero-SNR end of the schedule, a no-op for unit-variance latents otherwise.",
     )
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _empty_steps_is_none(cls, value: Any) -> Any:
+        """An empty value (or ``null``, as .env.example writes it) means: the Brain's own."""
+        return _empty_is_none(value)
 
 
 class CriticSettings(_Section):
@@ -329,9 +347,7 @@ class RenderSettings(_Section):
     @classmethod
     def _empty_seed_is_none(cls, value: Any) -> Any:
         """An empty value (or ``null``, as .env.example writes it) means: drawn from the song."""
-        if isinstance(value, str) and value.strip().lower() in ("", "null"):
-            return None
-        return value
+        return _empty_is_none(value)
 
 
 class EvalSettings(_Section):

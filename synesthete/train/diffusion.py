@@ -232,10 +232,13 @@ def warm_start_from(run: TrainingRun, model: DiT, ema: DiT, sources: Sources, fi
     init, init_ckpt = sources.init, sources.init_ckpt
     if init_ckpt.get("vae_fingerprint") not in (None, fingerprint):
         raise CheckpointError(f"{init} was trained on the latents of a different VAE than {sources.vae}")
-    # A student may start from weights without the guidance embedding (its teacher's): it is new here.
+    # A student may start from weights without the guidance embedding (its teacher's: it is new here), and from
+    # weights that sampled with other steps (a step distillation halves a student's steps again).
     wanted = model.config
-    if sources.teacher_ckpt is not None and not checkpoint_config(init_ckpt, init).guidance_embed:
-        wanted = dataclasses.replace(wanted, guidance_embed=False)
+    if sources.teacher_ckpt is not None:
+        own = checkpoint_config(init_ckpt, init)
+        wanted = dataclasses.replace(wanted, guidance_embed=wanted.guidance_embed and own.guidance_embed,
+                                     distilled_steps=own.distilled_steps)
     check_config(init_ckpt, wanted, init, "settings of this run", run.settings.preset)
     weights = init_ckpt.get("ema") or init_ckpt["model"]
     kept = warm_start(model, weights, init)
