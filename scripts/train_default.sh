@@ -6,9 +6,11 @@
 # The diffusion model is trained in stages, as the committed one was: an audio-only stage from scratch, a stage
 # that adds the style and clean-context conditioning, then a long stage at a lower learning rate with noised,
 # predicted and anchored context (today's training defaults), each warm-started from the one before (--init),
-# and last a guidance distillation of that teacher (--teacher): the shipped diffusion.pt samples in one pass per
-# step, and its teacher is kept beside it as diffusion_teacher.pt. To continue from the committed weights
-# instead, run the last two `train diffusion` lines with --init checkpoints/diffusion_teacher.pt on the first.
+# then a guidance distillation of that teacher (--teacher: one pass per step), and last stage 7: the teacher
+# goes on with real songs, and a new student is distilled from it. The shipped diffusion.pt is that student,
+# and its teacher is kept beside it as diffusion_teacher.pt. Stage 7's lengths: REAL_STEPS, HARD_STEPS and
+# DISTILL7_STEPS in the environment. To continue from the committed weights instead, run stage 7's last two
+# `train diffusion` lines with --init checkpoints/diffusion_teacher.pt on the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS="${1:-3000}"
@@ -37,14 +39,27 @@ uv run synesthete train diffusion --preset cpu --seed 3 --run-name default-long 
 cp checkpoints/diffusion.pt checkpoints/diffusion_teacher.pt
 uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-distill --max-steps "$DISTILL_STEPS" \
     --lr 1e-4 --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --export checkpoints/
-# Stage 7 (in progress since 2026-12-01): the teacher goes on with real songs mixed in (scripts/fetch_music.sh);
-# the committed diffusion_teacher.pt is this run's EMA at step 986 of a cosine planned to 1,400 (stopped by
-# SIGTERM; 502 steps on 2026-12-01, 484 on 2026-12-02). Its students are not the default: their procedural FSD
-# is past the bar (docs/experiments/2026-12-02-real-music-round-2.md).
+# Stage 7 (2026-12-01 and 2026-12-02): the teacher goes on with real songs mixed in (scripts/fetch_music.sh).
+# The committed teacher had 986 steps (cosine planned to 1,400, stopped by SIGTERM), then 900 with loud excerpts
+# turned down to render.level (today's stream does that always), then 900 with the hard families weighted as
+# below; this reproduces the last two as one run of 1,800 steps. The student is distilled on procedural clips
+# only, from stage 6: distilled on the mix, it loses the procedural FSD
+# (docs/experiments/2026-12-02-real-music-round-4.md).
 scripts/fetch_music.sh
-uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-1400}" \
+uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-986}" \
     --lr 2e-4 --vae checkpoints/vae.pt --init checkpoints/diffusion_teacher.pt --music data/music \
     --export runs/default-real-export/
-cp runs/default-real-export/diffusion.pt checkpoints/diffusion_teacher.pt
+cp checkpoints/diffusion.pt runs/default-stage6.pt
+HARD='["pulse","pulse","pulse","waveform","waveform","waveform","trails","trails","trails","spectrum","spectrum",'
+HARD+='"particles","kaleido","tiles"]'
+SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 uv run synesthete train diffusion \
+    --preset cpu --seed 27 --run-name default-hard --max-steps "${HARD_STEPS:-1800}" --lr 2e-4 \
+    --vae checkpoints/vae.pt --init runs/default-real-export/diffusion.pt --music data/music \
+    --export runs/default-hard-export/
+cp runs/default-hard-export/diffusion.pt checkpoints/diffusion_teacher.pt
+SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 uv run synesthete train diffusion \
+    --preset cpu --seed 28 --run-name default-distill7 --max-steps "${DISTILL7_STEPS:-400}" --lr 1e-4 \
+    --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --init runs/default-stage6.pt \
+    --export checkpoints/
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
     --overwrite

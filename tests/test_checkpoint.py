@@ -293,16 +293,17 @@ def test_retired_knobs_at_todays_value_still_load_and_other_values_are_refused(t
 
 
 def test_settings_stored_before_the_dit_and_sampling_sections_are_read_in_todays_layout(tmp_path):
-    """Checkpoints store their run's whole settings; the shipped ones (and every older run) have the DiT's
-    architecture and sampling in the diffusion section. upgrade_stored moves them, so a network is rebuilt from
-    old stored settings exactly as from its config, and a resumed run keeps its sampling knobs."""
+    """Checkpoints store their run's whole settings; the shipped VAE and critic (and every run before 2026-12-01)
+    have the DiT's architecture and sampling in the diffusion section. upgrade_stored moves them, so a network
+    is rebuilt from old stored settings exactly as from its config (the shipped teacher's: the same
+    architecture), and a resumed run keeps its sampling knobs."""
     from synesthete.checkpoint import checkpoint_config
     from synesthete.models.dit import DiTConfig
     from synesthete.settings import default_checkpoint_dir, upgrade_stored
 
-    path = default_checkpoint_dir() / "diffusion.pt"  # stage 6, written before the split
+    stored = read_checkpoint(default_checkpoint_dir() / "vae.pt")["settings"]  # written before the split
+    path = default_checkpoint_dir() / "diffusion_teacher.pt"
     ckpt = read_checkpoint(path)
-    stored = ckpt["settings"]
     assert "window" in stored["diffusion"] and "dit" not in stored  # the old layout
     new = upgrade_stored(stored)
     assert new["dit"]["window"] == stored["diffusion"]["window"] and "window" not in new["diffusion"]
