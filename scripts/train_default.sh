@@ -41,19 +41,19 @@ uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-dist
     --lr 1e-4 --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --export checkpoints/
 # Stage 7 (2026-12-01 and 2026-12-02): the teacher goes on with real songs mixed in (scripts/fetch_music.sh).
 # The committed teacher had 986 steps (cosine planned to 1,400, stopped by SIGTERM), then 900 with loud excerpts
-# turned down to render.level (today's stream does that always), then 900 with the hard families weighted as
-# below; this reproduces the last two as one run of 1,800 steps. The student is distilled on procedural clips
+# turned down to render.level (today's stream does that always; the first two are one run here), then 900 with the
+# hard families weighted as below (2,000 more of those made it worse). The student is distilled on procedural clips
 # only, from stage 6: distilled on the mix, it loses the procedural FSD
 # (docs/experiments/2026-12-02-real-music-round-4.md).
 scripts/fetch_music.sh
-uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-986}" \
+uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-1886}" \
     --lr 2e-4 --vae checkpoints/vae.pt --init checkpoints/diffusion_teacher.pt --music data/music \
     --export runs/default-real-export/
 cp checkpoints/diffusion.pt runs/default-stage6.pt
 HARD='["pulse","pulse","pulse","waveform","waveform","waveform","trails","trails","trails","spectrum","spectrum",'
 HARD+='"particles","kaleido","tiles"]'
 SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 uv run synesthete train diffusion \
-    --preset cpu --seed 27 --run-name default-hard --max-steps "${HARD_STEPS:-1800}" --lr 2e-4 \
+    --preset cpu --seed 27 --run-name default-hard --max-steps "${HARD_STEPS:-900}" --lr 2e-4 \
     --vae checkpoints/vae.pt --init runs/default-real-export/diffusion.pt --music data/music \
     --export runs/default-hard-export/
 cp runs/default-hard-export/diffusion.pt checkpoints/diffusion_teacher.pt
