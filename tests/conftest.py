@@ -352,6 +352,15 @@ def wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 180.0)
         time.sleep(0.05)
 
 
+def counting(fn, calls: list):
+    """``fn``, recording the positional arguments of every call in ``calls``."""
+    def wrapped(*args, **kwargs):
+        calls.append(args)
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def fits(text: str, width: int = 80) -> None:
     """Every line fits ``width`` columns and nothing was cut with an ellipsis."""
     for line in text.splitlines():

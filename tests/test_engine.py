@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, render, tiny_checkpoints
+from conftest import ROOT, assert_user_error, counting, render, tiny_checkpoints
 
 from synesthete import engine
 from synesthete.checkpoint import load_models
@@ -31,7 +31,7 @@ def test_onnxruntime_renders_the_eager_frames_and_exports_once(tmp_path, monkeyp
     monkeypatch.setenv("SYNESTHETE_PATHS__CACHE", str(tmp_path))
     song = ROOT / "examples" / "drums_112bpm.wav"
     frames, said = {}, []
-    monkeypatch.setattr(engine, "export", _counting(engine.export, said))
+    monkeypatch.setattr(engine, "export", counting(engine.export, said))
     for name in ("eager", "onnxruntime", "onnxruntime"):
         pipe = Synesthete.from_pretrained(device="cpu", render={"engine": name})
         result = pipe.render(song, duration=1.0, seed=3, sections=False, style="pulse")
@@ -45,14 +45,6 @@ def test_onnxruntime_renders_the_eager_frames_and_exports_once(tmp_path, monkeyp
     diff = (frames["eager"] - frames["onnxruntime"]).abs()
     assert frames["eager"].shape == frames["onnxruntime"].shape
     assert diff.max() <= TOLERANCE and diff.mean() <= MEAN_TOLERANCE
-
-
-def _counting(fn, calls: list):
-    def wrapped(*args, **kwargs):
-        calls.append(args)
-        return fn(*args, **kwargs)
-
-    return wrapped
 
 
 def test_auto_runs_eager_where_onnxruntime_is_missing(no_onnxruntime, tiny, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, assert_user_error, call_cli, fits, summary_rows
+from conftest import ROOT, assert_user_error, call_cli, counting, fits, summary_rows
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from synesthete.checkpoint import load_models, read_checkpoint
@@ -212,13 +212,6 @@ def test_guidance_distillation_through_the_cli(overfit_runs: Path, monkeypatch, 
     assert after < 0.6 * before, (before, after)
 
 
-def _counting(fn, calls: list):
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return fn(*args, **kwargs)
-    return counted
-
-
 @pytest.mark.slow
 def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     """`train diffusion --teacher` with diffusion.distill_steps: the student learns the one step that lands
@@ -244,10 +237,11 @@ def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
     assert pipe.models.config.distilled_steps == 2
     passes, samples = [], []
     pipe.models.dit.register_forward_hook(lambda *_: passes.append(1))
-    monkeypatch.setattr(sampling, "sample", _counting(sampling.sample, samples))
+    monkeypatch.setattr(sampling, "sample", counting(sampling.sample, samples))
     song = ROOT / "examples" / "drums_112bpm.wav"
     for steps, told in ((2, None), (3, 3)):
-        passes.clear(), samples.clear()
+        passes.clear()
+        samples.clear()
         result = pipe.render(song, duration=1.0, seed=1, sections=False, steps=told)
         assert (result.sampler, result.steps) == ("ddim", steps)
         assert samples and len(passes) == steps * len(samples), (len(passes), len(samples))
