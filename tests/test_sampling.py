@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -466,3 +468,36 @@ def test_step_distillation_trains_on_the_grid_with_the_teachers_scale():
     assert set(seen["t"].tolist()) <= set(NoiseSchedule(s.dit).timesteps(4).tolist())
     assert torch.equal(seen["guidance"], torch.full((8,), 2.0))
     assert torch.isfinite(loss.loss) and float(loss.logs["mse"]) > 1e-6
+
+
+
+def test_a_baked_style_guidance_target_is_what_the_sampler_computes_with_it():
+    """With ``diffusion.distill_style_guidance`` s, the teacher's target is its output guided on the audio at w
+    and on the style at s, exactly as ``sampling``'s passes combine them at render (a plain teacher: three
+    passes; a guidance-distilled one: two), and a style-dropped window is left as it is."""
+    from synesthete.sampling import guidance_passes
+    from synesthete.train.losses import Condition, teacher_output
+
+    s = load_settings("tiny")
+    x, t, feats, _ = dummy_inputs(s, batch=4)
+    style = torch.zeros(4, 7)
+    style[:, 2] = 1
+    ctx = torch.zeros(4, s.dit.window, dtype=torch.bool)
+    ctx[:, :2] = True
+    none = torch.zeros(4, dtype=torch.bool)
+    t_ctx = torch.zeros(4, dtype=torch.long)
+    for teacher in (perturbed_dit(s, 3).eval(), _distilled_teacher(s, 4)):
+        c = Condition(feats, none, torch.full((4,), 2.0), style, none, ctx, t_ctx, style_scale=2.5)
+        passes = guidance_passes(teacher, feats, style, 2.0, 2.5)
+        passes.context_mask, passes.context_t = ctx.repeat(passes.n, 1), t_ctx.repeat(passes.n)
+        with torch.no_grad():
+            expected = passes.output(teacher, x, t)
+            target = teacher_output(teacher, x, t, c)
+            plain = teacher_output(teacher, x, t, dataclasses.replace(c, style_scale=1.0))
+        assert torch.allclose(target, expected, atol=1e-5)
+        assert (target - plain).abs().max() > 1e-3  # the style term is there
+        dropped = dataclasses.replace(c, drop_style=torch.tensor([True, False, False, False]))
+        with torch.no_grad():
+            both = teacher_output(teacher, x, t, dropped), teacher_output(
+                teacher, x, t, dataclasses.replace(dropped, style_scale=1.0))
+        assert torch.allclose(both[0][0], both[1][0], atol=1e-6)  # no style to guide on

@@ -181,6 +181,11 @@ class DiffusionSettings(_Section):
         (1.0, 3.0), description="Audio guidance scales (low, high) that distillation draws from, one per "
         "window: the student learns its teacher's guided prediction at each (`train diffusion --teacher`).",
     )
+    distill_style_guidance: float = Field(
+        1.0, ge=0, le=20, description="Style guidance scale baked into a distilled student (`train diffusion "
+        "--teacher`): its target is its teacher's output guided on the style as well, one more teacher pass per "
+        "step, so sampling needs no style pass for it. 1: none.",
+    )
     distill_steps: int = Field(
         0, ge=0, le=500, description="Step distillation (`train diffusion --teacher`): the student learns in one "
         "DDIM step what its teacher does in two, on the trailing grid of this many sampling steps; the student's "

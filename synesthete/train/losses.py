@@ -11,7 +11,8 @@ For x0 [B, W, C, h, w] (unit-variance latents), features [B, W + 2ctx, F] and mu
   (``diffusion.anchor_prob``);
 * the shuffled-audio hinge: the same noisy input is denoised a second time with the next window's features in
   the same batched forward, and ``relu(L_correct + margin - L_shuffled)`` is added per window;
-* with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``teacher_output``);
+* with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``teacher_output``), on
+  the audio and, with ``diffusion.distill_style_guidance``, on the style too;
   with ``diffusion.distill_steps`` N as well (step distillation, Salimans & Ho 2022, "Progressive Distillation
   for Fast Sampling of Diffusion Models"), the windows' timesteps lie on the trailing grid of N sampling steps
   and the target is the one DDIM step that lands where two of the teacher's land (``two_step_target``).
@@ -198,7 +199,7 @@ def diffusion_loss(
     if teacher is not None:
         low, high = ds.distill_guidance
         w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(x0.device)  # [B]
-        cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx)
+        cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx, ds.distill_style_guidance)
         if stepped:
             target = two_step_target(teacher, schedule, x_t, d.t, t_mid, t_next, cond, settings.sampling.clip_x0)
         else:
@@ -239,17 +240,23 @@ class Condition:
     drop_style: torch.Tensor  # [B] bool
     ctx: torch.Tensor  # [B, W] bool
     t_ctx: torch.Tensor  # [B]
+    style_scale: float = 1.0  # style guidance baked into the target (``diffusion.distill_style_guidance``)
 
 
 @torch.no_grad()
 def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Condition) -> torch.Tensor:
-    """The teacher's audio-guided output [B, W, C, h, w] at the scales ``c.w``: one pass of a guidance-distilled
-    teacher, which takes the scale as an input, else its two classifier-free-guidance passes
-    (``guided_target``)."""
+    """The teacher's audio-guided output [B, W, C, h, w] at the scales ``c.w`` (and style-guided at
+    ``c.style_scale``): one pass of a guidance-distilled teacher, which takes the audio scale as an input (and
+    a style-dropped one), else its classifier-free-guidance passes (``guided_target``)."""
     if guidance_distilled(teacher):
-        return teacher(x_t, t, c.features, c.drop, style=c.style, drop_style=c.drop_style, context_mask=c.ctx,
-                       context_t=c.t_ctx, guidance=c.w).float()
-    return guided_target(teacher, x_t, t, c.features, c.drop, c.w, c.style, c.drop_style, c.ctx, c.t_ctx)
+        n = 2 if c.style_scale != 1.0 and c.style is not None else 1
+        rep = lambda v: torch.cat([v] * n) if v is not None else None  # noqa: E731
+        drop_style = torch.cat([c.drop_style, torch.ones_like(c.drop_style)][:n])
+        parts = teacher(rep(x_t), rep(t), rep(c.features), rep(c.drop), style=rep(c.style), drop_style=drop_style,
+                        context_mask=rep(c.ctx), context_t=rep(c.t_ctx), guidance=rep(c.w)).float().chunk(n)
+        return parts[0] + (c.style_scale - 1.0) * (parts[0] - parts[1]) if n == 2 else parts[0]
+    return guided_target(teacher, x_t, t, c.features, c.drop, c.w, c.style, c.drop_style, c.ctx, c.t_ctx,
+                         c.style_scale)
 
 
 def grid_timesteps(schedule: NoiseSchedule, steps: int, batch: int, generator: torch.Generator,
@@ -305,13 +312,20 @@ def guided_target(
     drop_style: torch.Tensor,
     ctx: torch.Tensor,
     t_ctx: torch.Tensor,
+    style_scale: float = 1.0,
 ) -> torch.Tensor:
-    """The teacher's classifier-free-guided output [B, W, C, h, w] at audio scales ``w`` [B]: its conditional
-    and audio-dropped passes in one batched forward, as ``sampling.sample`` runs them. Windows whose audio is
-    dropped (``drop``) get the unconditional output, which guidance leaves as it is."""
-    two = lambda v: torch.cat([v, v])  # noqa: E731
-    drop_in = torch.cat([drop, torch.ones_like(drop)])
-    out = teacher(two(x_t), two(t), two(features), drop_in, style=two(style) if style is not None else None,
-                  drop_style=two(drop_style), context_mask=two(ctx), context_t=two(t_ctx)).float()
-    cond, uncond = out.chunk(2)
-    return cond + (w.view(-1, *([1] * (cond.ndim - 1))) - 1) * (cond - uncond)
+    """The teacher's classifier-free-guided output [B, W, C, h, w] at audio scales ``w`` [B] (and style scale
+    ``style_scale``): its conditional, audio-dropped (and style-dropped) passes in one batched forward, combined
+    as ``sampling.sample`` combines them. Windows whose audio is dropped (``drop``) get the unconditional
+    output, which audio guidance leaves as it is."""
+    n = 3 if style_scale != 1.0 and style is not None else 2
+    rep = lambda v: torch.cat([v] * n)  # noqa: E731
+    yes = torch.ones_like(drop)
+    drop_in = torch.cat([drop, yes, drop][:n])
+    drop_style_in = torch.cat([drop_style, drop_style, yes][:n])
+    out = teacher(rep(x_t), rep(t), rep(features), drop_in, style=rep(style) if style is not None else None,
+                  drop_style=drop_style_in, context_mask=rep(ctx), context_t=rep(t_ctx)).float()
+    parts = out.chunk(n)
+    cond = parts[0]
+    guided = cond + (w.view(-1, *([1] * (cond.ndim - 1))) - 1) * (cond - parts[1])
+    return guided + (style_scale - 1.0) * (cond - parts[2]) if n == 3 else guided
