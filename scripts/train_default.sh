@@ -6,10 +6,11 @@
 # The diffusion model is trained in stages, as the committed one was: an audio-only stage from scratch, a stage
 # that adds the style and clean-context conditioning, then a long stage at a lower learning rate with noised,
 # predicted and anchored context (today's training defaults), each warm-started from the one before (--init),
-# then a guidance distillation of that teacher (--teacher: one pass per step), and last stage 7: the teacher
-# goes on with real songs, and a new student is distilled from it. The shipped diffusion.pt is that student,
-# and its teacher is kept beside it as diffusion_teacher.pt. Stage 7's lengths: REAL_STEPS, HARD_STEPS and
-# DISTILL7_STEPS in the environment. To continue from the committed weights instead, run stage 7's last two
+# then a guidance distillation of that teacher (--teacher: one pass per step), then stage 7: the teacher
+# goes on with real songs, and a new student is distilled from it, and last stage 8: that student with style
+# guidance baked in. The shipped diffusion.pt is that student, and its teacher is kept beside it as
+# diffusion_teacher.pt. The lengths of stages 7 and 8: REAL_STEPS, HARD_STEPS and DISTILL7_STEPS in the
+# environment. To continue from the committed weights instead, run stage 7's last two
 # `train diffusion` lines with --init checkpoints/diffusion_teacher.pt on the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,8 @@ uv run synesthete train diffusion --preset cpu --seed 18 --run-name default-dist
 # hard families weighted as below (2,000 more of those made it worse). The student is distilled on procedural clips
 # only, from stage 6: distilled on the mix, it loses the procedural FSD
 # (docs/experiments/2026-12-02-real-music-round-4.md).
+# Stage 8 (2026-12-02): the same student, with style guidance 2 baked into its target
+# (diffusion.distill_style_guidance; docs/experiments/2026-12-02-style-guidance.md).
 scripts/fetch_music.sh
 uv run synesthete train diffusion --preset cpu --seed 21 --run-name default-real --max-steps "${REAL_STEPS:-1886}" \
     --lr 2e-4 --vae checkpoints/vae.pt --init checkpoints/diffusion_teacher.pt --music data/music \
@@ -57,8 +60,9 @@ SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 uv run s
     --vae checkpoints/vae.pt --init runs/default-real-export/diffusion.pt --music data/music \
     --export runs/default-hard-export/
 cp runs/default-hard-export/diffusion.pt checkpoints/diffusion_teacher.pt
-SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 uv run synesthete train diffusion \
-    --preset cpu --seed 28 --run-name default-distill7 --max-steps "${DISTILL7_STEPS:-400}" --lr 1e-4 \
+SYNESTHETE_DATA__VISUALIZERS="$HARD" SYNESTHETE_DATA__COMPOSE_PROB=0.15 SYNESTHETE_DIFFUSION__DISTILL_STYLE_GUIDANCE=2 \
+    uv run synesthete train diffusion --preset cpu --seed 28 --run-name default-distill8 \
+    --max-steps "${DISTILL7_STEPS:-400}" --lr 1e-4 \
     --vae checkpoints/vae.pt --teacher checkpoints/diffusion_teacher.pt --init runs/default-stage6.pt \
     --export checkpoints/
 uv run synesthete eval -o runs/default-eval.json --plot runs/default-eval.png --sheet runs/default-sheet.png \
