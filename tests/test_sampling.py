@@ -371,7 +371,7 @@ def test_a_distilled_dit_samples_in_one_pass_and_is_told_the_scale():
 def test_distillation_targets_the_teachers_guided_output():
     """diffusion_loss with a teacher: the target is e(a) + (w - 1)(e(a) - e(0)) of the teacher on the same
     inputs, so a fresh student (its teacher's conditional prediction) has no error at w = 1 and some at w = 3."""
-    from synesthete.train.losses import diffusion_loss, guided_target
+    from synesthete.train.losses import Condition, diffusion_loss, teacher_output
 
     base = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0})
     teacher = perturbed_dit(base, 5).eval()
@@ -394,8 +394,8 @@ def test_distillation_targets_the_teachers_guided_output():
         with torch.no_grad():
             cond = teacher(seen["x"], t, feats, none, **kw)
             uncond = teacher(seen["x"], t, feats, every, **kw)
-            target = guided_target(teacher, seen["x"], t, feats, none, torch.full((6,), w), style,
-                                   kw["drop_style"], kw["context_mask"], kw["context_t"])
+            target = teacher_output(teacher, seen["x"], t, Condition(feats, none, torch.full((6,), w), style,
+                                    kw["drop_style"], kw["context_mask"], kw["context_t"]))
         assert torch.allclose(target, cond + (w - 1) * (cond - uncond), atol=1e-5)
     assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]
 
@@ -468,7 +468,6 @@ def test_step_distillation_trains_on_the_grid_with_the_teachers_scale():
     assert set(seen["t"].tolist()) <= set(NoiseSchedule(s.dit).timesteps(4).tolist())
     assert torch.equal(seen["guidance"], torch.full((8,), 2.0))
     assert torch.isfinite(loss.loss) and float(loss.logs["mse"]) > 1e-6
-
 
 
 def test_a_baked_style_guidance_target_is_what_the_sampler_computes_with_it():

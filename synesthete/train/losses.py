@@ -245,19 +245,28 @@ class Condition:
 
 @torch.no_grad()
 def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Condition) -> torch.Tensor:
-    """The teacher's audio-guided output [B, W, C, h, w] at the scales ``c.w`` (and style-guided at
-    ``c.style_scale``): one pass of a guidance-distilled teacher, which takes the audio scale as an input (and
-    a style-dropped one), else its classifier-free-guidance passes (``guided_target``)."""
-    if guidance_distilled(teacher):
-        n = 2 if c.style_scale != 1.0 and c.style is not None else 1
-        rep = lambda v: torch.cat([v] * n) if v is not None else None  # noqa: E731
-        drop_style = torch.cat([c.drop_style, torch.ones_like(c.drop_style)][:n])
-        parts = teacher(rep(x_t), rep(t), rep(c.features), rep(c.drop), style=rep(c.style), drop_style=drop_style,
-                        context_mask=rep(c.ctx), context_t=rep(c.t_ctx), guidance=rep(c.w)).float().chunk(n)
-        return parts[0] + (c.style_scale - 1.0) * (parts[0] - parts[1]) if n == 2 else parts[0]
-    return guided_target(teacher, x_t, t, c.features, c.drop, c.w, c.style, c.drop_style, c.ctx, c.t_ctx,
-                         c.style_scale)
-
+    """The teacher's output [B, W, C, h, w] guided on the audio at the scales ``c.w`` and on the style at
+    ``c.style_scale``, all its passes in one batched forward, combined as ``sampling.sample`` combines them:
+    ``e_0 + sum_k scale_k (e_0 - e_k)``, each pass after the first with its own condition dropped. A
+    guidance-distilled teacher is told the audio scale instead of running an audio-dropped pass; a plain one
+    runs it. Windows whose audio (``c.drop``) or style (``c.drop_style``) is dropped get nothing from that term."""
+    distilled = guidance_distilled(teacher)
+    yes = torch.ones_like(c.drop)
+    passes: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float | None]] = [(c.drop, c.drop_style, None)]
+    if not distilled:
+        passes.append((yes, c.drop_style, (c.w - 1).view(-1, *([1] * (x_t.ndim - 1)))))
+    if c.style_scale != 1.0 and c.style is not None:
+        passes.append((c.drop, yes, c.style_scale - 1.0))
+    n = len(passes)
+    rep = lambda v: torch.cat([v] * n) if v is not None else None  # noqa: E731
+    extra = {"guidance": rep(c.w)} if distilled else {}
+    parts = teacher(rep(x_t), rep(t), rep(c.features), torch.cat([p[0] for p in passes]), style=rep(c.style),
+                    drop_style=torch.cat([p[1] for p in passes]), context_mask=rep(c.ctx), context_t=rep(c.t_ctx),
+                    **extra).float().chunk(n)
+    out = parts[0]
+    for (_, _, scale), part in zip(passes[1:], parts[1:], strict=True):
+        out = out + scale * (parts[0] - part)
+    return out
 
 def grid_timesteps(schedule: NoiseSchedule, steps: int, batch: int, generator: torch.Generator,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -299,33 +308,3 @@ def two_step_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tens
     x0 = (z_next - ratio * x_t) / (a_n - ratio * a_t)
     return schedule.target(x0, (x_t - a_t * x0) / s_t, t)
 
-
-@torch.no_grad()
-def guided_target(
-    teacher: nn.Module,
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    features: torch.Tensor,
-    drop: torch.Tensor,
-    w: torch.Tensor,
-    style: torch.Tensor | None,
-    drop_style: torch.Tensor,
-    ctx: torch.Tensor,
-    t_ctx: torch.Tensor,
-    style_scale: float = 1.0,
-) -> torch.Tensor:
-    """The teacher's classifier-free-guided output [B, W, C, h, w] at audio scales ``w`` [B] (and style scale
-    ``style_scale``): its conditional, audio-dropped (and style-dropped) passes in one batched forward, combined
-    as ``sampling.sample`` combines them. Windows whose audio is dropped (``drop``) get the unconditional
-    output, which audio guidance leaves as it is."""
-    n = 3 if style_scale != 1.0 and style is not None else 2
-    rep = lambda v: torch.cat([v] * n)  # noqa: E731
-    yes = torch.ones_like(drop)
-    drop_in = torch.cat([drop, yes, drop][:n])
-    drop_style_in = torch.cat([drop_style, drop_style, yes][:n])
-    out = teacher(rep(x_t), rep(t), rep(features), drop_in, style=rep(style) if style is not None else None,
-                  drop_style=drop_style_in, context_mask=rep(ctx), context_t=rep(t_ctx)).float()
-    parts = out.chunk(n)
-    cond = parts[0]
-    guided = cond + (w.view(-1, *([1] * (cond.ndim - 1))) - 1) * (cond - parts[1])
-    return guided + (style_scale - 1.0) * (cond - parts[2]) if n == 3 else guided
