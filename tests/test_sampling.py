@@ -411,28 +411,34 @@ def _distilled_teacher(settings, seed: int) -> DiT:
     return teacher.eval()
 
 
-def test_the_step_target_is_one_ddim_step_to_where_two_of_the_teachers_land():
-    """two_step_target, checked row by row against the sampler's own DDIM steps: the teacher's two steps
-    t -> t_mid -> t_next, and the student's one step from the same x_t with the target's x0."""
+@pytest.mark.parametrize("substeps", [2, 5])
+def test_the_step_target_is_one_ddim_step_to_where_the_teachers_steps_land(substeps):
+    """stepped_target, checked row by row against the sampler's own DDIM steps: the teacher's ``substeps`` steps
+    from t to t_next on the finer grid (4 x substeps sampling steps), and the student's one step from the same
+    x_t with the target's x0."""
     from synesthete.sampling import DDIMSampler
-    from synesthete.train.losses import Condition, grid_timesteps, teacher_output, two_step_target
+    from synesthete.train.losses import Condition, grid_timesteps, stepped_target, teacher_output
 
     s = load_settings("tiny")
     teacher = _distilled_teacher(s, 6)
     schedule = NoiseSchedule(s.dit)
     x, _, feats, drop = dummy_inputs(s, batch=6)
-    t, t_mid, t_next = grid_timesteps(schedule, 4, 6, torch.Generator().manual_seed(1), x.device)
+    times = grid_timesteps(schedule, 4, substeps, 6, torch.Generator().manual_seed(1), x.device)
+    t, t_next = times[:, 0], times[:, -1]
     grid = schedule.timesteps(4).tolist() + [-1]
+    fine = schedule.timesteps(4 * substeps).tolist() + [-1]
+    assert times.shape == (6, substeps + 1)
     assert set(t.tolist()) <= set(grid[:-1]) and len(set(t.tolist())) > 1
-    for a, m, b in zip(t.tolist(), t_mid.tolist(), t_next.tolist(), strict=True):
-        assert grid[grid.index(a) + 1] == b and a > m > b
+    for a, b, row in zip(t.tolist(), t_next.tolist(), times.tolist(), strict=True):
+        assert grid[grid.index(a) + 1] == b
+        assert row == fine[fine.index(a) : fine.index(a) + substeps + 1]
     ctx = torch.zeros(6, s.dit.window, dtype=torch.bool)
     ctx[:, :2] = True
     style = torch.zeros(6, 7)
     style[:, 1] = 1
     c = Condition(feats, drop, torch.full((6,), 2.0), style, torch.zeros(6, dtype=torch.bool), ctx,
                   torch.zeros(6, dtype=torch.long))
-    target = two_step_target(teacher, schedule, x, t, t_mid, t_next, c, clip_x0=0.0)
+    target = stepped_target(teacher, schedule, x, times, c, clip_x0=0.0)
     ddim = DDIMSampler(schedule)
     for b in range(6):
         row = Condition(*(v[b : b + 1] for v in (feats, drop, c.w, style, c.drop_style, ctx, c.t_ctx)))
@@ -443,12 +449,15 @@ def test_the_step_target_is_one_ddim_step_to_where_two_of_the_teachers_land():
             return torch.where(keep, z, ddim.step(z, schedule.predict_x0(z, tt, out), schedule.predict_eps(z, tt, out),
                                                   at, to))
 
-        z_next = step(step(x[b : b + 1], int(t[b]), int(t_mid[b])), int(t_mid[b]), int(t_next[b]))
+        z_next = x[b : b + 1]
+        for at, to in zip(times[b, :-1].tolist(), times[b, 1:].tolist(), strict=True):
+            z_next = step(z_next, at, to)
         tt = t[b : b + 1]
         one = ddim.step(x[b : b + 1], schedule.predict_x0(x[b : b + 1], tt, target[b : b + 1]),
                         schedule.predict_eps(x[b : b + 1], tt, target[b : b + 1]), int(t[b]), int(t_next[b]))
         gen = ~ctx[b]
         assert torch.allclose(one[0, gen], z_next[0, gen], atol=1e-4)
+        assert not torch.allclose(z_next[0, gen], x[b, gen], atol=1e-3)  # the teacher's steps moved it
 
 
 def test_step_distillation_trains_on_the_grid_with_the_teachers_scale():

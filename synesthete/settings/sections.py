@@ -188,9 +188,13 @@ class DiffusionSettings(_Section):
     )
     distill_steps: int = Field(
         0, ge=0, le=500, description="Step distillation (`train diffusion --teacher`): the student learns in one "
-        "DDIM step what its teacher does in two, on the trailing grid of this many sampling steps; the student's "
-        "config records them (`distilled_steps`) and samples with DDIM at this many unless sampling says otherwise "
-        "(the teacher with twice as many); 0: guidance distillation only.",
+        "DDIM step what its teacher does in `distill_substeps`, on the trailing grid of this many sampling steps; "
+        "the student's config records them (`distilled_steps`) and samples with DDIM at this many unless sampling "
+        "says otherwise (the teacher with `distill_substeps` times as many); 0: guidance distillation only.",
+    )
+    distill_substeps: int = Field(
+        2, ge=2, le=10, description="Step distillation: the teacher's DDIM steps per student step (2: progressive "
+        "distillation; more: a target nearer the teacher's many-step sampler, one teacher pass more each).",
     )
     latent_stat_clips: int = Field(
         16, gt=0, description="Training clips encoded at the start to measure the per-channel latent mean/std."

@@ -258,8 +258,8 @@ def load_teacher(run: TrainingRun, sources: Sources, fingerprint: str, stats: di
                               "student from the teacher (no --init) so that they share latent statistics")
     net = build_model(ckpt, teacher, run.device)
     low, high = run.settings.diffusion.distill_guidance
-    steps = run.settings.diffusion.distill_steps
-    kind = f"step distillation to {steps} DDIM steps" if steps else "guidance distillation"
+    steps, sub = run.settings.diffusion.distill_steps, run.settings.diffusion.distill_substeps
+    kind = f"step distillation to {steps} DDIM steps ({sub} teacher steps each)" if steps else "guidance distillation"
     run.print(f"{kind} from {teacher} (step {ckpt.get('step', '?')}): audio scales {low:g}-{high:g}")
     return net
 

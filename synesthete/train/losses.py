@@ -15,7 +15,8 @@ For x0 [B, W, C, h, w] (unit-variance latents), features [B, W + 2ctx, F] and mu
   the audio and, with ``diffusion.distill_style_guidance``, on the style too;
   with ``diffusion.distill_steps`` N as well (step distillation, Salimans & Ho 2022, "Progressive Distillation
   for Fast Sampling of Diffusion Models"), the windows' timesteps lie on the trailing grid of N sampling steps
-  and the target is the one DDIM step that lands where two of the teacher's land (``two_step_target``).
+  and the target is the one DDIM step that lands where ``diffusion.distill_substeps`` of the teacher's land
+  (``stepped_target``).
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def diffusion_loss(
     d = draw(x0, settings, schedule, generator)
     stepped = teacher is not None and ds.distill_steps > 0
     if stepped:  # the student's timesteps, and where its step and its teacher's two steps go
-        d.t, t_mid, t_next = grid_timesteps(schedule, ds.distill_steps, b, generator, x0.device)
+        times = grid_timesteps(schedule, ds.distill_steps, ds.distill_substeps, b, generator, x0.device)
+        d.t = times[:, 0]
     source = context_source(x0, d.ctx, features, settings, generator, schedule, style, predictor, anchors)
     x_ctx = torch.where((d.t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, d.ctx_noise, d.t_ctx), source)
     x_t = torch.where(d.ctx[..., None, None, None], x_ctx, schedule.q_sample(x0, d.noise, d.t))
@@ -201,7 +203,7 @@ def diffusion_loss(
         w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(x0.device)  # [B]
         cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx, ds.distill_style_guidance)
         if stepped:
-            target = two_step_target(teacher, schedule, x_t, d.t, t_mid, t_next, cond, settings.sampling.clip_x0)
+            target = stepped_target(teacher, schedule, x_t, times, cond, settings.sampling.clip_x0)
         else:
             target = teacher_output(teacher, x_t, d.t, cond)
     gen_frames = (~d.ctx).float()  # [B, W]: frames the loss covers (at least one per window)
@@ -268,14 +270,14 @@ def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Co
         out = out + scale * (parts[0] - part)
     return out
 
-def grid_timesteps(schedule: NoiseSchedule, steps: int, batch: int, generator: torch.Generator,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per window [B]: a timestep t of the trailing grid of ``steps`` sampling steps (``schedule.timesteps``),
-    the grid's next one t_next (-1: clean data), and the teacher's step between them, t_mid = (t + t_next) // 2."""
-    grid = torch.cat([schedule.timesteps(steps), torch.tensor([-1])])
-    i = torch.randint(0, steps, (batch,), generator=generator)
-    t, t_next = grid[i], grid[i + 1]
-    return t.to(device), ((t + t_next) // 2).to(device), t_next.to(device)
+def grid_timesteps(schedule: NoiseSchedule, steps: int, substeps: int, batch: int, generator: torch.Generator,
+                   device: torch.device) -> torch.Tensor:
+    """Per window, a student's step and its teacher's [B, substeps + 1]: a timestep t of the trailing grid of
+    ``steps`` sampling steps (``schedule.timesteps``), then the ``substeps`` timesteps of the grid of
+    ``steps * substeps`` that lead from it to the coarse grid's next one, t_next (-1: clean data)."""
+    fine = torch.cat([schedule.timesteps(steps * substeps), torch.tensor([-1])])
+    i = torch.randint(0, steps, (batch,), generator=generator) * substeps
+    return fine[i[:, None] + torch.arange(substeps + 1)].to(device)
 
 
 def _ab(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,12 +288,13 @@ def _ab(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[t
 
 
 @torch.no_grad()
-def two_step_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
-                    t_mid: torch.Tensor, t_next: torch.Tensor, c: Condition, clip_x0: float) -> torch.Tensor:
-    """The step-distillation target [B, W, C, h, w] in the network's parameterisation: the teacher takes two
-    DDIM steps, x_t -> t_mid -> t_next (context frames held, as the sampler holds them); the target is the
-    x0 whose single DDIM step from x_t lands there, x0 = (z_next - (s_n / s_t) x_t) / (a_n - (s_n / s_t) a_t),
-    written as the output that predicts it at t (Salimans & Ho 2022, algorithm 2)."""
+def stepped_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tensor, times: torch.Tensor, c: Condition,
+                   clip_x0: float) -> torch.Tensor:
+    """The step-distillation target [B, W, C, h, w] in the network's parameterisation: the teacher takes DDIM
+    steps from x_t through the timesteps ``times`` [B, K + 1] (``grid_timesteps``), from t to t_next (context
+    frames held, as the sampler holds them); the target is the x0 whose single DDIM step from x_t lands there,
+    x0 = (z_next - (s_n / s_t) x_t) / (a_n - (s_n / s_t) a_t), written as the output that predicts it at t
+    (Salimans & Ho 2022, algorithm 2, with two substeps)."""
     keep = c.ctx[..., None, None, None]
 
     def ddim(x: torch.Tensor, at: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
@@ -301,10 +304,12 @@ def two_step_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tens
         a_n, s_n = _ab(schedule, to, x)
         return torch.where(keep, x, a_n * x0 + s_n * (x - a_t * x0) / s_t)
 
-    z_next = ddim(ddim(x_t, t, t_mid), t_mid, t_next)
+    t, t_next = times[:, 0], times[:, -1]
+    z_next = x_t
+    for k in range(times.shape[1] - 1):
+        z_next = ddim(z_next, times[:, k], times[:, k + 1])
     a_t, s_t = _ab(schedule, t, x_t)
     a_n, s_n = _ab(schedule, t_next, x_t)
     ratio = s_n / s_t
     x0 = (z_next - ratio * x_t) / (a_n - ratio * a_t)
     return schedule.target(x0, (x_t - a_t * x0) / s_t, t)
-
