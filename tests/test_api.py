@@ -45,7 +45,7 @@ def test_render_to_memory(pipe, songs):
                                                                                    result.height, result.width)
     assert (result.fps, result.seed, result.style, result.steps, result.sampler) == (30, 3, "spectrum", STEPS, "dpm++")
     assert (result.start, result.duration) == (0.0, pytest.approx(1.0))
-    assert (result.guidance, result.style_guidance) == (2.0, 1.0)
+    assert (result.guidance, result.style_guidance) == (3.0, 1.0)
     assert result.lanes == 1  # the tiny DiT's window of 4 leaves no room for a bridge between 2 + 2 context frames
     assert result.precision in ("bf16", "float32") and result.device == "cpu"
     assert set(result.timings) == {"setup", "analysis", "features", "network", "vae_decode", "encode_mux", "other"}

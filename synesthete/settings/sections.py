@@ -221,7 +221,7 @@ class SamplingSettings(_Section):
         None, gt=0, description="Sampler steps; empty = the Brain's own (the steps a step-distilled one learned, "
         "else 10).",
     )
-    guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
+    guidance: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance scale on the audio.")
     style_guidance: float = Field(
         1.0, ge=0, le=20, description="Classifier-free guidance scale on the style (1 = no extra pass)."
     )
