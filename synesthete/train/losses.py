@@ -190,7 +190,7 @@ def diffusion_loss(
     b = x0.shape[0]
     d = draw(x0, settings, schedule, generator)
     stepped = teacher is not None and ds.distill_steps > 0
-    if stepped:  # the student's timesteps, and where its step and its teacher's two steps go
+    if stepped:  # the student's timesteps, and the teacher's steps between each and the next
         times = grid_timesteps(schedule, ds.distill_steps, ds.distill_substeps, b, generator, x0.device)
         d.t = times[:, 0]
     source = context_source(x0, d.ctx, features, settings, generator, schedule, style, predictor, anchors)
@@ -270,6 +270,7 @@ def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Co
         out = out + scale * (parts[0] - part)
     return out
 
+
 def grid_timesteps(schedule: NoiseSchedule, steps: int, substeps: int, batch: int, generator: torch.Generator,
                    device: torch.device) -> torch.Tensor:
     """Per window, a student's step and its teacher's [B, substeps + 1]: a timestep t of the trailing grid of
@@ -294,7 +295,7 @@ def stepped_target(teacher: nn.Module, schedule: NoiseSchedule, x_t: torch.Tenso
     steps from x_t through the timesteps ``times`` [B, K + 1] (``grid_timesteps``), from t to t_next (context
     frames held, as the sampler holds them); the target is the x0 whose single DDIM step from x_t lands there,
     x0 = (z_next - (s_n / s_t) x_t) / (a_n - (s_n / s_t) a_t), written as the output that predicts it at t
-    (Salimans & Ho 2022, algorithm 2, with two substeps)."""
+    (Salimans & Ho 2022, algorithm 2, is K = 2)."""
     keep = c.ctx[..., None, None, None]
 
     def ddim(x: torch.Tensor, at: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
