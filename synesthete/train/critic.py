@@ -5,7 +5,7 @@ pool as the VAE), labelled with the multi-hot families of their clip (``styles.c
 critic judges pictures, not codecs or sharpness alone:
 
 * a share ``critic.h264_prob`` of the clips entering the pool is round-tripped through H.264 at a random
-  CRF in ``H264_CRF`` (real libx264 through torchcodec), as rendered and downloaded videos are;
+  CRF in ``H264_CRF`` (real libx264: the ``ffmpeg`` program, or torchcodec), as rendered and downloaded videos are;
 * a share ``critic.junk_prob`` of every batch is replaced by unrecognisable frames labelled with no family:
   real frames under a heavy blur, or smooth random colour fields. A picture that has lost its shapes then
   scores low on every family, instead of being forced into the nearest one.
@@ -18,6 +18,7 @@ stored in the checkpoint: ``metrics.picture.cut_rate`` uses it as the threshold 
 from __future__ import annotations
 
 import random
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from synesthete.checkpoint import export_checkpoint, make_checkpoint
 from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.media import to_unit
 from synesthete.media.backend import torchcodec
+from synesthete.media.stream import ffmpeg_binary
 from synesthete.models import count_params
 from synesthete.models.critic import CriticConfig, StyleCritic, critic_outputs
 from synesthete.settings import Settings
@@ -41,11 +43,28 @@ CUT_PERCENTILE = 0.99
 
 
 def h264_roundtrip(frames: torch.Tensor, fps: int, crf: int) -> torch.Tensor:
-    """uint8 frames [T, 3, H, W] -> the same frames after libx264 (yuv420p) encoding and decoding."""
+    """uint8 frames [T, 3, H, W] -> the same frames after libx264 (yuv420p) encoding and decoding.
+
+    The ``ffmpeg`` program encodes where it is on PATH: its bytes are a pure function of the frames, so the
+    critic's training repeats (and a resumed run continues exactly). torchcodec's encoder, the fallback, gave
+    different bytes for the same frames now and then, even on one thread.
+    """
     codec = torchcodec()
-    data = codec.encoders.VideoEncoder(frames.contiguous(), frame_rate=fps).to_tensor(
-        "mp4", codec="libx264", pixel_format="yuv420p", crf=crf, preset="veryfast"
-    )
+    binary = ffmpeg_binary()
+    if binary is None:
+        data = codec.encoders.VideoEncoder(frames.contiguous(), frame_rate=fps).to_tensor(
+            "mp4", codec="libx264", pixel_format="yuv420p", crf=crf, preset="veryfast"
+        )
+    else:
+        t, _, h, w = frames.shape
+        raw = frames.permute(0, 2, 3, 1).contiguous().numpy().tobytes()
+        command = [binary, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                   "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
+                   "-pix_fmt", "yuv420p", "-f", "matroska", "-"]
+        done = subprocess.run(command, input=raw, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not encode H.264: {done.stderr.decode(errors='replace').strip()}")
+        data = torch.frombuffer(bytearray(done.stdout), dtype=torch.uint8)
     return codec.decoders.VideoDecoder(data)[:].contiguous()  # [T, 3, H, W] uint8
 
 
