@@ -56,7 +56,7 @@ def h264_roundtrip(frames: torch.Tensor, fps: int, crf: int) -> torch.Tensor:
             "mp4", codec="libx264", pixel_format="yuv420p", crf=crf, preset="veryfast"
         )
     else:
-        t, _, h, w = frames.shape
+        h, w = frames.shape[-2:]
         raw = frames.permute(0, 2, 3, 1).contiguous().numpy().tobytes()
         command = [binary, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                    "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
