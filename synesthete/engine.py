@@ -21,8 +21,6 @@ and, for a guidance-distilled DiT, the guidance scale) run in the ONNX Runtime s
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch
 from torch import nn
 
 from synesthete.errors import ConfigError
-from synesthete.files import file_digest
+from synesthete.files import atomic_path, file_digest
 from synesthete.models.dit import AudioCondition
 
 ENGINES = ("auto", "eager", "onnxruntime")
@@ -114,20 +112,11 @@ def example_inputs(dit: nn.Module, batch: int = 2) -> tuple[torch.Tensor, ...]:
 def export(dit: nn.Module, path: Path) -> None:
     """Write ``dit`` (float32, CPU) as an ONNX graph to ``path``, atomically, batch axis dynamic."""
     names = input_names(dit)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's tracer warnings on shape checks and its deprecation
-            torch.onnx.export(_Forward(dit).eval(), example_inputs(dit), tmp, input_names=names,
-                              output_names=["out"], dynamic_axes={n: {0: "batch"} for n in [*names, "out"]},
-                              opset_version=OPSET, dynamo=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's tracer warnings on shape checks and its deprecation
+        torch.onnx.export(_Forward(dit).eval(), example_inputs(dit), str(tmp), input_names=names,
+                          output_names=["out"], dynamic_axes={n: {0: "batch"} for n in [*names, "out"]},
+                          opset_version=OPSET, dynamo=False)
 
 
 def graph_path(checkpoint: Path, cache: Path) -> Path:

@@ -7,11 +7,13 @@ a second. ``synesthete.locks`` builds its locks on the helpers here; ``synesthet
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +26,11 @@ except ImportError:  # pragma: no cover - not POSIX: no locks
     fcntl = None  # type: ignore[assignment]
 
 # --------------------------------------------------------------------------------------------- atomic files
-TEMP_RANDOM = 8  # characters tempfile.mkstemp puts between the prefix and the suffix
+TEMP_RANDOM = 8  # random characters between the prefix and the suffix
 TEMP_TAG = ".tmp"
-_TEMP_CHARS = "[a-z0-9_]"  # tempfile's alphabet
+_TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TEMP_CHARS = "[a-z0-9_]"  # _TEMP_ALPHABET, for the pattern of stale temporary files
+_PENDING: dict[Path, int] = {}  # temporary files being written -> the pid of their writer
 
 
 def _name_max(folder: Path) -> int:
@@ -48,7 +52,7 @@ def _cut(text: str, max_bytes: int) -> str:
 def temp_affixes(path: str | Path) -> tuple[str, str]:
     """(prefix, suffix) of the temporary files beside ``path``: ``.STEM.`` and ``.tmpSUFFIX``.
 
-    ``tempfile`` adds 8 random characters between them. STEM (and an unusually long SUFFIX) is shortened
+    8 random characters go between them. STEM (and an unusually long SUFFIX) is shortened
     so the temporary name fits wherever the final name fits (file names are limited to NAME_MAX bytes).
     """
     path = Path(path)
@@ -108,31 +112,75 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     return removed
 
 
+def _new_temp(path: Path) -> tuple[Path, int]:
+    """Create an empty temporary file beside ``path`` (``temp_affixes``), flocked; return it and its fd.
+
+    Its name is in ``_PENDING`` before the file exists, so an interruption on any bytecode in between leaves
+    nothing that ``discard_pending_temps`` does not find.
+    """
+    prefix, suffix = temp_affixes(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / (prefix + "".join(secrets.choice(_TEMP_ALPHABET) for _ in range(TEMP_RANDOM)) + suffix)
+        _PENDING[tmp] = os.getpid()
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileExistsError:  # another writer's name: not ours to remove
+            del _PENDING[tmp]
+            continue
+        try:
+            _lock_fd(fd)
+        except BaseException:
+            os.close(fd)
+            _forget(tmp)
+            raise
+        return tmp, fd
+
+
+def _forget(tmp: Path) -> None:
+    """Remove the temporary file ``tmp`` if it is still there, and its entry in ``_PENDING``."""
+    tmp.unlink(missing_ok=True)
+    _PENDING.pop(tmp, None)
+
+
+def discard_pending_temps() -> list[Path]:
+    """Remove this process's temporary files whose writer never reached its clean-up; return them.
+
+    ``atomic_path`` removes its temporary file when its block fails, but Ctrl-C or SIGTERM can land on a
+    bytecode outside any ``try`` (between a file's creation and the ``with`` that guards it, or on entering the
+    clean-up itself). Registered with ``atexit``: the CLI's exits 130 and 143 go through it. Forked workers
+    (they leave through ``os._exit``) and other processes' files are left alone.
+    """
+    mine = [tmp for tmp, pid in list(_PENDING.items()) if pid == os.getpid()]
+    for tmp in mine:
+        _forget(tmp)
+    return mine
+
+
+atexit.register(discard_pending_temps)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     Any exception (including KeyboardInterrupt and SIGTERM) removes the temporary file, so a reader never
-    sees a half-written output and an existing file is left untouched. The temporary file is flocked while
-    it lives; temporary files of ``path`` that nobody locks (their writer was killed) are removed first.
+    sees a half-written output and an existing file is left untouched; one that lands where no ``try`` covers
+    it is caught at exit (``discard_pending_temps``). The temporary file is flocked while it lives; temporary
+    files of ``path`` that nobody locks (their writer was killed) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    prefix, suffix = temp_affixes(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp, fd = _new_temp(path)
     try:
-        _lock_fd(fd)
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the final file normal permissions
+        os.chmod(tmp, 0o666 & ~umask)  # the temporary file is 0600; give the final file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
+        _forget(tmp)  # after the rename its name is free: nothing is removed
         os.close(fd)
 
 

@@ -8,6 +8,7 @@ import random
 import signal
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from conftest import assert_user_error, ffmpeg, render, temps, tone
 
 from synesthete.errors import InputError, OutputError, Terminated
-from synesthete.files import atomic_path, check_output
+from synesthete.files import atomic_path, check_output, discard_pending_temps, write_text
 from synesthete.media import AAC_FRAME, VideoWriter, audio_info, load_audio, load_video, write_video, write_wav
 
 
@@ -108,6 +109,79 @@ def test_atomic_path_keeps_previous_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
 
 
+def _interrupt_at(n: int):
+    """A trace function that raises KeyboardInterrupt at the ``n``-th function entry or line run (from 1), in
+    any frame: where a signal handler's exception can land."""
+    seen = 0
+
+    def trace(frame, event, arg):
+        nonlocal seen
+        if event in ("call", "line"):
+            seen += 1
+            if seen == n:
+                raise KeyboardInterrupt
+        return trace
+
+    return trace
+
+
+def _interrupt_everywhere(write, folder: Path, check) -> int:
+    """Run ``write()`` interrupted at its 1st, 2nd, ... bytecode line until a run finishes; after each, with the
+    process's exit clean-up (``discard_pending_temps``) run, ``check()`` the folder. Returns the lines tried."""
+    write()  # imports and caches warm, untraced: the traced runs interrupt only the write itself
+    n = 0
+    while True:
+        n += 1
+        sys.settrace(_interrupt_at(n))
+        try:
+            write()
+            finished = True
+        except KeyboardInterrupt:
+            finished = False
+        finally:
+            sys.settrace(None)
+        discard_pending_temps()
+        assert temps(folder) == [], f"interrupted at line {n}"
+        check()
+        if finished:
+            return n
+
+
+def test_an_interruption_on_any_line_leaves_the_old_file_or_the_new(tmp_path):
+    """Ctrl-C or SIGTERM can land on any bytecode, also between a temporary file's creation and the code that
+    guards it; whatever line it lands on, the target holds the old text or the new, and no temporary file is
+    left once the process exits."""
+    target = tmp_path / "notes.txt"
+    target.write_text("old")
+    lines = _interrupt_everywhere(lambda: write_text(target, "new"), tmp_path,
+                                  lambda: target.read_text() in ("old", "new"))
+    assert lines > 20 and target.read_text() == "new"
+
+
+def test_a_temporary_file_nothing_guards_is_removed_when_the_process_exits(tmp_path):
+    """The exit clean-up is registered: a temporary file created just before the signal (no ``try`` around it
+    yet) is gone once the process has left with exit code 143, as the CLI leaves on SIGTERM."""
+    script = ("import sys; from pathlib import Path; from synesthete.files import _new_temp; "
+              f"_new_temp(Path({str(tmp_path / 'clip.mp4')!r})); "
+              "assert len(list(Path(sys.argv[1]).iterdir())) == 1; raise SystemExit(143)")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 143, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interruption_on_any_line_of_a_video_write_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "clip.mp4"
+    frames = torch.rand(2, 3, 16, 16)
+
+    def check():
+        assert {p.name for p in tmp_path.iterdir()} <= {"clip.mp4"}
+        if out.exists():
+            assert load_video(out)[0].shape == (2, 3, 16, 16)
+
+    lines = _interrupt_everywhere(lambda: write_video(out, frames, 30), tmp_path, check)
+    assert lines > 20 and out.exists()
+
+
 def test_check_output(tmp_path):
     existing = tmp_path / "x.mp4"
     existing.write_bytes(b"1")
@@ -122,7 +196,6 @@ def test_check_output(tmp_path):
 def test_torchcodec_loads_without_torchdynamo_which_still_loads_when_used(tmp_path):
     """Decoding and encoding do not import TorchDynamo (seconds of start-up); torch.compile still finds it."""
     import subprocess
-    import sys
 
     script = (
         "import sys, torch\n"

@@ -72,8 +72,8 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
         try:
+            self._tmp = self._atomic.__enter__()
             self._encoder = torchcodec().encoders.Encoder()
             self._video = self._encoder.add_video(
                 height=self.height, width=self.width, frame_rate=self.fps, codec="libx264",
