@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from synesthete.errors import ConfigError
 from synesthete.models import DiT
 from synesthete.models.dit import dummy_inputs
 from synesthete.sampling import NoiseSchedule, sample
 from synesthete.settings import load_settings
+from synesthete.styles import families
 
 
 class PointMassDenoiser(nn.Module):
@@ -509,3 +511,33 @@ def test_a_baked_style_guidance_target_is_what_the_sampler_computes_with_it():
             both = teacher_output(teacher, x, t, dropped), teacher_output(
                 teacher, x, t, dataclasses.replace(dropped, style_scale=1.0))
         assert torch.allclose(both[0][0], both[1][0], atol=1e-6)  # no style to guide on
+
+
+def test_per_family_style_guidance_bakes_each_windows_own_scale():
+    """``diffusion.distill_style_guidance_families``: each window's target is guided at its family's scale (a mix
+    at their weighted mean, others at ``distill_style_guidance``), as if each window were its own batch."""
+    from synesthete.train.losses import Condition, style_scales, teacher_output
+
+    s = load_settings("tiny", diffusion={"distill_style_guidance": 2.0,
+                                         "distill_style_guidance_families": {"pulse": 3.0, "trails": 4.0}})
+    names = families()
+    style = torch.zeros(4, len(names))
+    style[0, names.index("pulse")] = 1
+    style[1, names.index("kaleido")] = 1
+    style[2, names.index("pulse")] = style[2, names.index("trails")] = 0.5
+    scales = style_scales(style, s)
+    assert scales.tolist() == [3.0, 2.0, 3.5, 2.0]  # the last window has no style: the default
+    x, t, feats, _ = dummy_inputs(s, batch=4)
+    ctx = torch.zeros(4, s.dit.window, dtype=torch.bool)
+    ctx[:, :2] = True
+    none = torch.zeros(4, dtype=torch.bool)
+    teacher = perturbed_dit(s, 3).eval()
+    c = Condition(feats, none, torch.full((4,), 2.0), style, none, ctx, torch.zeros(4, dtype=torch.long), scales)
+    with torch.no_grad():
+        target = teacher_output(teacher, x, t, c)
+        for i in range(3):
+            one = Condition(*(v[i:i + 1] for v in (feats, none, c.w, style, none, ctx, c.t_ctx)), float(scales[i]))
+            assert torch.allclose(target[i:i + 1], teacher_output(teacher, x[i:i + 1], t[i:i + 1], one), atol=1e-5)
+    bad = load_settings("tiny", diffusion={"distill_style_guidance_families": {"pulsar": 3.0}})
+    with pytest.raises(ConfigError, match="pulsar is not a visualizer family"):
+        style_scales(style, bad)

@@ -186,6 +186,12 @@ class DiffusionSettings(_Section):
         "--teacher`): its target is its teacher's output guided on the style as well, one more teacher pass per "
         "step, so sampling needs no style pass for it. 1: none.",
     )
+    distill_style_guidance_families: dict[str, float] = Field(
+        default_factory=dict, description="Per-family style guidance scales baked into a distilled student in "
+        "place of distill_style_guidance for that family's windows (a window of several families gets their "
+        'mean, weighted as its style is), e.g. {"pulse": 3}: more guidance where a thin look breaks on loud '
+        "music, no more where it costs the picture.",
+    )
     distill_steps: int = Field(
         0, ge=0, le=500, description="Step distillation (`train diffusion --teacher`): the student learns in one "
         "DDIM step what its teacher does in `distill_substeps`, on the trailing grid of this many sampling steps; "
@@ -207,6 +213,10 @@ class DiffusionSettings(_Section):
         if not 0 <= low <= high <= 20:
             raise ValueError(f"diffusion.distill_guidance={self.distill_guidance} must be (low, high) with "
                              "0 <= low <= high <= 20")
+        for family, scale in self.distill_style_guidance_families.items():
+            if not 0 <= scale <= 20:
+                raise ValueError(f"diffusion.distill_style_guidance_families: {family}'s scale {scale} must be "
+                                 "in 0..20")
         return self
 
 

@@ -12,7 +12,7 @@ For x0 [B, W, C, h, w] (unit-variance latents), features [B, W + 2ctx, F] and mu
 * the shuffled-audio hinge: the same noisy input is denoised a second time with the next window's features in
   the same batched forward, and ``relu(L_correct + margin - L_shuffled)`` is added per window;
 * with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``teacher_output``), on
-  the audio and, with ``diffusion.distill_style_guidance``, on the style too;
+  the audio and, with ``diffusion.distill_style_guidance`` (per family: ``style_scales``), on the style too;
   with ``diffusion.distill_steps`` N as well (step distillation, Salimans & Ho 2022, "Progressive Distillation
   for Fast Sampling of Diffusion Models"), the windows' timesteps lie on the trailing grid of N sampling steps
   and the target is the one DDIM step that lands where ``diffusion.distill_substeps`` of the teacher's land
@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synesthete.errors import ConfigError
 from synesthete.sampling import NoiseSchedule, guidance_distilled, randn_like
 from synesthete.settings import Settings
+from synesthete.styles import families
 
 
 class DiffusionLoss(NamedTuple):
@@ -201,7 +203,7 @@ def diffusion_loss(
     if teacher is not None:
         low, high = ds.distill_guidance
         w_guide = (low + (high - low) * torch.rand(b, generator=generator)).to(x0.device)  # [B]
-        cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx, ds.distill_style_guidance)
+        cond = Condition(features, d.drop, w_guide, style, d.drop_style, d.ctx, d.t_ctx, style_scales(style, settings))
         if stepped:
             target = stepped_target(teacher, schedule, x_t, times, cond, settings.sampling.clip_x0)
         else:
@@ -242,7 +244,26 @@ class Condition:
     drop_style: torch.Tensor  # [B] bool
     ctx: torch.Tensor  # [B, W] bool
     t_ctx: torch.Tensor  # [B]
-    style_scale: float = 1.0  # style guidance baked into the target (``diffusion.distill_style_guidance``)
+    style_scale: torch.Tensor | float = 1.0  # style guidance baked into the target: [B] or one (``style_scales``)
+
+
+def style_scales(style: torch.Tensor | None, settings: Settings) -> torch.Tensor | float:
+    """The style guidance scale baked into each window's target: ``diffusion.distill_style_guidance``, or per
+    window [B] the mean of its families' scales (``diffusion.distill_style_guidance_families``) weighted by its
+    style [B, S]."""
+    ds = settings.diffusion
+    if not ds.distill_style_guidance_families or style is None:
+        return ds.distill_style_guidance
+    names = families()
+    unknown = sorted(set(ds.distill_style_guidance_families) - set(names))
+    if unknown:
+        raise ConfigError(f"diffusion.distill_style_guidance_families: {', '.join(unknown)} is not a visualizer "
+                          f"family ({', '.join(names)})")
+    table = torch.tensor([ds.distill_style_guidance_families.get(n, ds.distill_style_guidance) for n in names])
+    weights = style.float().clamp(min=0)
+    total = weights.sum(1)
+    mean = weights @ table.to(weights.device) / total.clamp(min=1e-8)
+    return torch.where(total > 0, mean, torch.full_like(mean, ds.distill_style_guidance))
 
 
 @torch.no_grad()
@@ -257,8 +278,9 @@ def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Co
     passes: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float | None]] = [(c.drop, c.drop_style, None)]
     if not distilled:
         passes.append((yes, c.drop_style, (c.w - 1).view(-1, *([1] * (x_t.ndim - 1)))))
-    if c.style_scale != 1.0 and c.style is not None:
-        passes.append((c.drop, yes, c.style_scale - 1.0))
+    scale = torch.as_tensor(c.style_scale, dtype=torch.float32, device=x_t.device)
+    if c.style is not None and bool((scale != 1).any()):
+        passes.append((c.drop, yes, (scale - 1).view(-1, *([1] * (x_t.ndim - 1))) if scale.ndim else scale - 1))
     n = len(passes)
     rep = lambda v: torch.cat([v] * n) if v is not None else None  # noqa: E731
     extra = {"guidance": rep(c.w)} if distilled else {}
