@@ -280,7 +280,7 @@ def teacher_output(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: Co
         passes.append((yes, c.drop_style, (c.w - 1).view(-1, *([1] * (x_t.ndim - 1)))))
     scale = torch.as_tensor(c.style_scale, dtype=torch.float32, device=x_t.device)
     if c.style is not None and bool((scale != 1).any()):
-        passes.append((c.drop, yes, (scale - 1).view(-1, *([1] * (x_t.ndim - 1))) if scale.ndim else scale - 1))
+        passes.append((c.drop, yes, (scale - 1).view(-1, *([1] * (x_t.ndim - 1)))))  # one scale or [B]: broadcasts
     n = len(passes)
     rep = lambda v: torch.cat([v] * n) if v is not None else None  # noqa: E731
     extra = {"guidance": rep(c.w)} if distilled else {}
