@@ -402,6 +402,79 @@ def test_distillation_targets_the_teachers_guided_output():
     assert errors[1.0] < 1e-10 < 1e-4 < errors[3.0]
 
 
+def test_rollout_windows_show_the_renders_context_and_learn_from_the_true_one():
+    """diffusion_loss with ``rollout`` (diffusion.rollout_lanes): the batch's last windows show the network the
+    render's context (2 clean frames: the anchor, then the network's own frame), while the teacher sees the
+    anchor and the true frame; everything else is as without it. A fresh student at audio scale 1 is its
+    teacher's conditional prediction, so it has no error except where the context it saw was not the truth."""
+    from synesthete.train.losses import diffusion_loss
+
+    s = load_settings("tiny").updated(diffusion={"hinge_weight": 0.0, "predicted_context": 0.0, "cfg_dropout": 0.0,
+                                                 "style_dropout": 0.0, "distill_guidance": (1.0, 1.0)})
+    teacher = Recorder(perturbed_dit(s, 5).eval())
+    x0, _, feats, _ = dummy_inputs(s, batch=6)
+    style = torch.zeros(6, 7)
+    style[:, 2] = 1
+    rendered = torch.randn(2, 2, *x0.shape[2:], generator=torch.Generator().manual_seed(4)) + 3
+    results = {}
+    for name, rollout in (("rendered", rendered), ("true", x0[4:, :2].clone())):
+        student = Recorder(_student_of(teacher.dit, s))
+        teacher.seen.clear()
+        results[name] = diffusion_loss(student, NoiseSchedule(s.dit), x0, feats, s, torch.Generator().manual_seed(2),
+                                       style=style, teacher=teacher, rollout=rollout)
+        seen, taught = student.seen[0], teacher.seen[0]
+        assert torch.equal(seen["context_mask"][4:], torch.tensor([[True, True, False, False]] * 2))
+        assert (seen["context_t"][4:] == 0).all()
+        assert torch.equal(seen["x"][4:, :2], rollout)
+        assert torch.equal(taught["x"][4:6, 0], rollout[:, 0]) and torch.equal(taught["x"][4:6, 1], x0[4:, 1])
+        assert torch.equal(seen["x"][4:, 2:], taught["x"][4:6, 2:])  # the same noisy frames to generate
+        assert torch.equal(seen["x"][:4], taught["x"][:4])
+    mse = results["rendered"].mse
+    assert float(mse[:4].max()) < 1e-10 < 1e-4 < float(mse[4:].min())
+    assert float(results["true"].mse.max()) < 1e-10
+    assert float(results["rendered"].logs["mse_rollout"]) == pytest.approx(float(mse[4:].mean()))
+
+
+def test_rollout_lanes_walk_their_clip_with_the_networks_own_frames():
+    """RolloutLanes: each lane's windows follow one pool clip a stride apart, with the clip's features and
+    style; the context is the anchor, then the clip's frame at the start and the network's last sampled frame
+    after it; sampling returns the context exactly; a lane at its clip's end starts again."""
+    from synesthete.data import ClipPool, cut_window
+    from synesthete.models.vae import VAE
+    from synesthete.train.diffusion import encode_frames
+    from synesthete.train.rollout import RolloutLanes
+
+    s = load_settings("tiny").updated(device="cpu")
+    torch.manual_seed(0)
+    vae = VAE.from_settings(s).eval()
+    dit = _student_of(perturbed_dit(s, 1), s).eval()
+    encode = lambda frames: encode_frames(vae, frames, torch.device("cpu"), False)  # noqa: E731
+    pool = ClipPool(s, 0, 0, 1, print)
+    pool.refresh()
+    lanes = RolloutLanes(2, s, encode)
+    gen = torch.Generator().manual_seed(0)
+    window, ctx = s.dit.window, s.dit.audio_context
+    (frames, feats, styles, _), context = lanes.windows(pool, window, ctx, gen)
+    clips = [lane.clip for lane in lanes.lanes]
+    assert all(any(c is p for p in pool.clips) for c in clips)
+    anchors = context[:, 0].clone()
+    for i, clip in enumerate(clips):
+        assert torch.equal(frames[i], clip["frames"][:window]) and torch.equal(styles[i], clip["style"])
+        assert torch.equal(feats[i], cut_window(clip, 0, window, ctx)[1])
+        assert torch.allclose(context[i, 1], encode(clip["frames"][1:2])[0], atol=1e-6)
+    stride, length = window - 2, clips[0]["frames"].shape[0]
+    for m in range(1, (length - window) // stride + 1):
+        out = lanes.advance(dit, feats, styles, gen)
+        assert torch.equal(out[:, :2], context)  # clean context comes back exactly
+        (frames, feats, styles, _), context = lanes.windows(pool, window, ctx, gen)
+        assert all(lane.clip is clip for lane, clip in zip(lanes.lanes, clips, strict=True))
+        assert torch.equal(context[:, 0], anchors) and torch.equal(context[:, 1], out[:, -1])
+        assert torch.equal(frames[0], clips[0]["frames"][m * stride : m * stride + window])
+    lanes.advance(dit, feats, styles, gen)
+    lanes.windows(pool, window, ctx, gen)
+    assert all(lane.start == 0 for lane in lanes.lanes)  # past the clip's end: new lanes
+
+
 # --------------------------------------------------------------------------------------------- step distillation
 def _distilled_teacher(settings, seed: int) -> DiT:
     """A guidance-distilled tiny DiT whose guidance weights are random too (the scale changes its output)."""
