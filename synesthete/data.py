@@ -335,18 +335,10 @@ class ClipPool:
             t = clip["frames"].shape[0]
             if t < window:
                 raise ValueError(f"clips have {t} frames, fewer than the DiT's window of {window}")
-            cut = cut_window(clip, offset % (t - window + 1), window, context)
-            frames.append(cut[0])
-            feats.append(cut[1])
+            s = offset % (t - window + 1)
+            frames.append(clip["frames"][s : s + window])
+            # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
+            feats.append(F.pad(clip["features"], (0, 0, context, context))[s : s + window + 2 * context])
             styles.append(clip["style"])
             anchors.append(clip["frames"][a % t])
         return torch.stack(frames), torch.stack(feats), torch.stack(styles), torch.stack(anchors)
-
-
-def cut_window(clip: dict[str, torch.Tensor], start: int, window: int,
-               context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A pool clip's window at frame ``start``: frames uint8 [W, 3, H, W] and features [W + 2*ctx, F] covering
-    [start - ctx, start + W + ctx), zero-padded beyond the clip's edges (as render pads a song)."""
-    # In the padded timeline frame s sits at s + ctx, so its context [s - ctx, s + ctx] starts at s.
-    feats = F.pad(clip["features"], (0, 0, context, context))[start : start + window + 2 * context]
-    return clip["frames"][start : start + window], feats

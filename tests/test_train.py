@@ -248,26 +248,6 @@ def test_step_distillation_through_the_cli(overfit_runs: Path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_rollout_lanes_through_the_cli(overfit_runs: Path, monkeypatch):
-    """`train diffusion --teacher` with diffusion.rollout_lanes: the run trains and logs the loss of the windows
-    shown its own renders as context (diffusion/mse_rollout); more lanes than a micro-batch has windows is one
-    clear line before any work."""
-    monkeypatch.chdir(overfit_runs)
-    for key, value in {**FAST, "SYNESTHETE_DIFFUSION__ROLLOUT_LANES": "2", "SYNESTHETE_TRAIN__LOG_EVERY": "2"}.items():
-        monkeypatch.setenv(key, value)
-    _cli("train", "diffusion", "--preset", "tiny", "--max-steps", "6", "--batch-size", "4", "--run-name", "rollout",
-         "--vae", "exported", "--teacher", "exported")
-    _, scalars = _scalars(overfit_runs / "runs" / "rollout")
-    assert len(scalars["diffusion/mse_rollout"]) == 3
-    assert all(0 < v < 10 for v in scalars["diffusion/mse_rollout"])
-    proc = call_cli("train", "diffusion", "--preset", "tiny", "--max-steps", "6", "--batch-size", "4", "--run-name",
-                    "rollout-2", "--vae", "exported", "--teacher", "exported", cwd=overfit_runs,
-                    env={**FAST, "SYNESTHETE_DIFFUSION__ROLLOUT_LANES": "2", "SYNESTHETE_TRAIN__GRAD_ACCUM": "4"})
-    assert_user_error(proc, "rollout_lanes")
-    assert not (overfit_runs / "runs" / "rollout-2").exists()
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "diffusion"])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(overfit_runs: Path, monkeypatch, kind: str):
     monkeypatch.chdir(overfit_runs)

@@ -171,13 +171,6 @@ class DiffusionSettings(_Section):
         "end (1..max_context of them, at least one frame left to generate): the DiT learns to fill a gap "
         "between a past and a future, as render's bridges between lanes need (render.lanes).",
     )
-    rollout_lanes: int = Field(
-        0, ge=0, description="Windows of each step whose context is the EMA network's own render (exposure "
-        "bias): as many lanes walk a clip of the pool window after window, each sampled as render samples "
-        "(sampling settings, the clip's anchor frame and the lane's last generated frame as context), and train "
-        "on their next window, the target made from the true context: the DiT learns to pull its own drift back "
-        "to the look. 0 = off; at most the batch's windows.",
-    )
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
     hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")
@@ -224,9 +217,6 @@ class DiffusionSettings(_Section):
             if not 0 <= scale <= 20:
                 raise ValueError(f"diffusion.distill_style_guidance_families: {family}'s scale {scale} must be "
                                  "in 0..20")
-        if self.rollout_lanes > self.batch_size:
-            raise ValueError(f"diffusion.rollout_lanes={self.rollout_lanes} must be at most diffusion.batch_size="
-                             f"{self.batch_size}: each lane trains one window of the step's batch")
         return self
 
 

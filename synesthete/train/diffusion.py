@@ -4,9 +4,7 @@ Data path of one step::
 
     clip pool (data.ClipPool)       the last train.clip_pool clips of the stream, train.fresh_clips new per step
     -> batch_size random windows    random clip, random start s; W frames + features [s - ctx, s + W + ctx)
-                                    (features zero-padded at the clip edges, as render pads a song); with
-                                    diffusion.rollout_lanes the last of them come from lanes that walk a clip
-                                    with the EMA's own renders as context (train/rollout.py)
+                                    (features zero-padded at the clip edges, as render pads a song)
     -> frozen VAE encoder (mean)    latents [B, W, C, h, w], scaled to unit variance per channel with the
                                     latent statistics measured once at the start (kept in the checkpoint)
     -> DDPM objective               x_t = q_sample(x0, noise, t), target = eps or v (train/losses.py)
@@ -53,7 +51,7 @@ from synesthete.checkpoint import (
 )
 from synesthete.data import make_clip, one_thread, seed_for
 from synesthete.device import autocast
-from synesthete.errors import CheckpointError, ConfigError
+from synesthete.errors import CheckpointError
 from synesthete.media import to_unit
 from synesthete.models import count_params
 from synesthete.models.dit import DiT
@@ -62,7 +60,6 @@ from synesthete.settings import Settings
 from synesthete.train.loop import LATEST, TrainingRun, make_optimizer, resolve_resume
 from synesthete.train.losses import diffusion_loss
 from synesthete.train.previews import Previews
-from synesthete.train.rollout import RolloutLanes
 
 ENCODE_CHUNK = 256  # frames per VAE forward when measuring latent statistics (bounds memory)
 EMA_WARMUP = 10  # EMA decay ramps as (1 + step) / (EMA_WARMUP + step) up to diffusion.ema_decay
@@ -290,10 +287,8 @@ def build_trainee(run: TrainingRun, sources: Sources) -> Trainee:
 
 
 def window_loss(run: TrainingRun, tr: Trainee, train_model: nn.Module, schedule: NoiseSchedule, windows: list,
-                gen: torch.Generator, buckets: TimestepBuckets, i: int,
-                rollout: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, int]:
-    """The loss of micro-batch ``i`` of a step's ``windows``: encoded to latents, then ``diffusion_loss``
-    (``rollout``: the context latents of micro-batch 0's last windows, ``train.rollout``)."""
+                gen: torch.Generator, buckets: TimestepBuckets, i: int) -> tuple[torch.Tensor, dict, int]:
+    """The loss of micro-batch ``i`` of a step's ``windows``: encoded to latents, then ``diffusion_loss``."""
     settings, device = run.settings, run.device
     ds = settings.diffusion
     # uint8 [B, W, 3, H, W], [B, W + 2ctx, F], [B, S], uint8 [B, 3, H, W]
@@ -304,8 +299,7 @@ def window_loss(run: TrainingRun, tr: Trainee, train_model: nn.Module, schedule:
     z = normalize(encode_frames(tr.vae, seen, device, settings.train.amp), tr.stats)
     x0 = z[: b * w].view(b, w, *z.shape[1:])  # [B, W, C, h, w]
     result = diffusion_loss(train_model, schedule, x0, features.to(device), settings, gen, style=styles.to(device),
-                            predictor=tr.ema, anchors=z[b * w :] if ds.anchor_prob > 0 else None, teacher=tr.teacher,
-                            rollout=rollout if i == 0 else None)
+                            predictor=tr.ema, anchors=z[b * w :] if ds.anchor_prob > 0 else None, teacher=tr.teacher)
     if run.dist.is_main:
         buckets.add(result.mse, result.t)
     return result.loss, result.logs, b
@@ -321,12 +315,7 @@ def train_steps(run: TrainingRun, tr: Trainee, teacher: Path | None) -> int:
     models = Models(vae=tr.vae, dit=tr.ema, latent_mean=tr.stats["mean"].to(device),
                     latent_std=tr.stats["std"].to(device))
     micro = max(1, ds.batch_size // (run.dist.world_size * ts.grad_accum))  # windows per rank and micro-step
-    if ds.rollout_lanes > micro:
-        raise ConfigError(f"diffusion.rollout_lanes={ds.rollout_lanes} is more than the {micro} windows of a "
-                          "micro-batch: lower it, or raise diffusion.batch_size")
     pool = run.clip_pool(tr.position)
-    lanes = RolloutLanes(ds.rollout_lanes, settings, lambda frames: normalize(
-        encode_frames(tr.vae, frames, device, ts.amp), tr.stats)) if ds.rollout_lanes else None
     previews = Previews(run, models) if run.dist.is_main else None
     buckets = TimestepBuckets(ds.loss_buckets, cfg.num_train_timesteps)
     step = tr.step
@@ -335,18 +324,12 @@ def train_steps(run: TrainingRun, tr: Trainee, teacher: Path | None) -> int:
         gen = run.seed_step(step)
         pool.refresh()
         windows = [pool.windows(micro, cfg.window, cfg.audio_context, gen) for _ in range(ts.grad_accum)]
-        rollout = None
-        if lanes is not None:  # the lanes' windows take the last places of the first micro-batch
-            own, rollout = lanes.windows(pool, cfg.window, cfg.audio_context, gen)
-            windows[0] = tuple(torch.cat([a[: micro - len(b)], b]) for a, b in zip(windows[0], own, strict=True))
 
-        def loss_fn(i: int, windows=windows, gen=gen, rollout=rollout) -> tuple[torch.Tensor, dict, int]:
-            return window_loss(run, tr, train_model, schedule, windows, gen, buckets, i, rollout)
+        def loss_fn(i: int, windows=windows, gen=gen) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+            return window_loss(run, tr, train_model, schedule, windows, gen, buckets, i)
 
         result = run.optimize(train_model, tr.optimizer, tr.scheduler, loss_fn, step)
         update_ema(tr.ema, tr.model, ema_decay(step, ds.ema_decay))
-        if lanes is not None:
-            lanes.advance(tr.ema, own[1], own[2], gen)
         step += 1
         run.log_step(step, result, tr.scheduler.get_last_lr()[0], unit="samples")
         if previews is not None:

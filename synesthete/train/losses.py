@@ -11,8 +11,6 @@ For x0 [B, W, C, h, w] (unit-variance latents), features [B, W + 2ctx, F] and mu
   (``diffusion.anchor_prob``);
 * the shuffled-audio hinge: the same noisy input is denoised a second time with the next window's features in
   the same batched forward, and ``relu(L_correct + margin - L_shuffled)`` is added per window;
-* ``rollout``: the last windows of the batch show the context a render of the network made (``train.rollout``),
-  the target still made from the true frames;
 * with a ``teacher`` (guidance distillation) the target is the teacher's guided output (``teacher_output``), on
   the audio and, with ``diffusion.distill_style_guidance`` (per family: ``style_scales``), on the style too;
   with ``diffusion.distill_steps`` N as well (step distillation, Salimans & Ho 2022, "Progressive Distillation
@@ -180,7 +178,6 @@ def diffusion_loss(
     predictor: nn.Module | None = None,
     anchors: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
-    rollout: torch.Tensor | None = None,
 ) -> DiffusionLoss:
     """DDPM loss + CFG dropouts + context + shuffled-audio hinge (module docstring), for x0 [B, W, C, h, w],
     features [B, W + 2ctx, F] and multi-hot styles [B, S].
@@ -190,10 +187,6 @@ def diffusion_loss(
     ``model`` takes the guidance scale, ``config.guidance_embed``), each window draws an audio guidance scale w
     uniform in ``diffusion.distill_guidance`` and the target is the teacher's classifier-free-guided output at
     w for the same inputs, e(a) + (w - 1) (e(a) - e(0)), instead of the true noise (or v).
-
-    ``rollout`` [R, k, C, h, w] (``train.rollout``) is the context of the batch's last R windows as a render
-    made it: their first k frames are clean context showing it to the network, while the teacher and the target
-    see the true frames (the first, the anchor, is shared): the network learns to pull its own drift back.
     """
     ds = settings.diffusion
     b = x0.shape[0]
@@ -202,25 +195,9 @@ def diffusion_loss(
     if stepped:  # the student's timesteps, and the teacher's steps between each and the next
         times = grid_timesteps(schedule, ds.distill_steps, ds.distill_substeps, b, generator, x0.device)
         d.t = times[:, 0]
-    if rollout is not None:
-        rows = slice(b - rollout.shape[0], b)
-        d.ctx[rows] = torch.arange(x0.shape[1], device=x0.device) < rollout.shape[1]
-        d.t_ctx[rows] = 0  # render's context is clean
     source = context_source(x0, d.ctx, features, settings, generator, schedule, style, predictor, anchors)
-    seen = source  # what the network is shown; the teacher and the target see ``source``
-    if rollout is not None:
-        source = source.clone()
-        source[rows] = x0[rows]
-        source[rows, 0] = rollout[:, 0].to(x0.dtype)  # the anchor
-        seen = source.clone()
-        seen[rows, : rollout.shape[1]] = rollout.to(x0.dtype)
-
-    def noised(shown: torch.Tensor) -> torch.Tensor:
-        x_ctx = torch.where((d.t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(shown, d.ctx_noise, d.t_ctx), shown)
-        return torch.where(d.ctx[..., None, None, None], x_ctx, schedule.q_sample(x0, d.noise, d.t))
-
-    x_t = noised(source)
-    x_seen = noised(seen) if seen is not source else x_t
+    x_ctx = torch.where((d.t_ctx > 0).view(b, 1, 1, 1, 1), schedule.q_sample(source, d.ctx_noise, d.t_ctx), source)
+    x_t = torch.where(d.ctx[..., None, None, None], x_ctx, schedule.q_sample(x0, d.noise, d.t))
     target = schedule.target(x0, d.noise, d.t)
     w_guide = None
     if teacher is not None:
@@ -242,15 +219,13 @@ def diffusion_loss(
     feats_in = torch.cat([features, features.roll(1, dims=0)]) if use_hinge else features
     # One batched forward: first half with the window's own audio, second half with the next window's.
     extra = {"guidance": two(w_guide)} if w_guide is not None else {}
-    pred = model(two(x_seen), two(d.t), feats_in, two(d.drop), style=two(style) if style is not None else None,
+    pred = model(two(x_t), two(d.t), feats_in, two(d.drop), style=two(style) if style is not None else None,
                  drop_style=two(d.drop_style), context_mask=two(d.ctx), context_t=two(d.t_ctx), **extra).float()
     if use_hinge:
         pred, pred_shuffled = pred.chunk(2)
     mse = window_mse(pred)  # [B]
     loss = mse.mean()
     logs: dict[str, torch.Tensor] = {"mse": mse.detach().mean()}
-    if rollout is not None:
-        logs["mse_rollout"] = mse[rows].detach().mean()
     if use_hinge:
         hinge = hinge_terms(mse, window_mse(pred_shuffled), d.drop, ds.hinge_margin, logs)
         loss = loss + ds.hinge_weight * hinge
