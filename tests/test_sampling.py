@@ -541,20 +541,3 @@ def test_per_family_style_guidance_bakes_each_windows_own_scale():
     bad = load_settings("tiny", diffusion={"distill_style_guidance_families": {"pulsar": 3.0}})
     with pytest.raises(ConfigError, match="pulsar is not a visualizer family"):
         style_scales(style, bad)
-
-
-def test_change_weight_counts_a_hit_frame_more_than_still_ones():
-    """diffusion.change_weight: a frame that redraws the picture (a hit) weighs 1 + a * c / mean(c) in the loss,
-    the frame after it (back to still) as much, still frames 1 + a * 0; with 0 every frame weighs 1."""
-    from synesthete.train.losses import change_weights
-
-    x0 = torch.zeros(2, 8, 4, 2, 2)
-    x0[0, 5] = 2.0  # window 0: one frame jumps; window 1 stays still
-    generated = torch.ones(2, 8, dtype=torch.bool)
-    generated[:, :2] = False
-    w = change_weights(x0, generated, 3.0)
-    mean_change = 2 * 4.0 / 12  # two changed frames of squared change 4, over 12 generated frames
-    assert torch.allclose(w[0, 5], torch.tensor(1 + 3 * 4.0 / mean_change))
-    assert torch.allclose(w[0, 6], w[0, 5])
-    assert torch.equal(w[1], torch.ones(8)) and w[0, [0, 1, 2, 3, 4, 7]].eq(1).all()
-    assert torch.equal(change_weights(x0, generated, 0.0), torch.ones(2, 8))

@@ -171,12 +171,6 @@ class DiffusionSettings(_Section):
         "end (1..max_context of them, at least one frame left to generate): the DiT learns to fill a gap "
         "between a past and a future, as render's bridges between lanes need (render.lanes).",
     )
-    change_weight: float = Field(
-        0.0, ge=0, description="Loss weight on the frames that change most: each generated frame's error counts "
-        "1 + change_weight * c / mean(c), c its true latents' mean squared change from the frame before (the "
-        "batch's mean over its generated frames), so a hit that redraws the picture in one frame is not drowned "
-        "by the still frames around it. 0: every frame counts the same.",
-    )
     hinge_weight: float = Field(1.0, ge=0, description="Weight of the shuffled-audio hinge penalty.")
     hinge_margin: float = Field(0.05, ge=0, description="Margin by which shuffled audio must raise the loss.")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA decay of the sampling weights.")

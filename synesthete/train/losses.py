@@ -149,17 +149,6 @@ def context_source(
     return source
 
 
-def change_weights(x0: torch.Tensor, generated: torch.Tensor, weight: float) -> torch.Tensor:
-    """[B, W] loss weights of the frames of x0 [B, W, C, h, w]: 1 + ``weight`` * c / mean(c), c [B, W] each
-    frame's mean squared latent change from the frame before (0 for a window's first frame), the mean taken
-    over the ``generated`` [B, W] frames of the batch; all ones with ``weight`` 0 (``diffusion.change_weight``)."""
-    if weight <= 0:
-        return torch.ones(generated.shape, device=x0.device)
-    change = F.pad((x0[:, 1:] - x0[:, :-1]).float().pow(2).flatten(2).mean(2), (1, 0))  # [B, W]
-    mean = change[generated].mean() if bool(generated.any()) else change.new_zeros(())
-    return 1 + weight * change / mean.clamp(min=1e-8)
-
-
 def hinge_terms(mse: torch.Tensor, mse_shuffled: torch.Tensor, drop: torch.Tensor, margin: float,
                 logs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The shuffled-audio hinge relu(L_correct + margin - L_shuffled), averaged over the windows whose audio was
@@ -219,7 +208,7 @@ def diffusion_loss(
             target = stepped_target(teacher, schedule, x_t, times, cond, settings.sampling.clip_x0)
         else:
             target = teacher_output(teacher, x_t, d.t, cond)
-    gen_frames = (~d.ctx).float() * change_weights(x0, ~d.ctx, ds.change_weight)  # [B, W]: frames the loss covers
+    gen_frames = (~d.ctx).float()  # [B, W]: frames the loss covers (at least one per window)
 
     def window_mse(pred: torch.Tensor) -> torch.Tensor:
         per_frame = (pred - target).pow(2).flatten(2).mean(2)  # [B, W]
