@@ -97,6 +97,22 @@ def test_a_broken_cached_graph_is_exported_again(tiny, tmp_path, monkeypatch):
     assert models.dit.calls == 2
 
 
+def test_a_cached_graph_loads_without_the_onnx_package(tiny, tmp_path, monkeypatch):
+    """Only an export needs the onnx package; a session on a graph found in the cache never imports it (the
+    import alone took 1.4-2 s of every render's set-up)."""
+    if engine.missing_packages():
+        pytest.skip("ONNX Runtime is not installed (the onnx extra)")
+    ckpt = tiny_checkpoints(tmp_path / "ckpt")
+    settings = tiny.updated(render={"engine": "onnxruntime"}, paths={"cache": tmp_path / "cache"})
+    dit = load_models(settings, ckpt, "cpu").dit.dit  # exports into the cache
+    graph = engine.graph_path(ckpt / "diffusion.pt", tmp_path / "cache")
+    exported = graph.stat().st_mtime_ns
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` fails from here on
+    session = engine.session_for(dit, ckpt / "diffusion.pt", tmp_path / "cache")
+    assert isinstance(session, engine.OnnxDiT)
+    assert graph.stat().st_mtime_ns == exported  # read from the cache, not exported again
+
+
 def _busy_tiny_checkpoints(folder):
     """Tiny checkpoints whose DiT has every weight random (a new DiT's adaLN-Zero layers output zeros)."""
     from synesthete.checkpoint import load_checkpoint, save_checkpoint
