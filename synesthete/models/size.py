@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from synesthete.models.audio_encoder import AudioEncoder
 from synesthete.models.dit import DiT, DiTConfig, dummy_inputs
@@ -19,11 +18,17 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
     """FLOPs of the CPU flash-attention kernel, which FlopCounterMode does not know (same formula as CUDA's)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
     return sdpa_flop_count(query, key, value)  # the counter passes shapes, not tensors
 
 
 def count_flops(model: nn.Module, *inputs: object) -> int:
-    """Forward FLOPs of ``model(*inputs)`` (2 x multiply-accumulates of matmuls, convolutions, attention)."""
+    """Forward FLOPs of ``model(*inputs)`` (2 x multiply-accumulates of matmuls, convolutions, attention).
+    torch's FLOP counter is imported here, not with the module: it imports triton (0.2 s), which a render never
+    needs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
     was_training = model.training
     model.eval()
