@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
@@ -24,13 +24,26 @@ from pydantic import ValidationError
 from synesthete.checkpoint import Models, load_critic, load_models
 from synesthete.device import resolve_device
 from synesthete.errors import ConfigError, InputError, SynestheteError
-from synesthete.eval import PictureScores, SyncScores, VideoScore, score_file
 from synesthete.locks import output_lock
 from synesthete.models.critic import Critic
 from synesthete.render import RenderJob, RenderResult, plan_render, run_render
 from synesthete.settings import Settings, load_settings, validation_message
 
 __all__ = ["PictureScores", "RenderJob", "RenderResult", "Synesthete", "SyncScores", "VideoScore"]
+
+if TYPE_CHECKING:
+    from synesthete.eval import PictureScores, SyncScores, VideoScore
+
+_SCORES = frozenset({"PictureScores", "SyncScores", "VideoScore"})
+
+
+def __getattr__(name: str) -> Any:
+    """The score types, from ``synesthete.eval`` on first use: a render never needs that package (0.25 s)."""
+    if name in _SCORES:
+        from synesthete import eval as scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module 'synesthete.pipeline' has no attribute {name!r}")
 
 
 # The settings behind ``render``'s keywords, to name them in an error (``steps=0``, not sampling.steps).
@@ -211,6 +224,8 @@ class Synesthete:
         """Score a video file as `synesthete eval --video` does: how it moves with its own audio track (or
         ``audio``), and its picture (style critic). ``manifest`` (a gen-audio manifest.jsonl) gives the exact
         beats of its clip instead of a tempo estimate."""
+        from synesthete.eval import score_file
+
         score, _, _ = score_file(self._base, Path(video), Path(audio) if audio is not None else None,
                                  Path(manifest) if manifest is not None else None, self.critic)
         return score
