@@ -351,6 +351,20 @@ def test_tampered_checkpoint_is_one_line_from_the_cli(ckpt_dir, song, tmp_path):
     assert_user_error(proc, "vae.pt", "VAEConfig.base_channels=-1")
 
 
+@pytest.mark.parametrize("bad", [[float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")]])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_one_non_finite_weight_is_found(bad, dtype):
+    from synesthete.checkpoint import check_finite
+    from synesthete.errors import CheckpointError
+
+    weights = {"a": torch.full((300, 300), 60000.0 if dtype == torch.float16 else 3e38, dtype=dtype),
+               "b": torch.zeros(1000, dtype=dtype), "steps": torch.tensor(5)}
+    check_finite(weights, "ok.pt")  # large finite weights pass (their float32 sum would overflow)
+    weights["b"][: len(bad)] = torch.tensor(bad, dtype=dtype)
+    with pytest.raises(CheckpointError, match="in b:"):
+        check_finite(weights, "bad.pt")
+
+
 def test_non_finite_checkpoint_weights_are_refused(ckpt_dir, song, tmp_path):
     from synesthete.checkpoint import load_models, read_checkpoint, save_checkpoint
     from synesthete.errors import CheckpointError
