@@ -359,7 +359,7 @@ def test_one_non_finite_weight_is_found(bad, dtype):
 
     weights = {"a": torch.full((300, 300), 60000.0 if dtype == torch.float16 else 3e38, dtype=dtype),
                "b": torch.zeros(1000, dtype=dtype), "steps": torch.tensor(5)}
-    check_finite(weights, "ok.pt")  # large finite weights pass (their float32 sum would overflow)
+    check_finite(weights, "ok.pt")  # large finite weights pass (3e38 x 90,000 overflows a float32 sum, not float64)
     weights["b"][: len(bad)] = torch.tensor(bad, dtype=dtype)
     with pytest.raises(CheckpointError, match="in b:"):
         check_finite(weights, "bad.pt")
