@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from synesthete.checkpoint import make_checkpoint, save_checkpoint
-from synesthete.device import autocast, precision, resolve_device
+from synesthete.device import autocast, precision, resolve_device, synchronize
 from synesthete.models import count_flops, count_params
 from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
@@ -35,12 +35,6 @@ from synesthete.train.losses import diffusion_loss
 from synesthete.train.vae import train_vae
 
 MATMUL_SIZE = 2048
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a GPU runs asynchronously; the CPU needs nothing)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, repeats: int = 10) -> float:

@@ -92,6 +92,15 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (GPUs run asynchronously; a CPU needs nothing): call it before
+    reading a clock around device work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def precision(device: torch.device, amp: bool = True) -> str:
     """"bf16" where ``amp`` is on and the device has native bf16 (``native_bf16``), else "float32": what
     ``autocast(device, amp)`` runs the networks in (summaries report it)."""

@@ -23,6 +23,7 @@ import torch
 
 from synesthete.audio.features import FeatureExtractor
 from synesthete.audio.synth import synthesize
+from synesthete.device import synchronize
 from synesthete.settings import Settings, load_settings
 from synesthete.visual import core
 from synesthete.visual.compose import VISUALIZERS, render_frames, sample_params
@@ -114,13 +115,11 @@ def main() -> None:
         rng = random.Random(f"bench:{group}")
         params = [sample_params(rng, run_settings) for _ in range(args.clips)]
         render_frames(features, wave, params[0], run_settings)  # warm-up (caches, allocator)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start, start_cpu = time.perf_counter(), time.process_time()
         for p in params:
             render_frames(features, wave, p, run_settings)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         wall[group] = round((time.perf_counter() - start) / len(params) * 1000, 2)
         cpu[group] = round((time.process_time() - start_cpu) / len(params) * 1000, 2)
         if args.sync:
