@@ -133,6 +133,12 @@ def print_picture(picture: dict) -> None:
     console.print(fit(table))
 
 
+def _long_stability(long: dict) -> str:
+    """A family's long render: its style stability over the visualizers' on the same audio."""
+    model, truth = long["model"]["style_stability"], long["visualizers"]["style_stability"]
+    return f"{_fmt(model, '{:.0%}')} / {_fmt(truth, '{:.0%}')}"
+
+
 def print_families(result: dict) -> None:
     """The per-family table of ``eval.run_family_eval``: a row per family and source, render beside visualizers."""
     table = Table(title=f"every family ({result['clips_per_family']} excerpts of {result['clip_seconds']:g} s per "
@@ -153,7 +159,7 @@ def print_families(result: dict) -> None:
                 _fmt(part["fsd_ratio_to_floor"], "{:.1f}"),
                 f"{_fmt(m['av_align'], '{:.2f}')} / {_fmt(v['av_align'], '{:.2f}')}",
                 f"{_fmt(m['silence_ratio'], '{:.2f}')} / {_fmt(v['silence_ratio'], '{:.2f}')}",
-                _fmt(long["style_stability"], "{:.0%}") if long and long["source"] == source else "",
+                _long_stability(long) if long and long["source"] == source else "",
             )
     console.print(fit(table))
     if result.get("heldout_songs"):

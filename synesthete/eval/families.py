@@ -36,7 +36,6 @@ from synesthete.eval.common import visualizers, write_json
 from synesthete.eval.picture import fsd_by_halves, fsd_floor, ratio_to_floor, video_picture
 from synesthete.eval.sheets import family_sheet_path, pair_rows, write_family_sheets
 from synesthete.files import check_output
-from synesthete.metrics.picture import style_stability
 from synesthete.metrics.quality import nanmean
 from synesthete.metrics.sync import analyse
 from synesthete.models.critic import Critic
@@ -122,15 +121,21 @@ def _family_source(models: Models, critic: Critic, settings: Settings, f: int, s
 
 def _family_long(models: Models, critic: Critic, settings: Settings, f: int, source: str,
                  library: MusicLibrary | None) -> dict:
-    """Style stability, on style and cut rate of one ``eval.long_seconds`` render of family number ``f``."""
+    """Style stability, on style and cut rate of one ``eval.long_seconds`` render of family number ``f``, beside
+    the visualizers' on the same audio in the same look (what the critic makes of the ground truth there)."""
     family, seconds = families()[f], settings.eval.long_seconds
     seed = family_seed(settings, f, LONG_CLIP)
     wave, label = family_audio(settings, source, seed, seconds, library)
     look = seed_look([family], seed, settings)
     video = generate_frames(models, wave, settings, style=[family], look=look)
-    row, (probs, _) = _scores(critic, video, wave, family, settings)
-    return {"source": source, "excerpt": label, "seconds": seconds, "style_stability": style_stability(probs),
-            "on_style": row["on_style"], "cut_rate": row["cut_rate"]}
+    truth = visualizers(wave, look, settings, video.shape[0])
+
+    def figures(frames: torch.Tensor) -> dict:
+        picture = video_picture(critic, frames, [family])
+        return {key: picture[key] for key in ("style_stability", "on_style", "cut_rate", "top_family")}
+
+    return {"source": source, "excerpt": label, "seconds": seconds, "model": figures(video),
+            "visualizers": figures(truth)}
 
 
 def evaluate_families(
