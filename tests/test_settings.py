@@ -24,6 +24,15 @@ def test_defaults_match_the_seed():
     assert s.clip_frames == 90 and s.latent_size == 8
 
 
+def test_the_cache_folder_defaults_without_any_override(tmp_path, monkeypatch):
+    # Without a value the cache is the user's cache folder, whether or not any other setting is overridden
+    # (it was None for plain `load_settings()`, and the DiT's ONNX export then fell back to eager PyTorch).
+    monkeypatch.delenv("SYNESTHETE_PATHS__CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for s in (load_settings(), Settings(), load_settings(render={"crf": 18})):
+        assert s.paths.cache == tmp_path / "synesthete"
+
+
 def test_env_override_and_cli_override(monkeypatch):
     monkeypatch.setenv("SYNESTHETE_VAE__LR", "0.5")
     monkeypatch.setenv("SYNESTHETE_VIDEO__FPS", "24")
