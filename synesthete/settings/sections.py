@@ -419,7 +419,8 @@ class PathSettings(_Section):
     )
     runs: Path = Field(Path("runs"), description="Folder for TensorBoard events and run checkpoints.")
     cache: Path | None = Field(
-        None, validate_default=True, description="Folder for files made from the checkpoints once and reused (the DiT exported for ONNX "
+        None, validate_default=True,
+        description="Folder for files made from the checkpoints once and reused (the DiT exported for ONNX "
         "Runtime); empty: $XDG_CACHE_HOME/synesthete, or ~/.cache/synesthete.",
     )
     critic: Path | None = Field(
