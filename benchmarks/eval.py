@@ -18,7 +18,6 @@ import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +29,12 @@ from test_metrics import FPS, SR, burst_audio, jump_video, random_onsets  # noqa
 
 from synesthete import media  # noqa: E402
 from synesthete.checkpoint import load_critic  # noqa: E402
-from synesthete.device import resolve_device, synchronize  # noqa: E402
+from synesthete.device import best_seconds, resolve_device  # noqa: E402
 from synesthete.eval import video_picture  # noqa: E402
 from synesthete.metrics import analyse, audio_peaks, motion_curve  # noqa: E402
 from synesthete.metrics.picture import frechet_distance, seam_score  # noqa: E402
 from synesthete.render import window_layout  # noqa: E402
 from synesthete.settings import load_settings  # noqa: E402
-
-
-def best_of(repeats: int, fn, device: torch.device) -> float:
-    """Minimum wall time of ``repeats`` calls of ``fn`` (synchronising ``device``)."""
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def encoded_scores(frames: torch.Tensor, wave: torch.Tensor, settings) -> dict:
@@ -99,10 +86,10 @@ def main() -> None:
 
     motion = motion_curve(frames, settings.eval).numpy()  # warm-up
     score = analyse(frames, wave, SR, FPS, settings, motion=motion).av.score
-    total = best_of(args.repeats, lambda: analyse(frames, wave, SR, FPS, settings), device)
-    flow = best_of(args.repeats, lambda: motion_curve(frames, settings.eval), device)
-    audio = best_of(args.repeats, lambda: audio_peaks(wave, SR), device)
-    picture_s = best_of(args.repeats, lambda: picture_metrics(frames, settings, device), device)
+    total = best_seconds(lambda: analyse(frames, wave, SR, FPS, settings), args.repeats, device)
+    flow = best_seconds(lambda: motion_curve(frames, settings.eval), args.repeats, device)
+    audio = best_seconds(lambda: audio_peaks(wave, SR), args.repeats, device)
+    picture_s = best_seconds(lambda: picture_metrics(frames, settings, device), args.repeats, device)
     print(json.dumps({
         "video_seconds": args.seconds,
         "size": args.size,

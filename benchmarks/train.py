@@ -18,13 +18,12 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from synesthete.checkpoint import make_checkpoint, save_checkpoint
-from synesthete.device import autocast, precision, resolve_device, synchronize
+from synesthete.device import autocast, best_seconds, precision, resolve_device
 from synesthete.models import count_flops, count_params
 from synesthete.models.dit import DiT
 from synesthete.models.vae import VAE, vae_loss
@@ -46,14 +45,7 @@ def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, repeats: int = 
 def timed_steps(step, steps: int, device: torch.device) -> float:
     """Seconds per call of ``step()`` (after one warm-up call), best of ``steps`` calls."""
     step()
-    synchronize(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_seconds(step, steps, device)
 
 
 def vae_figures(settings, steps: int, device: torch.device) -> dict:

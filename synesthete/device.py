@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -99,6 +101,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def best_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """The shortest wall time of ``repeats`` calls of ``fn``, each timed from an idle ``device`` until its work
+    is done (``synchronize``): what the benchmarks report, as the machine may be shared."""
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def precision(device: torch.device, amp: bool = True) -> str:
