@@ -47,6 +47,11 @@ def audible_level(settings: Settings) -> float:
     return (settings.eval.silence_db - DB_FLOOR) / -DB_FLOOR
 
 
+def audible_frames(features: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """bool [T]: the frames of ``features`` [T, F] louder than ``eval.silence_db``."""
+    return features[:, feature_names(settings.audio).index("loudness")] > audible_level(settings)
+
+
 def level_gain(features: torch.Tensor, settings: Settings, target: float | None = None) -> float:
     """The gain (at most 1) that turns an excerpt down for the Brain: its loud frames (the ``LEVEL_QUANTILE``
     of its RMS feature over the frames louder than ``eval.silence_db``) to ``target`` (default
@@ -58,11 +63,10 @@ def level_gain(features: torch.Tensor, settings: Settings, target: float | None 
     song's own sound), and the data engine turns loud real excerpts down to about the same level
     (``data.make_music_clip``), so the Brain trains at the level it renders at."""
     target = settings.render.level if target is None else target
-    names = feature_names(settings.audio)
-    audible = features[:, names.index("loudness")] > audible_level(settings)
+    audible = audible_frames(features, settings)
     if target <= 0 or not bool(audible.any()):
         return 1.0
-    loud = float(torch.quantile(features[audible, names.index("rms")].float(), LEVEL_QUANTILE))
+    loud = float(torch.quantile(features[audible, feature_names(settings.audio).index("rms")].float(), LEVEL_QUANTILE))
     return min(1.0, target / loud) if loud > 0 else 1.0
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from synesthete import threads
 from synesthete.audio.analysis import Section, SongAnalysis, analyse_file
-from synesthete.audio.features import FeatureExtractor, at_level
+from synesthete.audio.features import FeatureExtractor, at_level, audible_frames
 from synesthete.checkpoint import Models, load_models
 from synesthete.console import err_console, make_progress
 from synesthete.device import precision, resolve_device
@@ -227,7 +227,8 @@ def _analyse(job: RenderJob, settings: Settings, timings: dict[str, float],
 
 def _features(job: RenderJob, settings: Settings, timings: dict[str, float]) -> tuple[torch.Tensor, float]:
     """The excerpt's features [T, F], streamed, at the model's rate, mono, and the gain they were computed at:
-    decoded once, and once more, turned down, when the excerpt is louder than ``render.level`` (``at_level``)."""
+    decoded once, and once more, turned down, when the excerpt is louder than ``render.level`` (``at_level``).
+    A silent excerpt (no frame above ``eval.silence_db``) is an InputError."""
     t0 = time.perf_counter()
 
     def analyse(gain: float) -> torch.Tensor:
@@ -238,6 +239,11 @@ def _features(job: RenderJob, settings: Settings, timings: dict[str, float]) -> 
     timings["features"] = time.perf_counter() - t0
     if features.shape[0] != job.num_frames:
         raise RuntimeError(f"feature frames {features.shape[0]} != {job.num_frames}")
+    if not bool(audible_frames(features, settings).any()):
+        whole = job.start == 0 and job.seconds >= job.info.duration
+        where = "" if whole else f" from {job.start:g} s to {job.start + job.seconds:g} s"
+        raise InputError(f"{job.song} is silent{where}: no moment is louder than {settings.eval.silence_db:g} dBFS, "
+                         "so there is nothing for the picture to follow")
     return features, gain
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from synesthete import sampling
-from synesthete.audio.features import audible_level, feature_names
+from synesthete.audio.features import audible_frames
 from synesthete.checkpoint import Models
 from synesthete.device import autocast
 from synesthete.metrics.quality import settled
@@ -54,8 +54,7 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
 def settled_silence(features: torch.Tensor, settings: Settings) -> torch.Tensor:
     """bool [T]: frames in a silence (loudness feature under ``eval.silence_db``) that has lasted
     ``eval.settle_seconds``, as the eval's silence response counts them: the visualizers are at rest there."""
-    loudness = features[:, feature_names(settings.audio).index("loudness")]
-    silent = (loudness < audible_level(settings)).cpu().numpy()  # [T]
+    silent = (~audible_frames(features, settings)).cpu().numpy()  # [T]
     return torch.from_numpy(settled(silent, round(settings.eval.settle_seconds * settings.video.fps)))
 
 
