@@ -182,6 +182,8 @@ def test_family_eval_on_two_generated_songs(tiny, tmp_path):
         assert entry["real"]["excerpts"][0].startswith("song")
         for who in ("model", "visualizers"):
             assert 0 <= entry["long"][who]["style_stability"] <= 1 and entry["long"][who]["top_family"] in families()
+        held = entry["long"]["model"]["held_where_truth_shows"]
+        assert held is None or 0 <= held <= 1  # None (NaN in JSON): the visualizers never read as the family
     for family in families():
         assert (tmp_path / f"sheet-{family}.png").stat().st_size > 0
     assert "tiles" in proc.stdout and "held-out songs: song" in proc.stdout.replace("\n", " ")

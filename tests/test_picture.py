@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -153,6 +154,25 @@ def test_stability_recognisability_and_sharpness_on_oracle(clips, outputs):
         assert picture.recognisability(probs, wanted)["on_style"] >= 0.8
     frames = clips[0]["frames"]
     assert picture.sharpness(gaussian_blur(frames.float() / 255, 2.0)) < 0.8 * picture.sharpness(frames)
+
+
+def test_held_where_truth_shows_counts_only_the_frames_the_truth_makes_recognisable(clips, outputs):
+    from synesthete.styles import clip_style, families
+
+    probs = outputs[0][0]
+    family = families().index(clip_style(clips[0]["meta"])[0])
+    assert picture.held_where_truth_shows(probs, probs, family) == 1.0  # the truth against itself
+    other = torch.roll(torch.eye(probs.shape[1]), 1, 0)[probs.argmax(1)]  # every frame read as another family
+    assert picture.held_where_truth_shows(other, probs, family) == 0.0
+    quiet = probs.clone()
+    quiet[: len(probs) // 2] = other[: len(probs) // 2]  # the truth unrecognisable in its first half ...
+    mixed = probs.clone()
+    mixed[: len(probs) // 2] = other[: len(probs) // 2]  # ... where the render is off style too: not counted
+    assert picture.held_where_truth_shows(mixed, quiet, family) == 1.0
+    assert picture.style_stability(mixed) < 1.0
+    never = torch.zeros_like(probs)
+    never[:, (family + 1) % probs.shape[1]] = 1
+    assert math.isnan(picture.held_where_truth_shows(probs, never, family))  # the truth never shows it
 
 
 def test_aperiodic_probe_has_no_tempo():

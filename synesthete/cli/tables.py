@@ -134,9 +134,11 @@ def print_picture(picture: dict) -> None:
 
 
 def _long_stability(long: dict) -> str:
-    """A family's long render: its style stability over the visualizers' on the same audio."""
+    """A family's long render: its style stability over the visualizers' on the same audio, and (held) its
+    share on style where the visualizers are."""
     model, truth = long["model"]["style_stability"], long["visualizers"]["style_stability"]
-    return f"{_fmt(model, '{:.0%}')} / {_fmt(truth, '{:.0%}')}"
+    return (f"{_fmt(model, '{:.0%}')} / {_fmt(truth, '{:.0%}')} "
+            f"(held {_fmt(long['model'].get('held_where_truth_shows'), '{:.0%}')})")
 
 
 def print_families(result: dict) -> None:

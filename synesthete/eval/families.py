@@ -12,7 +12,8 @@ training song is ever scored). Per family and source it reports what ``eval`` re
 * AV-Align of the render and of the visualizers (their ratio is the sync bar), and motion in settled
   silence over motion in sound;
 * with ``eval.long_seconds`` > 0, the style stability, on style and cut rate of one long render per family
-  (a real excerpt when a library is given, else a procedural song).
+  (a real excerpt when a library is given, else a procedural song), beside the visualizers' on the same
+  audio, and the render's share on style over the frames where the visualizers read as the family.
 
 The excerpts are a pure function of the family, the clip number and the file list, so two checkpoints are
 scored on the same audio.
@@ -36,6 +37,7 @@ from synesthete.eval.common import visualizers, write_json
 from synesthete.eval.picture import fsd_by_halves, fsd_floor, ratio_to_floor, video_picture
 from synesthete.eval.sheets import family_sheet_path, pair_rows, write_family_sheets
 from synesthete.files import check_output
+from synesthete.metrics.picture import held_where_truth_shows
 from synesthete.metrics.quality import nanmean
 from synesthete.metrics.sync import analyse
 from synesthete.models.critic import Critic
@@ -129,13 +131,16 @@ def _family_long(models: Models, critic: Critic, settings: Settings, f: int, sou
     look = seed_look([family], seed, settings)
     video = generate_frames(models, wave, settings, style=[family], look=look)
     truth = visualizers(wave, look, settings, video.shape[0])
+    outputs, truth_outputs = critic.outputs(video), critic.outputs(truth)
 
-    def figures(frames: torch.Tensor) -> dict:
-        picture = video_picture(critic, frames, [family])
+    def figures(frames: torch.Tensor, frame_outputs: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        picture = video_picture(critic, frames, [family], frame_outputs)
         return {key: picture[key] for key in ("style_stability", "on_style", "cut_rate", "top_family")}
 
-    return {"source": source, "excerpt": label, "seconds": seconds, "model": figures(video),
-            "visualizers": figures(truth)}
+    held = held_where_truth_shows(outputs[0], truth_outputs[0], f)
+    model = {**figures(video, outputs), "held_where_truth_shows": held}
+    return {"source": source, "excerpt": label, "seconds": seconds, "model": model,
+            "visualizers": figures(truth, truth_outputs)}
 
 
 def evaluate_families(

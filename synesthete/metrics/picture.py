@@ -11,6 +11,9 @@ They use the style critic (``models/critic.py``) as their feature network, as FI
 * **look changes**: frames where the picture cuts to another look for good (the mean features of 15 frames
   on either side differ by more than 1.4 times that threshold), the cuts `render` makes between sections;
 * **style stability**: the share of frames whose top family is the video's most common top family;
+* **held where the truth shows**: of the frames where the ground truth (the visualizers on the same audio)
+  reads as the family, the share where the render does too (stability without the quiet frames, in which
+  the visualizers draw too little for the critic to name their family);
 * **seam score**: mean frame-to-frame change at window joins over the mean change elsewhere (1 = invisible);
 * **sharpness**: root mean square gradient magnitude of the grey image (report it as a ratio to the oracle's).
 
@@ -106,6 +109,15 @@ def style_stability(probs: torch.Tensor) -> float:
         return math.nan
     top = probs.argmax(1)
     return float((top == top.mode().values).float().mean())
+
+
+def held_where_truth_shows(probs: torch.Tensor, truth_probs: torch.Tensor, family: int) -> float:
+    """Of the frames whose ground truth ``truth_probs`` [T, S] has ``family`` on top, the share whose
+    ``probs`` [T, S] have it on top too; nan where no ground-truth frame reads as the family."""
+    shows = truth_probs.argmax(1) == family
+    if not bool(shows.any()):
+        return math.nan
+    return float((probs.argmax(1)[shows] == family).float().mean())
 
 
 def _grey(frames: torch.Tensor) -> torch.Tensor:
