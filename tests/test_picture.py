@@ -162,14 +162,16 @@ def test_held_where_truth_shows_counts_only_the_frames_the_truth_makes_recognisa
     probs = outputs[0][0]
     family = families().index(clip_style(clips[0]["meta"])[0])
     assert picture.held_where_truth_shows(probs, probs, family) == 1.0  # the truth against itself
-    other = torch.roll(torch.eye(probs.shape[1]), 1, 0)[probs.argmax(1)]  # every frame read as another family
-    assert picture.held_where_truth_shows(other, probs, family) == 0.0
-    quiet = probs.clone()
-    quiet[: len(probs) // 2] = other[: len(probs) // 2]  # the truth unrecognisable in its first half ...
-    mixed = probs.clone()
-    mixed[: len(probs) // 2] = other[: len(probs) // 2]  # ... where the render is off style too: not counted
-    assert picture.held_where_truth_shows(mixed, quiet, family) == 1.0
-    assert picture.style_stability(mixed) < 1.0
+    def moved(by: int) -> torch.Tensor:  # every frame read as the family ``by`` places on from its own
+        return torch.roll(torch.eye(probs.shape[1]), by, 0)[probs.argmax(1)]
+
+    assert picture.held_where_truth_shows(moved(1), probs, family) == 0.0
+    half = len(probs) // 2
+    truth, render = probs.clone(), probs.clone()
+    truth[:half] = moved(1)[:half]  # the truth reads as another family in its first half (a quiet stretch) ...
+    render[:half] = moved(2)[:half]  # ... where the render is off style too: those frames are not counted
+    assert picture.held_where_truth_shows(render, truth, family) == 1.0
+    assert picture.style_stability(render) < 1.0
     never = torch.zeros_like(probs)
     never[:, (family + 1) % probs.shape[1]] = 1
     assert math.isnan(picture.held_where_truth_shows(probs, never, family))  # the truth never shows it
