@@ -138,7 +138,7 @@ def _long_stability(long: dict) -> str:
     share on style where the visualizers are."""
     model, truth = long["model"]["style_stability"], long["visualizers"]["style_stability"]
     return (f"{_fmt(model, '{:.0%}')} / {_fmt(truth, '{:.0%}')} "
-            f"(held {_fmt(long['model'].get('held_where_truth_shows'), '{:.0%}')})")
+            f"(held {_fmt(long['model']['held_where_truth_shows'], '{:.0%}')})")
 
 
 def print_families(result: dict) -> None:

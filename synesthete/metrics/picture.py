@@ -113,11 +113,9 @@ def style_stability(probs: torch.Tensor) -> float:
 
 def held_where_truth_shows(probs: torch.Tensor, truth_probs: torch.Tensor, family: int) -> float:
     """Of the frames whose ground truth ``truth_probs`` [T, S] has ``family`` on top, the share whose
-    ``probs`` [T, S] have it on top too; nan where no ground-truth frame reads as the family."""
-    shows = truth_probs.argmax(1) == family
-    if not bool(shows.any()):
-        return math.nan
-    return float((probs.argmax(1)[shows] == family).float().mean())
+    ``probs`` [T, S] have it on top too (``recognisability``'s on-style share over those frames); nan where no
+    ground-truth frame reads as the family."""
+    return recognisability(probs[truth_probs.argmax(1) == family], [family])["on_style"]
 
 
 def _grey(frames: torch.Tensor) -> torch.Tensor:
